@@ -1,0 +1,1 @@
+//! The project's benchmarks, run as `atrium bench ...`.

@@ -1,0 +1,189 @@
+//! The command line, as CLI.md fixes it.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "atrium",
+    version,
+    about = "Atrium: a multi-tenant CRM server on PostgreSQL"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+impl Cli {
+    pub fn default_log_filter(&self) -> &'static str {
+        match self.command {
+            Command::Serve(_) => "info",
+            _ => "warn",
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// PostgreSQL URL (else ATRIUM_DATABASE_URL, else DATABASE_URL, else the
+    /// private cluster under --data-dir).
+    #[arg(
+        long,
+        global = true,
+        env = "ATRIUM_DATABASE_URL",
+        hide_env_values = true
+    )]
+    pub database_url: Option<String>,
+    /// A URL with rights to change the schema, used for migrations and
+    /// provisioning when --database-url is the application's login.
+    #[arg(
+        long,
+        global = true,
+        env = "ATRIUM_ADMIN_DATABASE_URL",
+        hide_env_values = true
+    )]
+    pub admin_database_url: Option<String>,
+    /// Where the private PostgreSQL cluster lives when no URL is given.
+    #[arg(long, global = true, env = "ATRIUM_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Settings file (default: ./atrium.toml when it exists).
+    #[arg(long, global = true, env = "ATRIUM_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP server.
+    Serve(ServeArgs),
+    /// Bring the registry, the template and every tenant to the newest version.
+    Migrate(MigrateArgs),
+    /// Create, inspect and change tenants.
+    #[command(subcommand)]
+    Tenant(TenantCommand),
+    /// System-wide totals: tenants, users, contacts, deals, companies, activities.
+    Stats(JsonArg),
+    /// Compare every tenant schema with `template`; exit 1 on any difference.
+    Check(JsonArg),
+    /// The project's benchmarks.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct JsonArg {
+    /// Print one JSON document on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "ATRIUM_BIND")]
+    pub bind: Option<SocketAddr>,
+    /// Tenants answer on <subdomain>.<base-domain>.
+    #[arg(long, env = "ATRIUM_BASE_DOMAIN")]
+    pub base_domain: Option<String>,
+    /// Bearer token of the platform API (without it that API answers 404).
+    #[arg(long, env = "ATRIUM_PLATFORM_TOKEN", hide_env_values = true)]
+    pub platform_token: Option<String>,
+    /// Public URL of the server, for links in emails.
+    #[arg(long, env = "ATRIUM_PUBLIC_URL")]
+    pub public_url: Option<String>,
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct MigrateArgs {
+    /// Tenants migrated at once.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub jobs: u16,
+    #[command(subcommand)]
+    pub action: Option<MigrateAction>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MigrateAction {
+    /// The newest version and how many tenants are at each version.
+    Status(JsonArg),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TenantCommand {
+    /// Provision a tenant with its first admin.
+    Create(TenantCreateArgs),
+    /// Every tenant with id, subdomain, schema, status, tier, version, users.
+    List(JsonArg),
+    /// One tenant with its record counts.
+    Show {
+        subdomain: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Refuse the tenant's requests until resumed.
+    Suspend { subdomain: String },
+    /// Serve a suspended tenant again.
+    Resume { subdomain: String },
+    /// Change a tenant's subdomain; its schema stays.
+    Rename {
+        subdomain: String,
+        new_subdomain: String,
+    },
+    /// Drop the tenant's schema, its role and its registry row.
+    Delete {
+        subdomain: String,
+        /// Confirm: the tenant's data is gone for good.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct TenantCreateArgs {
+    #[arg(long)]
+    pub name: String,
+    #[arg(long)]
+    pub subdomain: String,
+    #[arg(long)]
+    pub admin_email: String,
+    /// Without it a strong password is generated and printed once.
+    #[arg(long, env = "ATRIUM_ADMIN_PASSWORD", hide_env_values = true)]
+    pub admin_password: Option<String>,
+    #[arg(long, default_value = "Admin")]
+    pub admin_first_name: String,
+    #[arg(long, default_value = "User")]
+    pub admin_last_name: String,
+    #[arg(long, value_parser = ["small", "medium", "large"], default_value = "small")]
+    pub tier: String,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Provisioning one tenant against the same DDL run directly.
+    Provision(BenchProvisionArgs),
+    /// An additive migration across many tenants against a raw loop, and a
+    /// no-op migrate's query count at 10 and at N tenants.
+    Migrate(BenchMigrateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchProvisionArgs {
+    /// Tenants created before the second round of measurements.
+    #[arg(long, default_value_t = 1000)]
+    pub existing: u32,
+    /// Samples per measurement (the median is reported).
+    #[arg(long, default_value_t = 30)]
+    pub samples: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchMigrateArgs {
+    #[arg(long, default_value_t = 1000)]
+    pub tenants: u32,
+}

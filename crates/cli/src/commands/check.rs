@@ -1,0 +1,41 @@
+use std::process::ExitCode;
+
+use atrium_store::check;
+
+use super::CommandResult;
+use crate::cli::JsonArg;
+use crate::connect::Connected;
+use crate::output::print_json;
+
+pub async fn run(args: JsonArg, connected: &Connected) -> CommandResult {
+    let report = check::check(&connected.db).await?;
+    if args.json {
+        print_json(&report)?;
+    } else if report.drifted.is_empty() {
+        println!("{} tenant schema(s) match template", report.schemas_checked);
+    } else {
+        for drift in &report.drifted {
+            println!(
+                "{} ({}) differs from template:",
+                drift.schema_name,
+                drift.subdomain.as_deref().unwrap_or("?")
+            );
+            for item in &drift.missing {
+                println!("  - missing: {item}");
+            }
+            for item in &drift.extra {
+                println!("  + extra:   {item}");
+            }
+        }
+    }
+    if report.drifted.is_empty() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!(
+            "atrium: {} of {} tenant schema(s) differ from template",
+            report.drifted.len(),
+            report.schemas_checked
+        );
+        Ok(ExitCode::from(1))
+    }
+}

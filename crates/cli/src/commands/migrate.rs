@@ -1,0 +1,102 @@
+use std::process::ExitCode;
+
+use atrium_store::migrate::{self, MigrateOptions, MigrationError};
+
+use super::{CommandResult, Failure};
+use crate::cli::{MigrateAction, MigrateArgs};
+use crate::connect::Connected;
+use crate::output::{print_json, print_table, progress_bar};
+
+pub async fn run(args: MigrateArgs, connected: &Connected) -> CommandResult {
+    match args.action {
+        Some(MigrateAction::Status(json)) => status(json.json, connected).await,
+        None => apply(args.jobs.into(), connected).await,
+    }
+}
+
+async fn apply(jobs: usize, connected: &Connected) -> CommandResult {
+    let options = MigrateOptions {
+        jobs,
+        ..Default::default()
+    };
+    let bar = progress_bar("migrating");
+    let report = migrate::migrate(connected.admin(), &options, &|done, total| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+    })
+    .await;
+    bar.finish_and_clear();
+    let report = report.map_err(|e| match e {
+        MigrationError::Other(e) => Failure::from(e),
+        other => Failure {
+            message: other.to_string(),
+            exit_code: 1,
+        },
+    })?;
+    let describe = |applied: &[i32]| match applied {
+        [] => "up to date".to_owned(),
+        versions => format!(
+            "applied {}",
+            versions
+                .iter()
+                .map(|v| format!("{v:04}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    eprintln!("registry: {}", describe(&report.control_applied));
+    eprintln!("template: {}", describe(&report.template_applied));
+    eprintln!(
+        "tenants: {} migrated to version {:04}, {} failed",
+        report.tenants_migrated,
+        report.latest_version,
+        report.failures.len()
+    );
+    for failure in &report.failures {
+        eprintln!(
+            "failed: {} ({}, id {}): {}",
+            failure.subdomain, failure.schema_name, failure.tenant_id, failure.error
+        );
+    }
+    if report.failures.is_empty() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        Err(Failure {
+            message: format!(
+                "{} tenant(s) failed to migrate: {}; fix them and run `atrium migrate` again",
+                report.failures.len(),
+                report
+                    .failures
+                    .iter()
+                    .map(|f| f.subdomain.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            exit_code: 1,
+        })
+    }
+}
+
+async fn status(json: bool, connected: &Connected) -> CommandResult {
+    let status = migrate::status(&connected.db).await?;
+    if json {
+        let tenants = migrate::tenant_versions(&connected.db).await?;
+        print_json(&serde_json::json!({
+            "latest_version": status.latest_version,
+            "registry_version": status.control_version,
+            "template_version": status.template_version,
+            "tenants": tenants,
+        }))?;
+    } else {
+        println!("newest tenant version: {:04}", status.latest_version);
+        println!("registry version: {:04}", status.control_version);
+        println!("template version: {:04}", status.template_version);
+        let rows: Vec<Vec<String>> = status
+            .tenants_by_version
+            .iter()
+            .map(|(v, n)| vec![format!("{v:04}"), n.to_string()])
+            .collect();
+        print_table(&["VERSION", "TENANTS"], &rows);
+    }
+    Ok(ExitCode::SUCCESS)
+}

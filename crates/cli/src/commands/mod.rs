@@ -1,0 +1,94 @@
+//! One module per command group; each is a thin adapter over the services.
+
+mod check;
+mod migrate;
+mod serve;
+mod stats;
+mod tenant;
+
+use std::process::ExitCode;
+
+use atrium_services::ServiceError;
+
+use crate::cli::{Cli, Command};
+use crate::connect::{Connected, DEFAULT_POOL_SIZE, database_target};
+use crate::settings::FileSettings;
+
+/// A command that did not do its work: one line for stderr and the exit
+/// code CLI.md gives (1: the work failed, 2: the command line was wrong).
+#[derive(Debug)]
+pub struct Failure {
+    pub message: String,
+    pub exit_code: u8,
+}
+
+impl Failure {
+    pub fn usage(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            exit_code: 2,
+        }
+    }
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Self {
+        Self {
+            message: one_line(&format!("{e:#}")),
+            exit_code: 1,
+        }
+    }
+}
+
+impl From<ServiceError> for Failure {
+    fn from(e: ServiceError) -> Self {
+        match e {
+            // A value the command line gave that the rules refuse.
+            ServiceError::Invalid(_) => Self::usage(e.to_string()),
+            ServiceError::Other(e) => e.into(),
+            other => Self {
+                message: other.to_string(),
+                exit_code: 1,
+            },
+        }
+    }
+}
+
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+pub type CommandResult = Result<ExitCode, Failure>;
+
+pub async fn run(cli: Cli) -> CommandResult {
+    let file = FileSettings::load(cli.global.config.as_deref())?;
+    let target = database_target(&cli.global, &file);
+    let pool_size = file.pool_size.unwrap_or(DEFAULT_POOL_SIZE);
+    if let Command::Serve(args) = cli.command {
+        return serve::run(args, &file, &target, pool_size).await;
+    }
+    let connected = Connected::open(&target, pool_size).await?;
+    let result = dispatch(cli.command, &connected).await;
+    connected.close().await?;
+    result
+}
+
+async fn dispatch(command: Command, connected: &Connected) -> CommandResult {
+    match command {
+        Command::Serve(_) => unreachable!("serve is run before connecting"),
+        Command::Migrate(args) => migrate::run(args, connected).await,
+        Command::Tenant(command) => {
+            connected.ensure_current().await?;
+            tenant::run(command, connected).await
+        }
+        Command::Stats(args) => {
+            connected.ensure_current().await?;
+            stats::run(args, connected).await
+        }
+        Command::Check(args) => {
+            connected.ensure_current().await?;
+            check::run(args, connected).await
+        }
+        Command::Bench(_) => todo!(),
+    }
+}

@@ -1,0 +1,67 @@
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use atrium_http::ServerSettings;
+
+use super::CommandResult;
+use crate::cli::ServeArgs;
+use crate::connect::Connected;
+use crate::settings::{DatabaseTarget, FileSettings};
+
+pub const DEFAULT_BIND: &str = "127.0.0.1:8080";
+
+pub async fn run(
+    args: ServeArgs,
+    file: &FileSettings,
+    target: &DatabaseTarget,
+    pool_size: usize,
+) -> CommandResult {
+    let bind = args
+        .bind
+        .or(file.bind)
+        .unwrap_or_else(|| DEFAULT_BIND.parse().expect("valid default"));
+    let settings = ServerSettings {
+        base_domain: args
+            .base_domain
+            .or_else(|| file.base_domain.clone())
+            .unwrap_or_else(|| "localhost".into())
+            .to_ascii_lowercase(),
+        platform_token: args
+            .platform_token
+            .or_else(|| file.platform_token.clone())
+            .filter(|t| !t.is_empty()),
+        public_url: args.public_url.or_else(|| file.public_url.clone()),
+        request_timeout: Duration::from_secs(30),
+    };
+    let connected = Connected::open(target, pool_size).await?;
+    let served = async {
+        connected.ensure_current().await?;
+        let listener = tokio::net::TcpListener::bind(bind)
+            .await
+            .with_context(|| format!("listening on {bind}"))?;
+        tracing::info!(address = %listener.local_addr()?, ?settings, "atrium is serving");
+        eprintln!(
+            "atrium: serving on http://{} (tenants at http://<subdomain>.{}:{})",
+            listener.local_addr()?,
+            settings.base_domain,
+            bind.port()
+        );
+        atrium_http::serve(listener, connected.db.clone(), settings, shutdown_signal()).await
+    }
+    .await;
+    connected.close().await?;
+    served?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing the SIGTERM handler");
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term.recv() => {},
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}

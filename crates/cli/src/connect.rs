@@ -1,0 +1,134 @@
+//! Turning settings into database connections: a server the operator runs,
+//! or the private cluster under the data directory.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use atrium_store::cluster::{EMBEDDED_DATABASE, EmbeddedCluster};
+use atrium_store::{Database, ensure_database, migrate};
+
+use crate::cli::GlobalArgs;
+use crate::settings::{DatabaseTarget, FileSettings};
+
+pub const DEFAULT_DATA_DIR: &str = "./atrium-data";
+pub const DEFAULT_POOL_SIZE: usize = 32;
+
+pub fn database_target(global: &GlobalArgs, file: &FileSettings) -> DatabaseTarget {
+    let url = global
+        .database_url
+        .clone()
+        .or_else(|| std::env::var("DATABASE_URL").ok().filter(|u| !u.is_empty()))
+        .or_else(|| file.database_url.clone());
+    match url {
+        Some(url) => DatabaseTarget::Url {
+            url,
+            admin_url: global
+                .admin_database_url
+                .clone()
+                .or_else(|| file.admin_database_url.clone()),
+        },
+        None => DatabaseTarget::Embedded {
+            data_dir: global
+                .data_dir
+                .clone()
+                .or_else(|| file.data_dir.clone())
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+        },
+    }
+}
+
+/// Open connections, and the embedded cluster if this process uses one.
+pub struct Connected {
+    pub db: Database,
+    /// Connections with rights to change the schema, when they differ from
+    /// `db`.
+    admin: Option<Database>,
+    /// Whether this process may migrate on its own: the embedded default, or
+    /// an admin URL was given.
+    pub may_migrate: bool,
+    cluster: Option<EmbeddedCluster>,
+}
+
+impl Connected {
+    pub async fn open(target: &DatabaseTarget, pool_size: usize) -> anyhow::Result<Self> {
+        match target {
+            DatabaseTarget::Url { url, admin_url } => {
+                let db = Database::connect(url, pool_size).await?;
+                let admin = match admin_url {
+                    Some(u) => Some(
+                        Database::connect(u, 8)
+                            .await
+                            .context("connecting with the admin database URL")?,
+                    ),
+                    None => None,
+                };
+                Ok(Self {
+                    may_migrate: admin.is_some(),
+                    db,
+                    admin,
+                    cluster: None,
+                })
+            }
+            DatabaseTarget::Embedded { data_dir } => {
+                let dir = data_dir.clone();
+                let cluster =
+                    tokio::task::spawn_blocking(move || EmbeddedCluster::start(&dir)).await??;
+                ensure_database(&cluster.maintenance_url(), EMBEDDED_DATABASE).await?;
+                let db = Database::connect(&cluster.database_url(), pool_size).await?;
+                Ok(Self {
+                    db,
+                    admin: None,
+                    may_migrate: true,
+                    cluster: Some(cluster),
+                })
+            }
+        }
+    }
+
+    /// The connections that may change the schema.
+    pub fn admin(&self) -> &Database {
+        self.admin.as_ref().unwrap_or(&self.db)
+    }
+
+    /// Makes sure the database is at this program's version: migrates it
+    /// when allowed (waiting for a running migrator), else refuses to work
+    /// on an older database and says what to run.
+    pub async fn ensure_current(&self) -> anyhow::Result<()> {
+        if self.may_migrate {
+            let options = migrate::MigrateOptions {
+                wait_for_lock: true,
+                ..Default::default()
+            };
+            let report = migrate::migrate(self.admin(), &options, &|_, _| {}).await?;
+            if let Some(failure) = report.failures.first() {
+                anyhow::bail!(
+                    "{} tenant(s) failed to migrate, first {} ({}): {}; run `atrium migrate` for the full list",
+                    report.failures.len(),
+                    failure.subdomain,
+                    failure.schema_name,
+                    failure.error
+                );
+            }
+            return Ok(());
+        }
+        if migrate::pending_control_or_template(&self.db).await? {
+            anyhow::bail!(
+                "the database is older than this atrium (or has no Atrium registry yet): run `atrium migrate` with a database URL that may change the schema"
+            );
+        }
+        Ok(())
+    }
+
+    /// Closes the pools and leaves the embedded cluster (stopping it if no
+    /// other process uses it).
+    pub async fn close(mut self) -> anyhow::Result<()> {
+        self.db.pool().close();
+        if let Some(admin) = &self.admin {
+            admin.pool().close();
+        }
+        if let Some(cluster) = self.cluster.take() {
+            tokio::task::spawn_blocking(move || cluster.leave()).await??;
+        }
+        Ok(())
+    }
+}

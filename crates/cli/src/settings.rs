@@ -1,0 +1,143 @@
+//! Settings: command-line flags over environment variables over an optional
+//! `atrium.toml` over defaults.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+
+/// Keys accepted in `atrium.toml`; each has the same meaning as the flag and
+/// the `ATRIUM_*` variable of the same name.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSettings {
+    pub database_url: Option<String>,
+    pub admin_database_url: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub bind: Option<SocketAddr>,
+    pub base_domain: Option<String>,
+    pub platform_token: Option<String>,
+    pub public_url: Option<String>,
+    pub pool_size: Option<usize>,
+}
+
+impl FileSettings {
+    /// Reads `explicit` (an error if missing) or `./atrium.toml` if present.
+    pub fn load(explicit: Option<&Path>) -> anyhow::Result<Self> {
+        let (path, required) = match explicit {
+            Some(p) => (p.to_path_buf(), true),
+            None => (PathBuf::from("atrium.toml"), false),
+        };
+        match std::fs::read_to_string(&path) {
+            Ok(text) => toml::from_str(&text)
+                .with_context(|| format!("reading settings from {}", path.display())),
+            Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
+            Err(e) => Err(e).with_context(|| format!("reading settings from {}", path.display())),
+        }
+    }
+}
+
+/// Where the data lives.
+#[derive(Clone)]
+pub enum DatabaseTarget {
+    /// A server the operator runs.
+    Url {
+        url: String,
+        /// A URL with rights to change the schema, when the main one (the
+        /// application's login) has none.
+        admin_url: Option<String>,
+    },
+    /// The private cluster under the data directory.
+    Embedded { data_dir: PathBuf },
+}
+
+impl std::fmt::Debug for DatabaseTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Url { url, admin_url } => f
+                .debug_struct("Url")
+                .field("url", &redact_url(url))
+                .field("admin_url", &admin_url.as_deref().map(redact_url))
+                .finish(),
+            Self::Embedded { data_dir } => f
+                .debug_struct("Embedded")
+                .field("data_dir", data_dir)
+                .finish(),
+        }
+    }
+}
+
+/// Hides the password of a `postgresql://user:password@host` URL or of a
+/// `password=...` key-value connection string.
+pub fn redact_url(url: &str) -> String {
+    if let Some(scheme_end) = url.find("://") {
+        let rest = &url[scheme_end + 3..];
+        let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+        if let Some(at) = rest[..authority_end].rfind('@')
+            && let Some(colon) = rest[..at].find(':')
+        {
+            return format!(
+                "{}{}:********{}",
+                &url[..scheme_end + 3],
+                &rest[..colon],
+                &rest[at..]
+            );
+        }
+        return url.to_owned();
+    }
+    url.split_whitespace()
+        .map(|kv| {
+            if kv.starts_with("password=") {
+                "password=********"
+            } else {
+                kv
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_shows_a_password_or_the_platform_token() {
+        let database = DatabaseTarget::Url {
+            url: "postgresql://app:s3cret@db:5432/atrium".into(),
+            admin_url: Some("host=db user=admin password=hunter2 dbname=atrium".into()),
+        };
+        let server = atrium_http::ServerSettings {
+            base_domain: "localhost".into(),
+            platform_token: Some("platform-secret".into()),
+            public_url: None,
+            request_timeout: std::time::Duration::from_secs(30),
+        };
+        let shown = format!("{database:?} {server:?}");
+        for secret in ["s3cret", "hunter2", "platform-secret"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+        assert!(shown.contains("app:********@db:5432/atrium"));
+    }
+
+    #[test]
+    fn urls_without_passwords_are_left_alone() {
+        assert_eq!(redact_url("postgresql://u@h/d"), "postgresql://u@h/d");
+        assert_eq!(
+            redact_url("postgresql://postgres@/atrium?host=/tmp/x"),
+            "postgresql://postgres@/atrium?host=/tmp/x"
+        );
+    }
+
+    #[test]
+    fn the_settings_file_refuses_unknown_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("atrium.toml");
+        std::fs::write(&path, "bind = \"0.0.0.0:9000\"\ndatabse_url = \"x\"\n").unwrap();
+        let err = FileSettings::load(Some(&path)).unwrap_err();
+        assert!(format!("{err:#}").contains("databse_url"), "{err:#}");
+        std::fs::write(&path, "bind = \"0.0.0.0:9000\"\n").unwrap();
+        let ok = FileSettings::load(Some(&path)).unwrap();
+        assert_eq!(ok.bind.unwrap().port(), 9000);
+    }
+}

@@ -1,0 +1,31 @@
+//! Atrium's domain: plain types and rules, no I/O.
+//!
+//! Values are parsed at the edge (HTTP, CLI) into these types; past the edge a
+//! value of the type is valid by construction.
+
+mod email;
+mod password;
+mod subdomain;
+mod tenant;
+
+pub use email::Email;
+pub use password::Password;
+pub use subdomain::Subdomain;
+pub use tenant::{TenantStatus, Tier};
+
+/// Why a value was refused: which field, and a sentence a person can act on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct Invalid {
+    pub field: &'static str,
+    pub message: String,
+}
+
+impl Invalid {
+    pub fn new(field: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            field,
+            message: message.into(),
+        }
+    }
+}

@@ -1,0 +1,87 @@
+use crate::Invalid;
+
+/// A tenant's size class: it sets how many pooled connections the tenant may
+/// hold at once, so one busy tenant cannot starve the others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Tier {
+    Small,
+    Medium,
+    Large,
+}
+
+impl Tier {
+    pub fn parse(raw: &str) -> Result<Self, Invalid> {
+        match raw {
+            "small" => Ok(Self::Small),
+            "medium" => Ok(Self::Medium),
+            "large" => Ok(Self::Large),
+            _ => Err(Invalid::new("tier", "must be one of small, medium, large")),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Small => "small",
+            Self::Medium => "medium",
+            Self::Large => "large",
+        }
+    }
+
+    /// Concurrent database connections a tenant of this tier may hold; the
+    /// upper ends of the origin document's ranges (2–5, 5–10, 10–20).
+    pub fn connection_limit(self) -> usize {
+        match self {
+            Self::Small => 5,
+            Self::Medium => 10,
+            Self::Large => 20,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TenantStatus {
+    Active,
+    Suspended,
+}
+
+impl TenantStatus {
+    pub fn parse(raw: &str) -> Result<Self, Invalid> {
+        match raw {
+            "active" => Ok(Self::Active),
+            "suspended" => Ok(Self::Suspended),
+            _ => Err(Invalid::new("status", "must be one of active, suspended")),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Suspended => "suspended",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tiers_round_trip_and_limits_grow() {
+        for t in [Tier::Small, Tier::Medium, Tier::Large] {
+            assert_eq!(Tier::parse(t.as_str()).unwrap(), t);
+        }
+        assert!(Tier::Small.connection_limit() < Tier::Medium.connection_limit());
+        assert!(Tier::Medium.connection_limit() < Tier::Large.connection_limit());
+        assert!(Tier::parse("huge").is_err());
+    }
+
+    #[test]
+    fn statuses_round_trip() {
+        for s in [TenantStatus::Active, TenantStatus::Suspended] {
+            assert_eq!(TenantStatus::parse(s.as_str()).unwrap(), s);
+        }
+        assert!(TenantStatus::parse("deleted").is_err());
+    }
+}

@@ -1,0 +1,57 @@
+//! Use cases. Each combines domain rules and store calls; the HTTP handlers
+//! and CLI commands are thin adapters over these, so they cannot disagree.
+
+pub mod passwords;
+pub mod tenants;
+
+use atrium_domain::Invalid;
+use atrium_store::StoreError;
+
+/// What a use case reports to its caller, who maps it to HTTP or to an exit
+/// code in exactly one place each.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Invalid(Vec<Invalid>),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+impl ServiceError {
+    fn from_store(e: StoreError, what: &str) -> Self {
+        match e {
+            StoreError::NotFound => Self::NotFound(what.to_owned()),
+            StoreError::Conflict(m) => Self::Conflict(m),
+            StoreError::Other(e) => Self::Other(e),
+        }
+    }
+}
+
+impl From<Invalid> for ServiceError {
+    fn from(e: Invalid) -> Self {
+        Self::Invalid(vec![e])
+    }
+}
+
+/// Gathers every field's problem before refusing, so one answer names them
+/// all.
+#[derive(Default)]
+pub(crate) struct Problems(Vec<Invalid>);
+
+impl Problems {
+    pub(crate) fn check<T>(&mut self, result: Result<T, Invalid>) -> Option<T> {
+        result.map_err(|e| self.0.push(e)).ok()
+    }
+
+    pub(crate) fn into_result(self) -> Result<(), ServiceError> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(ServiceError::Invalid(self.0))
+        }
+    }
+}

@@ -1,0 +1,203 @@
+//! The tenant lifecycle, as the operator sees it.
+
+use atrium_domain::{Email, Invalid, Password, Subdomain, TenantStatus, Tier};
+use atrium_store::provision::{FirstAdmin, NewTenant};
+use atrium_store::registry::{self, Tenant, TenantChanges};
+use atrium_store::{Database, provision};
+
+use crate::{Problems, ServiceError, passwords};
+
+/// A request to create a tenant, as it arrives from the edge.
+#[derive(Debug, Clone)]
+pub struct CreateTenant {
+    pub name: String,
+    pub subdomain: String,
+    pub tier: Option<String>,
+    pub admin_email: String,
+    pub admin_first_name: String,
+    pub admin_last_name: String,
+    pub admin_password: String,
+}
+
+#[derive(Debug)]
+pub struct CreatedTenant {
+    pub tenant: Tenant,
+    pub admin_user_id: i32,
+}
+
+pub(crate) fn parse_name(field: &'static str, raw: &str, max: usize) -> Result<String, Invalid> {
+    let value = raw.trim();
+    if value.is_empty() {
+        return Err(Invalid::new(field, "is required"));
+    }
+    if value.chars().count() > max {
+        return Err(Invalid::new(
+            field,
+            format!("must be at most {max} characters long"),
+        ));
+    }
+    Ok(value.to_owned())
+}
+
+pub async fn create(db: &Database, request: CreateTenant) -> Result<CreatedTenant, ServiceError> {
+    let mut problems = Problems::default();
+    let name = problems.check(parse_name("name", &request.name, 255));
+    let subdomain = problems.check(Subdomain::parse(&request.subdomain));
+    let tier = problems.check(request.tier.as_deref().map_or(Ok(Tier::Small), Tier::parse));
+    let email = problems.check(Email::parse_field("admin.email", &request.admin_email));
+    let first_name = problems.check(parse_name(
+        "admin.first_name",
+        &request.admin_first_name,
+        100,
+    ));
+    let last_name = problems.check(parse_name("admin.last_name", &request.admin_last_name, 100));
+    let password = problems.check(Password::parse_field(
+        "admin.password",
+        &request.admin_password,
+    ));
+    problems.into_result()?;
+    let (name, subdomain, tier, email, first_name, last_name, password) = (
+        name.unwrap(),
+        subdomain.unwrap(),
+        tier.unwrap(),
+        email.unwrap(),
+        first_name.unwrap(),
+        last_name.unwrap(),
+        password.unwrap(),
+    );
+    let password_hash = passwords::hash(&password).await?;
+    let (tenant, admin_user_id) = provision::provision(
+        db,
+        &NewTenant {
+            name: &name,
+            subdomain: &subdomain,
+            tier,
+            admin: FirstAdmin {
+                email: &email,
+                first_name: &first_name,
+                last_name: &last_name,
+                password_hash: &password_hash,
+            },
+        },
+    )
+    .await
+    .map_err(|e| ServiceError::from_store(e, "tenant"))?;
+    Ok(CreatedTenant {
+        tenant,
+        admin_user_id,
+    })
+}
+
+/// Changes to a tenant, as they arrive from the edge.
+#[derive(Debug, Clone, Default)]
+pub struct UpdateTenant {
+    pub name: Option<String>,
+    pub subdomain: Option<String>,
+    pub tier: Option<String>,
+    pub status: Option<String>,
+}
+
+pub async fn update(db: &Database, id: i32, request: UpdateTenant) -> Result<Tenant, ServiceError> {
+    let mut problems = Problems::default();
+    let changes = TenantChanges {
+        name: request
+            .name
+            .and_then(|n| problems.check(parse_name("name", &n, 255))),
+        subdomain: request
+            .subdomain
+            .and_then(|s| problems.check(Subdomain::parse(&s))),
+        tier: request.tier.and_then(|t| problems.check(Tier::parse(&t))),
+        status: request
+            .status
+            .and_then(|s| problems.check(TenantStatus::parse(&s))),
+    };
+    problems.into_result()?;
+    registry::update(db, id, &changes)
+        .await
+        .map_err(|e| ServiceError::from_store(e, "tenant"))
+}
+
+/// Finds a tenant by its subdomain, as operators name tenants on the
+/// command line.
+pub async fn find(db: &Database, subdomain: &str) -> Result<Tenant, ServiceError> {
+    registry::find_by_subdomain(db, subdomain)
+        .await
+        .map_err(|e| match e {
+            atrium_store::StoreError::NotFound => {
+                ServiceError::NotFound(format!("tenant '{subdomain}'"))
+            }
+            other => ServiceError::from_store(other, "tenant"),
+        })
+}
+
+pub async fn get(db: &Database, id: i32) -> Result<Tenant, ServiceError> {
+    registry::find_by_id(db, id)
+        .await
+        .map_err(|e| ServiceError::from_store(e, "tenant"))
+}
+
+pub async fn delete(db: &Database, id: i32) -> Result<(), ServiceError> {
+    registry::delete(db, id)
+        .await
+        .map_err(|e| ServiceError::from_store(e, "tenant"))
+}
+
+/// A tenant as the API and the command line show it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TenantView {
+    pub id: i32,
+    pub name: String,
+    pub subdomain: String,
+    pub schema_name: String,
+    pub status: String,
+    pub tier: String,
+    pub cluster: String,
+    pub schema_version: i32,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+    pub user_count: i64,
+    pub company_count: i64,
+    pub contact_count: i64,
+    pub deal_count: i64,
+    pub activity_count: i64,
+}
+
+impl From<&Tenant> for TenantView {
+    fn from(t: &Tenant) -> Self {
+        Self {
+            id: t.id,
+            name: t.name.clone(),
+            subdomain: t.subdomain.clone(),
+            schema_name: t.schema_name.clone(),
+            status: t.status.as_str().to_owned(),
+            tier: t.tier.as_str().to_owned(),
+            cluster: t.cluster.clone(),
+            schema_version: t.schema_version,
+            created_at: t.created_at,
+            updated_at: t.updated_at,
+            user_count: t.counts.users,
+            company_count: t.counts.companies,
+            contact_count: t.counts.contacts,
+            deal_count: t.counts.deals,
+            activity_count: t.counts.activities,
+        }
+    }
+}
+
+/// Every tenant, read page by page from the registry and its counters.
+pub async fn list_all(db: &Database) -> Result<Vec<TenantView>, ServiceError> {
+    const PAGE: i64 = 1000;
+    let mut all = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = registry::list(db, after, PAGE).await?;
+        let Some(last) = page.last() else { break };
+        after = last.id;
+        let full = page.len() as i64 == PAGE;
+        all.extend(page.iter().map(TenantView::from));
+        if !full {
+            break;
+        }
+    }
+    Ok(all)
+}

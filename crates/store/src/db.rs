@@ -1,0 +1,141 @@
+//! Connections: the pool every request and command shares, and single
+//! dedicated sessions for work that must hold a session (advisory locks,
+//! LISTEN).
+
+use std::time::Duration;
+
+use anyhow::Context;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio_postgres::{Client, NoTls};
+
+/// The lowest PostgreSQL major version Atrium runs on.
+pub const MIN_SERVER_VERSION: i32 = 150000;
+
+/// Every pooled session starts with a search path that resolves none of our
+/// tables, so a query run outside a tenant transaction fails loudly instead
+/// of reading the registry. Registry SQL is always schema-qualified.
+const SESSION_OPTIONS: &str = "-c search_path=pg_catalog";
+
+#[derive(Clone)]
+pub struct Database {
+    pool: Pool,
+    config: tokio_postgres::Config,
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Database")
+            .field("dbname", &self.config.get_dbname())
+            .field("user", &self.config.get_user())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Database {
+    /// Connects a pool of at most `max_connections` sessions and checks the
+    /// server's version.
+    pub async fn connect(url: &str, max_connections: usize) -> anyhow::Result<Self> {
+        let mut config: tokio_postgres::Config =
+            url.parse().context("the database URL is not valid")?;
+        config.options(SESSION_OPTIONS);
+        if config.get_application_name().is_none() {
+            config.application_name("atrium");
+        }
+        config.connect_timeout(Duration::from_secs(10));
+        let manager = Manager::from_config(
+            config.clone(),
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(max_connections.max(2))
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .create_timeout(Some(Duration::from_secs(10)))
+            .wait_timeout(Some(Duration::from_secs(30)))
+            .build()
+            .context("building the connection pool")?;
+        let db = Self { pool, config };
+        db.check_server_version().await?;
+        Ok(db)
+    }
+
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// A pooled session.
+    pub async fn session(&self) -> anyhow::Result<deadpool_postgres::Object> {
+        self.pool
+            .get()
+            .await
+            .context("getting a database connection from the pool")
+    }
+
+    /// A session of its own, outside the pool, closed when the client drops.
+    pub async fn dedicated_session(&self) -> anyhow::Result<Client> {
+        let (client, connection) = self
+            .config
+            .connect(NoTls)
+            .await
+            .context("connecting to the database")?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "dedicated database session ended");
+            }
+        });
+        Ok(client)
+    }
+
+    async fn check_server_version(&self) -> anyhow::Result<()> {
+        let client = self.session().await?;
+        let row = client
+            .query_one(
+                "SELECT current_setting('server_version_num')::int, current_setting('server_version')",
+                &[],
+            )
+            .await?;
+        let (num, text): (i32, String) = (row.get(0), row.get(1));
+        if num < MIN_SERVER_VERSION {
+            anyhow::bail!("PostgreSQL {text} found; Atrium needs PostgreSQL 15 or newer");
+        }
+        Ok(())
+    }
+}
+
+/// Creates database `name` through a connection to the server's maintenance
+/// database, unless it exists.
+pub async fn ensure_database(maintenance_url: &str, name: &str) -> anyhow::Result<()> {
+    let (client, connection) = tokio_postgres::connect(maintenance_url, NoTls)
+        .await
+        .context("connecting to the PostgreSQL server")?;
+    tokio::spawn(connection);
+    let exists = client
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
+        .await?
+        .is_some();
+    if !exists {
+        client
+            .batch_execute(&format!("CREATE DATABASE {}", quote_ident(name)))
+            .await
+            .with_context(|| format!("creating database {name}"))?;
+    }
+    Ok(())
+}
+
+/// Quotes an identifier for SQL text. Only names the program made itself
+/// (from the registry or constants) ever reach this; never user input.
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// The SQLSTATE of a database error, if the error came from the server.
+pub fn sql_state(err: &tokio_postgres::Error) -> Option<&tokio_postgres::error::SqlState> {
+    err.as_db_error().map(|e| e.code())
+}
+
+/// The constraint a database error names, if any.
+pub fn constraint_of(err: &tokio_postgres::Error) -> Option<&str> {
+    err.as_db_error().and_then(|e| e.constraint())
+}

@@ -1,0 +1,31 @@
+//! Everything that talks to PostgreSQL: the embedded cluster, the pool, the
+//! registry, provisioning, the migrator and the drift check.
+
+pub mod check;
+pub mod cluster;
+mod db;
+pub mod migrate;
+pub mod provision;
+pub mod registry;
+mod tx;
+
+pub use db::{Database, MIN_SERVER_VERSION, ensure_database, quote_ident};
+pub use tx::PooledTx;
+
+/// What callers of the store handle; everything else is `Other` and ends up
+/// as a logged 500 or a failed command.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    #[error("{0}")]
+    Conflict(String),
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        Self::Other(e.into())
+    }
+}

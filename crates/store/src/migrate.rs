@@ -1,0 +1,588 @@
+//! The migrator: two ordered sets of SQL files embedded in the binary, one
+//! for the `public` registry and one for `template` and every tenant schema.
+//!
+//! Each schema records what it applied, with a checksum, in its own
+//! `schema_migrations`; the registry also keeps each tenant's version in
+//! `public.tenants.schema_version`, so finding the tenants with pending work
+//! is one query however many tenants there are.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use futures::StreamExt;
+use sha2::{Digest, Sha256};
+use tokio_postgres::Client;
+use tokio_postgres::error::SqlState;
+
+use crate::db::{quote_ident, sql_state};
+use crate::{Database, PooledTx, registry};
+
+/// One SQL file of a migration set.
+#[derive(Debug)]
+pub struct MigrationFile {
+    pub version: i32,
+    pub name: &'static str,
+    pub sql: &'static str,
+}
+
+impl MigrationFile {
+    pub fn checksum(&self) -> String {
+        hex::encode(Sha256::digest(self.sql.as_bytes()))
+    }
+}
+
+mod files {
+    use super::MigrationFile;
+    include!(concat!(env!("OUT_DIR"), "/migration_files.rs"));
+}
+
+/// The two ordered sets a run applies: the embedded ones in production; tests
+/// and benchmarks add files of their own.
+#[derive(Debug, Clone, Copy)]
+pub struct MigrationSets {
+    pub control: &'static [MigrationFile],
+    pub tenant: &'static [MigrationFile],
+}
+
+impl MigrationSets {
+    pub fn embedded() -> Self {
+        Self {
+            control: files::CONTROL,
+            tenant: files::TENANT,
+        }
+    }
+
+    /// The version every tenant schema reaches after `migrate`.
+    pub fn latest_tenant_version(&self) -> i32 {
+        self.tenant.last().map_or(0, |m| m.version)
+    }
+
+    pub fn latest_control_version(&self) -> i32 {
+        self.control.last().map_or(0, |m| m.version)
+    }
+}
+
+/// The version every tenant schema reaches after `migrate`.
+pub fn latest_tenant_version() -> i32 {
+    MigrationSets::embedded().latest_tenant_version()
+}
+
+/// Session-level advisory lock held by the one migrator allowed at a time.
+const MIGRATION_LOCK_KEY: i64 = 0x4174_7269_756d_0001;
+
+pub(crate) const SCHEMA_MIGRATIONS_DDL: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (
+    version VARCHAR(20) PRIMARY KEY,
+    name TEXT NOT NULL,
+    checksum CHAR(64) NOT NULL,
+    applied_at TIMESTAMPTZ NOT NULL DEFAULT CURRENT_TIMESTAMP
+)";
+
+#[derive(Debug, thiserror::Error)]
+pub enum MigrationError {
+    #[error(
+        "another `atrium migrate` is running (it holds the migration lock); try again when it ends"
+    )]
+    Locked,
+    #[error(
+        "migration {version} ({name}) was edited after it was applied to {schema}: its checksum no longer matches; restore the file as it was and add a new migration instead"
+    )]
+    Edited {
+        schema: String,
+        version: i32,
+        name: String,
+    },
+    #[error(
+        "{schema} has migration {version} applied, which this atrium does not know: the database is newer than this program; upgrade atrium"
+    )]
+    Unknown { schema: String, version: i32 },
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+impl From<tokio_postgres::Error> for MigrationError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        Self::Other(e.into())
+    }
+}
+
+/// Counts the statements a run sends, so the cost of a no-op run can be
+/// checked against the number of tenants.
+#[derive(Debug, Default)]
+pub struct QueryCounter(AtomicUsize);
+
+impl QueryCounter {
+    pub fn get(&self) -> usize {
+        self.0.load(Ordering::Relaxed)
+    }
+    fn add(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct MigrateOptions {
+    /// Tenants migrated at once.
+    pub jobs: usize,
+    /// Wait for a running migrator to finish instead of refusing to start.
+    pub wait_for_lock: bool,
+    /// How long tenant DDL may wait for a table lock before it gives up and
+    /// retries, so a migration never queues behind a long request and
+    /// blocks that tenant's traffic behind itself.
+    pub lock_timeout: Duration,
+    pub lock_retries: u32,
+}
+
+impl Default for MigrateOptions {
+    fn default() -> Self {
+        Self {
+            jobs: 4,
+            wait_for_lock: false,
+            lock_timeout: Duration::from_secs(2),
+            lock_retries: 10,
+        }
+    }
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TenantFailure {
+    pub tenant_id: i32,
+    pub subdomain: String,
+    pub schema_name: String,
+    pub error: String,
+}
+
+#[derive(Debug, Default, serde::Serialize)]
+pub struct MigrateReport {
+    pub latest_version: i32,
+    pub control_applied: Vec<i32>,
+    pub template_applied: Vec<i32>,
+    pub tenants_migrated: usize,
+    pub failures: Vec<TenantFailure>,
+    /// Statements sent by the coordinating session and the tenant jobs.
+    pub queries: usize,
+}
+
+/// Brings the registry, `template` and every tenant to the newest version.
+/// One tenant's failure is reported and the rest go on.
+pub async fn migrate(
+    db: &Database,
+    options: &MigrateOptions,
+    on_progress: &(dyn Fn(usize, usize) + Sync),
+) -> Result<MigrateReport, MigrationError> {
+    migrate_sets(db, MigrationSets::embedded(), options, on_progress).await
+}
+
+/// [`migrate`] with explicit migration sets.
+pub async fn migrate_sets(
+    db: &Database,
+    sets: MigrationSets,
+    options: &MigrateOptions,
+    on_progress: &(dyn Fn(usize, usize) + Sync),
+) -> Result<MigrateReport, MigrationError> {
+    let counter = QueryCounter::default();
+    let session = db.dedicated_session().await?;
+    acquire_lock(&session, options.wait_for_lock, &counter).await?;
+    let result = migrate_locked(db, &session, sets, options, on_progress, &counter).await;
+    // The lock also ends with the session; unlocking is for tidiness.
+    let _ = session
+        .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK_KEY])
+        .await;
+    let mut report = result?;
+    report.queries = counter.get() + 1;
+    Ok(report)
+}
+
+async fn acquire_lock(
+    session: &Client,
+    wait: bool,
+    counter: &QueryCounter,
+) -> Result<(), MigrationError> {
+    counter.add();
+    if wait {
+        session
+            .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK_KEY])
+            .await?;
+        return Ok(());
+    }
+    let row = session
+        .query_one("SELECT pg_try_advisory_lock($1)", &[&MIGRATION_LOCK_KEY])
+        .await?;
+    if row.get::<_, bool>(0) {
+        Ok(())
+    } else {
+        Err(MigrationError::Locked)
+    }
+}
+
+async fn migrate_locked(
+    db: &Database,
+    session: &Client,
+    sets: MigrationSets,
+    options: &MigrateOptions,
+    on_progress: &(dyn Fn(usize, usize) + Sync),
+    counter: &QueryCounter,
+) -> Result<MigrateReport, MigrationError> {
+    let mut report = MigrateReport {
+        latest_version: sets.latest_tenant_version(),
+        ..Default::default()
+    };
+    report.control_applied =
+        migrate_own_schema(session, "public", "", sets.control, counter).await?;
+    report.template_applied = migrate_own_schema(
+        session,
+        "template",
+        "CREATE SCHEMA IF NOT EXISTS template;",
+        sets.tenant,
+        counter,
+    )
+    .await?;
+
+    counter.add();
+    let pending = registry::tenants_below_version(session, report.latest_version).await?;
+    if pending.is_empty() {
+        return Ok(report);
+    }
+    counter.add();
+    let role_prefix = registry::role_prefix(session).await?;
+    let total = pending.len();
+    on_progress(0, total);
+    let done = AtomicUsize::new(0);
+    let mut results = futures::stream::iter(pending)
+        .map(|tenant| {
+            let role_prefix = &role_prefix;
+            let done = &done;
+            async move {
+                let result =
+                    migrate_tenant_with_retries(db, &tenant, role_prefix, sets, options, counter)
+                        .await;
+                on_progress(done.fetch_add(1, Ordering::Relaxed) + 1, total);
+                (tenant, result)
+            }
+        })
+        .buffer_unordered(options.jobs.max(1));
+    while let Some((tenant, result)) = results.next().await {
+        match result {
+            Ok(()) => report.tenants_migrated += 1,
+            Err(e) => report.failures.push(TenantFailure {
+                tenant_id: tenant.id,
+                subdomain: tenant.subdomain,
+                schema_name: tenant.schema_name,
+                error: format!("{e:#}"),
+            }),
+        }
+    }
+    report.failures.sort_by_key(|f| f.tenant_id);
+    Ok(report)
+}
+
+/// Migrates `public` or `template` on the lock-holding session.
+async fn migrate_own_schema(
+    session: &Client,
+    schema: &str,
+    setup: &str,
+    files: &[MigrationFile],
+    counter: &QueryCounter,
+) -> Result<Vec<i32>, MigrationError> {
+    counter.add();
+    session
+        .batch_execute(&format!(
+            "BEGIN; {setup} SELECT set_config('search_path', '{}, extensions', true); {SCHEMA_MIGRATIONS_DDL};",
+            quote_ident(schema)
+        ))
+        .await?;
+    let result = apply_pending(session, schema, files, counter).await;
+    counter.add();
+    match result {
+        Ok(applied) => {
+            session.batch_execute("COMMIT").await?;
+            Ok(applied)
+        }
+        Err(e) => {
+            let _ = session.batch_execute("ROLLBACK").await;
+            Err(e)
+        }
+    }
+}
+
+/// Applies, in the open transaction whose search path starts with `schema`,
+/// every file not yet recorded there; checks the recorded ones are intact.
+pub(crate) async fn apply_pending(
+    client: &Client,
+    schema: &str,
+    files: &[MigrationFile],
+    counter: &QueryCounter,
+) -> Result<Vec<i32>, MigrationError> {
+    counter.add();
+    let rows = client
+        .query("SELECT version, checksum FROM schema_migrations", &[])
+        .await?;
+    let mut applied_versions = Vec::with_capacity(rows.len());
+    for row in rows {
+        let version: String = row.get(0);
+        let checksum: String = row.get(1);
+        let version: i32 = version.trim().parse().map_err(|_| {
+            anyhow::anyhow!(
+                "{schema}.schema_migrations holds a version that is not a number: {version}"
+            )
+        })?;
+        let Some(file) = files.iter().find(|f| f.version == version) else {
+            return Err(MigrationError::Unknown {
+                schema: schema.to_owned(),
+                version,
+            });
+        };
+        if file.checksum() != checksum.trim() {
+            return Err(MigrationError::Edited {
+                schema: schema.to_owned(),
+                version,
+                name: file.name.to_owned(),
+            });
+        }
+        applied_versions.push(version);
+    }
+    let mut newly_applied = Vec::new();
+    for file in files
+        .iter()
+        .filter(|f| !applied_versions.contains(&f.version))
+    {
+        counter.add();
+        client.batch_execute(file.sql).await.map_err(|e| {
+            anyhow::Error::from(e).context(format!(
+                "applying migration {} ({}) to {schema}",
+                file.version, file.name
+            ))
+        })?;
+        counter.add();
+        client
+            .execute(
+                "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
+                &[
+                    &format!("{:04}", file.version),
+                    &file.name,
+                    &file.checksum(),
+                ],
+            )
+            .await?;
+        newly_applied.push(file.version);
+    }
+    Ok(newly_applied)
+}
+
+async fn migrate_tenant_with_retries(
+    db: &Database,
+    tenant: &registry::TenantRef,
+    role_prefix: &str,
+    sets: MigrationSets,
+    options: &MigrateOptions,
+    counter: &QueryCounter,
+) -> Result<(), MigrationError> {
+    let mut attempt = 0;
+    loop {
+        match migrate_tenant(db, tenant, role_prefix, sets, options, counter).await {
+            Err(e) if is_lock_timeout(&e) && attempt < options.lock_retries => {
+                attempt += 1;
+                let backoff = Duration::from_millis(100 * u64::from(attempt.min(20)));
+                tracing::info!(schema = %tenant.schema_name, attempt, "lock timeout, retrying");
+                tokio::time::sleep(backoff).await;
+            }
+            Err(e) => return Err(e.into()),
+            Ok(()) => return Ok(()),
+        }
+    }
+}
+
+fn is_lock_timeout(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<tokio_postgres::Error>()
+            .and_then(sql_state)
+            .is_some_and(|s| *s == SqlState::LOCK_NOT_AVAILABLE)
+    })
+}
+
+/// One tenant, one transaction, one round trip: the schema is either fully
+/// at the new version or untouched.
+///
+/// The registry says which version the tenant is at (it is updated in the
+/// same transaction as the schema), and a guard statement makes the
+/// transaction fail if the schema disagrees. The files' checksums were
+/// verified against `template` at the start of the run, so the tenant's
+/// own `schema_migrations` need not be read first.
+async fn migrate_tenant(
+    db: &Database,
+    tenant: &registry::TenantRef,
+    role_prefix: &str,
+    sets: MigrationSets,
+    options: &MigrateOptions,
+    counter: &QueryCounter,
+) -> anyhow::Result<()> {
+    let pending: Vec<&MigrationFile> = sets
+        .tenant
+        .iter()
+        .filter(|f| f.version > tenant.schema_version)
+        .collect();
+    let schema = quote_ident(&tenant.schema_name);
+    let mut batch = format!(
+        "SET LOCAL lock_timeout = {lock_ms};
+         SELECT set_config('search_path', '{schema}, extensions', true);
+         DO $guard$ BEGIN
+           IF (SELECT COALESCE(max(version::int), 0) FROM schema_migrations) <> {at} THEN
+             RAISE EXCEPTION 'schema {name} is not at version {at} as the registry says';
+           END IF;
+         END $guard$;",
+        lock_ms = options.lock_timeout.as_millis(),
+        at = tenant.schema_version,
+        name = tenant.schema_name,
+    );
+    for file in &pending {
+        batch.push_str(file.sql);
+        batch.push_str(&format!(
+            ";\nINSERT INTO schema_migrations (version, name, checksum) VALUES ('{:04}', '{}', '{}');\n",
+            file.version,
+            file.name.replace('\'', "''"),
+            file.checksum()
+        ));
+    }
+    batch.push_str(&grant_tenant_role_if_needed_sql(
+        &tenant.schema_name,
+        &tenant_role_name(role_prefix, tenant.id),
+    ));
+    batch.push_str(&format!(
+        "UPDATE public.tenants SET schema_version = {} WHERE id = {};",
+        sets.latest_tenant_version(),
+        tenant.id
+    ));
+    counter.add();
+    let tx = PooledTx::begin(db, &batch).await?;
+    counter.add();
+    tx.commit().await?;
+    Ok(())
+}
+
+/// The database role through which the application reaches one tenant's
+/// data. The per-database prefix keeps two databases on one server apart.
+pub fn tenant_role_name(role_prefix: &str, tenant_id: i32) -> String {
+    format!("{role_prefix}_tenant_{tenant_id}")
+}
+
+/// Data rights, and nothing more, for the tenant role on everything the
+/// migrations made; the migrator's own bookkeeping stays out of reach.
+pub(crate) fn grant_tenant_role_sql(schema: &str, role: &str) -> String {
+    let (schema, role) = (quote_ident(schema), quote_ident(role));
+    format!(
+        "GRANT USAGE ON SCHEMA {schema} TO {role};
+         GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {schema} TO {role};
+         GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {schema} TO {role};
+         REVOKE ALL ON {schema}.schema_migrations FROM {role};"
+    )
+}
+
+/// Grants data rights only when the migrations made something the tenant
+/// role cannot reach yet, so the common additive migration pays no ACL
+/// rewrite of every table.
+fn grant_tenant_role_if_needed_sql(schema: &str, role: &str) -> String {
+    let grants = grant_tenant_role_sql(schema, role).replace('\'', "''");
+    let role_literal = role.replace('\'', "''");
+    let schema_literal = schema.replace('\'', "''");
+    format!(
+        "DO $grant$ BEGIN
+           IF EXISTS (
+             SELECT 1 FROM pg_class c
+             WHERE c.relnamespace = '{schema_literal}'::regnamespace
+               AND c.relname <> 'schema_migrations'
+               AND ((c.relkind IN ('r', 'p') AND NOT has_table_privilege('{role_literal}', c.oid, 'SELECT'))
+                 OR (c.relkind = 'S' AND NOT has_sequence_privilege('{role_literal}', c.oid, 'USAGE')))
+           ) THEN
+             EXECUTE '{grants}';
+           END IF;
+         END $grant$;"
+    )
+}
+
+/// How many tenants are at each version, and the newest version.
+#[derive(Debug, serde::Serialize)]
+pub struct MigrationStatus {
+    pub latest_version: i32,
+    pub control_version: i32,
+    pub template_version: i32,
+    pub tenants_by_version: Vec<(i32, i64)>,
+}
+
+pub async fn status(db: &Database) -> anyhow::Result<MigrationStatus> {
+    let client = db.session().await?;
+    let versions = client
+        .query_one(
+            "SELECT
+               (SELECT COALESCE(max(version::int), 0) FROM public.schema_migrations),
+               (SELECT COALESCE(max(version::int), 0) FROM template.schema_migrations)",
+            &[],
+        )
+        .await?;
+    let rows = client
+        .query(
+            "SELECT schema_version, count(*) FROM public.tenants GROUP BY 1 ORDER BY 1",
+            &[],
+        )
+        .await?;
+    Ok(MigrationStatus {
+        latest_version: latest_tenant_version(),
+        control_version: versions.get(0),
+        template_version: versions.get(1),
+        tenants_by_version: rows.iter().map(|r| (r.get(0), r.get(1))).collect(),
+    })
+}
+
+/// Whether the registry has been created and is at this program's version:
+/// a server without rights to migrate refuses to start otherwise.
+pub async fn pending_control_or_template(db: &Database) -> anyhow::Result<bool> {
+    let client = db.session().await?;
+    let row = client
+        .query_one(
+            "SELECT to_regclass('public.schema_migrations') IS NOT NULL
+                AND to_regclass('template.schema_migrations') IS NOT NULL",
+            &[],
+        )
+        .await?;
+    if !row.get::<_, bool>(0) {
+        return Ok(true);
+    }
+    let row = client
+        .query_one(
+            "SELECT
+               (SELECT COALESCE(max(version::int), 0) FROM public.schema_migrations),
+               (SELECT COALESCE(max(version::int), 0) FROM template.schema_migrations)",
+            &[],
+        )
+        .await?;
+    let sets = MigrationSets::embedded();
+    Ok(row.get::<_, i32>(0) < sets.latest_control_version()
+        || row.get::<_, i32>(1) < sets.latest_tenant_version())
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct TenantVersion {
+    pub id: i32,
+    pub subdomain: String,
+    pub schema_name: String,
+    pub schema_version: i32,
+}
+
+/// Every tenant's version, from the registry.
+pub async fn tenant_versions(db: &Database) -> anyhow::Result<Vec<TenantVersion>> {
+    let client = db.session().await?;
+    let rows = client
+        .query(
+            "SELECT id, subdomain, schema_name, schema_version FROM public.tenants ORDER BY id",
+            &[],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| TenantVersion {
+            id: r.get(0),
+            subdomain: r.get(1),
+            schema_name: r.get(2),
+            schema_version: r.get(3),
+        })
+        .collect())
+}

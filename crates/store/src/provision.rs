@@ -1,0 +1,123 @@
+//! Creating a tenant: one transaction from registry row to first admin, so a
+//! failure at any step leaves no schema, no role and no row behind.
+
+use atrium_domain::{Email, Subdomain, Tier};
+
+use crate::db::{constraint_of, quote_ident};
+use crate::migrate::{
+    MigrationSets, QueryCounter, apply_pending, grant_tenant_role_sql, latest_tenant_version,
+    tenant_role_name,
+};
+use crate::registry::{self, Tenant, notify_tenant_changed};
+use crate::{Database, PooledTx, StoreError};
+
+/// The first admin of a new tenant. The password arrives already hashed:
+/// hashing is slow on purpose and belongs on a blocking thread, not inside
+/// an open transaction.
+pub struct FirstAdmin<'a> {
+    pub email: &'a Email,
+    pub first_name: &'a str,
+    pub last_name: &'a str,
+    pub password_hash: &'a str,
+}
+
+pub struct NewTenant<'a> {
+    pub name: &'a str,
+    pub subdomain: &'a Subdomain,
+    pub tier: Tier,
+    pub admin: FirstAdmin<'a>,
+}
+
+/// The pipeline every tenant starts with: name, probability, kind.
+pub const DEFAULT_STAGES: &[(&str, i32, &str)] = &[
+    ("lead", 10, "open"),
+    ("qualified", 25, "open"),
+    ("proposal", 50, "open"),
+    ("negotiation", 75, "open"),
+    ("won", 100, "won"),
+    ("lost", 0, "lost"),
+];
+
+/// The login role of a production install (see `atrium db roles`): it
+/// reaches tenant data only by switching to a tenant role it is a member of.
+pub const APPLICATION_ROLE: &str = "atrium_application";
+
+pub async fn provision(db: &Database, new: &NewTenant<'_>) -> Result<(Tenant, i32), StoreError> {
+    let tx = PooledTx::begin(db, "").await?;
+    let client = tx.client();
+    let row = client
+        .query_one(
+            "WITH new_id AS (SELECT nextval('public.tenants_id_seq')::int AS id)
+             INSERT INTO public.tenants (id, name, subdomain, schema_name, tier)
+             SELECT id, $1, $2, 'tenant_' || id, $3 FROM new_id
+             RETURNING id, schema_name, (SELECT role_prefix FROM public.installation)",
+            &[&new.name, &new.subdomain.as_str(), &new.tier.as_str()],
+        )
+        .await
+        .map_err(|e| match constraint_of(&e) {
+            Some("tenants_subdomain_key") => {
+                StoreError::Conflict(format!("subdomain '{}' is already taken", new.subdomain))
+            }
+            _ => e.into(),
+        })?;
+    let (id, schema, role_prefix): (i32, String, String) = (row.get(0), row.get(1), row.get(2));
+    let role = tenant_role_name(&role_prefix, id);
+    let (q_schema, q_role) = (quote_ident(&schema), quote_ident(&role));
+    client
+        .batch_execute(&format!(
+            "INSERT INTO public.tenant_counters (tenant_id) VALUES ({id});
+             CREATE SCHEMA {q_schema};
+             CREATE ROLE {q_role} NOLOGIN NOINHERIT;
+             DO $$ BEGIN
+               IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{APPLICATION_ROLE}') THEN
+                 GRANT {q_role} TO {APPLICATION_ROLE};
+               END IF;
+             END $$;
+             SELECT set_config('search_path', '{q_schema}, extensions', true);
+             {}",
+            crate::migrate::SCHEMA_MIGRATIONS_DDL
+        ))
+        .await?;
+    apply_pending(
+        client,
+        &schema,
+        MigrationSets::embedded().tenant,
+        &QueryCounter::default(),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!(e))?;
+    let stages = DEFAULT_STAGES
+        .iter()
+        .enumerate()
+        .map(|(i, (name, probability, kind))| {
+            format!("('{name}', {}, {probability}, '{kind}')", i + 1)
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    client
+        .batch_execute(&format!(
+            "{}
+             INSERT INTO pipeline_stages (name, position, probability, kind) VALUES {stages};
+             UPDATE public.tenants SET schema_version = {} WHERE id = {id};",
+            grant_tenant_role_sql(&schema, &role),
+            latest_tenant_version()
+        ))
+        .await?;
+    let admin = &new.admin;
+    let admin_id: i32 = client
+        .query_one(
+            "INSERT INTO users (email, password_hash, first_name, last_name, role, email_verified)
+             VALUES ($1, $2, $3, $4, 'admin', true) RETURNING id",
+            &[
+                &admin.email.as_str(),
+                &admin.password_hash,
+                &admin.first_name,
+                &admin.last_name,
+            ],
+        )
+        .await?
+        .get(0);
+    notify_tenant_changed(client, id).await?;
+    tx.commit().await?;
+    Ok((registry::find_by_id(db, id).await?, admin_id))
+}

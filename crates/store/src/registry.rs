@@ -1,0 +1,291 @@
+//! The registry of tenants in `public`: the only place schema names come
+//! from.
+
+use chrono::{DateTime, Utc};
+use tokio_postgres::{Client, Row};
+
+use atrium_domain::{Subdomain, TenantStatus, Tier};
+
+use crate::db::{constraint_of, quote_ident};
+use crate::migrate::tenant_role_name;
+use crate::{Database, PooledTx, StoreError};
+
+/// Enough of a tenant to find its schema.
+#[derive(Debug, Clone)]
+pub struct TenantRef {
+    pub id: i32,
+    pub subdomain: String,
+    pub schema_name: String,
+    pub schema_version: i32,
+}
+
+/// Live record counts kept current by triggers in each tenant schema, so
+/// reading them never opens the tenant's tables.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct TenantCounts {
+    pub users: i64,
+    pub companies: i64,
+    pub contacts: i64,
+    pub deals: i64,
+    pub activities: i64,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Tenant {
+    pub id: i32,
+    pub name: String,
+    pub subdomain: String,
+    pub schema_name: String,
+    pub status: TenantStatus,
+    pub tier: Tier,
+    pub cluster: String,
+    pub schema_version: i32,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub counts: TenantCounts,
+}
+
+const TENANT_COLUMNS: &str = "t.id, t.name, t.subdomain, t.schema_name, t.status, t.tier, \
+     t.cluster, t.schema_version, t.created_at, t.updated_at, \
+     COALESCE(c.users, 0), COALESCE(c.companies, 0), COALESCE(c.contacts, 0), \
+     COALESCE(c.deals, 0), COALESCE(c.activities, 0)";
+
+const TENANT_FROM: &str =
+    "public.tenants t LEFT JOIN public.tenant_counters c ON c.tenant_id = t.id";
+
+/// Notified whenever a tenant row changes, so servers can drop cached
+/// lookups; the payload is the tenant id.
+pub const TENANT_CHANNEL: &str = "atrium_tenants";
+
+fn tenant_from_row(row: &Row) -> anyhow::Result<Tenant> {
+    Ok(Tenant {
+        id: row.get(0),
+        name: row.get(1),
+        subdomain: row.get(2),
+        schema_name: row.get(3),
+        status: TenantStatus::parse(row.get(4))?,
+        tier: Tier::parse(row.get(5))?,
+        cluster: row.get(6),
+        schema_version: row.get(7),
+        created_at: row.get(8),
+        updated_at: row.get(9),
+        counts: TenantCounts {
+            users: row.get(10),
+            companies: row.get(11),
+            contacts: row.get(12),
+            deals: row.get(13),
+            activities: row.get(14),
+        },
+    })
+}
+
+/// Tenants ordered by id, a page at a time (`after` is the last id seen).
+pub async fn list(db: &Database, after: i32, limit: i64) -> anyhow::Result<Vec<Tenant>> {
+    let client = db.session().await?;
+    let rows = client
+        .query(
+            &format!(
+                "SELECT {TENANT_COLUMNS} FROM {TENANT_FROM} WHERE t.id > $1 ORDER BY t.id LIMIT $2"
+            ),
+            &[&after, &limit],
+        )
+        .await?;
+    rows.iter().map(tenant_from_row).collect()
+}
+
+pub async fn find_by_id(db: &Database, id: i32) -> Result<Tenant, StoreError> {
+    let client = db.session().await?;
+    let row = client
+        .query_opt(
+            &format!("SELECT {TENANT_COLUMNS} FROM {TENANT_FROM} WHERE t.id = $1"),
+            &[&id],
+        )
+        .await?
+        .ok_or(StoreError::NotFound)?;
+    Ok(tenant_from_row(&row)?)
+}
+
+pub async fn find_by_subdomain(db: &Database, subdomain: &str) -> Result<Tenant, StoreError> {
+    let client = db.session().await?;
+    let row = client
+        .query_opt(
+            &format!("SELECT {TENANT_COLUMNS} FROM {TENANT_FROM} WHERE t.subdomain = lower($1)"),
+            &[&subdomain],
+        )
+        .await?
+        .ok_or(StoreError::NotFound)?;
+    Ok(tenant_from_row(&row)?)
+}
+
+/// What may change on a tenant; `None` keeps the current value.
+#[derive(Debug, Default, Clone)]
+pub struct TenantChanges {
+    pub name: Option<String>,
+    pub subdomain: Option<Subdomain>,
+    pub tier: Option<Tier>,
+    pub status: Option<TenantStatus>,
+}
+
+pub async fn update(db: &Database, id: i32, changes: &TenantChanges) -> Result<Tenant, StoreError> {
+    let tx = PooledTx::begin(db, "").await?;
+    let updated = tx
+        .client()
+        .execute(
+            "UPDATE public.tenants SET
+               name = COALESCE($2, name),
+               subdomain = COALESCE($3, subdomain),
+               tier = COALESCE($4, tier),
+               status = COALESCE($5, status)
+             WHERE id = $1",
+            &[
+                &id,
+                &changes.name,
+                &changes.subdomain.as_ref().map(Subdomain::as_str),
+                &changes.tier.map(Tier::as_str),
+                &changes.status.map(TenantStatus::as_str),
+            ],
+        )
+        .await
+        .map_err(|e| match constraint_of(&e) {
+            Some("tenants_subdomain_key") => {
+                StoreError::Conflict("subdomain is already taken".into())
+            }
+            _ => e.into(),
+        })?;
+    if updated == 0 {
+        return Err(StoreError::NotFound);
+    }
+    notify_tenant_changed(tx.client(), id).await?;
+    tx.commit().await?;
+    find_by_id(db, id).await
+}
+
+/// Drops the tenant's schema with every row in it, its database role and
+/// its registry row, in one transaction.
+pub async fn delete(db: &Database, id: i32) -> Result<(), StoreError> {
+    let tx = PooledTx::begin(db, "").await?;
+    let client = tx.client();
+    let row = client
+        .query_opt(
+            "DELETE FROM public.tenants WHERE id = $1 RETURNING schema_name",
+            &[&id],
+        )
+        .await?
+        .ok_or(StoreError::NotFound)?;
+    let schema: String = row.get(0);
+    let role = tenant_role_name(&role_prefix(client).await?, id);
+    client
+        .batch_execute(&format!(
+            "DROP SCHEMA IF EXISTS {} CASCADE; DROP ROLE IF EXISTS {};",
+            quote_ident(&schema),
+            quote_ident(&role)
+        ))
+        .await?;
+    notify_tenant_changed(client, id).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+pub(crate) async fn notify_tenant_changed(
+    client: &Client,
+    id: i32,
+) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute(
+            "SELECT pg_notify($1, $2)",
+            &[&TENANT_CHANNEL, &id.to_string()],
+        )
+        .await
+        .map(drop)
+}
+
+pub(crate) async fn tenants_below_version(
+    client: &Client,
+    version: i32,
+) -> Result<Vec<TenantRef>, tokio_postgres::Error> {
+    let rows = client
+        .query(
+            "SELECT id, subdomain, schema_name, schema_version FROM public.tenants
+             WHERE schema_version < $1 ORDER BY id",
+            &[&version],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| TenantRef {
+            id: r.get(0),
+            subdomain: r.get(1),
+            schema_name: r.get(2),
+            schema_version: r.get(3),
+        })
+        .collect())
+}
+
+/// The prefix of this database's tenant role names, made when the registry
+/// was created.
+pub async fn role_prefix(client: &Client) -> Result<String, tokio_postgres::Error> {
+    client
+        .query_one("SELECT role_prefix FROM public.installation", &[])
+        .await
+        .map(|r| r.get(0))
+}
+
+/// System-wide totals, read from the counters: no tenant schema is opened.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct Totals {
+    pub tenant_count: i64,
+    pub total_users: i64,
+    pub total_companies: i64,
+    pub total_contacts: i64,
+    pub total_deals: i64,
+    pub total_activities: i64,
+}
+
+pub async fn totals(db: &Database) -> anyhow::Result<Totals> {
+    let client = db.session().await?;
+    let row = client
+        .query_one(
+            "SELECT count(*),
+                    COALESCE(sum(c.users), 0)::bigint, COALESCE(sum(c.companies), 0)::bigint,
+                    COALESCE(sum(c.contacts), 0)::bigint, COALESCE(sum(c.deals), 0)::bigint,
+                    COALESCE(sum(c.activities), 0)::bigint
+             FROM public.tenants t LEFT JOIN public.tenant_counters c ON c.tenant_id = t.id",
+            &[],
+        )
+        .await?;
+    Ok(Totals {
+        tenant_count: row.get(0),
+        total_users: row.get(1),
+        total_companies: row.get(2),
+        total_contacts: row.get(3),
+        total_deals: row.get(4),
+        total_activities: row.get(5),
+    })
+}
+
+/// Counts a tenant's live rows the slow way, by reading its tables: for
+/// checking the counters, never for serving a request.
+pub async fn count_rows(db: &Database, schema_name: &str) -> anyhow::Result<TenantCounts> {
+    let client = db.session().await?;
+    let s = quote_ident(schema_name);
+    let row = client
+        .query_one(
+            &format!(
+                "SELECT
+                   (SELECT count(*) FROM {s}.users WHERE active AND deleted_at IS NULL),
+                   (SELECT count(*) FROM {s}.companies WHERE deleted_at IS NULL),
+                   (SELECT count(*) FROM {s}.contacts WHERE deleted_at IS NULL),
+                   (SELECT count(*) FROM {s}.deals WHERE deleted_at IS NULL),
+                   (SELECT count(*) FROM {s}.activities WHERE deleted_at IS NULL)"
+            ),
+            &[],
+        )
+        .await?;
+    Ok(TenantCounts {
+        users: row.get(0),
+        companies: row.get(1),
+        contacts: row.get(2),
+        deals: row.get(3),
+        activities: row.get(4),
+    })
+}

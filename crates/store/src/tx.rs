@@ -1,0 +1,65 @@
+//! A transaction on a pooled session that can never leak into the next user
+//! of that session.
+
+use deadpool_postgres::Object;
+use tokio_postgres::Client;
+
+use crate::Database;
+
+/// An open transaction on a pooled session. `commit` or `rollback` returns
+/// the session to the pool; dropping it open (a panic, a cancelled request)
+/// closes the session instead, so the server rolls back and no half-done
+/// transaction — nor its transaction-local tenant settings — is handed to
+/// the next borrower.
+pub struct PooledTx {
+    session: Option<Object>,
+}
+
+impl PooledTx {
+    /// `BEGIN`, followed in the same message by `prelude` (statements that set
+    /// the transaction up), so setting up costs one round trip.
+    pub async fn begin(db: &Database, prelude: &str) -> anyhow::Result<Self> {
+        let session = db.session().await?;
+        let tx = Self {
+            session: Some(session),
+        };
+        if let Err(e) = tx
+            .client()
+            .batch_execute(&format!("BEGIN; {prelude}"))
+            .await
+        {
+            // The session is healthy if it can roll back; keep it pooled.
+            let _ = tx.rollback().await;
+            return Err(e.into());
+        }
+        Ok(tx)
+    }
+
+    pub fn client(&self) -> &Client {
+        self.session.as_ref().expect("transaction is open")
+    }
+
+    pub async fn commit(mut self) -> Result<(), tokio_postgres::Error> {
+        let result = self.client().batch_execute("COMMIT").await;
+        if result.is_ok() {
+            self.session.take();
+        }
+        result
+    }
+
+    pub async fn rollback(mut self) -> Result<(), tokio_postgres::Error> {
+        let result = self.client().batch_execute("ROLLBACK").await;
+        if result.is_ok() {
+            self.session.take();
+        }
+        result
+    }
+}
+
+impl Drop for PooledTx {
+    fn drop(&mut self) {
+        if let Some(session) = self.session.take() {
+            drop(Object::take(session));
+        }
+    }
+}

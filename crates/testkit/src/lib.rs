@@ -1,0 +1,106 @@
+//! A real PostgreSQL for tests: `ATRIUM_TEST_DATABASE_URL` when set, else a
+//! throwaway cluster started once per test process. Every test gets a
+//! database of its own, so tests run in parallel without meeting.
+
+use std::sync::OnceLock;
+
+use atrium_store::cluster::ThrowawayCluster;
+use atrium_store::{Database, ensure_database, migrate};
+
+static SERVER: OnceLock<Server> = OnceLock::new();
+
+enum Server {
+    Given(String),
+    Throwaway(ThrowawayCluster),
+}
+
+fn server() -> &'static Server {
+    SERVER.get_or_init(|| match std::env::var("ATRIUM_TEST_DATABASE_URL") {
+        Ok(url) if !url.is_empty() => Server::Given(url),
+        _ => Server::Throwaway(
+            ThrowawayCluster::start().expect("starting a throwaway PostgreSQL cluster for tests"),
+        ),
+    })
+}
+
+/// URL of database `name` on the test server.
+pub fn database_url(name: &str) -> String {
+    match server() {
+        Server::Given(url) => with_database(url, name),
+        Server::Throwaway(c) => with_database(&c.maintenance_url(), name),
+    }
+}
+
+/// The test server's own cluster, when the tests started one.
+pub fn throwaway_cluster() -> Option<&'static ThrowawayCluster> {
+    match server() {
+        Server::Throwaway(c) => Some(c),
+        Server::Given(_) => None,
+    }
+}
+
+/// Replaces the database name in a `postgresql://` URL.
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(b, q)| (b, Some(q)));
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let authority_end = base[scheme_end..]
+        .find('/')
+        .map_or(base.len(), |i| scheme_end + i);
+    let mut out = format!("{}/{name}", &base[..authority_end]);
+    if let Some(q) = query {
+        out.push('?');
+        out.push_str(q);
+    }
+    out
+}
+
+/// A fresh, empty database (no registry yet).
+pub async fn empty_database() -> String {
+    let name = format!("atrium_test_{:016x}", rand::random::<u64>());
+    let maintenance = database_url("postgres");
+    let mut last_error = None;
+    // The throwaway server may still be starting.
+    for _ in 0..100 {
+        match ensure_database(&maintenance, &name).await {
+            Ok(()) => return database_url(&name),
+            Err(e) => last_error = Some(e),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("creating a test database: {:#}", last_error.unwrap());
+}
+
+/// A fresh database with the registry and `template` migrated.
+pub struct TestDatabase {
+    pub url: String,
+    pub db: Database,
+}
+
+pub async fn migrated_database() -> TestDatabase {
+    let url = empty_database().await;
+    let db = Database::connect(&url, 8).await.expect("connecting");
+    migrate::migrate(&db, &migrate::MigrateOptions::default(), &|_, _| {})
+        .await
+        .expect("migrating the test database");
+    TestDatabase { url, db }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_database;
+
+    #[test]
+    fn replaces_only_the_database_name() {
+        assert_eq!(
+            with_database("postgresql://u:p@127.0.0.1:5432/postgres", "x"),
+            "postgresql://u:p@127.0.0.1:5432/x"
+        );
+        assert_eq!(
+            with_database("postgresql://postgres@/postgres?host=/tmp/a", "x"),
+            "postgresql://postgres@/x?host=/tmp/a"
+        );
+        assert_eq!(with_database("postgres://h", "x"), "postgres://h/x");
+    }
+}
