@@ -68,7 +68,7 @@ pub fn latest_tenant_version() -> i32 {
 }
 
 /// Session-level advisory lock held by the one migrator allowed at a time.
-const MIGRATION_LOCK_KEY: i64 = 0x4174_7269_756d_0001;
+pub const MIGRATION_LOCK_KEY: i64 = 0x4174_7269_756d_0001;
 
 pub(crate) const SCHEMA_MIGRATIONS_DDL: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (
     version VARCHAR(20) PRIMARY KEY,

@@ -1,0 +1,59 @@
+use atrium_domain::{Email, Subdomain, Tier};
+use atrium_store::Database;
+use atrium_store::provision::{FirstAdmin, NewTenant, provision};
+use atrium_store::registry::Tenant;
+
+/// A bcrypt-shaped hash: tests of the store need no real hashing.
+pub const FAKE_HASH: &str = "$2b$10$abcdefghijklmnopqrstuuQ7ZCsHVm4mQmQmQmQmQmQmQmQmQmQm0";
+
+pub async fn new_tenant(db: &Database, subdomain: &str) -> Tenant {
+    new_tenant_with_hash(db, subdomain, FAKE_HASH)
+        .await
+        .expect("provisioning")
+}
+
+pub async fn new_tenant_with_hash(
+    db: &Database,
+    subdomain: &str,
+    password_hash: &str,
+) -> Result<Tenant, atrium_store::StoreError> {
+    let subdomain = Subdomain::parse(subdomain).unwrap();
+    let email = Email::parse(&format!("admin@{subdomain}.example")).unwrap();
+    provision(
+        db,
+        &NewTenant {
+            name: "Test Org",
+            subdomain: &subdomain,
+            tier: Tier::Small,
+            admin: FirstAdmin {
+                email: &email,
+                first_name: "Ada",
+                last_name: "Admin",
+                password_hash,
+            },
+        },
+    )
+    .await
+    .map(|(tenant, _)| tenant)
+}
+
+/// Runs SQL as the test's superuser session (for setting up and checking
+/// what the application itself may not do).
+pub async fn sql(db: &Database, statements: &str) {
+    db.session()
+        .await
+        .unwrap()
+        .batch_execute(statements)
+        .await
+        .unwrap_or_else(|e| panic!("{statements}: {e:?}"));
+}
+
+pub async fn scalar_i64(db: &Database, query: &str) -> i64 {
+    db.session()
+        .await
+        .unwrap()
+        .query_one(query, &[])
+        .await
+        .unwrap_or_else(|e| panic!("{query}: {e:?}"))
+        .get(0)
+}

@@ -1,0 +1,7 @@
+//! The store against a real PostgreSQL: provisioning, the migrator, the
+//! drift check and the registry counters.
+
+mod helpers;
+mod migrator;
+mod provisioning;
+mod registry_counters;

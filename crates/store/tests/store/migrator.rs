@@ -1,0 +1,249 @@
+use std::time::Duration;
+
+use atrium_store::check::check;
+use atrium_store::migrate::{
+    self, MIGRATION_LOCK_KEY, MigrateOptions, MigrationError, MigrationFile, MigrationSets,
+};
+use atrium_testkit::migrated_database;
+
+use crate::helpers::{new_tenant, scalar_i64, sql};
+
+/// The embedded sets plus one more tenant migration.
+fn with_extra_tenant_migration(sql: &'static str) -> MigrationSets {
+    let embedded = MigrationSets::embedded();
+    let mut tenant: Vec<MigrationFile> = embedded
+        .tenant
+        .iter()
+        .map(|f| MigrationFile { ..*f })
+        .collect();
+    tenant.push(MigrationFile {
+        version: embedded.latest_tenant_version() + 1,
+        name: "extra",
+        sql,
+    });
+    MigrationSets {
+        control: embedded.control,
+        tenant: Vec::leak(tenant),
+    }
+}
+
+fn options() -> MigrateOptions {
+    MigrateOptions {
+        jobs: 2,
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn one_broken_tenant_fails_alone_and_a_rerun_after_the_fix_completes() {
+    let t = migrated_database().await;
+    for sub in ["alpha", "bravo", "charlie"] {
+        new_tenant(&t.db, sub).await;
+    }
+    // Someone added the column to bravo by hand: the next migration collides.
+    sql(
+        &t.db,
+        "ALTER TABLE tenant_2.contacts ADD COLUMN linkedin_url TEXT",
+    )
+    .await;
+    let sets =
+        with_extra_tenant_migration("ALTER TABLE contacts ADD COLUMN linkedin_url VARCHAR(255);");
+    let next = sets.latest_tenant_version();
+
+    let report = migrate::migrate_sets(&t.db, sets, &options(), &|_, _| {})
+        .await
+        .unwrap();
+    assert_eq!(report.tenants_migrated, 2);
+    assert_eq!(report.failures.len(), 1);
+    assert_eq!(report.failures[0].subdomain, "bravo");
+    assert!(
+        report.failures[0].error.contains("linkedin_url"),
+        "{}",
+        report.failures[0].error
+    );
+    let at_next = scalar_i64(
+        &t.db,
+        &format!("SELECT count(*) FROM public.tenants WHERE schema_version = {next}"),
+    )
+    .await;
+    assert_eq!(at_next, 2);
+    // The failed tenant is wholly at the old version: no half-applied file.
+    assert_eq!(
+        scalar_i64(&t.db, "SELECT count(*) FROM tenant_2.schema_migrations").await,
+        (next - 1) as i64
+    );
+
+    sql(
+        &t.db,
+        "ALTER TABLE tenant_2.contacts DROP COLUMN linkedin_url",
+    )
+    .await;
+    let rerun = migrate::migrate_sets(&t.db, sets, &options(), &|_, _| {})
+        .await
+        .unwrap();
+    assert_eq!((rerun.tenants_migrated, rerun.failures.len()), (1, 0));
+    assert_eq!(
+        scalar_i64(
+            &t.db,
+            &format!("SELECT count(*) FROM public.tenants WHERE schema_version = {next}")
+        )
+        .await,
+        3
+    );
+    // And the migrated schemas match the template again.
+    assert!(check(&t.db).await.unwrap().drifted.is_empty());
+}
+
+#[tokio::test]
+async fn a_second_migrator_is_refused_while_one_holds_the_lock() {
+    let t = migrated_database().await;
+    let holder = t.db.dedicated_session().await.unwrap();
+    holder
+        .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK_KEY])
+        .await
+        .unwrap();
+    let err = migrate::migrate(&t.db, &options(), &|_, _| {})
+        .await
+        .unwrap_err();
+    assert!(matches!(err, MigrationError::Locked), "{err:?}");
+
+    // A waiting migrator (what `serve` does) goes ahead once the lock is free.
+    let db = t.db.clone();
+    let waiting = tokio::spawn(async move {
+        let opts = MigrateOptions {
+            wait_for_lock: true,
+            ..Default::default()
+        };
+        migrate::migrate(&db, &opts, &|_, _| {}).await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !waiting.is_finished(),
+        "the waiting migrator ran while the lock was held"
+    );
+    holder
+        .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK_KEY])
+        .await
+        .unwrap();
+    waiting.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn an_edited_applied_migration_is_detected() {
+    let t = migrated_database().await;
+    new_tenant(&t.db, "alpha").await;
+    let embedded = MigrationSets::embedded();
+    let edited: Vec<MigrationFile> = embedded
+        .tenant
+        .iter()
+        .map(|f| MigrationFile {
+            sql: Box::leak(format!("{}\n-- edited\n", f.sql).into_boxed_str()),
+            ..*f
+        })
+        .collect();
+    let sets = MigrationSets {
+        control: embedded.control,
+        tenant: Vec::leak(edited),
+    };
+    let err = migrate::migrate_sets(&t.db, sets, &options(), &|_, _| {})
+        .await
+        .unwrap_err();
+    match err {
+        MigrationError::Edited {
+            schema, version, ..
+        } => {
+            assert_eq!((schema.as_str(), version), ("template", 1));
+        }
+        other => panic!("expected an edited-file error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_database_newer_than_the_program_is_refused() {
+    let t = migrated_database().await;
+    let sets = with_extra_tenant_migration("SELECT 1;");
+    migrate::migrate_sets(&t.db, sets, &options(), &|_, _| {})
+        .await
+        .unwrap();
+    let err = migrate::migrate(&t.db, &options(), &|_, _| {})
+        .await
+        .unwrap_err();
+    assert!(matches!(err, MigrationError::Unknown { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn nothing_pending_costs_the_same_queries_whatever_the_tenant_count() {
+    let t = migrated_database().await;
+    new_tenant(&t.db, "alpha").await;
+    let one = migrate::migrate(&t.db, &options(), &|_, _| {})
+        .await
+        .unwrap();
+    for i in 0..5 {
+        new_tenant(&t.db, &format!("tenant-{i}")).await;
+    }
+    let six = migrate::migrate(&t.db, &options(), &|_, _| {})
+        .await
+        .unwrap();
+    assert_eq!(one.tenants_migrated + six.tenants_migrated, 0);
+    assert_eq!(one.queries, six.queries);
+}
+
+#[tokio::test]
+async fn a_migration_waiting_on_a_busy_table_retries_instead_of_blocking_it() {
+    let t = migrated_database().await;
+    new_tenant(&t.db, "alpha").await;
+    // A long request holds a lock on contacts for a moment.
+    let blocker = t.db.dedicated_session().await.unwrap();
+    blocker
+        .batch_execute("BEGIN; LOCK TABLE tenant_1.contacts IN ACCESS SHARE MODE")
+        .await
+        .unwrap();
+    let sets = with_extra_tenant_migration("ALTER TABLE contacts ADD COLUMN twitter VARCHAR(50);");
+    let opts = MigrateOptions {
+        lock_timeout: Duration::from_millis(50),
+        ..options()
+    };
+    let db = t.db.clone();
+    let run =
+        tokio::spawn(async move { migrate::migrate_sets(&db, sets, &opts, &|_, _| {}).await });
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    // While it retries, the table is not queued behind the migration.
+    let reader = t.db.dedicated_session().await.unwrap();
+    reader
+        .batch_execute("SET statement_timeout = 1000; SELECT count(*) FROM tenant_1.contacts")
+        .await
+        .expect("reads are not blocked by a waiting migration");
+    blocker.batch_execute("COMMIT").await.unwrap();
+    let report = run.await.unwrap().unwrap();
+    assert_eq!((report.tenants_migrated, report.failures.len()), (1, 0));
+}
+
+#[tokio::test]
+async fn check_reports_a_column_added_by_hand() {
+    let t = migrated_database().await;
+    new_tenant(&t.db, "alpha").await;
+    new_tenant(&t.db, "bravo").await;
+    assert!(check(&t.db).await.unwrap().drifted.is_empty());
+    sql(
+        &t.db,
+        "ALTER TABLE tenant_2.contacts ADD COLUMN shoe_size INTEGER",
+    )
+    .await;
+    sql(&t.db, "DROP INDEX tenant_2.idx_deals_owner").await;
+    let report = check(&t.db).await.unwrap();
+    assert_eq!(report.schemas_checked, 2);
+    assert_eq!(report.drifted.len(), 1);
+    let drift = &report.drifted[0];
+    assert_eq!(drift.subdomain.as_deref(), Some("bravo"));
+    assert!(
+        drift
+            .extra
+            .iter()
+            .any(|i| i == "column contacts.shoe_size integer"),
+        "{drift:?}"
+    );
+    assert!(
+        drift.missing.iter().any(|i| i.contains("idx_deals_owner")),
+        "{drift:?}"
+    );
+}
