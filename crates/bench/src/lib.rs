@@ -1,1 +1,48 @@
-//! The project's benchmarks, run as `atrium bench ...`.
+//! The project's benchmarks, run as `atrium bench ...`. Each works in a
+//! scratch database of its own on the same server, compares Atrium with
+//! PostgreSQL doing the same work directly in the same run, and prints a
+//! Markdown report.
+
+mod fleet;
+pub mod migrate;
+pub mod provision;
+
+use std::time::Duration;
+
+use atrium_store::Database;
+
+/// A scratch database for one benchmark run, dropped (with its tenant roles)
+/// by [`Scratch::finish`].
+pub struct Scratch {
+    pub db: Database,
+    name: String,
+}
+
+impl Scratch {
+    pub async fn create(server: &Database) -> anyhow::Result<Self> {
+        let name = format!("atrium_bench_{:08x}", rand_suffix());
+        let db = server.create_sibling(&name, 8).await?;
+        atrium_store::migrate::migrate(&db, &Default::default(), &|_, _| {}).await?;
+        Ok(Self { db, name })
+    }
+
+    pub async fn finish(self, server: &Database) -> anyhow::Result<()> {
+        server.drop_sibling(self.db, &self.name).await
+    }
+}
+
+fn rand_suffix() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos() ^ std::process::id())
+        .unwrap_or_default()
+}
+
+pub(crate) fn median(samples: &mut [Duration]) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+pub(crate) fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}

@@ -29,16 +29,32 @@ pub struct ServerBinaries {
 }
 
 impl ServerBinaries {
-    /// Finds `initdb` and `pg_ctl`: on `PATH`, then `pg_config --bindir`, then
-    /// the newest `/usr/lib/postgresql/*/bin`.
+    /// Finds `initdb` and `pg_ctl`: in `ATRIUM_PG_BINDIR` if set, else on
+    /// `PATH`, then `pg_config --bindir`, then the newest
+    /// `/usr/lib/postgresql/*/bin`.
     pub fn locate() -> anyhow::Result<Self> {
-        let bin_dir = locate_bin_dir().ok_or_else(|| {
-            anyhow::anyhow!(
-                "no PostgreSQL server programs (initdb, pg_ctl) found on PATH, via pg_config or \
-                 under /usr/lib/postgresql/*/bin: install PostgreSQL 15 or newer (Debian/Ubuntu: \
-                 apt-get install postgresql) or set ATRIUM_DATABASE_URL to a running server"
-            )
-        })?;
+        let bin_dir = match std::env::var_os("ATRIUM_PG_BINDIR").filter(|d| !d.is_empty()) {
+            Some(dir) => {
+                let dir = PathBuf::from(dir);
+                if !has_server_tools(&dir) {
+                    bail!(
+                        "ATRIUM_PG_BINDIR is {}, which holds no initdb and pg_ctl: point it at \
+                         PostgreSQL's bin directory (pg_config --bindir) or set \
+                         ATRIUM_DATABASE_URL to a running server",
+                        dir.display()
+                    );
+                }
+                dir
+            }
+            None => locate_bin_dir().ok_or_else(|| {
+                anyhow::anyhow!(
+                    "no PostgreSQL server programs (initdb, pg_ctl) found on PATH, via pg_config \
+                     or under /usr/lib/postgresql/*/bin: install PostgreSQL 15 or newer \
+                     (Debian/Ubuntu: apt-get install postgresql), set ATRIUM_PG_BINDIR to its bin \
+                     directory, or set ATRIUM_DATABASE_URL to a running server"
+                )
+            })?,
+        };
         let run_as = if Uid::effective().is_root() {
             let user = User::from_name("postgres")?.ok_or_else(|| {
                 anyhow::anyhow!(
@@ -90,11 +106,14 @@ impl ServerBinaries {
     }
 }
 
+fn has_server_tools(dir: &Path) -> bool {
+    dir.join("initdb").is_file() && dir.join("pg_ctl").is_file()
+}
+
 fn locate_bin_dir() -> Option<PathBuf> {
-    let has_tools = |dir: &Path| dir.join("initdb").is_file() && dir.join("pg_ctl").is_file();
     if let Some(path) = std::env::var_os("PATH") {
         for dir in std::env::split_paths(&path) {
-            if has_tools(&dir) {
+            if has_server_tools(&dir) {
                 // Debian links /usr/local/bin/initdb to the real directory;
                 // resolve it so sibling programs (postgres) are found too.
                 let real = fs::canonicalize(dir.join("initdb")).ok()?;
@@ -104,7 +123,7 @@ fn locate_bin_dir() -> Option<PathBuf> {
     }
     if let Ok(out) = Command::new("pg_config").arg("--bindir").output() {
         let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-        if out.status.success() && has_tools(&dir) {
+        if out.status.success() && has_server_tools(&dir) {
             return Some(dir);
         }
     }
@@ -115,7 +134,7 @@ fn locate_bin_dir() -> Option<PathBuf> {
             let v = e.file_name().to_str()?.parse().ok()?;
             Some((v, e.path().join("bin")))
         })
-        .filter(|(_, dir)| has_tools(dir))
+        .filter(|(_, dir)| has_server_tools(dir))
         .collect();
     versions.sort();
     versions.pop().map(|(_, dir)| dir)

@@ -35,8 +35,15 @@ impl Database {
     /// Connects a pool of at most `max_connections` sessions and checks the
     /// server's version.
     pub async fn connect(url: &str, max_connections: usize) -> anyhow::Result<Self> {
-        let mut config: tokio_postgres::Config =
+        let config: tokio_postgres::Config =
             url.parse().context("the database URL is not valid")?;
+        Self::connect_config(config, max_connections).await
+    }
+
+    async fn connect_config(
+        mut config: tokio_postgres::Config,
+        max_connections: usize,
+    ) -> anyhow::Result<Self> {
         config.options(SESSION_OPTIONS);
         if config.get_application_name().is_none() {
             config.application_name("atrium");
@@ -86,6 +93,56 @@ impl Database {
             }
         });
         Ok(client)
+    }
+
+    /// Creates database `name` on the same server and connects a pool to
+    /// it (benchmarks work in a scratch database of their own).
+    pub async fn create_sibling(&self, name: &str, max_connections: usize) -> anyhow::Result<Self> {
+        let session = self.session().await?;
+        session
+            .batch_execute(&format!("CREATE DATABASE {}", quote_ident(name)))
+            .await
+            .with_context(|| format!("creating database {name}"))?;
+        let mut config = self.config.clone();
+        config.dbname(name);
+        Self::connect_config(config, max_connections).await
+    }
+
+    /// Drops database `name` (closing its sessions) and the tenant roles
+    /// its registry made: roles belong to the server, not the database.
+    pub async fn drop_sibling(&self, sibling: Self, name: &str) -> anyhow::Result<()> {
+        let prefix: Option<String> = match sibling.session().await {
+            Ok(s) => s
+                .query_opt("SELECT role_prefix FROM public.installation", &[])
+                .await
+                .ok()
+                .flatten()
+                .map(|r| r.get(0)),
+            Err(_) => None,
+        };
+        sibling.pool.close();
+        let session = self.session().await?;
+        session
+            .batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                quote_ident(name)
+            ))
+            .await?;
+        if let Some(prefix) = prefix {
+            let roles = session
+                .query(
+                    "SELECT rolname::text FROM pg_roles WHERE starts_with(rolname, $1)",
+                    &[&format!("{prefix}_tenant_")],
+                )
+                .await?;
+            for role in roles {
+                let role: String = role.get(0);
+                session
+                    .batch_execute(&format!("DROP ROLE IF EXISTS {}", quote_ident(&role)))
+                    .await?;
+            }
+        }
+        Ok(())
     }
 
     async fn check_server_version(&self) -> anyhow::Result<()> {

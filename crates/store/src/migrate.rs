@@ -15,7 +15,8 @@ use tokio_postgres::Client;
 use tokio_postgres::error::SqlState;
 
 use crate::db::{quote_ident, sql_state};
-use crate::{Database, PooledTx, registry};
+use crate::tx::execute_in_transaction;
+use crate::{Database, registry};
 
 /// One SQL file of a migration set.
 #[derive(Debug)]
@@ -28,6 +29,28 @@ pub struct MigrationFile {
 impl MigrationFile {
     pub fn checksum(&self) -> String {
         hex::encode(Sha256::digest(self.sql.as_bytes()))
+    }
+
+    /// Whether the file may create a relation the tenant role must be
+    /// granted. Adding columns or indexes needs no grant, and rewriting
+    /// every table's ACL would double the cost of such a migration across
+    /// the fleet; this errs on the side of granting.
+    pub fn creates_objects(&self) -> bool {
+        let code: String = self
+            .sql
+            .lines()
+            .map(|line| line.split("--").next().unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join("\n")
+            .to_ascii_lowercase();
+        code.split(';').map(str::trim).any(|statement| {
+            statement.contains("serial")
+                || statement.contains("identity")
+                || statement.starts_with("do")
+                || (statement.starts_with("create")
+                    && !statement.starts_with("create index")
+                    && !statement.starts_with("create unique index"))
+        })
     }
 }
 
@@ -404,10 +427,14 @@ fn is_lock_timeout(e: &anyhow::Error) -> bool {
 /// at the new version or untouched.
 ///
 /// The registry says which version the tenant is at (it is updated in the
-/// same transaction as the schema), and a guard statement makes the
-/// transaction fail if the schema disagrees. The files' checksums were
-/// verified against `template` at the start of the run, so the tenant's
-/// own `schema_migrations` need not be read first.
+/// same transaction as the schema), so the tenant's `schema_migrations` is
+/// not read first: its primary key refuses a version applied twice, the
+/// files' checksums were verified against `template` at the start of the
+/// run, and `atrium check` catches a schema that was changed by hand.
+///
+/// The commit does not wait for the WAL flush (`synchronous_commit = off`):
+/// a crash can lose only the last few tenants' migrations, each whole,
+/// registry row and schema together, and the next run redoes them.
 async fn migrate_tenant(
     db: &Database,
     tenant: &registry::TenantRef,
@@ -421,18 +448,11 @@ async fn migrate_tenant(
         .iter()
         .filter(|f| f.version > tenant.schema_version)
         .collect();
-    let schema = quote_ident(&tenant.schema_name);
     let mut batch = format!(
-        "SET LOCAL lock_timeout = {lock_ms};
-         SELECT set_config('search_path', '{schema}, extensions', true);
-         DO $guard$ BEGIN
-           IF (SELECT COALESCE(max(version::int), 0) FROM schema_migrations) <> {at} THEN
-             RAISE EXCEPTION 'schema {name} is not at version {at} as the registry says';
-           END IF;
-         END $guard$;",
+        "SET LOCAL lock_timeout = {lock_ms}; SET LOCAL synchronous_commit = off;
+         SELECT set_config('search_path', '{schema}, extensions', true);\n",
         lock_ms = options.lock_timeout.as_millis(),
-        at = tenant.schema_version,
-        name = tenant.schema_name,
+        schema = quote_ident(&tenant.schema_name),
     );
     for file in &pending {
         batch.push_str(file.sql);
@@ -443,20 +463,19 @@ async fn migrate_tenant(
             file.checksum()
         ));
     }
-    batch.push_str(&grant_tenant_role_if_needed_sql(
-        &tenant.schema_name,
-        &tenant_role_name(role_prefix, tenant.id),
-    ));
+    if pending.iter().any(|f| f.creates_objects()) {
+        batch.push_str(&grant_tenant_role_sql(
+            &tenant.schema_name,
+            &tenant_role_name(role_prefix, tenant.id),
+        ));
+    }
     batch.push_str(&format!(
         "UPDATE public.tenants SET schema_version = {} WHERE id = {};",
         sets.latest_tenant_version(),
         tenant.id
     ));
     counter.add();
-    let tx = PooledTx::begin(db, &batch).await?;
-    counter.add();
-    tx.commit().await?;
-    Ok(())
+    execute_in_transaction(db, &batch).await
 }
 
 /// The database role through which the application reaches one tenant's
@@ -474,28 +493,6 @@ pub(crate) fn grant_tenant_role_sql(schema: &str, role: &str) -> String {
          GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {schema} TO {role};
          GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {schema} TO {role};
          REVOKE ALL ON {schema}.schema_migrations FROM {role};"
-    )
-}
-
-/// Grants data rights only when the migrations made something the tenant
-/// role cannot reach yet, so the common additive migration pays no ACL
-/// rewrite of every table.
-fn grant_tenant_role_if_needed_sql(schema: &str, role: &str) -> String {
-    let grants = grant_tenant_role_sql(schema, role).replace('\'', "''");
-    let role_literal = role.replace('\'', "''");
-    let schema_literal = schema.replace('\'', "''");
-    format!(
-        "DO $grant$ BEGIN
-           IF EXISTS (
-             SELECT 1 FROM pg_class c
-             WHERE c.relnamespace = '{schema_literal}'::regnamespace
-               AND c.relname <> 'schema_migrations'
-               AND ((c.relkind IN ('r', 'p') AND NOT has_table_privilege('{role_literal}', c.oid, 'SELECT'))
-                 OR (c.relkind = 'S' AND NOT has_sequence_privilege('{role_literal}', c.oid, 'USAGE')))
-           ) THEN
-             EXECUTE '{grants}';
-           END IF;
-         END $grant$;"
     )
 }
 
@@ -585,4 +582,39 @@ pub async fn tenant_versions(db: &Database) -> anyhow::Result<Vec<TenantVersion>
             schema_version: r.get(3),
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::MigrationFile;
+
+    fn file(sql: &'static str) -> MigrationFile {
+        MigrationFile {
+            version: 2,
+            name: "t",
+            sql,
+        }
+    }
+
+    #[test]
+    fn only_files_that_make_relations_trigger_grants() {
+        assert!(!file("ALTER TABLE contacts ADD COLUMN x TEXT;").creates_objects());
+        assert!(
+            !file("CREATE INDEX i ON contacts (x);\nCREATE UNIQUE INDEX j ON deals (y);")
+                .creates_objects()
+        );
+        assert!(file("-- notes\nCREATE TABLE tags (id int);").creates_objects());
+        assert!(file("ALTER TABLE contacts ADD COLUMN n SERIAL;").creates_objects());
+        assert!(
+            file("alter table x add column i int generated always as identity;").creates_objects()
+        );
+        assert!(file("CREATE SEQUENCE s;").creates_objects());
+        assert!(file("DO $$ BEGIN EXECUTE 'create table t()'; END $$;").creates_objects());
+        assert!(
+            MigrationFile {
+                ..super::MigrationSets::embedded().tenant[0]
+            }
+            .creates_objects()
+        );
+    }
 }

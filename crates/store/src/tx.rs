@@ -63,3 +63,23 @@ impl Drop for PooledTx {
         }
     }
 }
+
+/// Runs `body` (statements of our own making, no parameters) in one
+/// transaction and one round trip: `BEGIN; body; COMMIT` as one message.
+/// On failure the transaction is rolled back and the session kept if it is
+/// healthy.
+pub async fn execute_in_transaction(db: &Database, body: &str) -> anyhow::Result<()> {
+    let session = db.session().await?;
+    match session
+        .batch_execute(&format!("BEGIN; {body}\nCOMMIT;"))
+        .await
+    {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            if session.batch_execute("ROLLBACK").await.is_err() {
+                drop(Object::take(session));
+            }
+            Err(e.into())
+        }
+    }
+}

@@ -1,5 +1,6 @@
 //! One module per command group; each is a thin adapter over the services.
 
+mod bench;
 mod check;
 mod migrate;
 mod serve;
@@ -89,6 +90,6 @@ async fn dispatch(command: Command, connected: &Connected) -> CommandResult {
             connected.ensure_current().await?;
             check::run(args, connected).await
         }
-        Command::Bench(_) => todo!(),
+        Command::Bench(command) => bench::run(command, connected).await,
     }
 }

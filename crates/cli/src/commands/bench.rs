@@ -1,0 +1,37 @@
+use std::process::ExitCode;
+
+use atrium_bench::migrate::MigrateBench;
+use atrium_bench::provision::ProvisionBench;
+
+use super::CommandResult;
+use crate::cli::BenchCommand;
+use crate::connect::Connected;
+
+/// Benchmarks create (and drop) scratch databases on the server, so they
+/// need the admin connection.
+pub async fn run(command: BenchCommand, connected: &Connected) -> CommandResult {
+    let server = connected.admin();
+    let report = match command {
+        BenchCommand::Provision(args) => {
+            atrium_bench::provision::run(
+                server,
+                &ProvisionBench {
+                    existing: args.existing,
+                    samples: args.samples.max(1),
+                },
+            )
+            .await?
+        }
+        BenchCommand::Migrate(args) => {
+            atrium_bench::migrate::run(
+                server,
+                &MigrateBench {
+                    tenants: args.tenants.max(1),
+                },
+            )
+            .await?
+        }
+    };
+    println!("{report}");
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,108 @@
+use std::path::Path;
+use std::process::Output;
+
+use crate::helpers::{command, json, stderr};
+
+fn atrium_in(data_dir: &Path, args: &[&str]) -> Output {
+    command(data_dir.parent().unwrap())
+        .env("ATRIUM_DATA_DIR", data_dir)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn postmaster_running(data_dir: &Path) -> bool {
+    data_dir.join("postgres/data/postmaster.pid").exists()
+}
+
+#[test]
+fn the_embedded_default_starts_from_nothing_keeps_its_data_and_stops_after_use() {
+    let root = tempfile::tempdir().unwrap();
+    let data_dir = root.path().join("data");
+    let out = atrium_in(
+        &data_dir,
+        &[
+            "tenant",
+            "create",
+            "--name",
+            "Acme",
+            "--subdomain",
+            "acme",
+            "--admin-email",
+            "a@acme.com",
+            "--admin-password",
+            "a-long-password",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        !postmaster_running(&data_dir),
+        "the cluster stops when the command that started it ends"
+    );
+
+    // A second process starts the same cluster again and finds the tenant.
+    let list = json(&atrium_in(&data_dir, &["tenant", "list", "--json"]));
+    assert_eq!(list[0]["subdomain"], "acme");
+
+    if nix::unistd::Uid::effective().is_root() {
+        use std::os::unix::fs::MetadataExt;
+        let owner = std::fs::metadata(data_dir.join("postgres/data"))
+            .unwrap()
+            .uid();
+        assert_ne!(
+            owner, 0,
+            "as root, the cluster belongs to the postgres user"
+        );
+    }
+}
+
+#[test]
+fn without_server_programs_it_says_what_to_install() {
+    let root = tempfile::tempdir().unwrap();
+    let out = command(root.path())
+        .env("ATRIUM_DATA_DIR", root.path().join("other"))
+        .env("ATRIUM_PG_BINDIR", root.path())
+        .args(["tenant", "list"])
+        .output()
+        .unwrap();
+    crate::helpers::assert_fails(&out, 1, "ATRIUM_PG_BINDIR");
+}
+
+#[test]
+fn commands_run_while_serve_is_up_share_its_cluster() {
+    use std::io::{BufRead, BufReader};
+    let root = tempfile::tempdir().unwrap();
+    let data_dir = root.path().join("data");
+    let mut server = command(root.path())
+        .env("ATRIUM_DATA_DIR", &data_dir)
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(server.stderr.take().unwrap()).lines();
+    let serving = lines
+        .by_ref()
+        .map(|l| l.unwrap())
+        .find(|l| l.contains("serving on"))
+        .expect("serve announces its address");
+    assert!(serving.contains("http://127.0.0.1:"), "{serving}");
+    std::thread::spawn(move || lines.for_each(drop));
+
+    let listed = atrium_in(&data_dir, &["tenant", "list", "--json"]);
+    assert_eq!(json(&listed), serde_json::json!([]));
+    assert!(
+        postmaster_running(&data_dir),
+        "a command leaves serve's cluster running"
+    );
+
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(server.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    assert!(server.wait().unwrap().success());
+    assert!(
+        !postmaster_running(&data_dir),
+        "serve stops the cluster it started"
+    );
+}

@@ -1,0 +1,6 @@
+//! The `atrium` binary as an operator uses it: exit codes, one-line errors,
+//! JSON output, and the embedded default.
+
+mod embedded;
+mod helpers;
+mod tenants;

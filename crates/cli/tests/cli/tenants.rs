@@ -1,0 +1,256 @@
+use atrium_testkit::{empty_database, migrated_database};
+
+use crate::helpers::{assert_fails, atrium, json, stderr, stdout};
+
+const CREATE: &[&str] = &[
+    "tenant",
+    "create",
+    "--name",
+    "Acme Inc",
+    "--subdomain",
+    "Acme",
+    "--admin-email",
+    "boss@acme.com",
+    "--admin-password",
+    "a-long-password",
+];
+
+#[tokio::test]
+async fn the_tenant_lifecycle_from_create_to_delete() {
+    let t = migrated_database().await;
+    let url = &t.url;
+    let mut create = CREATE.to_vec();
+    create.push("--json");
+    let created = json(&atrium(url, &create));
+    assert_eq!(
+        created["tenant"]["subdomain"], "acme",
+        "stored in lower case"
+    );
+    assert_eq!(created["tenant"]["schema_name"], "tenant_1");
+    assert_eq!(created["tenant"]["tier"], "small");
+    assert_eq!(created["tenant"]["status"], "active");
+    assert!(
+        created["admin_password"].is_null(),
+        "a given password is not echoed"
+    );
+
+    let list = json(&atrium(url, &["tenant", "list", "--json"]));
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert_eq!(list[0]["user_count"], 1);
+
+    assert!(atrium(url, &["tenant", "suspend", "acme"]).status.success());
+    let shown = json(&atrium(url, &["tenant", "show", "acme", "--json"]));
+    assert_eq!(shown["status"], "suspended");
+    assert!(atrium(url, &["tenant", "resume", "acme"]).status.success());
+
+    let renamed = atrium(url, &["tenant", "rename", "acme", "acme-corp"]);
+    assert!(renamed.status.success(), "{}", stderr(&renamed));
+    let shown = json(&atrium(url, &["tenant", "show", "acme-corp", "--json"]));
+    assert_eq!(
+        (shown["status"].as_str(), shown["schema_name"].as_str()),
+        (Some("active"), Some("tenant_1"))
+    );
+
+    let text = stdout(&atrium(url, &["tenant", "list"]));
+    assert!(
+        text.contains("acme-corp") && text.contains("tenant_1"),
+        "{text}"
+    );
+
+    assert!(
+        atrium(url, &["tenant", "delete", "acme-corp", "--yes"])
+            .status
+            .success()
+    );
+    assert_fails(
+        &atrium(url, &["tenant", "show", "acme-corp"]),
+        1,
+        "not found",
+    );
+    let exists: i64 =
+        t.db.session()
+            .await
+            .unwrap()
+            .query_one(
+                "SELECT count(*) FROM pg_namespace WHERE nspname = 'tenant_1'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+    assert_eq!(exists, 0, "the schema is dropped");
+}
+
+#[tokio::test]
+async fn a_generated_admin_password_is_printed_once_and_works() {
+    let t = migrated_database().await;
+    let out = atrium(
+        &t.url,
+        &[
+            "tenant",
+            "create",
+            "--name",
+            "Beta",
+            "--subdomain",
+            "beta",
+            "--admin-email",
+            "a@beta.io",
+            "--json",
+        ],
+    );
+    let created = json(&out);
+    let password = created["admin_password"]
+        .as_str()
+        .expect("a generated password")
+        .to_owned();
+    assert!(password.len() >= 16);
+    let hash: String =
+        t.db.session()
+            .await
+            .unwrap()
+            .query_one("SELECT password_hash FROM tenant_1.users", &[])
+            .await
+            .unwrap()
+            .get(0);
+    assert!(
+        atrium_services::passwords::verify(&password, &hash)
+            .await
+            .unwrap()
+    );
+    assert!(!hash.contains(&password), "stored hashed");
+}
+
+#[tokio::test]
+async fn bad_input_gets_one_clear_line_the_right_exit_code_and_writes_nothing() {
+    let t = migrated_database().await;
+    let url = &t.url;
+    assert!(atrium(url, CREATE).status.success());
+    let with = |flag: &str, value: &str| {
+        let mut args: Vec<String> = CREATE.iter().map(|s| s.to_string()).collect();
+        match args.iter().position(|a| a == flag) {
+            Some(at) => args[at + 1] = value.to_owned(),
+            None => args.extend([flag.to_owned(), value.to_owned()]),
+        }
+        args
+    };
+    let run = |args: Vec<String>| atrium(url, &args.iter().map(String::as_str).collect::<Vec<_>>());
+
+    assert_fails(&run(with("--subdomain", "ab")), 2, "at least 3 characters");
+    assert_fails(&run(with("--subdomain", "under_score")), 2, "letters a-z");
+    assert_fails(&run(with("--subdomain", "dash-")), 2, "hyphen");
+    assert_fails(&run(with("--subdomain", "www")), 2, "reserved");
+    assert_fails(&run(with("--subdomain", &"x".repeat(64))), 2, "at most 63");
+    assert_fails(
+        &run(with("--admin-email", "not-an-email")),
+        2,
+        "admin.email",
+    );
+    assert_fails(
+        &run(with("--admin-password", "short")),
+        2,
+        "at least 10 bytes",
+    );
+    assert_fails(&run(with("--name", "  ")), 2, "name: is required");
+    assert_fails(&run(with("--subdomain", "ACME")), 1, "already taken");
+    assert_fails(&run(with("--tier", "huge")), 2, "invalid value 'huge'");
+
+    assert_fails(
+        &atrium(url, &["tenant", "show", "nope"]),
+        1,
+        "tenant 'nope' not found",
+    );
+    assert_fails(&atrium(url, &["tenant", "suspend", "nope"]), 1, "not found");
+    assert_fails(
+        &atrium(url, &["tenant", "rename", "nope", "other"]),
+        1,
+        "not found",
+    );
+    assert_fails(
+        &atrium(url, &["tenant", "rename", "acme", "a"]),
+        2,
+        "at least 3",
+    );
+    assert_fails(
+        &atrium(url, &["tenant", "delete", "nope", "--yes"]),
+        1,
+        "not found",
+    );
+    assert_fails(&atrium(url, &["tenant", "delete", "acme"]), 2, "--yes");
+    assert_fails(
+        &atrium(url, &["tenant", "frobnicate"]),
+        2,
+        "unrecognized subcommand",
+    );
+    assert_fails(
+        &atrium(url, &["tenant", "create", "--name", "x"]),
+        2,
+        "required",
+    );
+
+    // Nothing was written by any of the refused commands.
+    let list = json(&atrium(url, &["tenant", "list", "--json"]));
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert_eq!(list[0]["subdomain"], "acme");
+    assert_eq!(list[0]["status"], "active");
+}
+
+#[tokio::test]
+async fn migrate_builds_a_fresh_database_and_reports_versions() {
+    let url = empty_database().await;
+    // Without the registry, other commands say what to run.
+    assert_fails(&atrium(&url, &["tenant", "list"]), 1, "atrium migrate");
+    let out = atrium(&url, &["migrate"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(atrium(&url, CREATE).status.success());
+    let status = json(&atrium(&url, &["migrate", "status", "--json"]));
+    let latest = status["latest_version"].as_i64().unwrap();
+    assert!(latest >= 1);
+    assert_eq!(
+        status["tenants"][0]["schema_version"].as_i64(),
+        Some(latest)
+    );
+    let text = stdout(&atrium(&url, &["migrate", "status"]));
+    assert!(text.contains("TENANTS"), "{text}");
+    // A second run has nothing to do and succeeds.
+    let again = atrium(&url, &["migrate", "--jobs", "2"]);
+    assert!(again.status.success());
+    assert!(stderr(&again).contains("0 migrated"), "{}", stderr(&again));
+    assert_eq!(
+        atrium(&url, &["migrate", "--jobs", "0"]).status.code(),
+        Some(2)
+    );
+}
+
+#[tokio::test]
+async fn stats_and_check_read_the_registry() {
+    let t = migrated_database().await;
+    assert!(atrium(&t.url, CREATE).status.success());
+    let stats = json(&atrium(&t.url, &["stats", "--json"]));
+    assert_eq!(
+        (
+            stats["tenant_count"].as_i64(),
+            stats["total_users"].as_i64()
+        ),
+        (Some(1), Some(1))
+    );
+    assert_eq!(stats["total_contacts"], 0);
+
+    let clean = atrium(&t.url, &["check"]);
+    assert!(clean.status.success(), "{}", stderr(&clean));
+    t.db.session()
+        .await
+        .unwrap()
+        .batch_execute("ALTER TABLE tenant_1.deals ADD COLUMN mood TEXT")
+        .await
+        .unwrap();
+    let drift = atrium(&t.url, &["check", "--json"]);
+    assert_eq!(drift.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&drift.stdout).unwrap();
+    assert_eq!(report["drifted"][0]["schema_name"], "tenant_1");
+    assert!(
+        report["drifted"][0]["extra"][0]
+            .as_str()
+            .unwrap()
+            .contains("deals.mood")
+    );
+}
