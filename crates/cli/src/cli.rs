@@ -19,6 +19,10 @@ pub struct Cli {
 }
 
 impl Cli {
+    pub fn log_json(&self) -> bool {
+        matches!(&self.command, Command::Serve(args) if args.log_json)
+    }
+
     pub fn default_log_filter(&self) -> &'static str {
         match self.command {
             Command::Serve(_) => "info",
@@ -68,6 +72,8 @@ pub enum Command {
     Stats(JsonArg),
     /// Compare every tenant schema with `template`; exit 1 on any difference.
     Check(JsonArg),
+    /// The emails queued or sent (invitations, password resets), newest first.
+    Outbox(OutboxArgs),
     /// The project's benchmarks.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -76,6 +82,15 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct JsonArg {
     /// Print one JSON document on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct OutboxArgs {
+    /// How many emails to show.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(i64).range(1..=10000))]
+    pub limit: i64,
     #[arg(long)]
     pub json: bool,
 }
@@ -91,9 +106,17 @@ pub struct ServeArgs {
     /// Bearer token of the platform API (without it that API answers 404).
     #[arg(long, env = "ATRIUM_PLATFORM_TOKEN", hide_env_values = true)]
     pub platform_token: Option<String>,
-    /// Public URL of the server, for links in emails.
+    /// Public URL of the server, for links in emails; may hold
+    /// `{subdomain}` (default: http://<subdomain>.<base-domain>:<port>).
     #[arg(long, env = "ATRIUM_PUBLIC_URL")]
     pub public_url: Option<String>,
+    /// Proxies (addresses or CIDR ranges, comma-separated) whose
+    /// X-Forwarded-For names the client.
+    #[arg(long, env = "ATRIUM_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Log one JSON object per line instead of text.
+    #[arg(long, env = "ATRIUM_LOG_JSON")]
+    pub log_json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -19,6 +19,7 @@ pub struct FileSettings {
     pub platform_token: Option<String>,
     pub public_url: Option<String>,
     pub pool_size: Option<usize>,
+    pub trusted_proxies: Option<Vec<ipnet::IpNet>>,
 }
 
 impl FileSettings {
@@ -110,8 +111,7 @@ mod tests {
         let server = atrium_http::ServerSettings {
             base_domain: "localhost".into(),
             platform_token: Some("platform-secret".into()),
-            public_url: None,
-            request_timeout: std::time::Duration::from_secs(30),
+            ..Default::default()
         };
         let shown = format!("{database:?} {server:?}");
         for secret in ["s3cret", "hunter2", "platform-secret"] {

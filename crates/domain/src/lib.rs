@@ -3,28 +3,32 @@
 //! Values are parsed at the edge (HTTP, CLI) into these types; past the edge a
 //! value of the type is valid by construction.
 
+mod access;
 mod email;
 mod password;
 mod subdomain;
 mod tenant;
 
+pub use access::{Access, Action, Permissions, Role};
 pub use email::Email;
 pub use password::Password;
 pub use subdomain::Subdomain;
 pub use tenant::{TenantStatus, Tier};
 
+use std::borrow::Cow;
+
 /// Why a value was refused: which field, and a sentence a person can act on.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {message}")]
 pub struct Invalid {
-    pub field: &'static str,
+    pub field: Cow<'static, str>,
     pub message: String,
 }
 
 impl Invalid {
-    pub fn new(field: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(field: impl Into<Cow<'static, str>>, message: impl Into<String>) -> Self {
         Self {
-            field,
+            field: field.into(),
             message: message.into(),
         }
     }

@@ -1,17 +1,29 @@
-//! Liveness and readiness, on any host.
+//! Health, readiness, metrics and the OpenAPI document: on any host.
+
+use std::sync::{Arc, OnceLock};
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use serde_json::{Value, json};
 
 use crate::AppState;
 
-pub(crate) fn router() -> Router<AppState> {
+pub(crate) fn router(openapi: Arc<utoipa::openapi::OpenApi>) -> Router<AppState> {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route(
+            "/api/openapi.json",
+            get(move || {
+                let openapi = openapi.clone();
+                async move { Json(openapi.as_ref().clone()) }
+            }),
+        )
 }
 
 async fn healthz() -> Json<Value> {
@@ -32,4 +44,29 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
             Json(json!({"status": "unavailable"})),
         ),
     }
+}
+
+/// The process-wide Prometheus recorder (installed once, shared by every
+/// server in the process).
+pub(crate) fn prometheus() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let recorder = PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        // Another recorder may already be installed (a test harness); then
+        // this handle still renders what it records, which is nothing.
+        let _ = metrics::set_global_recorder(recorder);
+        handle
+    })
+}
+
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let pool = state.db.pool().status();
+    metrics::gauge!("atrium_db_pool_size").set(pool.size as f64);
+    metrics::gauge!("atrium_db_pool_available").set(pool.available as f64);
+    metrics::gauge!("atrium_db_pool_waiting").set(pool.waiting as f64);
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        prometheus().render(),
+    )
 }

@@ -1,13 +1,31 @@
-//! The HTTP adapter: axum routes over the services.
+//! The HTTP adapter: axum routes over the services, the tenant resolved
+//! from the `Host` header, every error a problem document.
 
+mod error;
+mod extract;
 mod health;
+mod invitations;
+mod list;
+mod me;
+mod middleware;
+mod platform;
+mod users;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
-use atrium_store::Database;
 use axum::Router;
 use tokio::net::TcpListener;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+
+use atrium_services::auth::{AuthSettings, LoginLimiter};
+use atrium_services::invitations::Links;
+use atrium_store::Database;
+use atrium_store::directory::TenantDirectory;
+
+pub use error::{ApiError, Problem};
 
 /// What the server needs to know beyond its database.
 #[derive(Clone)]
@@ -16,6 +34,8 @@ pub struct ServerSettings {
     pub platform_token: Option<String>,
     pub public_url: Option<String>,
     pub request_timeout: Duration,
+    /// Peers whose `X-Forwarded-For` is believed (load balancers).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl std::fmt::Debug for ServerSettings {
@@ -28,20 +48,92 @@ impl std::fmt::Debug for ServerSettings {
             )
             .field("public_url", &self.public_url)
             .field("request_timeout", &self.request_timeout)
+            .field("trusted_proxies", &self.trusted_proxies)
             .finish()
+    }
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            base_domain: "localhost".into(),
+            platform_token: None,
+            public_url: None,
+            request_timeout: Duration::from_secs(30),
+            trusted_proxies: Vec::new(),
+        }
     }
 }
 
 #[derive(Clone)]
 pub(crate) struct AppState {
     pub db: Database,
-    #[allow(dead_code)] // read by the tenant routes
-    pub settings: ServerSettings,
+    pub directory: Arc<TenantDirectory>,
+    pub settings: Arc<ServerSettings>,
+    pub auth: Arc<AuthSettings>,
+    pub links: Arc<Links>,
+    pub limiter: Arc<LoginLimiter>,
 }
 
-pub fn router(db: Database, settings: ServerSettings) -> Router {
-    let state = AppState { db, settings };
-    Router::new().merge(health::router()).with_state(state)
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Atrium",
+        description = "A multi-tenant CRM. Tenant paths (`/api/v1/...`) are answered by the \
+                       organisation named by the Host header, `<subdomain>.<base-domain>`. \
+                       Platform paths (`/platform/v1/...`) need the platform token.",
+    ),
+    components(schemas(Problem)),
+    modifiers(&BearerAuth),
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        for name in ["session", "platform"] {
+            components.add_security_scheme(
+                name,
+                SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+            );
+        }
+    }
+}
+
+/// Builds the application: every route, its OpenAPI document (from the
+/// same routes, so they cannot drift), and the middleware.
+pub async fn app(db: Database, settings: ServerSettings, port: u16) -> anyhow::Result<Router> {
+    health::prometheus();
+    let directory = TenantDirectory::start(db.clone()).await?;
+    let links = Links {
+        public_url: settings.public_url.clone(),
+        base_domain: settings.base_domain.clone(),
+        port,
+    };
+    let state = AppState {
+        db,
+        directory,
+        settings: Arc::new(settings),
+        auth: Arc::new(AuthSettings::default()),
+        links: Arc::new(links),
+        limiter: Arc::new(LoginLimiter::default()),
+    };
+    let (api_router, mut openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(platform::router())
+        .merge(me::router())
+        .merge(users::router())
+        .merge(invitations::router())
+        .split_for_parts();
+    openapi.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    let openapi = Arc::new(openapi);
+    let router = api_router
+        .merge(health::router(openapi))
+        .fallback(|| async { ApiError::not_found("no such path") })
+        .with_state(state.clone());
+    Ok(middleware::wrap(router, state))
 }
 
 /// Serves on `listener` until `shutdown` resolves, then finishes the
@@ -52,7 +144,8 @@ pub async fn serve(
     settings: ServerSettings,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let app = router(db, settings);
+    let port = listener.local_addr()?.port();
+    let app = app(db, settings, port).await?;
     axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),

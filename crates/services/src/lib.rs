@@ -1,8 +1,15 @@
 //! Use cases. Each combines domain rules and store calls; the HTTP handlers
 //! and CLI commands are thin adapters over these, so they cannot disagree.
 
+pub mod auth;
+pub mod invitations;
 pub mod passwords;
+mod scope;
 pub mod tenants;
+pub mod tokens;
+pub mod users;
+
+pub use scope::{CurrentUser, Scope, finish};
 
 use atrium_domain::Invalid;
 use atrium_store::StoreError;
@@ -17,17 +24,38 @@ pub enum ServiceError {
     Conflict(String),
     #[error("{0} not found")]
     NotFound(String),
+    /// Not signed in, or the credentials are wrong (one answer for both).
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("too many attempts; retry in {retry_after_seconds} s")]
+    RateLimited { retry_after_seconds: u64 },
+    /// The tenant is using every connection its tier allows.
+    #[error("the service is busy; retry shortly")]
+    Busy,
     #[error(transparent)]
     Other(#[from] anyhow::Error),
 }
 
 impl ServiceError {
-    fn from_store(e: StoreError, what: &str) -> Self {
+    pub(crate) fn from_store(e: StoreError, what: &str) -> Self {
         match e {
             StoreError::NotFound => Self::NotFound(what.to_owned()),
             StoreError::Conflict(m) => Self::Conflict(m),
+            StoreError::Busy => Self::Busy,
             StoreError::Other(e) => Self::Other(e),
         }
+    }
+
+    pub(crate) fn forbidden() -> Self {
+        Self::Forbidden("you are not allowed to do this".into())
+    }
+}
+
+impl From<StoreError> for ServiceError {
+    fn from(e: StoreError) -> Self {
+        Self::from_store(e, "record")
     }
 }
 
@@ -43,6 +71,10 @@ impl From<Invalid> for ServiceError {
 pub(crate) struct Problems(Vec<Invalid>);
 
 impl Problems {
+    pub(crate) fn push(&mut self, problem: Invalid) {
+        self.0.push(problem);
+    }
+
     pub(crate) fn check<T>(&mut self, result: Result<T, Invalid>) -> Option<T> {
         result.map_err(|e| self.0.push(e)).ok()
     }

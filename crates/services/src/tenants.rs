@@ -143,7 +143,7 @@ pub async fn delete(db: &Database, id: i32) -> Result<(), ServiceError> {
 }
 
 /// A tenant as the API and the command line show it.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct TenantView {
     pub id: i32,
     pub name: String,

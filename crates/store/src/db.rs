@@ -132,7 +132,7 @@ impl Database {
             let roles = session
                 .query(
                     "SELECT rolname::text FROM pg_roles WHERE starts_with(rolname, $1)",
-                    &[&format!("{prefix}_tenant_")],
+                    &[&format!("{prefix}_")],
                 )
                 .await?;
             for role in roles {
@@ -143,6 +143,20 @@ impl Database {
             }
         }
         Ok(())
+    }
+
+    /// A session of its own whose connection the caller drives, for
+    /// receiving notifications (LISTEN).
+    pub async fn raw_session(
+        &self,
+    ) -> Result<
+        (
+            Client,
+            tokio_postgres::Connection<tokio_postgres::Socket, tokio_postgres::tls::NoTlsStream>,
+        ),
+        tokio_postgres::Error,
+    > {
+        self.config.connect(NoTls).await
     }
 
     async fn check_server_version(&self) -> anyhow::Result<()> {

@@ -4,12 +4,20 @@
 pub mod check;
 pub mod cluster;
 mod db;
+pub mod directory;
+pub mod invitations;
 pub mod migrate;
+pub mod outbox;
+pub mod password_resets;
 pub mod provision;
 pub mod registry;
+pub mod sessions;
+mod tenant;
 mod tx;
+pub mod users;
 
 pub use db::{Database, MIN_SERVER_VERSION, ensure_database, quote_ident};
+pub use tenant::{TENANT_SLOT_WAIT, TenantContext, TenantTx, is_tenant_schema_name};
 pub use tx::PooledTx;
 
 /// What callers of the store handle; everything else is `Other` and ends up
@@ -20,6 +28,9 @@ pub enum StoreError {
     NotFound,
     #[error("{0}")]
     Conflict(String),
+    /// The tenant already uses all the connections its tier allows.
+    #[error("the tenant is at its connection limit")]
+    Busy,
     #[error(transparent)]
     Other(#[from] anyhow::Error),
 }

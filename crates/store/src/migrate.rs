@@ -484,6 +484,13 @@ pub fn tenant_role_name(role_prefix: &str, tenant_id: i32) -> String {
     format!("{role_prefix}_tenant_{tenant_id}")
 }
 
+/// The group every tenant role belongs to: it may reach the tenant's own
+/// rows of the registry tables a tenant transaction touches (row-level
+/// security keyed to the current role).
+pub fn tenant_group_role(role_prefix: &str) -> String {
+    format!("{role_prefix}_tenants")
+}
+
 /// Data rights, and nothing more, for the tenant role on everything the
 /// migrations made; the migrator's own bookkeeping stays out of reach.
 pub(crate) fn grant_tenant_role_sql(schema: &str, role: &str) -> String {

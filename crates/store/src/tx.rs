@@ -57,9 +57,22 @@ impl PooledTx {
 }
 
 impl Drop for PooledTx {
+    /// Dropped open (an error path that did not roll back, a cancelled or
+    /// timed-out request): roll back in the background and keep the session
+    /// if that works; otherwise close it, which rolls back on the server.
     fn drop(&mut self) {
-        if let Some(session) = self.session.take() {
-            drop(Object::take(session));
+        let Some(session) = self.session.take() else {
+            return;
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move {
+                    if session.batch_execute("ROLLBACK").await.is_err() {
+                        drop(Object::take(session));
+                    }
+                });
+            }
+            Err(_) => drop(Object::take(session)),
         }
     }
 }

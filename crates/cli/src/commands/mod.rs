@@ -3,6 +3,7 @@
 mod bench;
 mod check;
 mod migrate;
+mod outbox;
 mod serve;
 mod stats;
 mod tenant;
@@ -89,6 +90,10 @@ async fn dispatch(command: Command, connected: &Connected) -> CommandResult {
         Command::Check(args) => {
             connected.ensure_current().await?;
             check::run(args, connected).await
+        }
+        Command::Outbox(args) => {
+            connected.ensure_current().await?;
+            outbox::run(args, connected).await
         }
         Command::Bench(command) => bench::run(command, connected).await,
     }

@@ -33,6 +33,11 @@ pub async fn run(
             .filter(|t| !t.is_empty()),
         public_url: args.public_url.or_else(|| file.public_url.clone()),
         request_timeout: Duration::from_secs(30),
+        trusted_proxies: if args.trusted_proxies.is_empty() {
+            file.trusted_proxies.clone().unwrap_or_default()
+        } else {
+            args.trusted_proxies
+        },
     };
     let connected = Connected::open(target, pool_size).await?;
     let served = async {

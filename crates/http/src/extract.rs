@@ -1,0 +1,391 @@
+//! Typed extractors: the tenant from `Host`, the signed-in user, the
+//! platform operator, JSON bodies with field-level errors, client facts.
+
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, HOST, USER_AGENT};
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+
+use atrium_domain::TenantStatus;
+use atrium_services::{CurrentUser, Scope, ServiceError, auth};
+use atrium_store::TenantTx;
+
+use crate::AppState;
+use crate::error::{ApiError, ApiResult};
+
+/// The subdomain named by a `Host` value, if it is `<label>.<base-domain>`.
+pub(crate) fn subdomain_of(host: &str, base_domain: &str) -> Option<String> {
+    let host = host.trim().to_ascii_lowercase();
+    // Strip a port; an IPv6 literal ([::1]:8080) is never a tenant host.
+    let name = match host.rsplit_once(':') {
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => host.as_str(),
+    };
+    let name = name.strip_suffix('.').unwrap_or(name);
+    let label = name.strip_suffix(base_domain)?.strip_suffix('.')?;
+    let valid = !label.is_empty()
+        && !label.contains('.')
+        && label
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    valid.then(|| label.to_owned())
+}
+
+/// The tenant a request is for. Unknown hosts are 404 `tenant_not_found`,
+/// suspended tenants 403 `tenant_suspended`.
+pub(crate) struct Tenant(pub Scope);
+
+impl FromRequestParts<AppState> for Tenant {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> ApiResult<Self> {
+        let host = parts
+            .headers
+            .get(HOST)
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| parts.uri.authority().map(|a| a.as_str()))
+            .ok_or_else(ApiError::tenant_not_found)?;
+        let subdomain = subdomain_of(host, &state.settings.base_domain)
+            .ok_or_else(ApiError::tenant_not_found)?;
+        let tenant = state
+            .directory
+            .resolve(&subdomain)
+            .await?
+            .ok_or_else(ApiError::tenant_not_found)?;
+        if tenant.status == TenantStatus::Suspended {
+            return Err(ApiError::tenant_suspended());
+        }
+        if let Some(slot) = parts.extensions.get::<TenantSlot>() {
+            slot.set(tenant.id);
+        }
+        Ok(Self(Scope {
+            db: state.db.clone(),
+            tenant,
+            statement_timeout: state.settings.request_timeout,
+        }))
+    }
+}
+
+/// Filled in when a request resolves its tenant, so the middleware around
+/// the handler can log and count the request by tenant.
+#[derive(Clone, Default)]
+pub(crate) struct TenantSlot(std::sync::Arc<std::sync::atomic::AtomicI32>);
+
+impl TenantSlot {
+    fn set(&self, id: i32) {
+        self.0.store(id, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn get(&self) -> Option<i32> {
+        Some(self.0.load(std::sync::atomic::Ordering::Relaxed)).filter(|id| *id > 0)
+    }
+}
+
+fn bearer(parts: &Parts) -> Option<&str> {
+    let value = parts.headers.get(AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
+/// A signed-in user, with the request's tenant transaction already open:
+/// authentication and the work share one transaction.
+pub(crate) struct Authed {
+    pub tx: TenantTx,
+    pub me: CurrentUser,
+    #[allow(dead_code)] // for handlers that start further work in the tenant
+    pub scope: Scope,
+}
+
+impl FromRequestParts<AppState> for Authed {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> ApiResult<Self> {
+        let Tenant(scope) = Tenant::from_request_parts(parts, state).await?;
+        let token = bearer(parts)
+            .ok_or_else(|| ApiError::unauthorized("sign in: send Authorization: Bearer <token>"))?
+            .to_owned();
+        let tx = scope.begin().await?;
+        match auth::authenticate(&tx, &state.auth, &token).await {
+            Ok(me) => Ok(Self { tx, me, scope }),
+            Err(e) => {
+                let _ = tx.rollback().await;
+                Err(e.into())
+            }
+        }
+    }
+}
+
+impl Authed {
+    /// Commits the request's transaction if the work succeeded, rolls it
+    /// back otherwise.
+    pub async fn finish<T, E: Into<ApiError>>(self, result: Result<T, E>) -> ApiResult<T> {
+        match result {
+            Ok(value) => {
+                self.tx.commit().await.map_err(ServiceError::from)?;
+                Ok(value)
+            }
+            Err(e) => {
+                let _ = self.tx.rollback().await;
+                Err(e.into())
+            }
+        }
+    }
+}
+
+/// The platform operator, by the configured token. Without a token the
+/// platform API does not exist (404).
+pub(crate) struct Platform;
+
+impl FromRequestParts<AppState> for Platform {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> ApiResult<Self> {
+        let Some(expected) = &state.settings.platform_token else {
+            return Err(ApiError::not_found("no such path"));
+        };
+        let given = bearer(parts).unwrap_or_default();
+        // Compare digests in constant time: equal lengths, no early exit.
+        use sha2::Digest;
+        use subtle::ConstantTimeEq;
+        let same: bool = sha2::Sha256::digest(given.as_bytes())
+            .ct_eq(&sha2::Sha256::digest(expected.as_bytes()))
+            .into();
+        if same {
+            Ok(Self)
+        } else {
+            Err(ApiError::unauthorized(
+                "send Authorization: Bearer <platform token>",
+            ))
+        }
+    }
+}
+
+/// Where a request comes from: the peer, or the client a trusted proxy
+/// names in `X-Forwarded-For`.
+pub(crate) struct ClientInfo {
+    pub address: Option<IpAddr>,
+    pub user_agent: Option<String>,
+}
+
+impl FromRequestParts<AppState> for ClientInfo {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> ApiResult<Self> {
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip());
+        let address = peer.map(|peer| client_address(peer, parts, &state.settings.trusted_proxies));
+        Ok(Self {
+            address,
+            user_agent: parts
+                .headers
+                .get(USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .map(|s| s.chars().take(255).collect()),
+        })
+    }
+}
+
+impl ClientInfo {
+    pub fn as_client(&self) -> auth::Client<'_> {
+        auth::Client {
+            address: self.address,
+            user_agent: self.user_agent.as_deref(),
+        }
+    }
+}
+
+/// Walks `X-Forwarded-For` from the right while the hop is a trusted proxy;
+/// the first untrusted address is the client.
+fn client_address(peer: IpAddr, parts: &Parts, trusted: &[ipnet::IpNet]) -> IpAddr {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
+    if !is_trusted(&peer) {
+        return peer;
+    }
+    let forwarded: Vec<IpAddr> = parts
+        .headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    let mut client = peer;
+    for hop in forwarded.iter().rev() {
+        client = *hop;
+        if !is_trusted(hop) {
+            break;
+        }
+    }
+    client
+}
+
+/// A JSON body. Malformed JSON (or a body that is not JSON) is 400; a field
+/// of the wrong type, a missing or unknown field is 422 naming the field;
+/// an oversized body is 413.
+pub(crate) struct Json<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<AppState> for Json<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> ApiResult<Self> {
+        let content_type = req
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| {
+                v.split(';')
+                    .next()
+                    .unwrap_or_default()
+                    .trim()
+                    .to_ascii_lowercase()
+            });
+        if let Some(ct) = &content_type
+            && !(ct == "application/json" || ct.ends_with("+json"))
+        {
+            return Err(ApiError::bad_request(format!(
+                "the body must be JSON (Content-Type: application/json), not {ct}"
+            )));
+        }
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|e| {
+                if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::payload_too_large("1 MiB")
+                } else {
+                    ApiError::bad_request("the body could not be read")
+                }
+            })?;
+        parse_json(&bytes).map(Json)
+    }
+}
+
+pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if !inner.is_data() {
+            return ApiError::bad_request(format!("the body is not valid JSON: {inner}"));
+        }
+        let message = inner.to_string();
+        let message = message
+            .split(" at line ")
+            .next()
+            .unwrap_or(&message)
+            .to_owned();
+        ApiError::invalid_field(field_of(&path, &message), message)
+    })?;
+    deserializer
+        .end()
+        .map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))?;
+    Ok(value)
+}
+
+/// The field an error is about: the path (which for an unknown field ends
+/// with it), or for a missing field its parent path and the name serde
+/// gives in the message.
+fn field_of(path: &str, message: &str) -> String {
+    let parent = if path == "." { "" } else { path };
+    let missing = message
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.split('`').next());
+    match (missing, parent) {
+        (Some(name), "") => name.to_owned(),
+        (Some(name), parent) => format!("{parent}.{name}"),
+        (None, "") => "body".to_owned(),
+        (None, parent) => parent.to_owned(),
+    }
+}
+
+/// An integer id in the path; anything else is a record that is not there.
+pub(crate) struct Id(pub i32);
+
+impl<S: Send + Sync> FromRequestParts<S> for Id {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> ApiResult<Self> {
+        let axum::extract::Path(raw) =
+            axum::extract::Path::<String>::from_request_parts(parts, state)
+                .await
+                .map_err(|_| ApiError::not_found("not found"))?;
+        raw.parse::<i32>()
+            .ok()
+            .filter(|id| *id > 0)
+            .map(Id)
+            .ok_or_else(|| ApiError::not_found("not found"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_map_to_one_subdomain_label_of_the_base_domain() {
+        let s = |h: &str| subdomain_of(h, "localhost");
+        assert_eq!(s("acme.localhost:8080").as_deref(), Some("acme"));
+        assert_eq!(s("ACME.LocalHost").as_deref(), Some("acme"));
+        assert_eq!(s("acme.localhost.").as_deref(), Some("acme"));
+        for bad in [
+            "localhost",
+            "localhost:8080",
+            "a.b.localhost",
+            "127.0.0.1:8080",
+            "[::1]:8080",
+            ".localhost",
+            "acme.example.com",
+            "acmelocalhost",
+            "",
+        ] {
+            assert_eq!(s(bad), None, "{bad}");
+        }
+        assert_eq!(
+            subdomain_of("acme.crm.example.com", "crm.example.com").as_deref(),
+            Some("acme")
+        );
+    }
+
+    #[test]
+    fn json_errors_name_the_field() {
+        #[derive(serde::Deserialize, Debug)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct Body {
+            email: String,
+            admin: Inner,
+        }
+        #[derive(serde::Deserialize, Debug)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct Inner {
+            age: i32,
+        }
+        let field = |json: &str| match parse_json::<Body>(json.as_bytes()) {
+            Err(e) => (e.status().as_u16(), format!("{e:?}")),
+            Ok(_) => (200, String::new()),
+        };
+        let (status, debug) = field(r#"{"email": 5, "admin": {"age": 1}}"#);
+        assert_eq!(status, 422);
+        assert!(debug.contains("field: \"email\""), "{debug}");
+        let (status, debug) = field(r#"{"email": "x", "admin": {"age": "old"}}"#);
+        assert_eq!(status, 422);
+        assert!(debug.contains("field: \"admin.age\""), "{debug}");
+        let (_, debug) = field(r#"{"admin": {"age": 1}}"#);
+        assert!(debug.contains("field: \"email\""), "{debug}");
+        let (_, debug) = field(r#"{"email": "x", "admin": {"age": 1, "x": 2}}"#);
+        assert!(debug.contains("field: \"admin.x\""), "{debug}");
+        assert_eq!(field("{nope").0, 400);
+        assert_eq!(field("").0, 400);
+        assert_eq!(
+            field(r#"{"email": "x", "admin": {"age": 1}} trailing"#).0,
+            400
+        );
+    }
+}

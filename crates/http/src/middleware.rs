@@ -1,0 +1,83 @@
+//! What wraps every route: request ids, body limits, timeouts, metrics and
+//! request logs.
+
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{HeaderName, HeaderValue, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::extract::TenantSlot;
+
+pub const BODY_LIMIT: usize = 1024 * 1024;
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+pub(crate) fn wrap(router: Router, state: AppState) -> Router {
+    router
+        .layer(middleware::from_fn_with_state(state, observe_and_bound))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+}
+
+/// Refuses oversized bodies early, bounds the request's time (503 when it
+/// runs out: the transaction is rolled back and its statement cancelled by
+/// the statement timeout), records metrics and logs the request.
+async fn observe_and_bound(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let started = Instant::now();
+    let slot = TenantSlot::default();
+    request.extensions_mut().insert(slot.clone());
+    let method = request.method().clone();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let request_id = request
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let too_large = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+        .is_some_and(|n| n > BODY_LIMIT);
+    let response = if too_large {
+        ApiError::payload_too_large("1 MiB").into_response()
+    } else {
+        match tokio::time::timeout(state.settings.request_timeout, next.run(request)).await {
+            Ok(response) => response,
+            Err(_) => ApiError::unavailable("the request took too long", 1).into_response(),
+        }
+    };
+    let elapsed = started.elapsed();
+    let status = response.status().as_u16();
+    let tenant = slot.get();
+    metrics::counter!("atrium_http_requests_total", "route" => route.clone(), "method" => method.to_string(), "status" => status.to_string()).increment(1);
+    metrics::histogram!("atrium_http_request_duration_seconds", "route" => route.clone())
+        .record(elapsed.as_secs_f64());
+    if elapsed > Duration::from_secs(1) {
+        tracing::warn!(%method, route, status, tenant, request_id, elapsed_ms = elapsed.as_millis() as u64, "slow request");
+    } else {
+        tracing::info!(%method, route, status, tenant, request_id, elapsed_ms = elapsed.as_millis() as u64, "request");
+    }
+    let mut response = response;
+    if !response.headers().contains_key(REQUEST_ID)
+        && let Ok(value) = HeaderValue::from_str(&request_id)
+    {
+        response.headers_mut().insert(REQUEST_ID, value);
+    }
+    response
+}

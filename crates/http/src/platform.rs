@@ -1,0 +1,187 @@
+//! The platform API: the operator's view of every tenant.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::Deserialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use atrium_services::tenants::{self, CreateTenant, TenantView, UpdateTenant};
+use atrium_store::registry::{self, Totals};
+
+use crate::AppState;
+use crate::error::{ApiResult, Problem};
+use crate::extract::{Id, Json, Platform};
+use crate::list::{Page, Query, id_page};
+
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_tenant, list_tenants))
+        .routes(routes!(get_tenant, update_tenant, delete_tenant))
+        .routes(routes!(stats))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewTenantBody {
+    name: String,
+    subdomain: String,
+    /// `small` (default), `medium` or `large`.
+    tier: Option<String>,
+    admin: NewAdminBody,
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewAdminBody {
+    email: String,
+    first_name: String,
+    last_name: String,
+    password: String,
+}
+
+/// Provision a tenant with its first admin.
+#[utoipa::path(post, path = "/platform/v1/tenants", tag = "platform",
+    security(("platform" = [])), request_body = NewTenantBody,
+    responses((status = 201, body = TenantView), (status = 409, body = Problem),
+              (status = 422, body = Problem), (status = 401, body = Problem)))]
+async fn create_tenant(
+    _: Platform,
+    State(state): State<AppState>,
+    Json(body): Json<NewTenantBody>,
+) -> ApiResult<(StatusCode, axum::Json<TenantView>)> {
+    let created = tenants::create(
+        &state.db,
+        CreateTenant {
+            name: body.name,
+            subdomain: body.subdomain,
+            tier: body.tier,
+            admin_email: body.admin.email,
+            admin_first_name: body.admin.first_name,
+            admin_last_name: body.admin.last_name,
+            admin_password: body.admin.password,
+        },
+    )
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(TenantView::from(&created.tenant)),
+    ))
+}
+
+/// Every tenant, by id, with its user count (from the registry's counters).
+#[utoipa::path(get, path = "/platform/v1/tenants", tag = "platform",
+    security(("platform" = [])),
+    params(("limit" = Option<i64>, Query, description = "1–200, default 50"),
+           ("cursor" = Option<String>, Query, description = "from the previous page")),
+    responses((status = 200, body = Page<TenantView>), (status = 422, body = Problem)))]
+async fn list_tenants(
+    _: Platform,
+    State(state): State<AppState>,
+    query: Query,
+) -> ApiResult<axum::Json<Page<TenantView>>> {
+    let limit = query.limit()?;
+    let rows = registry::list(&state.db, query.id_cursor()?, limit + 1).await?;
+    Ok(axum::Json(id_page(
+        rows,
+        limit,
+        |t| t.id,
+        |t| TenantView::from(t),
+    )))
+}
+
+/// One tenant with its record counts and schema version.
+#[utoipa::path(get, path = "/platform/v1/tenants/{id}", tag = "platform",
+    security(("platform" = [])), params(("id" = i32, Path)),
+    responses((status = 200, body = TenantView), (status = 404, body = Problem)))]
+async fn get_tenant(
+    _: Platform,
+    State(state): State<AppState>,
+    Id(id): Id,
+) -> ApiResult<axum::Json<TenantView>> {
+    Ok(axum::Json(TenantView::from(
+        &tenants::get(&state.db, id).await?,
+    )))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TenantChangesBody {
+    name: Option<String>,
+    subdomain: Option<String>,
+    tier: Option<String>,
+    /// `active` or `suspended`.
+    status: Option<String>,
+}
+
+/// Rename, re-tier, suspend or resume a tenant.
+#[utoipa::path(patch, path = "/platform/v1/tenants/{id}", tag = "platform",
+    security(("platform" = [])), params(("id" = i32, Path)), request_body = TenantChangesBody,
+    responses((status = 200, body = TenantView), (status = 404, body = Problem),
+              (status = 409, body = Problem), (status = 422, body = Problem)))]
+async fn update_tenant(
+    _: Platform,
+    State(state): State<AppState>,
+    Id(id): Id,
+    Json(body): Json<TenantChangesBody>,
+) -> ApiResult<axum::Json<TenantView>> {
+    let tenant = tenants::update(
+        &state.db,
+        id,
+        UpdateTenant {
+            name: body.name,
+            subdomain: body.subdomain,
+            tier: body.tier,
+            status: body.status,
+        },
+    )
+    .await?;
+    Ok(axum::Json(TenantView::from(&tenant)))
+}
+
+/// Delete a tenant: its schema, every row in it, its role and its registry row.
+#[utoipa::path(delete, path = "/platform/v1/tenants/{id}", tag = "platform",
+    security(("platform" = [])), params(("id" = i32, Path)),
+    responses((status = 204), (status = 404, body = Problem)))]
+async fn delete_tenant(
+    _: Platform,
+    State(state): State<AppState>,
+    Id(id): Id,
+) -> ApiResult<StatusCode> {
+    tenants::delete(&state.db, id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct StatsBody {
+    tenant_count: i64,
+    total_users: i64,
+    total_companies: i64,
+    total_contacts: i64,
+    total_deals: i64,
+    total_activities: i64,
+}
+
+/// System-wide totals, from the registry's counters.
+#[utoipa::path(get, path = "/platform/v1/stats", tag = "platform",
+    security(("platform" = [])), responses((status = 200, body = StatsBody)))]
+async fn stats(_: Platform, State(state): State<AppState>) -> ApiResult<axum::Json<StatsBody>> {
+    let Totals {
+        tenant_count,
+        total_users,
+        total_companies,
+        total_contacts,
+        total_deals,
+        total_activities,
+    } = registry::totals(&state.db)
+        .await
+        .map_err(atrium_services::ServiceError::from)?;
+    Ok(axum::Json(StatsBody {
+        tenant_count,
+        total_users,
+        total_companies,
+        total_contacts,
+        total_deals,
+        total_activities,
+    }))
+}

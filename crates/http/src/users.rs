@@ -1,0 +1,134 @@
+//! A tenant's users.
+
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::IntoResponse;
+use serde::Deserialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use atrium_services::users::{self, UpdateUser, UserView};
+use atrium_store::users::User;
+
+use crate::AppState;
+use crate::error::{ApiError, ApiResult, Problem};
+use crate::extract::{Authed, Id, Json};
+use crate::list::{Page, Query, id_page};
+
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_users))
+        .routes(routes!(get_user, update_user, delete_user))
+}
+
+/// A record's version for `ETag` / `If-Match`: its id and last change.
+pub(crate) fn etag(id: i32, updated_at: chrono::DateTime<chrono::Utc>) -> String {
+    format!("\"{id}-{}\"", updated_at.timestamp_micros())
+}
+
+/// 412 when `If-Match` is given and names another version.
+pub(crate) fn check_if_match(headers: &HeaderMap, current: &str) -> ApiResult<()> {
+    let Some(given) = headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok()) else {
+        return Ok(());
+    };
+    let matches = given
+        .split(',')
+        .map(|t| t.trim().trim_start_matches("W/"))
+        .any(|t| t == "*" || t == current);
+    if matches {
+        Ok(())
+    } else {
+        Err(ApiError::precondition_failed())
+    }
+}
+
+fn with_etag(user: &User) -> impl IntoResponse + use<> {
+    (
+        [(header::ETAG, etag(user.id, user.updated_at))],
+        axum::Json(UserView::from(user)),
+    )
+}
+
+/// Users of the organisation (any signed-in role).
+#[utoipa::path(get, path = "/api/v1/users", tag = "users", security(("session" = [])),
+    params(("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query),
+           ("include_deleted" = Option<bool>, Query, description = "managers and admins")),
+    responses((status = 200, body = Page<UserView>), (status = 403, body = Problem), (status = 422, body = Problem)))]
+async fn list_users(authed: Authed, query: Query) -> ApiResult<axum::Json<Page<UserView>>> {
+    let result: ApiResult<_> = async {
+        let limit = query.limit()?;
+        let rows = users::list(
+            &authed.tx,
+            &authed.me,
+            query.id_cursor()?,
+            limit + 1,
+            query.bool("include_deleted")?,
+        )
+        .await?;
+        Ok(id_page(rows, limit, |u| u.id, |u| UserView::from(u)))
+    }
+    .await;
+    Ok(axum::Json(authed.finish(result).await?))
+}
+
+#[utoipa::path(get, path = "/api/v1/users/{id}", tag = "users", security(("session" = [])),
+    params(("id" = i32, Path), ("include_deleted" = Option<bool>, Query)),
+    responses((status = 200, body = UserView), (status = 404, body = Problem)))]
+async fn get_user(authed: Authed, Id(id): Id, query: Query) -> ApiResult<impl IntoResponse> {
+    let result: ApiResult<_> =
+        async { Ok(users::get(&authed.tx, &authed.me, id, query.bool("include_deleted")?).await?) }
+            .await;
+    Ok(with_etag(&authed.finish(result).await?))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UserChangesBody {
+    first_name: Option<String>,
+    last_name: Option<String>,
+    /// `admin`, `manager`, `sales_rep` or `viewer`.
+    role: Option<String>,
+    /// `false` deactivates the user and ends their sessions.
+    active: Option<bool>,
+    /// Overrides of the role, e.g. `{"contacts.export": true}`.
+    #[schema(value_type = Option<Object>)]
+    permissions: Option<serde_json::Value>,
+}
+
+/// Change a user (admins). 409 if no active admin would be left.
+#[utoipa::path(patch, path = "/api/v1/users/{id}", tag = "users", security(("session" = [])),
+    params(("id" = i32, Path)), request_body = UserChangesBody,
+    responses((status = 200, body = UserView), (status = 403, body = Problem), (status = 404, body = Problem),
+              (status = 409, body = Problem), (status = 412, body = Problem), (status = 422, body = Problem)))]
+async fn update_user(
+    authed: Authed,
+    Id(id): Id,
+    headers: HeaderMap,
+    Json(body): Json<UserChangesBody>,
+) -> ApiResult<impl IntoResponse> {
+    let result: ApiResult<_> = async {
+        if headers.contains_key(header::IF_MATCH) {
+            let current = users::get(&authed.tx, &authed.me, id, false).await?;
+            check_if_match(&headers, &etag(current.id, current.updated_at))?;
+        }
+        let request = UpdateUser {
+            first_name: body.first_name,
+            last_name: body.last_name,
+            role: body.role,
+            active: body.active,
+            permissions: body.permissions,
+        };
+        Ok(users::update(&authed.tx, &authed.me, id, request).await?)
+    }
+    .await;
+    Ok(with_etag(&authed.finish(result).await?))
+}
+
+/// Deactivate and soft-delete a user (admins); their sessions end.
+#[utoipa::path(delete, path = "/api/v1/users/{id}", tag = "users", security(("session" = [])),
+    params(("id" = i32, Path)),
+    responses((status = 204), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
+async fn delete_user(authed: Authed, Id(id): Id) -> ApiResult<StatusCode> {
+    let result = users::delete(&authed.tx, &authed.me, id).await;
+    authed.finish(result).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

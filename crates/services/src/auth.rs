@@ -1,0 +1,400 @@
+//! Signing in and out, sessions, and passwords.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+
+use atrium_domain::{Email, Password};
+use atrium_store::users::User;
+use atrium_store::{TenantTx, outbox, password_resets, sessions, users};
+
+use crate::{CurrentUser, Problems, Scope, ServiceError, finish, passwords, tokens};
+
+/// Lifetimes and links; see docs/architecture.md ("Sessions").
+#[derive(Debug, Clone)]
+pub struct AuthSettings {
+    /// A session ends this long after sign-in, however active.
+    pub session_absolute: Duration,
+    /// A session ends after this long without a request.
+    pub session_idle: Duration,
+    /// `last_seen_at` is written at most this often per session.
+    pub touch_interval: Duration,
+    pub reset_token_lifetime: Duration,
+    pub invitation_lifetime: Duration,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self {
+            session_absolute: Duration::from_secs(30 * 24 * 3600),
+            session_idle: Duration::from_secs(7 * 24 * 3600),
+            touch_interval: Duration::from_secs(60),
+            reset_token_lifetime: Duration::from_secs(3600),
+            invitation_lifetime: Duration::from_secs(7 * 24 * 3600),
+        }
+    }
+}
+
+/// A new session: the token is shown to the user once.
+pub struct SignedIn {
+    pub token: String,
+    pub expires_at: DateTime<Utc>,
+    pub user: User,
+}
+
+/// Where a sign-in comes from, for the limiter and the session record.
+pub struct Client<'a> {
+    pub address: Option<IpAddr>,
+    pub user_agent: Option<&'a str>,
+}
+
+/// Counts failed sign-ins per email (per tenant) and per client address
+/// over a sliding window. In memory, per server process: behind a load
+/// balancer each process limits on its own (see docs/operations.md).
+pub struct LoginLimiter {
+    window: Duration,
+    per_email: usize,
+    per_address: usize,
+    failures: Mutex<HashMap<String, VecDeque<Instant>>>,
+}
+
+impl Default for LoginLimiter {
+    fn default() -> Self {
+        Self::new(Duration::from_secs(15 * 60), 10, 50)
+    }
+}
+
+impl LoginLimiter {
+    pub fn new(window: Duration, per_email: usize, per_address: usize) -> Self {
+        Self {
+            window,
+            per_email,
+            per_address,
+            failures: Mutex::default(),
+        }
+    }
+
+    fn keys(tenant_id: i32, email: &str, address: Option<IpAddr>) -> (String, Option<String>) {
+        (
+            format!("e:{tenant_id}:{}", email.trim().to_lowercase()),
+            address.map(|a| format!("a:{a}")),
+        )
+    }
+
+    /// Refuses when either key is at its limit, saying how long to wait.
+    fn check(
+        &self,
+        tenant_id: i32,
+        email: &str,
+        address: Option<IpAddr>,
+    ) -> Result<(), ServiceError> {
+        let (email_key, address_key) = Self::keys(tenant_id, email, address);
+        let now = Instant::now();
+        let mut failures = self.failures.lock().expect("not poisoned");
+        let mut wait = Duration::ZERO;
+        for (key, limit) in [
+            (Some(email_key), self.per_email),
+            (address_key, self.per_address),
+        ] {
+            let Some(key) = key else { continue };
+            if let Some(times) = failures.get_mut(&key) {
+                while times
+                    .front()
+                    .is_some_and(|t| now.duration_since(*t) >= self.window)
+                {
+                    times.pop_front();
+                }
+                if times.len() >= limit {
+                    let oldest = times[times.len() - limit];
+                    wait = wait.max(self.window.saturating_sub(now.duration_since(oldest)));
+                }
+            }
+        }
+        if wait.is_zero() {
+            Ok(())
+        } else {
+            Err(ServiceError::RateLimited {
+                retry_after_seconds: wait.as_secs().max(1),
+            })
+        }
+    }
+
+    fn record_failure(&self, tenant_id: i32, email: &str, address: Option<IpAddr>) {
+        let (email_key, address_key) = Self::keys(tenant_id, email, address);
+        let now = Instant::now();
+        let mut failures = self.failures.lock().expect("not poisoned");
+        // Keep memory bounded under a flood of distinct keys.
+        if failures.len() > 100_000 {
+            let window = self.window;
+            failures.retain(|_, times| {
+                times
+                    .back()
+                    .is_some_and(|t| now.duration_since(*t) < window)
+            });
+        }
+        for key in [Some(email_key), address_key].into_iter().flatten() {
+            let times = failures.entry(key).or_default();
+            times.push_back(now);
+            let cap = self.per_email.max(self.per_address);
+            while times.len() > cap {
+                times.pop_front();
+            }
+        }
+    }
+}
+
+/// A bcrypt hash (same cost as real ones) of a random password nobody has,
+/// verified when the email is unknown so both failures take the same time.
+async fn dummy_hash() -> Result<&'static str, ServiceError> {
+    static DUMMY: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
+    let hash = DUMMY
+        .get_or_try_init(|| async {
+            let password =
+                Password::parse(&passwords::generate()).expect("generated passwords are valid");
+            passwords::hash(&password).await
+        })
+        .await?;
+    Ok(hash.as_str())
+}
+
+const BAD_CREDENTIALS: &str = "the email or password is wrong";
+
+pub async fn login(
+    scope: &Scope,
+    settings: &AuthSettings,
+    limiter: &LoginLimiter,
+    email: &str,
+    password: &str,
+    client: Client<'_>,
+) -> Result<SignedIn, ServiceError> {
+    let tenant_id = scope.tenant.id;
+    limiter.check(tenant_id, email, client.address)?;
+    // Read, then verify outside any transaction: bcrypt is slow on purpose
+    // and must not hold one of the tenant's connections.
+    let tx = scope.begin().await?;
+    let found = users::find_for_login(&tx, email).await;
+    let found = finish(tx, found.map_err(Into::into)).await?;
+    let (hash, user) = match &found {
+        Some((user, hash)) => (hash.as_str(), Some(user)),
+        None => (dummy_hash().await?, None),
+    };
+    let password_ok = passwords::verify(password, hash).await.unwrap_or(false);
+    let Some(user) = user.filter(|u| password_ok && u.active) else {
+        limiter.record_failure(tenant_id, email, client.address);
+        return Err(ServiceError::Unauthorized(BAD_CREDENTIALS.into()));
+    };
+    let tx = scope.begin().await?;
+    let result = start_session_for(&tx, settings, user, &client).await;
+    finish(tx, result).await
+}
+
+pub(crate) async fn start_session_for(
+    tx: &TenantTx,
+    settings: &AuthSettings,
+    user: &User,
+    client: &Client<'_>,
+) -> Result<SignedIn, ServiceError> {
+    let issued = tokens::issue();
+    let expires_at = Utc::now() + settings.session_absolute;
+    let address = client.address.map(|a| a.to_string());
+    sessions::create(
+        tx,
+        &sessions::NewSession {
+            user_id: user.id,
+            token_hash: &issued.hash,
+            expires_at,
+            user_agent: client.user_agent,
+            ip: address.as_deref(),
+        },
+    )
+    .await?;
+    users::record_login(tx, user.id).await?;
+    let user = users::get(tx, user.id, false)
+        .await?
+        .ok_or_else(|| ServiceError::NotFound("user".into()))?;
+    Ok(SignedIn {
+        token: issued.token,
+        expires_at,
+        user,
+    })
+}
+
+/// The signed-in user for a bearer token, in the request's transaction.
+/// The idle clock is written at most once per `touch_interval`.
+pub async fn authenticate(
+    tx: &TenantTx,
+    settings: &AuthSettings,
+    token: &str,
+) -> Result<CurrentUser, ServiceError> {
+    let found = sessions::authenticate(
+        tx,
+        &tokens::hash(token),
+        settings.session_idle.as_secs_f64(),
+    )
+    .await?
+    .ok_or_else(|| ServiceError::Unauthorized("the session is missing, expired or ended".into()))?;
+    if (Utc::now() - found.last_seen_at)
+        .to_std()
+        .unwrap_or_default()
+        > settings.touch_interval
+    {
+        sessions::touch(tx, found.session_id).await?;
+    }
+    CurrentUser::new(found.user, found.session_id)
+}
+
+pub async fn logout(tx: &TenantTx, me: &CurrentUser) -> Result<(), ServiceError> {
+    sessions::revoke(tx, me.session_id).await?;
+    Ok(())
+}
+
+/// Changes the signed-in user's password; their other sessions end.
+pub async fn change_password(
+    tx: &TenantTx,
+    me: &CurrentUser,
+    current_password: &str,
+    new_password: &str,
+) -> Result<(), ServiceError> {
+    let new_password = Password::parse_field("new_password", new_password)?;
+    let hash = users::get_password_hash(tx, me.id())
+        .await?
+        .ok_or_else(|| ServiceError::NotFound("user".into()))?;
+    if !passwords::verify(current_password, &hash).await? {
+        return Err(ServiceError::Invalid(vec![atrium_domain::Invalid::new(
+            "current_password",
+            "is not your current password",
+        )]));
+    }
+    let new_hash = passwords::hash(&new_password).await?;
+    users::set_password(tx, me.id(), &new_hash).await?;
+    sessions::revoke_all_for_user(tx, me.id(), Some(me.session_id)).await?;
+    Ok(())
+}
+
+/// Queues a reset email when `email` belongs to an active user; says
+/// nothing either way.
+pub async fn request_password_reset(
+    scope: &Scope,
+    settings: &AuthSettings,
+    links: &crate::invitations::Links,
+    email: &str,
+) -> Result<(), ServiceError> {
+    let tx = scope.begin().await?;
+    let result = async {
+        let Some((user, _)) = users::find_for_login(&tx, email).await? else {
+            return Ok(());
+        };
+        if !user.active {
+            return Ok(());
+        }
+        let issued = tokens::issue();
+        let expires_at = Utc::now() + settings.reset_token_lifetime;
+        password_resets::create(&tx, user.id, &issued.hash, expires_at).await?;
+        let link = links.url(&scope.tenant.subdomain, "reset-password", &issued.token);
+        let body = format!(
+            "Hello {},\n\nSomeone asked to reset your password for {} on Atrium. \
+             To choose a new one, open this link within the hour:\n\n{link}\n\n\
+             If it was not you, ignore this email: your password stays as it is.\n",
+            user.first_name, scope.tenant.name
+        );
+        outbox::enqueue(
+            &tx,
+            &outbox::NewEmail {
+                to: &user.email,
+                kind: "password_reset",
+                subject: &format!("Reset your {} password", scope.tenant.name),
+                body: &body,
+                token_expires_at: Some(expires_at),
+            },
+        )
+        .await?;
+        Ok(())
+    }
+    .await;
+    finish(tx, result).await
+}
+
+/// Sets a new password with a reset token; the token works once and every
+/// session of the user ends.
+pub async fn confirm_password_reset(
+    scope: &Scope,
+    token: &str,
+    new_password: &str,
+) -> Result<(), ServiceError> {
+    let mut problems = Problems::default();
+    if token.is_empty() {
+        problems.push(atrium_domain::Invalid::new("token", "is required"));
+    }
+    let new_password = problems.check(Password::parse_field("new_password", new_password));
+    problems.into_result()?;
+    let new_hash = passwords::hash(&new_password.expect("checked")).await?;
+    let tx = scope.begin().await?;
+    let result = async {
+        let user_id = password_resets::consume(&tx, &tokens::hash(token))
+            .await?
+            .ok_or_else(|| {
+                ServiceError::Invalid(vec![atrium_domain::Invalid::new(
+                    "token",
+                    "is unknown, already used or expired",
+                )])
+            })?;
+        users::set_password(&tx, user_id, &new_hash).await?;
+        sessions::revoke_all_for_user(&tx, user_id, None).await?;
+        Ok(())
+    }
+    .await;
+    finish(tx, result).await
+}
+
+/// Checks an email address the way every sign-in form does.
+pub fn parse_email(raw: &str) -> Result<Email, ServiceError> {
+    Email::parse(raw).map_err(Into::into)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_limiter_counts_failures_per_email_and_per_address() {
+        let limiter = LoginLimiter::new(Duration::from_secs(60), 3, 5);
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        for _ in 0..3 {
+            assert!(limiter.check(1, "A@x.com", Some(ip)).is_ok());
+            limiter.record_failure(1, "a@x.com", Some(ip));
+        }
+        match limiter.check(1, "a@X.com", None) {
+            Err(ServiceError::RateLimited {
+                retry_after_seconds,
+            }) => {
+                assert!((1..=60).contains(&retry_after_seconds))
+            }
+            other => panic!("expected a limit, got {:?}", other.err()),
+        }
+        assert!(
+            limiter.check(2, "a@x.com", None).is_ok(),
+            "another tenant's email"
+        );
+        assert!(
+            limiter.check(1, "b@x.com", Some(ip)).is_ok(),
+            "3 of 5 for the address"
+        );
+        limiter.record_failure(1, "b@x.com", Some(ip));
+        limiter.record_failure(1, "c@x.com", Some(ip));
+        assert!(
+            limiter.check(1, "d@x.com", Some(ip)).is_err(),
+            "the address is at 5"
+        );
+        assert!(limiter.check(1, "d@x.com", None).is_ok());
+    }
+
+    #[tokio::test]
+    async fn the_dummy_hash_is_a_real_bcrypt_hash_of_the_same_cost() {
+        let hash = dummy_hash().await.unwrap();
+        assert!(hash.starts_with("$2b$10$"));
+        assert!(!passwords::verify("anything at all", hash).await.unwrap());
+    }
+}

@@ -1,0 +1,158 @@
+//! Host → tenant, without a registry query on the common request.
+//!
+//! Lookups are cached in-process. Every change to a tenant row sends
+//! `NOTIFY atrium_tenants, '<id>'` in the same transaction, and a listener
+//! drops that tenant from the cache, so a suspended or renamed tenant is
+//! seen by every server process within moments. The cache is trusted only
+//! while the listener is connected: when its connection drops, the cache is
+//! flushed and lookups go to the registry until it is back.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use futures::StreamExt;
+use tokio_postgres::AsyncMessage;
+
+use atrium_domain::{TenantStatus, Tier};
+
+use crate::migrate::tenant_role_name;
+use crate::registry::TENANT_CHANNEL;
+use crate::{Database, StoreError, TenantContext};
+
+pub struct TenantDirectory {
+    db: Database,
+    role_prefix: String,
+    by_subdomain: RwLock<HashMap<String, Arc<TenantContext>>>,
+    /// Bumped by every invalidation, so a lookup that raced with a change
+    /// does not cache what it read before the change.
+    generation: AtomicU64,
+    listening: AtomicBool,
+}
+
+impl TenantDirectory {
+    /// Starts the directory and its listener (which reconnects by itself
+    /// for as long as the directory lives).
+    pub async fn start(db: Database) -> anyhow::Result<Arc<Self>> {
+        let role_prefix = {
+            let session = db.session().await?;
+            crate::registry::role_prefix(&session).await?
+        };
+        let directory = Arc::new(Self {
+            db,
+            role_prefix,
+            by_subdomain: RwLock::default(),
+            generation: AtomicU64::new(0),
+            listening: AtomicBool::new(false),
+        });
+        tokio::spawn(listen(Arc::downgrade(&directory)));
+        Ok(directory)
+    }
+
+    /// The tenant at `subdomain` (lower case), if there is one.
+    pub async fn resolve(&self, subdomain: &str) -> Result<Option<Arc<TenantContext>>, StoreError> {
+        if self.listening.load(Ordering::Acquire)
+            && let Some(hit) = self
+                .by_subdomain
+                .read()
+                .expect("not poisoned")
+                .get(subdomain)
+        {
+            return Ok(Some(hit.clone()));
+        }
+        let generation = self.generation.load(Ordering::Acquire);
+        let session = self.db.session().await?;
+        let row = session
+            .query_opt(
+                "SELECT id, name, subdomain, schema_name, status, tier FROM public.tenants
+                 WHERE subdomain = $1",
+                &[&subdomain],
+            )
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let id: i32 = row.get(0);
+        let tenant = Arc::new(TenantContext::new(
+            id,
+            row.get(1),
+            row.get(2),
+            row.get(3),
+            tenant_role_name(&self.role_prefix, id),
+            TenantStatus::parse(row.get(4)).map_err(anyhow::Error::from)?,
+            Tier::parse(row.get(5)).map_err(anyhow::Error::from)?,
+        ));
+        if self.listening.load(Ordering::Acquire) {
+            let mut cache = self.by_subdomain.write().expect("not poisoned");
+            if self.generation.load(Ordering::Acquire) == generation {
+                cache.insert(subdomain.to_owned(), tenant.clone());
+            }
+        }
+        Ok(Some(tenant))
+    }
+
+    /// Whether lookups are currently served from the cache.
+    pub fn is_listening(&self) -> bool {
+        self.listening.load(Ordering::Acquire)
+    }
+
+    fn invalidate(&self, tenant_id: Option<i32>) {
+        let mut cache = self.by_subdomain.write().expect("not poisoned");
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        match tenant_id {
+            Some(id) => cache.retain(|_, t| t.id != id),
+            None => cache.clear(),
+        }
+    }
+}
+
+async fn listen(directory: std::sync::Weak<TenantDirectory>) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let Some(dir) = directory.upgrade() else {
+            return;
+        };
+        match listen_once(&dir).await {
+            Ok(()) => backoff = Duration::from_millis(100),
+            Err(e) => tracing::warn!(error = %e, "tenant change listener lost its connection"),
+        }
+        dir.listening.store(false, Ordering::Release);
+        dir.invalidate(None);
+        drop(dir);
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// Listens until the connection ends.
+async fn listen_once(dir: &TenantDirectory) -> anyhow::Result<()> {
+    let (client, mut connection) = dir.db.raw_session().await?;
+    let (sender, mut changes) = tokio::sync::mpsc::unbounded_channel();
+    let driver = tokio::spawn(async move {
+        let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
+        while let Some(message) = messages.next().await {
+            match message {
+                Ok(AsyncMessage::Notification(n)) => {
+                    let _ = sender.send(n.payload().parse::<i32>().ok());
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::debug!(error = %e, "listener connection ended");
+                    break;
+                }
+            }
+        }
+    });
+    client
+        .batch_execute(&format!("LISTEN {TENANT_CHANNEL}"))
+        .await?;
+    // Anything cached before LISTEN took effect may be stale.
+    dir.invalidate(None);
+    dir.listening.store(true, Ordering::Release);
+    tracing::debug!("listening for tenant changes");
+    while let Some(change) = changes.recv().await {
+        dir.invalidate(change);
+    }
+    driver.abort();
+    drop(client);
+    Ok(())
+}

@@ -1,0 +1,34 @@
+//! Password reset tokens (stored as SHA-256).
+
+use chrono::{DateTime, Utc};
+
+use crate::{StoreError, TenantTx};
+
+pub async fn create(
+    tx: &TenantTx,
+    user_id: i32,
+    token_hash: &str,
+    expires_at: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    tx.client()
+        .execute(
+            "INSERT INTO password_reset_tokens (user_id, token, expires_at) VALUES ($1, $2, $3)",
+            &[&user_id, &token_hash, &expires_at],
+        )
+        .await?;
+    Ok(())
+}
+
+/// Uses up the token if it is unused and unexpired; returns its user.
+pub async fn consume(tx: &TenantTx, token_hash: &str) -> Result<Option<i32>, StoreError> {
+    let row = tx
+        .client()
+        .query_opt(
+            "UPDATE password_reset_tokens SET used_at = now()
+             WHERE token = $1 AND used_at IS NULL AND expires_at > now()
+             RETURNING user_id",
+            &[&token_hash],
+        )
+        .await?;
+    Ok(row.map(|r| r.get(0)))
+}

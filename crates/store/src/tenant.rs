@@ -1,0 +1,162 @@
+//! The tenant context: the heart of isolation.
+//!
+//! Every unit of tenant work is a [`TenantTx`]: one transaction that starts,
+//! in the same message as `BEGIN`, by setting the tenant's schema as the
+//! search path, switching to the tenant's data-only role, and naming the
+//! session after the tenant in `pg_stat_activity` — all transaction-local,
+//! so a pooled session never carries a tenant into the next request.
+//! Store functions that touch tenant data take a `&TenantTx`, so tenant work
+//! outside a tenant transaction does not compile.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_postgres::Client;
+
+use atrium_domain::{TenantStatus, Tier};
+
+use crate::{Database, PooledTx, StoreError};
+
+/// What a request needs to know about its tenant; built from the registry
+/// only, never from input.
+#[derive(Debug)]
+pub struct TenantContext {
+    pub id: i32,
+    pub name: String,
+    pub subdomain: String,
+    pub schema_name: String,
+    pub role_name: String,
+    pub status: TenantStatus,
+    pub tier: Tier,
+    /// At most `tier.connection_limit()` transactions of this tenant hold a
+    /// pooled session at once, so one busy tenant cannot starve the rest.
+    pub(crate) permits: Arc<Semaphore>,
+}
+
+impl TenantContext {
+    pub fn new(
+        id: i32,
+        name: String,
+        subdomain: String,
+        schema_name: String,
+        role_name: String,
+        status: TenantStatus,
+        tier: Tier,
+    ) -> Self {
+        assert!(
+            is_tenant_schema_name(&schema_name),
+            "schema names come from the registry: {schema_name}"
+        );
+        Self {
+            id,
+            name,
+            subdomain,
+            schema_name,
+            role_name,
+            status,
+            tier,
+            permits: Arc::new(Semaphore::new(tier.connection_limit())),
+        }
+    }
+
+    /// SQL that sets the tenant up inside an open transaction. The schema
+    /// and role names come from the registry and match fixed patterns, so
+    /// writing them into the text is safe; nothing from a request is.
+    fn setup_sql(&self, statement_timeout: Duration) -> String {
+        format!(
+            "SELECT set_config('search_path', '{schema}, extensions', true), \
+                    set_config('role', '{role}', true), \
+                    set_config('application_name', '{schema}', true), \
+                    set_config('statement_timeout', '{timeout}', true)",
+            schema = self.schema_name,
+            role = self.role_name,
+            timeout = statement_timeout.as_millis(),
+        )
+    }
+}
+
+/// `tenant_<digits>`: the only shape a tenant schema name can have.
+pub fn is_tenant_schema_name(name: &str) -> bool {
+    name.strip_prefix("tenant_")
+        .is_some_and(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// How long a tenant's request waits for one of the tenant's connection
+/// slots before it is told to come back later.
+pub const TENANT_SLOT_WAIT: Duration = Duration::from_secs(2);
+
+/// An open transaction in one tenant's schema, as that tenant's role.
+pub struct TenantTx {
+    tx: PooledTx,
+    tenant: Arc<TenantContext>,
+    _slot: OwnedSemaphorePermit,
+}
+
+impl TenantTx {
+    /// Waits (briefly) for one of the tenant's connection slots, then opens
+    /// the transaction; the statement timeout bounds every statement in it.
+    pub async fn begin(
+        db: &Database,
+        tenant: &Arc<TenantContext>,
+        statement_timeout: Duration,
+    ) -> Result<Self, StoreError> {
+        let slot = tokio::time::timeout(TENANT_SLOT_WAIT, tenant.permits.clone().acquire_owned())
+            .await
+            .map_err(|_| StoreError::Busy)?
+            .expect("tenant semaphores are never closed");
+        let tx = PooledTx::begin(db, &tenant.setup_sql(statement_timeout)).await?;
+        Ok(Self {
+            tx,
+            tenant: tenant.clone(),
+            _slot: slot,
+        })
+    }
+
+    pub fn tenant(&self) -> &TenantContext {
+        &self.tenant
+    }
+
+    pub(crate) fn client(&self) -> &Client {
+        self.tx.client()
+    }
+
+    pub async fn commit(self) -> Result<(), StoreError> {
+        self.tx.commit().await.map_err(Into::into)
+    }
+
+    pub async fn rollback(self) -> Result<(), StoreError> {
+        self.tx.rollback().await.map_err(Into::into)
+    }
+
+    /// Runs `sql` in the tenant transaction. For tests and tools that must
+    /// show what the tenant role can and cannot do; the application's own
+    /// queries live in the store's repositories.
+    pub async fn query_raw_for_tests(
+        &self,
+        sql: &str,
+    ) -> Result<Vec<tokio_postgres::Row>, tokio_postgres::Error> {
+        self.client().query(sql, &[]).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_tenant_schema_name;
+
+    #[test]
+    fn only_registry_shaped_names_are_tenant_schemas() {
+        assert!(is_tenant_schema_name("tenant_1"));
+        assert!(is_tenant_schema_name("tenant_10000"));
+        for bad in [
+            "tenant_",
+            "tenant_x",
+            "public",
+            "tenant_1; DROP",
+            "template",
+            "Tenant_1",
+        ] {
+            assert!(!is_tenant_schema_name(bad), "{bad}");
+        }
+    }
+}
