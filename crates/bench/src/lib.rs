@@ -3,7 +3,9 @@
 //! PostgreSQL doing the same work directly in the same run, and prints a
 //! Markdown report.
 
+pub mod api;
 mod fleet;
+mod load;
 pub mod migrate;
 pub mod provision;
 
@@ -36,6 +38,14 @@ fn rand_suffix() -> u32 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos() ^ std::process::id())
         .unwrap_or_default()
+}
+
+pub(crate) fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
 }
 
 pub(crate) fn median(samples: &mut [Duration]) -> Duration {

@@ -193,6 +193,21 @@ pub enum BenchCommand {
     /// An additive migration across many tenants against a raw loop, and a
     /// no-op migrate's query count at 10 and at N tenants.
     Migrate(BenchMigrateArgs),
+    /// API throughput and latency against direct SQL for the same work.
+    Api(BenchApiArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchApiArgs {
+    /// Tenant counts to measure at, ascending, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "100,1000")]
+    pub tenants: Vec<u32>,
+    /// Concurrent clients (and database connections on each side).
+    #[arg(long, default_value_t = 8)]
+    pub clients: usize,
+    /// Seconds per measurement.
+    #[arg(long, default_value_t = 5)]
+    pub seconds: u64,
 }
 
 #[derive(Debug, Args)]

@@ -109,14 +109,8 @@ impl FromRequestParts<AppState> for Authed {
         let token = bearer(parts)
             .ok_or_else(|| ApiError::unauthorized("sign in: send Authorization: Bearer <token>"))?
             .to_owned();
-        let tx = scope.begin().await?;
-        match auth::authenticate(&tx, &state.auth, &token).await {
-            Ok(me) => Ok(Self { tx, me, scope }),
-            Err(e) => {
-                let _ = tx.rollback().await;
-                Err(e.into())
-            }
-        }
+        let (tx, me) = auth::begin_authenticated(&scope, &state.auth, &token).await?;
+        Ok(Self { tx, me, scope })
     }
 }
 

@@ -222,28 +222,40 @@ pub(crate) async fn start_session_for(
     })
 }
 
-/// The signed-in user for a bearer token, in the request's transaction.
-/// The idle clock is written at most once per `touch_interval`.
-pub async fn authenticate(
-    tx: &TenantTx,
+/// Opens the request's transaction and finds the signed-in user for a
+/// bearer token in the same round trip. The idle clock is written at most
+/// once per `touch_interval`.
+pub async fn begin_authenticated(
+    scope: &Scope,
     settings: &AuthSettings,
     token: &str,
-) -> Result<CurrentUser, ServiceError> {
-    let found = sessions::authenticate(
-        tx,
+) -> Result<(TenantTx, CurrentUser), ServiceError> {
+    let (tx, found) = sessions::begin_authenticated(
+        &scope.db,
+        &scope.tenant,
+        scope.statement_timeout,
         &tokens::hash(token),
         settings.session_idle.as_secs_f64(),
     )
-    .await?
-    .ok_or_else(|| ServiceError::Unauthorized("the session is missing, expired or ended".into()))?;
-    if (Utc::now() - found.last_seen_at)
-        .to_std()
-        .unwrap_or_default()
-        > settings.touch_interval
-    {
-        sessions::touch(tx, found.session_id).await?;
+    .await?;
+    let result = async {
+        let found = found.ok_or_else(|| {
+            ServiceError::Unauthorized("the session is missing, expired or ended".into())
+        })?;
+        let idle = (Utc::now() - found.last_seen_at).to_std().unwrap_or_default();
+        if idle > settings.touch_interval {
+            sessions::touch(&tx, found.session_id).await?;
+        }
+        CurrentUser::new(found.user, found.session_id)
     }
-    CurrentUser::new(found.user, found.session_id)
+    .await;
+    match result {
+        Ok(me) => Ok((tx, me)),
+        Err(e) => {
+            let _ = tx.rollback().await;
+            Err(e)
+        }
+    }
 }
 
 pub async fn logout(tx: &TenantTx, me: &CurrentUser) -> Result<(), ServiceError> {

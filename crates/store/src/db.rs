@@ -145,6 +145,11 @@ impl Database {
         Ok(())
     }
 
+    /// Another pool to the same database, of a different size.
+    pub async fn resized(&self, max_connections: usize) -> anyhow::Result<Self> {
+        Self::connect_config(self.config.clone(), max_connections).await
+    }
+
     /// A session of its own whose connection the caller drives, for
     /// receiving notifications (LISTEN).
     pub async fn raw_session(

@@ -14,8 +14,7 @@ pub struct NewEmail<'a> {
 }
 
 pub async fn enqueue(tx: &TenantTx, email: &NewEmail<'_>) -> Result<(), StoreError> {
-    tx.client()
-        .execute(
+    tx.execute(
             "INSERT INTO public.outbox (tenant_id, to_email, kind, subject, body, token_expires_at)
              VALUES ($1, $2, $3, $4, $5, $6)",
             &[

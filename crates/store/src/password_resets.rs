@@ -10,8 +10,7 @@ pub async fn create(
     token_hash: &str,
     expires_at: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    tx.client()
-        .execute(
+    tx.execute(
             "INSERT INTO password_reset_tokens (user_id, token, expires_at) VALUES ($1, $2, $3)",
             &[&user_id, &token_hash, &expires_at],
         )
@@ -21,9 +20,7 @@ pub async fn create(
 
 /// Uses up the token if it is unused and unexpired; returns its user.
 pub async fn consume(tx: &TenantTx, token_hash: &str) -> Result<Option<i32>, StoreError> {
-    let row = tx
-        .client()
-        .query_opt(
+    let row = tx.query_opt(
             "UPDATE password_reset_tokens SET used_at = now()
              WHERE token = $1 AND used_at IS NULL AND expires_at > now()
              RETURNING user_id",

@@ -3,8 +3,11 @@
 
 use chrono::{DateTime, Utc};
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use crate::users::{USER_COLUMNS, User, user_from_row};
-use crate::{StoreError, TenantTx};
+use crate::{Database, StoreError, TenantContext, TenantTx};
 
 pub struct NewSession<'a> {
     pub user_id: i32,
@@ -15,9 +18,7 @@ pub struct NewSession<'a> {
 }
 
 pub async fn create(tx: &TenantTx, new: &NewSession<'_>) -> Result<i32, StoreError> {
-    let row = tx
-        .client()
-        .query_one(
+    let row = tx.query_one(
             "INSERT INTO sessions (user_id, token, expires_at, user_agent, ip)
              VALUES ($1, $2, $3, $4, $5) RETURNING id",
             &[
@@ -39,37 +40,47 @@ pub struct Authenticated {
     pub user: User,
 }
 
-/// The session with this token hash if it is neither revoked, past its
-/// absolute expiry, nor idle longer than `idle_seconds`, and its user is
-/// active.
-pub async fn authenticate(
-    tx: &TenantTx,
+fn authenticate_sql() -> String {
+    format!(
+        "SELECT s.id, s.last_seen_at, {USER_COLUMNS}
+         FROM sessions s JOIN users u ON u.id = s.user_id
+         WHERE s.token = $1 AND s.revoked_at IS NULL AND s.expires_at > now()
+           AND s.last_seen_at > now() - make_interval(secs => $2)
+           AND u.active AND u.deleted_at IS NULL"
+    )
+}
+
+/// Opens the request's tenant transaction and, in the same round trip,
+/// finds the session with this token hash if it is neither revoked, past
+/// its absolute expiry, nor idle longer than `idle_seconds`, and its user
+/// is active.
+pub async fn begin_authenticated(
+    db: &Database,
+    tenant: &Arc<TenantContext>,
+    statement_timeout: Duration,
     token_hash: &str,
     idle_seconds: f64,
-) -> Result<Option<Authenticated>, StoreError> {
-    let row = tx
-        .client()
-        .query_opt(
-            &format!(
-                "SELECT s.id, s.last_seen_at, {USER_COLUMNS}
-                 FROM sessions s JOIN users u ON u.id = s.user_id
-                 WHERE s.token = $1 AND s.revoked_at IS NULL AND s.expires_at > now()
-                   AND s.last_seen_at > now() - make_interval(secs => $2)
-                   AND u.active AND u.deleted_at IS NULL"
-            ),
-            &[&token_hash, &idle_seconds],
-        )
-        .await?;
-    Ok(row.map(|r| Authenticated {
-        session_id: r.get(0),
-        last_seen_at: r.get(1),
-        user: user_from_row(&r, 2),
-    }))
+) -> Result<(TenantTx, Option<Authenticated>), StoreError> {
+    let (tx, row) = TenantTx::begin_with_query_opt(
+        db,
+        tenant,
+        statement_timeout,
+        &authenticate_sql(),
+        &[&token_hash, &idle_seconds],
+    )
+    .await?;
+    Ok((
+        tx,
+        row.map(|r| Authenticated {
+            session_id: r.get(0),
+            last_seen_at: r.get(1),
+            user: user_from_row(&r, 2),
+        }),
+    ))
 }
 
 pub async fn touch(tx: &TenantTx, session_id: i32) -> Result<(), StoreError> {
-    tx.client()
-        .execute(
+    tx.execute(
             "UPDATE sessions SET last_seen_at = now() WHERE id = $1",
             &[&session_id],
         )
@@ -78,8 +89,7 @@ pub async fn touch(tx: &TenantTx, session_id: i32) -> Result<(), StoreError> {
 }
 
 pub async fn revoke(tx: &TenantTx, session_id: i32) -> Result<(), StoreError> {
-    tx.client()
-        .execute(
+    tx.execute(
             "UPDATE sessions SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL",
             &[&session_id],
         )
@@ -93,9 +103,7 @@ pub async fn revoke_all_for_user(
     user_id: i32,
     keep: Option<i32>,
 ) -> Result<u64, StoreError> {
-    Ok(tx
-        .client()
-        .execute(
+    Ok(tx.execute(
             "UPDATE sessions SET revoked_at = now()
              WHERE user_id = $1 AND revoked_at IS NULL AND id IS DISTINCT FROM $2",
             &[&user_id, &keep],

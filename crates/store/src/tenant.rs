@@ -12,7 +12,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tokio_postgres::Client;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Row, Statement};
 
 use atrium_domain::{TenantStatus, Tier};
 
@@ -113,12 +114,72 @@ impl TenantTx {
         })
     }
 
+    /// Opens the transaction and runs its first query in one round trip:
+    /// the tenant setup and the query are pipelined on the session (the
+    /// server runs them in order, so the query sees the tenant's schema
+    /// and role; a statement prepared for the first time is prepared in
+    /// that context too).
+    pub(crate) async fn begin_with_query_opt(
+        db: &Database,
+        tenant: &Arc<TenantContext>,
+        statement_timeout: Duration,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<(Self, Option<Row>), StoreError> {
+        let slot = tokio::time::timeout(TENANT_SLOT_WAIT, tenant.permits.clone().acquire_owned())
+            .await
+            .map_err(|_| StoreError::Busy)?
+            .expect("tenant semaphores are never closed");
+        let tx = PooledTx::open(db).await?;
+        let client = tx.client();
+        let setup = format!("BEGIN; {}", tenant.setup_sql(statement_timeout));
+        let (begun, row) = futures::join!(client.batch_execute(&setup), async {
+            let statement = client.prepare_cached(sql).await?;
+            client.query_opt(&statement, params).await
+        });
+        let tx = Self {
+            tx,
+            tenant: tenant.clone(),
+            _slot: slot,
+        };
+        match begun.and(row) {
+            Ok(row) => Ok((tx, row)),
+            Err(e) => {
+                let _ = tx.rollback().await;
+                Err(e.into())
+            }
+        }
+    }
+
     pub fn tenant(&self) -> &TenantContext {
         &self.tenant
     }
 
-    pub(crate) fn client(&self) -> &Client {
-        self.tx.client()
+    /// Prepares `sql` once per pooled session and reuses it: PostgreSQL
+    /// replans a cached statement when the search path changes, so one
+    /// statement serves every tenant.
+    async fn prepared(&self, sql: &str) -> Result<Statement, tokio_postgres::Error> {
+        self.tx.client().prepare_cached(sql).await
+    }
+
+    pub(crate) async fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, tokio_postgres::Error> {
+        let statement = self.prepared(sql).await?;
+        self.tx.client().query(&statement, params).await
+    }
+
+    pub(crate) async fn query_opt(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Option<Row>, tokio_postgres::Error> {
+        let statement = self.prepared(sql).await?;
+        self.tx.client().query_opt(&statement, params).await
+    }
+
+    pub(crate) async fn query_one(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Row, tokio_postgres::Error> {
+        let statement = self.prepared(sql).await?;
+        self.tx.client().query_one(&statement, params).await
+    }
+
+    pub(crate) async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, tokio_postgres::Error> {
+        let statement = self.prepared(sql).await?;
+        self.tx.client().execute(&statement, params).await
     }
 
     pub async fn commit(self) -> Result<(), StoreError> {
@@ -136,7 +197,7 @@ impl TenantTx {
         &self,
         sql: &str,
     ) -> Result<Vec<tokio_postgres::Row>, tokio_postgres::Error> {
-        self.client().query(sql, &[]).await
+        self.tx.client().query(sql, &[]).await
     }
 }
 

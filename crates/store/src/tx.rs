@@ -1,8 +1,7 @@
 //! A transaction on a pooled session that can never leak into the next user
 //! of that session.
 
-use deadpool_postgres::Object;
-use tokio_postgres::Client;
+use deadpool_postgres::{ClientWrapper, Object};
 
 use crate::Database;
 
@@ -35,7 +34,16 @@ impl PooledTx {
         Ok(tx)
     }
 
-    pub fn client(&self) -> &Client {
+    /// The session, with its per-connection cache of prepared statements.
+    /// A session whose transaction the caller begins itself (pipelined
+    /// with its first statement). Dropping it before `BEGIN` is harmless.
+    pub(crate) async fn open(db: &Database) -> anyhow::Result<Self> {
+        Ok(Self {
+            session: Some(db.session().await?),
+        })
+    }
+
+    pub fn client(&self) -> &ClientWrapper {
         self.session.as_ref().expect("transaction is open")
     }
 

@@ -1,5 +1,6 @@
 use std::process::ExitCode;
 
+use atrium_bench::api::ApiBench;
 use atrium_bench::migrate::MigrateBench;
 use atrium_bench::provision::ProvisionBench;
 
@@ -27,6 +28,21 @@ pub async fn run(command: BenchCommand, connected: &Connected) -> CommandResult 
                 server,
                 &MigrateBench {
                     tenants: args.tenants.max(1),
+                },
+            )
+            .await?
+        }
+        BenchCommand::Api(args) => {
+            let mut tenant_counts = args.tenants;
+            tenant_counts.sort_unstable();
+            tenant_counts.dedup();
+            tenant_counts.retain(|n| *n > 0);
+            atrium_bench::api::run(
+                server,
+                &ApiBench {
+                    tenant_counts,
+                    clients: args.clients.max(1),
+                    seconds: args.seconds.max(1),
                 },
             )
             .await?

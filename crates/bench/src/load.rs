@@ -1,0 +1,59 @@
+//! A closed-loop load generator: `clients` workers, each sending its next
+//! request as soon as the last one answered, for a fixed time.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use crate::percentile;
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LoadResult {
+    pub per_second: f64,
+    pub p50: Duration,
+    pub p99: Duration,
+    pub errors: usize,
+}
+
+/// Runs `work(worker, iteration)` from `clients` workers for `duration`.
+/// `work` returns whether the request succeeded.
+pub(crate) async fn run<F, Fut>(clients: usize, duration: Duration, work: F) -> LoadResult
+where
+    F: Fn(usize, usize) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = bool> + Send,
+{
+    let started = Instant::now();
+    let deadline = started + duration;
+    let mut workers = Vec::new();
+    for worker in 0..clients {
+        let work = work.clone();
+        workers.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut errors = 0;
+            let mut i = 0;
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                if !work(worker, i).await {
+                    errors += 1;
+                }
+                latencies.push(t.elapsed());
+                i += 1;
+            }
+            (latencies, errors)
+        }));
+    }
+    let mut latencies = Vec::new();
+    let mut errors = 0;
+    for worker in workers {
+        let (l, e) = worker.await.expect("load worker");
+        latencies.extend(l);
+        errors += e;
+    }
+    let elapsed = started.elapsed();
+    latencies.sort();
+    LoadResult {
+        per_second: latencies.len() as f64 / elapsed.as_secs_f64(),
+        p50: percentile(&latencies, 0.50),
+        p99: percentile(&latencies, 0.99),
+        errors,
+    }
+}
