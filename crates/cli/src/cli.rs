@@ -114,6 +114,14 @@ pub struct ServeArgs {
     /// X-Forwarded-For names the client.
     #[arg(long, env = "ATRIUM_TRUSTED_PROXIES", value_delimiter = ',')]
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Deliver queued emails through this SMTP server
+    /// (smtp://user:pass@host:587, smtps://...); without it they stay in
+    /// the outbox (`atrium outbox`).
+    #[arg(long, env = "ATRIUM_SMTP_URL", hide_env_values = true)]
+    pub smtp_url: Option<String>,
+    /// Sender of emails (default: Atrium <no-reply@BASE_DOMAIN>).
+    #[arg(long, env = "ATRIUM_MAIL_FROM")]
+    pub mail_from: Option<String>,
     /// Log one JSON object per line instead of text.
     #[arg(long, env = "ATRIUM_LOG_JSON")]
     pub log_json: bool,

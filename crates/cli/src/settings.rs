@@ -20,6 +20,8 @@ pub struct FileSettings {
     pub public_url: Option<String>,
     pub pool_size: Option<usize>,
     pub trusted_proxies: Option<Vec<ipnet::IpNet>>,
+    pub smtp_url: Option<String>,
+    pub mail_from: Option<String>,
 }
 
 impl FileSettings {

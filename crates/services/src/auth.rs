@@ -242,7 +242,9 @@ pub async fn begin_authenticated(
         let found = found.ok_or_else(|| {
             ServiceError::Unauthorized("the session is missing, expired or ended".into())
         })?;
-        let idle = (Utc::now() - found.last_seen_at).to_std().unwrap_or_default();
+        let idle = (Utc::now() - found.last_seen_at)
+            .to_std()
+            .unwrap_or_default();
         if idle > settings.touch_interval {
             sessions::touch(&tx, found.session_id).await?;
         }

@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod invitations;
+pub mod mail;
 pub mod passwords;
 mod scope;
 pub mod tenants;

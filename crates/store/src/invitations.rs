@@ -42,7 +42,8 @@ pub async fn create(
     invited_by: i32,
 ) -> Result<Invitation, StoreError> {
     let tenant_id = tx.tenant().id;
-    let user_exists = tx.query_opt(
+    let user_exists = tx
+        .query_opt(
             "SELECT 1 FROM users WHERE lower(email) = lower($1) AND deleted_at IS NULL",
             &[&email],
         )
@@ -54,12 +55,12 @@ pub async fn create(
         ));
     }
     tx.execute(
-            "UPDATE public.invitations SET revoked_at = now()
+        "UPDATE public.invitations SET revoked_at = now()
              WHERE tenant_id = $1 AND lower(email) = lower($2)
                AND accepted_at IS NULL AND revoked_at IS NULL AND expires_at <= now()",
-            &[&tenant_id, &email],
-        )
-        .await?;
+        &[&tenant_id, &email],
+    )
+    .await?;
     let row = tx.query_one(
             &format!(
                 "INSERT INTO public.invitations (tenant_id, email, role, token, expires_at, invited_by)
@@ -83,7 +84,8 @@ pub async fn list_pending(
     after: i32,
     limit: i64,
 ) -> Result<Vec<Invitation>, StoreError> {
-    let rows = tx.query(
+    let rows = tx
+        .query(
             &format!(
                 "SELECT {COLUMNS} FROM public.invitations
                  WHERE tenant_id = $1 AND id > $2 AND accepted_at IS NULL AND revoked_at IS NULL
@@ -98,7 +100,8 @@ pub async fn list_pending(
 
 /// Revokes a pending invitation; false if there is none with that id.
 pub async fn revoke(tx: &TenantTx, id: i32) -> Result<bool, StoreError> {
-    let n = tx.execute(
+    let n = tx
+        .execute(
             "UPDATE public.invitations SET revoked_at = now()
              WHERE tenant_id = $1 AND id = $2 AND accepted_at IS NULL AND revoked_at IS NULL",
             &[&tx.tenant().id, &id],
@@ -112,7 +115,8 @@ pub async fn find_usable(
     tx: &TenantTx,
     token_hash: &str,
 ) -> Result<Option<Invitation>, StoreError> {
-    let row = tx.query_opt(
+    let row = tx
+        .query_opt(
             &format!(
                 "SELECT {COLUMNS} FROM public.invitations
                  WHERE tenant_id = $1 AND token = $2 AND accepted_at IS NULL
@@ -126,7 +130,8 @@ pub async fn find_usable(
 
 /// Marks the invitation accepted if it is usable; at most once.
 pub async fn accept(tx: &TenantTx, token_hash: &str) -> Result<Option<Invitation>, StoreError> {
-    let row = tx.query_opt(
+    let row = tx
+        .query_opt(
             &format!(
                 "UPDATE public.invitations SET accepted_at = now()
                  WHERE tenant_id = $1 AND token = $2 AND accepted_at IS NULL

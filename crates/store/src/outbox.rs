@@ -15,18 +15,18 @@ pub struct NewEmail<'a> {
 
 pub async fn enqueue(tx: &TenantTx, email: &NewEmail<'_>) -> Result<(), StoreError> {
     tx.execute(
-            "INSERT INTO public.outbox (tenant_id, to_email, kind, subject, body, token_expires_at)
+        "INSERT INTO public.outbox (tenant_id, to_email, kind, subject, body, token_expires_at)
              VALUES ($1, $2, $3, $4, $5, $6)",
-            &[
-                &tx.tenant().id,
-                &email.to,
-                &email.kind,
-                &email.subject,
-                &email.body,
-                &email.token_expires_at,
-            ],
-        )
-        .await?;
+        &[
+            &tx.tenant().id,
+            &email.to,
+            &email.kind,
+            &email.subject,
+            &email.body,
+            &email.token_expires_at,
+        ],
+    )
+    .await?;
     Ok(())
 }
 
@@ -92,24 +92,42 @@ pub fn blank_token(body: &str) -> String {
     out
 }
 
-/// Emails due for sending, oldest first.
-pub async fn due(
-    db: &Database,
-    limit: i64,
-) -> Result<Vec<(i64, String, String, String)>, StoreError> {
+/// An email claimed for sending.
+pub struct Claimed {
+    pub id: i64,
+    pub to: String,
+    pub subject: String,
+    pub body: String,
+}
+
+/// Claims up to `limit` emails due for sending, oldest first. A claim is a
+/// five-minute lease (`next_attempt_at` moves ahead), so several server
+/// processes never send the same email twice, and an email whose sender
+/// died is retried after the lease. Emails whose token has expired are not
+/// sent.
+pub async fn claim_due(db: &Database, limit: i64) -> Result<Vec<Claimed>, StoreError> {
     let session = db.session().await?;
     let rows = session
         .query(
-            "SELECT id, to_email, subject, body FROM public.outbox
-             WHERE sent_at IS NULL AND next_attempt_at <= now() AND attempts < 10
-               AND (token_expires_at IS NULL OR token_expires_at > now())
-             ORDER BY next_attempt_at LIMIT $1",
+            "UPDATE public.outbox SET next_attempt_at = now() + interval '5 minutes'
+             WHERE id IN (
+               SELECT id FROM public.outbox
+               WHERE sent_at IS NULL AND next_attempt_at <= now() AND attempts < 10
+                 AND (token_expires_at IS NULL OR token_expires_at > now())
+               ORDER BY next_attempt_at LIMIT $1
+               FOR UPDATE SKIP LOCKED)
+             RETURNING id, to_email, subject, body",
             &[&limit],
         )
         .await?;
     Ok(rows
         .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .map(|r| Claimed {
+            id: r.get(0),
+            to: r.get(1),
+            subject: r.get(2),
+            body: r.get(3),
+        })
         .collect())
 }
 

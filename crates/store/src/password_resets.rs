@@ -11,16 +11,17 @@ pub async fn create(
     expires_at: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     tx.execute(
-            "INSERT INTO password_reset_tokens (user_id, token, expires_at) VALUES ($1, $2, $3)",
-            &[&user_id, &token_hash, &expires_at],
-        )
-        .await?;
+        "INSERT INTO password_reset_tokens (user_id, token, expires_at) VALUES ($1, $2, $3)",
+        &[&user_id, &token_hash, &expires_at],
+    )
+    .await?;
     Ok(())
 }
 
 /// Uses up the token if it is unused and unexpired; returns its user.
 pub async fn consume(tx: &TenantTx, token_hash: &str) -> Result<Option<i32>, StoreError> {
-    let row = tx.query_opt(
+    let row = tx
+        .query_opt(
             "UPDATE password_reset_tokens SET used_at = now()
              WHERE token = $1 AND used_at IS NULL AND expires_at > now()
              RETURNING user_id",

@@ -18,7 +18,8 @@ pub struct NewSession<'a> {
 }
 
 pub async fn create(tx: &TenantTx, new: &NewSession<'_>) -> Result<i32, StoreError> {
-    let row = tx.query_one(
+    let row = tx
+        .query_one(
             "INSERT INTO sessions (user_id, token, expires_at, user_agent, ip)
              VALUES ($1, $2, $3, $4, $5) RETURNING id",
             &[
@@ -81,19 +82,19 @@ pub async fn begin_authenticated(
 
 pub async fn touch(tx: &TenantTx, session_id: i32) -> Result<(), StoreError> {
     tx.execute(
-            "UPDATE sessions SET last_seen_at = now() WHERE id = $1",
-            &[&session_id],
-        )
-        .await?;
+        "UPDATE sessions SET last_seen_at = now() WHERE id = $1",
+        &[&session_id],
+    )
+    .await?;
     Ok(())
 }
 
 pub async fn revoke(tx: &TenantTx, session_id: i32) -> Result<(), StoreError> {
     tx.execute(
-            "UPDATE sessions SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL",
-            &[&session_id],
-        )
-        .await?;
+        "UPDATE sessions SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL",
+        &[&session_id],
+    )
+    .await?;
     Ok(())
 }
 
@@ -103,7 +104,8 @@ pub async fn revoke_all_for_user(
     user_id: i32,
     keep: Option<i32>,
 ) -> Result<u64, StoreError> {
-    Ok(tx.execute(
+    Ok(tx
+        .execute(
             "UPDATE sessions SET revoked_at = now()
              WHERE user_id = $1 AND revoked_at IS NULL AND id IS DISTINCT FROM $2",
             &[&user_id, &keep],

@@ -49,7 +49,8 @@ pub async fn find_for_login(
     tx: &TenantTx,
     email: &str,
 ) -> Result<Option<(User, String)>, StoreError> {
-    let row = tx.query_opt(
+    let row = tx
+        .query_opt(
             &format!(
                 "SELECT {USER_COLUMNS}, u.password_hash FROM users u
                  WHERE lower(u.email) = lower($1) AND u.deleted_at IS NULL"
@@ -65,7 +66,8 @@ pub async fn get(
     id: i32,
     include_deleted: bool,
 ) -> Result<Option<User>, StoreError> {
-    let row = tx.query_opt(
+    let row = tx
+        .query_opt(
             &format!(
                 "SELECT {USER_COLUMNS} FROM users u
                  WHERE u.id = $1 AND ($2 OR u.deleted_at IS NULL)"
@@ -77,7 +79,8 @@ pub async fn get(
 }
 
 pub async fn get_password_hash(tx: &TenantTx, id: i32) -> Result<Option<String>, StoreError> {
-    let row = tx.query_opt(
+    let row = tx
+        .query_opt(
             "SELECT password_hash FROM users WHERE id = $1 AND deleted_at IS NULL",
             &[&id],
         )
@@ -92,7 +95,8 @@ pub async fn list(
     limit: i64,
     include_deleted: bool,
 ) -> Result<Vec<User>, StoreError> {
-    let rows = tx.query(
+    let rows = tx
+        .query(
             &format!(
                 "SELECT {USER_COLUMNS} FROM users u
                  WHERE u.id > $1 AND ($3 OR u.deleted_at IS NULL)
@@ -115,7 +119,8 @@ pub struct NewUser<'a> {
 }
 
 pub async fn insert(tx: &TenantTx, new: &NewUser<'_>) -> Result<User, StoreError> {
-    let row = tx.query_one(
+    let row = tx
+        .query_one(
             &format!(
                 "INSERT INTO users AS u (email, password_hash, first_name, last_name, role,
                                          email_verified, created_by, updated_by)
@@ -158,7 +163,8 @@ pub async fn update(
     changes: &UserChanges,
     by: i32,
 ) -> Result<Option<User>, StoreError> {
-    let row = tx.query_opt(
+    let row = tx
+        .query_opt(
             &format!(
                 "UPDATE users AS u SET
                    first_name = COALESCE($2, u.first_name),
@@ -186,7 +192,8 @@ pub async fn update(
 
 /// Deactivates and soft-deletes a user.
 pub async fn soft_delete(tx: &TenantTx, id: i32, by: i32) -> Result<bool, StoreError> {
-    let n = tx.execute(
+    let n = tx
+        .execute(
             "UPDATE users SET active = false, deleted_at = now(), updated_by = $2
              WHERE id = $1 AND deleted_at IS NULL",
             &[&id, &by],
@@ -199,7 +206,8 @@ pub async fn soft_delete(tx: &TenantTx, id: i32, by: i32) -> Result<bool, StoreE
 /// two concurrent demotions cannot both see the other as the remaining
 /// admin.
 pub async fn other_active_admins(tx: &TenantTx, except: i32) -> Result<i64, StoreError> {
-    let rows = tx.query(
+    let rows = tx
+        .query(
             "SELECT id FROM users
              WHERE role = 'admin' AND active AND deleted_at IS NULL
              ORDER BY id FOR UPDATE",
@@ -211,10 +219,10 @@ pub async fn other_active_admins(tx: &TenantTx, except: i32) -> Result<i64, Stor
 
 pub async fn set_password(tx: &TenantTx, id: i32, password_hash: &str) -> Result<(), StoreError> {
     tx.execute(
-            "UPDATE users SET password_hash = $2, updated_by = $1 WHERE id = $1",
-            &[&id, &password_hash],
-        )
-        .await?;
+        "UPDATE users SET password_hash = $2, updated_by = $1 WHERE id = $1",
+        &[&id, &password_hash],
+    )
+    .await?;
     Ok(())
 }
 

@@ -39,6 +39,14 @@ pub async fn run(
             args.trusted_proxies
         },
     };
+    let smtp_url = args
+        .smtp_url
+        .or_else(|| file.smtp_url.clone())
+        .filter(|u| !u.is_empty());
+    let mail_from = args
+        .mail_from
+        .or_else(|| file.mail_from.clone())
+        .unwrap_or_else(|| format!("Atrium <no-reply@{}>", settings.base_domain));
     let connected = Connected::open(target, pool_size).await?;
     let served = async {
         connected.ensure_current().await?;
@@ -46,6 +54,17 @@ pub async fn run(
             .await
             .with_context(|| format!("listening on {bind}"))?;
         tracing::info!(address = %listener.local_addr()?, ?settings, "atrium is serving");
+        let _sender = smtp_url.map(|url| {
+            let db = connected.db.clone();
+            AbortOnDrop(tokio::spawn(async move {
+                if let Err(e) =
+                    atrium_services::mail::run_sender(db, url, mail_from, Duration::from_secs(2))
+                        .await
+                {
+                    tracing::error!(error = format!("{e:#}"), "the email sender stopped");
+                }
+            }))
+        });
         eprintln!(
             "atrium: serving on http://{} (tenants at http://<subdomain>.{}:{})",
             listener.local_addr()?,
@@ -69,4 +88,13 @@ async fn shutdown_signal() {
         _ = term.recv() => {},
     }
     tracing::info!("shutting down: finishing requests in flight");
+}
+
+/// Stops a background task when the server stops.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
