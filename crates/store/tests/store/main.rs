@@ -5,3 +5,4 @@ mod helpers;
 mod migrator;
 mod provisioning;
 mod registry_counters;
+mod tenant_context;

@@ -1,0 +1,135 @@
+use std::time::{Duration, Instant};
+
+use atrium_domain::TenantStatus;
+use atrium_store::directory::TenantDirectory;
+use atrium_store::registry::{self, TenantChanges};
+use atrium_store::{StoreError, TENANT_SLOT_WAIT, TenantTx};
+use atrium_testkit::migrated_database;
+
+use crate::helpers::new_tenant;
+
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+#[tokio::test]
+async fn a_tenant_at_its_connection_limit_waits_then_is_busy_while_others_proceed() {
+    let t = migrated_database().await;
+    let db = t.db.resized(16).await.unwrap();
+    new_tenant(&db, "noisy").await;
+    new_tenant(&db, "quiet").await;
+    let directory = TenantDirectory::start(db.clone()).await.unwrap();
+    let noisy = directory.resolve("noisy").await.unwrap().unwrap();
+    let quiet = directory.resolve("quiet").await.unwrap().unwrap();
+    let limit = noisy.tier.connection_limit();
+    let mut held = Vec::new();
+    for _ in 0..limit {
+        held.push(TenantTx::begin(&db, &noisy, TIMEOUT).await.unwrap());
+    }
+    let started = Instant::now();
+    let refused = TenantTx::begin(&db, &noisy, TIMEOUT).await;
+    assert!(
+        matches!(refused, Err(StoreError::Busy)),
+        "the next one is refused"
+    );
+    assert!(
+        started.elapsed() >= TENANT_SLOT_WAIT,
+        "after waiting briefly"
+    );
+    let other = TenantTx::begin(&db, &quiet, TIMEOUT)
+        .await
+        .expect("another tenant is unaffected");
+    other.commit().await.unwrap();
+    // A slot freed is a slot available.
+    held.pop().unwrap().commit().await.unwrap();
+    TenantTx::begin(&db, &noisy, TIMEOUT)
+        .await
+        .unwrap()
+        .commit()
+        .await
+        .unwrap();
+}
+
+async fn wait_for(mut check: impl AsyncFnMut() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
+#[tokio::test]
+async fn a_change_made_elsewhere_reaches_the_cache_through_notify() {
+    let t = migrated_database().await;
+    let tenant = new_tenant(&t.db, "acme").await;
+    let directory = TenantDirectory::start(t.db.clone()).await.unwrap();
+    assert!(wait_for(async || directory.is_listening()).await);
+    let cached = directory.resolve("acme").await.unwrap().unwrap();
+    assert_eq!(cached.status, TenantStatus::Active);
+    // Another process (another pool) suspends and renames the tenant.
+    let other = t.db.resized(2).await.unwrap();
+    let changes = TenantChanges {
+        status: Some(TenantStatus::Suspended),
+        ..Default::default()
+    };
+    registry::update(&other, tenant.id, &changes).await.unwrap();
+    assert!(
+        wait_for(
+            async || directory.resolve("acme").await.unwrap().unwrap().status
+                == TenantStatus::Suspended
+        )
+        .await,
+        "the suspension is seen"
+    );
+    let rename = TenantChanges {
+        subdomain: Some(atrium_domain::Subdomain::parse("acme-corp").unwrap()),
+        ..Default::default()
+    };
+    registry::update(&other, tenant.id, &rename).await.unwrap();
+    assert!(wait_for(async || directory.resolve("acme").await.unwrap().is_none()).await);
+    assert!(directory.resolve("acme-corp").await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn when_the_listener_connection_drops_the_cache_is_not_trusted_until_it_is_back() {
+    let t = migrated_database().await;
+    let tenant = new_tenant(&t.db, "acme").await;
+    let directory = TenantDirectory::start(t.db.clone()).await.unwrap();
+    assert!(wait_for(async || directory.is_listening()).await);
+    directory.resolve("acme").await.unwrap();
+    let session = t.db.session().await.unwrap();
+    let killed: i64 = session
+        .query_one(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+             WHERE datname = current_database() AND query LIKE 'LISTEN%'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(killed, 1, "the listener's session was found and ended");
+    // Changed while nobody listens: no notification will ever arrive.
+    registry::update(
+        &t.db,
+        tenant.id,
+        &TenantChanges {
+            status: Some(TenantStatus::Suspended),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert!(
+        wait_for(
+            async || directory.resolve("acme").await.unwrap().unwrap().status
+                == TenantStatus::Suspended
+        )
+        .await,
+        "the stale entry was not trusted"
+    );
+    assert!(
+        wait_for(async || directory.is_listening()).await,
+        "the listener came back"
+    );
+}
