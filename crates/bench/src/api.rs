@@ -60,8 +60,14 @@ async fn measure(scratch: &Scratch, bench: &ApiBench) -> anyhow::Result<String> 
          answers 401, against the registry query an uncached lookup would run.\n",
         bench.clients, bench.seconds, bench.clients
     )?;
-    writeln!(report, "| tenants | workload | API req/s | API p50 | API p99 | SQL tx/s | SQL p50 | SQL p99 | API / SQL |")?;
-    writeln!(report, "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")?;
+    writeln!(
+        report,
+        "| tenants | workload | API req/s | API p50 | API p99 | SQL tx/s | SQL p50 | SQL p99 | API / SQL |"
+    )?;
+    writeln!(
+        report,
+        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+    )?;
     let mut made = 0;
     for &count in &bench.tenant_counts {
         provision_many(db, "api", count - made, 2).await?;
@@ -75,7 +81,13 @@ async fn measure(scratch: &Scratch, bench: &ApiBench) -> anyhow::Result<String> 
     Ok(report)
 }
 
-fn row(report: &mut String, tenants: u32, label: &str, api: LoadResult, sql: LoadResult) -> anyhow::Result<()> {
+fn row(
+    report: &mut String,
+    tenants: u32,
+    label: &str,
+    api: LoadResult,
+    sql: LoadResult,
+) -> anyhow::Result<()> {
     writeln!(
         report,
         "| {tenants} | {label} | {:.0} | {} | {} | {:.0} | {} | {} | {:.2}× |",
@@ -88,7 +100,11 @@ fn row(report: &mut String, tenants: u32, label: &str, api: LoadResult, sql: Loa
         api.per_second / sql.per_second
     )?;
     if api.errors + sql.errors > 0 {
-        writeln!(report, "|  | ({} API and {} SQL errors) | | | | | | | |", api.errors, sql.errors)?;
+        writeln!(
+            report,
+            "|  | ({} API and {} SQL errors) | | | | | | | |",
+            api.errors, sql.errors
+        )?;
     }
     Ok(())
 }
@@ -98,7 +114,10 @@ async fn sessions_for_all(db: &Database) -> anyhow::Result<Vec<BenchTenant>> {
     let session = db.session().await?;
     let prefix = atrium_store::registry::role_prefix(&session).await?;
     let rows = session
-        .query("SELECT id, subdomain, schema_name FROM public.tenants ORDER BY id", &[])
+        .query(
+            "SELECT id, subdomain, schema_name FROM public.tenants ORDER BY id",
+            &[],
+        )
         .await?;
     let mut tenants = Vec::new();
     for row in rows {
@@ -140,7 +159,9 @@ async fn api_load(
         atrium_http::ServerSettings::default(),
         std::future::pending(),
     ));
-    let client = reqwest::Client::builder().pool_max_idle_per_host(bench.clients).build()?;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(bench.clients)
+        .build()?;
     let duration = Duration::from_secs(bench.seconds);
     let me = {
         let (client, tenants) = (client.clone(), tenants.clone());
@@ -220,7 +241,10 @@ async fn sql_load(
                     r = t.role
                 );
                 client.batch_execute(&setup).await.is_ok()
-                    && client.query_opt(statement, &[&t.token_hash, &idle_seconds]).await.is_ok_and(|r| r.is_some())
+                    && client
+                        .query_opt(statement, &[&t.token_hash, &idle_seconds])
+                        .await
+                        .is_ok_and(|r| r.is_some())
                     && client.batch_execute("COMMIT").await.is_ok()
             }
         })
@@ -233,7 +257,10 @@ async fn sql_load(
             async move {
                 let (client, _, statement) = &*clients[worker];
                 let t = &tenants[rand::random_range(0..tenants.len())];
-                client.query_opt(statement, &[&t.subdomain]).await.is_ok_and(|r| r.is_some())
+                client
+                    .query_opt(statement, &[&t.subdomain])
+                    .await
+                    .is_ok_and(|r| r.is_some())
             }
         })
         .await

@@ -261,25 +261,15 @@ impl<T: DeserializeOwned> FromRequest<AppState> for Json<T> {
 }
 
 pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
-    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        if !inner.is_data() {
-            return ApiError::bad_request(format!("the body is not valid JSON: {inner}"));
-        }
-        let message = inner.to_string();
-        let message = message
-            .split(" at line ")
-            .next()
-            .unwrap_or(&message)
-            .to_owned();
-        ApiError::invalid_field(field_of(&path, &message), message)
-    })?;
-    deserializer
-        .end()
+    // Syntax first: a body that is not JSON at all is 400, whatever shape
+    // its first bytes would have had.
+    let value: serde_json::Value = serde_json::from_slice(bytes)
         .map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))?;
-    Ok(value)
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let message = e.into_inner().to_string();
+        ApiError::invalid_field(field_of(&path, &message), message)
+    })
 }
 
 /// The field an error is about: the path (which for an unknown field ends

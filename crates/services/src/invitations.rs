@@ -165,19 +165,20 @@ pub async fn accept(
         let invitation = invitations::accept(&tx, &tokens::hash(token))
             .await?
             .ok_or_else(not_found)?;
-        let user = users::insert(
-            &tx,
-            &NewUser {
-                email: &invitation.email,
-                password_hash: &hash,
-                first_name: &first_name,
-                last_name: &last_name,
-                role: &invitation.role,
-                email_verified: true,
-                created_by: invitation.invited_by,
-            },
-        )
-        .await?;
+        let new_user = NewUser {
+            email: &invitation.email,
+            password_hash: &hash,
+            first_name: &first_name,
+            last_name: &last_name,
+            role: &invitation.role,
+            email_verified: true,
+            created_by: invitation.invited_by,
+        };
+        // Someone removed earlier comes back as the same user.
+        let user = match users::revive(&tx, &new_user).await? {
+            Some(user) => user,
+            None => users::insert(&tx, &new_user).await?,
+        };
         crate::auth::start_session_for(&tx, settings, &user, &client).await
     }
     .await;

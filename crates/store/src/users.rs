@@ -147,6 +147,33 @@ pub async fn insert(tx: &TenantTx, new: &NewUser<'_>) -> Result<User, StoreError
     Ok(user_from_row(&row, 0))
 }
 
+/// Brings back a deleted user with this email as a new member (an
+/// invitation accepted by someone who was removed earlier): same id and
+/// history, new name, password and role, no old overrides.
+pub async fn revive(tx: &TenantTx, new: &NewUser<'_>) -> Result<Option<User>, StoreError> {
+    let row = tx
+        .query_opt(
+            &format!(
+                "UPDATE users AS u SET deleted_at = NULL, active = true, password_hash = $2,
+                   first_name = $3, last_name = $4, role = $5, email_verified = $6,
+                   permissions = '{{}}', updated_by = $7
+                 WHERE lower(u.email) = lower($1) AND u.deleted_at IS NOT NULL
+                 RETURNING {USER_COLUMNS}"
+            ),
+            &[
+                &new.email,
+                &new.password_hash,
+                &new.first_name,
+                &new.last_name,
+                &new.role,
+                &new.email_verified,
+                &new.created_by,
+            ],
+        )
+        .await?;
+    Ok(row.map(|r| user_from_row(&r, 0)))
+}
+
 /// Changes to a user; `None` keeps the value.
 #[derive(Debug, Default)]
 pub struct UserChanges {

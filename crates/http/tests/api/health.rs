@@ -22,7 +22,11 @@ async fn healthz_and_readyz_answer_200_on_any_host() {
     let app = TestApp::spawn().await;
     app.create_tenant("alpha").await;
     for host in hosts(&app) {
-        let health = send(app.with_host(Method::GET, &host, "/healthz"), StatusCode::OK).await;
+        let health = send(
+            app.with_host(Method::GET, &host, "/healthz"),
+            StatusCode::OK,
+        )
+        .await;
         assert_eq!(health["status"], "ok", "{host}");
         let ready = send(app.with_host(Method::GET, &host, "/readyz"), StatusCode::OK).await;
         assert_eq!(ready["status"], "ready", "{host}");
@@ -30,11 +34,27 @@ async fn healthz_and_readyz_answer_200_on_any_host() {
 }
 
 #[tokio::test]
+async fn readyz_is_503_while_the_database_does_not_answer_and_healthz_stays_200() {
+    let app = TestApp::spawn().await;
+    send(app.request(Method::GET, "/readyz"), StatusCode::OK).await;
+    // The server shares this pool; closed, no query can run.
+    app.db.pool().close();
+    let response = app.request(Method::GET, "/readyz").send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    send(app.request(Method::GET, "/healthz"), StatusCode::OK).await;
+}
+
+#[tokio::test]
 async fn health_paths_answer_even_without_a_host_header() {
     let app = TestApp::spawn().await;
     for path in ["/healthz", "/readyz", "/metrics", "/api/openapi.json"] {
         let response = app.raw(&format!("GET {path} HTTP/1.1"), b"").await;
-        assert_eq!(response.status, 200, "{path}: {}", String::from_utf8_lossy(&response.body));
+        assert_eq!(
+            response.status,
+            200,
+            "{path}: {}",
+            String::from_utf8_lossy(&response.body)
+        );
     }
 }
 
@@ -43,15 +63,27 @@ async fn metrics_are_prometheus_text_that_counts_http_requests() {
     let app = TestApp::spawn().await;
     send(app.request(Method::GET, "/healthz"), StatusCode::OK).await;
     for host in hosts(&app) {
-        let response = app.with_host(Method::GET, &host, "/metrics").send().await.unwrap();
+        let response = app
+            .with_host(Method::GET, &host, "/metrics")
+            .send()
+            .await
+            .unwrap();
         assert_eq!(response.status(), StatusCode::OK, "{host}");
-        let content_type = response.headers()["content-type"].to_str().unwrap().to_owned();
+        let content_type = response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .to_owned();
         assert!(content_type.starts_with("text/plain"), "{content_type}");
         let text = response.text().await.unwrap();
-        assert!(text.contains("# TYPE atrium_http_requests_total counter"), "{text}");
+        assert!(
+            text.contains("# TYPE atrium_http_requests_total counter"),
+            "{text}"
+        );
         let sample = text
             .lines()
-            .find(|l| l.starts_with("atrium_http_requests_total{") && l.contains("route=\"/healthz\""))
+            .find(|l| {
+                l.starts_with("atrium_http_requests_total{") && l.contains("route=\"/healthz\"")
+            })
             .unwrap_or_else(|| panic!("no sample for /healthz in {text}"));
         let count: f64 = sample.rsplit(' ').next().unwrap().parse().unwrap();
         assert!(count >= 1.0, "{sample}");
@@ -81,19 +113,28 @@ async fn the_openapi_document_is_3_1_and_lists_every_implemented_path_on_any_hos
     let app = TestApp::spawn().await;
     app.create_tenant("alpha").await;
     for host in hosts(&app) {
-        let doc: Value = send(app.with_host(Method::GET, &host, "/api/openapi.json"), StatusCode::OK).await;
+        let doc: Value = send(
+            app.with_host(Method::GET, &host, "/api/openapi.json"),
+            StatusCode::OK,
+        )
+        .await;
         let version = doc["openapi"].as_str().unwrap_or_default();
         assert!(version.starts_with("3.1"), "{host}: openapi {version}");
         assert!(doc["info"]["title"].is_string());
         let paths = doc["paths"].as_object().expect("paths");
         for (path, methods) in IMPLEMENTED_PATHS {
-            let item = paths.get(*path).unwrap_or_else(|| panic!("{path} missing from {:?}", paths.keys()));
+            let item = paths
+                .get(*path)
+                .unwrap_or_else(|| panic!("{path} missing from {:?}", paths.keys()));
             for method in *methods {
                 assert!(item.get(*method).is_some(), "{method} {path} missing");
             }
         }
         for path in paths.keys() {
-            assert!(path.starts_with("/api/v1/") || path.starts_with("/platform/v1/"), "{path} listed");
+            assert!(
+                path.starts_with("/api/v1/") || path.starts_with("/platform/v1/"),
+                "{path} listed"
+            );
         }
     }
 }
@@ -106,7 +147,13 @@ async fn a_request_id_is_generated_when_absent_and_echoed_when_sent() {
     let mut seen = Vec::new();
     for _ in 0..2 {
         let response = app.request(Method::GET, "/healthz").send().await.unwrap();
-        let id = response.headers().get("x-request-id").expect("x-request-id").to_str().unwrap().to_owned();
+        let id = response
+            .headers()
+            .get("x-request-id")
+            .expect("x-request-id")
+            .to_str()
+            .unwrap()
+            .to_owned();
         assert!(!id.is_empty());
         seen.push(id);
     }
@@ -114,7 +161,12 @@ async fn a_request_id_is_generated_when_absent_and_echoed_when_sent() {
     // Echoed, on successes and on problem answers alike.
     let requests = [
         app.request(Method::GET, "/healthz"),
-        app.authed(Method::GET, &tenant.subdomain, &tenant.admin_token, "/api/v1/me"),
+        app.authed(
+            Method::GET,
+            &tenant.subdomain,
+            &tenant.admin_token,
+            "/api/v1/me",
+        ),
         app.tenant_request(Method::GET, "nope", "/api/v1/me"),
         app.tenant_request(Method::GET, &tenant.subdomain, "/api/v1/me"),
         app.request(Method::GET, "/platform/v1/stats"),
@@ -123,13 +175,26 @@ async fn a_request_id_is_generated_when_absent_and_echoed_when_sent() {
     for (i, request) in requests.into_iter().enumerate() {
         let sent = format!("test-request-{i}");
         let response = request.header("x-request-id", &sent).send().await.unwrap();
-        let echoed = response.headers().get("x-request-id").map(|v| v.to_str().unwrap().to_owned());
-        assert_eq!(echoed.as_deref(), Some(sent.as_str()), "request {i} ({})", response.status());
+        let echoed = response
+            .headers()
+            .get("x-request-id")
+            .map(|v| v.to_str().unwrap().to_owned());
+        assert_eq!(
+            echoed.as_deref(),
+            Some(sent.as_str()),
+            "request {i} ({})",
+            response.status()
+        );
     }
 }
 
 #[tokio::test]
 async fn an_unknown_path_is_a_404_problem() {
     let app = TestApp::spawn().await;
-    send_problem(app.request(Method::GET, "/no/such/path"), StatusCode::NOT_FOUND, "not_found").await;
+    send_problem(
+        app.request(Method::GET, "/no/such/path"),
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
 }

@@ -70,7 +70,13 @@ impl TestApp {
     }
 
     /// A signed-in request in tenant `subdomain`.
-    pub fn authed(&self, method: Method, subdomain: &str, token: &str, path: &str) -> RequestBuilder {
+    pub fn authed(
+        &self,
+        method: Method,
+        subdomain: &str,
+        token: &str,
+        path: &str,
+    ) -> RequestBuilder {
         self.tenant_request(method, subdomain, path)
             .header(AUTHORIZATION, format!("Bearer {token}"))
     }
@@ -117,14 +123,23 @@ impl TestApp {
     /// returns the new user's id and session token.
     pub async fn add_user(&self, tenant: &TestTenant, email: &str, role: &str) -> (i64, String) {
         let invited = self
-            .authed(Method::POST, &tenant.subdomain, &tenant.admin_token, "/api/v1/invitations")
+            .authed(
+                Method::POST,
+                &tenant.subdomain,
+                &tenant.admin_token,
+                "/api/v1/invitations",
+            )
             .json(&json!({"email": email, "role": role}))
             .send()
             .await
             .unwrap();
         let invited = expect_json(invited, StatusCode::CREATED).await;
         let accepted = self
-            .tenant_request(Method::POST, &tenant.subdomain, "/api/v1/invitations/accept")
+            .tenant_request(
+                Method::POST,
+                &tenant.subdomain,
+                "/api/v1/invitations/accept",
+            )
             .json(&json!({
                 "token": invited["token"], "first_name": "Sam", "last_name": "User",
                 "password": ADMIN_PASSWORD
@@ -142,7 +157,10 @@ impl TestApp {
 
 /// Asserts the status and returns the JSON body.
 #[track_caller]
-pub fn expect_json(response: Response, status: StatusCode) -> impl std::future::Future<Output = Value> {
+pub fn expect_json(
+    response: Response,
+    status: StatusCode,
+) -> impl std::future::Future<Output = Value> {
     let caller = std::panic::Location::caller();
     async move {
         let actual = response.status();
@@ -151,7 +169,8 @@ pub fn expect_json(response: Response, status: StatusCode) -> impl std::future::
         if text.is_empty() {
             Value::Null
         } else {
-            serde_json::from_str(&text).unwrap_or_else(|e| panic!("at {caller}: not JSON ({e}): {text}"))
+            serde_json::from_str(&text)
+                .unwrap_or_else(|e| panic!("at {caller}: not JSON ({e}): {text}"))
         }
     }
 }
@@ -180,17 +199,24 @@ pub fn error_fields(problem: &Value) -> Vec<String> {
 /// Sends `request`, asserts the status and returns the JSON body (`Null`
 /// when empty).
 #[track_caller]
-pub fn send(request: RequestBuilder, status: StatusCode) -> impl std::future::Future<Output = Value> {
+pub fn send(
+    request: RequestBuilder,
+    status: StatusCode,
+) -> impl std::future::Future<Output = Value> {
     let caller = std::panic::Location::caller();
     async move {
-        let response = request.send().await.unwrap_or_else(|e| panic!("at {caller}: {e}"));
+        let response = request
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("at {caller}: {e}"));
         let actual = response.status();
         let text = response.text().await.unwrap();
         assert_eq!(actual, status, "at {caller}: body {text}");
         if text.is_empty() {
             Value::Null
         } else {
-            serde_json::from_str(&text).unwrap_or_else(|e| panic!("at {caller}: not JSON ({e}): {text}"))
+            serde_json::from_str(&text)
+                .unwrap_or_else(|e| panic!("at {caller}: not JSON ({e}): {text}"))
         }
     }
 }
@@ -204,7 +230,10 @@ pub fn send_problem(
 ) -> impl std::future::Future<Output = Value> {
     let caller = std::panic::Location::caller();
     async move {
-        let response = request.send().await.unwrap_or_else(|e| panic!("at {caller}: {e}"));
+        let response = request
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("at {caller}: {e}"));
         expect_problem_at(response, status, code, caller).await
     }
 }
@@ -212,13 +241,28 @@ pub fn send_problem(
 /// Sends `request` and asserts a 422 `validation_failed` whose errors name
 /// `field`; returns the problem.
 #[track_caller]
-pub fn send_invalid(request: RequestBuilder, field: &'static str) -> impl std::future::Future<Output = Value> {
+pub fn send_invalid(
+    request: RequestBuilder,
+    field: &'static str,
+) -> impl std::future::Future<Output = Value> {
     let caller = std::panic::Location::caller();
     async move {
-        let response = request.send().await.unwrap_or_else(|e| panic!("at {caller}: {e}"));
-        let problem = expect_problem_at(response, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", caller).await;
+        let response = request
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("at {caller}: {e}"));
+        let problem = expect_problem_at(
+            response,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+            caller,
+        )
+        .await;
         let fields = error_fields(&problem);
-        assert!(fields.iter().any(|f| f == field), "at {caller}: {field} not named in {problem}");
+        assert!(
+            fields.iter().any(|f| f == field),
+            "at {caller}: {field} not named in {problem}"
+        );
         problem
     }
 }
@@ -239,12 +283,19 @@ async fn expect_problem_at(
         .unwrap_or_default();
     let text = response.text().await.unwrap();
     assert_eq!(actual, status, "at {caller}: body {text}");
-    assert_eq!(content_type, "application/problem+json", "at {caller}: body {text}");
-    let body: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("at {caller}: not JSON ({e}): {text}"));
+    assert_eq!(
+        content_type, "application/problem+json",
+        "at {caller}: body {text}"
+    );
+    let body: Value = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("at {caller}: not JSON ({e}): {text}"));
     assert_eq!(body["code"], code, "at {caller}: {text}");
     assert_eq!(body["status"], status.as_u16(), "at {caller}: {text}");
     for key in ["type", "title", "detail", "errors"] {
-        assert!(body.get(key).is_some(), "at {caller}: {key} missing in {text}");
+        assert!(
+            body.get(key).is_some(),
+            "at {caller}: {key} missing in {text}"
+        );
     }
     body
 }
@@ -374,14 +425,23 @@ impl TestApp {
 
     /// The tenant's own record through the platform API.
     pub async fn platform_tenant(&self, id: i64) -> Value {
-        send(self.platform(Method::GET, &format!("/platform/v1/tenants/{id}")), StatusCode::OK).await
+        send(
+            self.platform(Method::GET, &format!("/platform/v1/tenants/{id}")),
+            StatusCode::OK,
+        )
+        .await
     }
 
     /// Invites `email` as `role`; returns the 201 body (with its token).
     pub async fn invite(&self, tenant: &TestTenant, email: &str, role: &str) -> Value {
         send(
-            self.authed(Method::POST, &tenant.subdomain, &tenant.admin_token, "/api/v1/invitations")
-                .json(&json!({"email": email, "role": role})),
+            self.authed(
+                Method::POST,
+                &tenant.subdomain,
+                &tenant.admin_token,
+                "/api/v1/invitations",
+            )
+            .json(&json!({"email": email, "role": role})),
             StatusCode::CREATED,
         )
         .await
@@ -402,14 +462,15 @@ fn parse_raw(received: &[u8]) -> RawResponse {
         .map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned()))
         .collect();
     let mut body = received[split + 4..].to_vec();
-    let chunked = headers
-        .iter()
-        .any(|(n, v)| n.eq_ignore_ascii_case("transfer-encoding") && v.eq_ignore_ascii_case("chunked"));
+    let chunked = headers.iter().any(|(n, v)| {
+        n.eq_ignore_ascii_case("transfer-encoding") && v.eq_ignore_ascii_case("chunked")
+    });
     if chunked {
         let mut decoded = Vec::new();
         let mut rest = body.as_slice();
         while let Some(end) = rest.windows(2).position(|w| w == b"\r\n") {
-            let size = usize::from_str_radix(std::str::from_utf8(&rest[..end]).unwrap().trim(), 16).unwrap();
+            let size = usize::from_str_radix(std::str::from_utf8(&rest[..end]).unwrap().trim(), 16)
+                .unwrap();
             if size == 0 {
                 break;
             }
@@ -418,5 +479,9 @@ fn parse_raw(received: &[u8]) -> RawResponse {
         }
         body = decoded;
     }
-    RawResponse { status, headers, body }
+    RawResponse {
+        status,
+        headers,
+        body,
+    }
 }

@@ -1,0 +1,634 @@
+//! Signing in and out, the current user, and passwords.
+
+use std::collections::BTreeSet;
+
+use reqwest::header::AUTHORIZATION;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::helpers::{
+    ADMIN_PASSWORD, TestApp, TestTenant, error_fields, send, send_invalid, send_problem,
+};
+
+const NEW_PASSWORD: &str = "a brand new passphrase";
+
+/// The fields API.md gives a user object.
+const USER_FIELDS: &[&str] = &[
+    "id",
+    "email",
+    "first_name",
+    "last_name",
+    "role",
+    "permissions",
+    "active",
+    "email_verified",
+    "last_login",
+    "created_at",
+    "updated_at",
+];
+
+/// Asserts a user object: every contract field, and nothing that looks like
+/// a password or its hash.
+#[track_caller]
+pub fn assert_user_object(user: &Value) {
+    let object = user
+        .as_object()
+        .unwrap_or_else(|| panic!("not a user object: {user}"));
+    for field in USER_FIELDS {
+        assert!(object.contains_key(*field), "{field} missing in {user}");
+    }
+    for key in object.keys() {
+        assert!(!key.contains("password"), "{key} in {user}");
+    }
+    let text = user.to_string();
+    assert!(
+        !text.contains("$2b$") && !text.contains("$2a$") && !text.contains("$2y$"),
+        "a hash in {text}"
+    );
+}
+
+fn login_request(
+    app: &TestApp,
+    subdomain: &str,
+    email: &str,
+    password: &str,
+) -> reqwest::RequestBuilder {
+    app.tenant_request(Method::POST, subdomain, "/api/v1/auth/login")
+        .json(&json!({"email": email, "password": password}))
+}
+
+async fn login_status(app: &TestApp, t: &TestTenant, email: &str, password: &str) -> StatusCode {
+    login_request(app, &t.subdomain, email, password)
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+async fn me_status(app: &TestApp, t: &TestTenant, token: &str) -> StatusCode {
+    app.authed(Method::GET, &t.subdomain, token, "/api/v1/me")
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+#[tokio::test]
+async fn login_answers_a_token_its_expiry_and_the_user_with_the_email_matched_case_insensitively() {
+    let app = TestApp::spawn().await;
+    let t = app.create_tenant("alpha").await;
+    for email in ["admin@alpha.example", "ADMIN@Alpha.Example"] {
+        let before = chrono::Utc::now();
+        let body = send(
+            login_request(&app, &t.subdomain, email, ADMIN_PASSWORD),
+            StatusCode::OK,
+        )
+        .await;
+        let token = body["token"].as_str().expect("token");
+        assert!(token.len() >= 32, "{token}");
+        let expires =
+            chrono::DateTime::parse_from_rfc3339(body["expires_at"].as_str().expect("expires_at"))
+                .unwrap();
+        assert!(expires > before + chrono::Duration::hours(1), "{expires}");
+        assert_user_object(&body["user"]);
+        assert_eq!(body["user"]["email"], "admin@alpha.example");
+        assert_eq!(body["user"]["role"], "admin");
+        assert!(
+            body["user"]["last_login"].is_string(),
+            "last_login is set: {body}"
+        );
+        let me = send(
+            app.authed(Method::GET, &t.subdomain, token, "/api/v1/me"),
+            StatusCode::OK,
+        )
+        .await;
+        assert_eq!(me["id"], body["user"]["id"]);
+    }
+}
+
+#[tokio::test]
+async fn a_wrong_password_and_an_unknown_email_get_the_same_401() {
+    let app = TestApp::spawn().await;
+    let t = app.create_tenant("alpha").await;
+    let wrong_password = send_problem(
+        login_request(&app, "alpha", &t.admin_email, "not the password"),
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    )
+    .await;
+    let unknown_email = send_problem(
+        login_request(&app, "alpha", "nobody@alpha.example", ADMIN_PASSWORD),
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    )
+    .await;
+    assert_eq!(wrong_password["detail"], unknown_email["detail"]);
+    assert_eq!(wrong_password, unknown_email, "the bodies differ");
+}
+
+#[tokio::test]
+async fn a_deactivated_or_deleted_user_cannot_sign_in() {
+    let app = TestApp::spawn().await;
+    let t = app.create_tenant("alpha").await;
+    let (inactive, _) = app
+        .add_user(&t, "inactive@alpha.example", "sales_rep")
+        .await;
+    let (deleted, _) = app.add_user(&t, "deleted@alpha.example", "sales_rep").await;
+    let wrong = send_problem(
+        login_request(&app, "alpha", "inactive@alpha.example", "not the password"),
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    )
+    .await;
+    send(
+        app.authed(
+            Method::PATCH,
+            "alpha",
+            &t.admin_token,
+            &format!("/api/v1/users/{inactive}"),
+        )
+        .json(&json!({"active": false})),
+        StatusCode::OK,
+    )
+    .await;
+    send(
+        app.authed(
+            Method::DELETE,
+            "alpha",
+            &t.admin_token,
+            &format!("/api/v1/users/{deleted}"),
+        ),
+        StatusCode::NO_CONTENT,
+    )
+    .await;
+    for email in ["inactive@alpha.example", "deleted@alpha.example"] {
+        let refused = send_problem(
+            login_request(&app, "alpha", email, ADMIN_PASSWORD),
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+        )
+        .await;
+        assert_eq!(
+            refused["detail"], wrong["detail"],
+            "{email}: the answer tells the account exists"
+        );
+    }
+    // Reactivated, the user signs in again.
+    send(
+        app.authed(
+            Method::PATCH,
+            "alpha",
+            &t.admin_token,
+            &format!("/api/v1/users/{inactive}"),
+        )
+        .json(&json!({"active": true})),
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(
+        login_status(&app, &t, "inactive@alpha.example", ADMIN_PASSWORD).await,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn after_10_failed_attempts_for_one_email_further_attempts_are_429_with_retry_after() {
+    let app = TestApp::spawn().await;
+    let t = app.create_tenant("alpha").await;
+    let b = app.create_tenant("bravo").await;
+    app.add_user(&t, "nine@alpha.example", "viewer").await;
+    // The same address is a user of another tenant too.
+    app.add_user(&b, "admin@alpha.example", "viewer").await;
+    // Nine failures do not block.
+    for _ in 0..9 {
+        assert_eq!(
+            login_status(&app, &t, "nine@alpha.example", "wrong password!").await,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    assert_eq!(
+        login_status(&app, &t, "nine@alpha.example", ADMIN_PASSWORD).await,
+        StatusCode::OK
+    );
+    // Ten failures (in any letter case) do.
+    for i in 0..10 {
+        let email = if i % 2 == 0 {
+            "admin@alpha.example"
+        } else {
+            "Admin@Alpha.Example"
+        };
+        assert_eq!(
+            login_status(&app, &t, email, "wrong password!").await,
+            StatusCode::UNAUTHORIZED,
+            "attempt {}",
+            i + 1
+        );
+    }
+    for password in [ADMIN_PASSWORD, "wrong password!"] {
+        let response = login_request(&app, "alpha", "ADMIN@alpha.example", password)
+            .send()
+            .await
+            .unwrap();
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .expect("Retry-After");
+        let seconds: u64 = retry_after
+            .parse()
+            .unwrap_or_else(|_| panic!("Retry-After: {retry_after}"));
+        assert!((1..=15 * 60).contains(&seconds), "Retry-After: {seconds}");
+        crate::helpers::expect_problem(response, StatusCode::TOO_MANY_REQUESTS, "rate_limited")
+            .await;
+    }
+    // Other emails, and the same email in another tenant, are not limited.
+    assert_eq!(
+        login_status(&app, &t, "nine@alpha.example", ADMIN_PASSWORD).await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        login_status(&app, &b, "admin@alpha.example", ADMIN_PASSWORD).await,
+        StatusCode::OK
+    );
+    // The limited user's sessions still work.
+    assert_eq!(me_status(&app, &t, &t.admin_token).await, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn an_unknown_email_is_rate_limited_like_a_known_one() {
+    let app = TestApp::spawn().await;
+    let t = app.create_tenant("alpha").await;
+    for _ in 0..10 {
+        assert_eq!(
+            login_status(&app, &t, "ghost@alpha.example", "wrong password!").await,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    send_problem(
+        login_request(&app, "alpha", "ghost@alpha.example", "wrong password!"),
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn logout_is_204_and_that_token_stops_working_while_other_sessions_go_on() {
+    let app = TestApp::spawn().await;
+    let t = app.create_tenant("alpha").await;
+    let other = app.login("alpha", &t.admin_email, ADMIN_PASSWORD).await;
+    let body = send(
+        app.authed(Method::POST, "alpha", &t.admin_token, "/api/v1/auth/logout"),
+        StatusCode::NO_CONTENT,
+    )
+    .await;
+    assert_eq!(body, Value::Null);
+    send_problem(
+        app.authed(Method::GET, "alpha", &t.admin_token, "/api/v1/me"),
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    )
+    .await;
+    send_problem(
+        app.authed(Method::POST, "alpha", &t.admin_token, "/api/v1/auth/logout"),
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    )
+    .await;
+    assert_eq!(me_status(&app, &t, &other).await, StatusCode::OK);
+    send_problem(
+        app.tenant_request(Method::POST, "alpha", "/api/v1/auth/logout"),
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn me_without_a_valid_token_is_401() {
+    let app = TestApp::spawn().await;
+    let t = app.create_tenant("alpha").await;
+    send_problem(
+        app.tenant_request(Method::GET, "alpha", "/api/v1/me"),
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    )
+    .await;
+    for authorization in [
+        "Bearer garbage".to_owned(),
+        "Bearer ".to_owned(),
+        format!("Bearer {}x", t.admin_token),
+        format!("Basic {}", t.admin_token),
+        t.admin_token.clone(),
+    ] {
+        let me = app
+            .tenant_request(Method::GET, "alpha", "/api/v1/me")
+            .header(AUTHORIZATION, &authorization);
+        send_problem(me, StatusCode::UNAUTHORIZED, "unauthorized").await;
+    }
+    let me = send(
+        app.authed(Method::GET, "alpha", &t.admin_token, "/api/v1/me"),
+        StatusCode::OK,
+    )
+    .await;
+    assert_user_object(&me);
+    assert_eq!(me["email"], t.admin_email);
+    assert_eq!(me["active"], true);
+}
+
+#[tokio::test]
+async fn no_answer_ever_carries_a_password_hash() {
+    let app = TestApp::spawn().await;
+    let t = app.create_tenant("alpha").await;
+    let invited = app.invite(&t, "new@alpha.example", "viewer").await;
+    let accepted = send(
+        app.tenant_request(Method::POST, "alpha", "/api/v1/invitations/accept").json(&json!({
+            "token": invited["token"], "first_name": "New", "last_name": "User", "password": ADMIN_PASSWORD
+        })),
+        StatusCode::CREATED,
+    )
+    .await;
+    assert_user_object(&accepted["user"]);
+    let login = send(
+        login_request(&app, "alpha", &t.admin_email, ADMIN_PASSWORD),
+        StatusCode::OK,
+    )
+    .await;
+    assert_user_object(&login["user"]);
+    let me = send(
+        app.authed(Method::GET, "alpha", &t.admin_token, "/api/v1/me"),
+        StatusCode::OK,
+    )
+    .await;
+    assert_user_object(&me);
+    let list = send(
+        app.authed(Method::GET, "alpha", &t.admin_token, "/api/v1/users"),
+        StatusCode::OK,
+    )
+    .await;
+    for user in list["data"].as_array().unwrap() {
+        assert_user_object(user);
+    }
+    let id = accepted["user"]["id"].as_i64().unwrap();
+    let one = send(
+        app.authed(
+            Method::GET,
+            "alpha",
+            &t.admin_token,
+            &format!("/api/v1/users/{id}"),
+        ),
+        StatusCode::OK,
+    )
+    .await;
+    assert_user_object(&one);
+    let patched = send(
+        app.authed(
+            Method::PATCH,
+            "alpha",
+            &t.admin_token,
+            &format!("/api/v1/users/{id}"),
+        )
+        .json(&json!({"last_name": "Q"})),
+        StatusCode::OK,
+    )
+    .await;
+    assert_user_object(&patched);
+}
+
+#[tokio::test]
+async fn changing_the_password_with_a_wrong_current_password_is_422_naming_current_password() {
+    let app = TestApp::spawn().await;
+    let t = app.create_tenant("alpha").await;
+    let change = app
+        .authed(Method::POST, "alpha", &t.admin_token, "/api/v1/me/password")
+        .json(&json!({"current_password": "not my password", "new_password": NEW_PASSWORD}));
+    let problem = send_invalid(change, "current_password").await;
+    assert_eq!(error_fields(&problem), vec!["current_password"]);
+    assert_eq!(
+        login_status(&app, &t, &t.admin_email, ADMIN_PASSWORD).await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        login_status(&app, &t, &t.admin_email, NEW_PASSWORD).await,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn changing_the_password_to_one_under_10_or_over_72_bytes_is_422_naming_new_password() {
+    let app = TestApp::spawn().await;
+    let t = app.create_tenant("alpha").await;
+    for new_password in [
+        "short".to_owned(),
+        "123456789".to_owned(),
+        "p".repeat(73),
+        "é".repeat(37),
+    ] {
+        let change = app
+            .authed(Method::POST, "alpha", &t.admin_token, "/api/v1/me/password")
+            .json(&json!({"current_password": ADMIN_PASSWORD, "new_password": new_password}));
+        send_invalid(change, "new_password").await;
+    }
+    assert_eq!(
+        login_status(&app, &t, &t.admin_email, ADMIN_PASSWORD).await,
+        StatusCode::OK
+    );
+    let change = app
+        .tenant_request(Method::POST, "alpha", "/api/v1/me/password")
+        .json(&json!({
+            "current_password": ADMIN_PASSWORD, "new_password": NEW_PASSWORD
+        }));
+    send_problem(change, StatusCode::UNAUTHORIZED, "unauthorized").await;
+}
+
+#[tokio::test]
+async fn changing_the_password_is_204_and_ends_the_users_other_sessions_but_not_this_one() {
+    let app = TestApp::spawn().await;
+    let t = app.create_tenant("alpha").await;
+    let other_session = app.login("alpha", &t.admin_email, ADMIN_PASSWORD).await;
+    let (_, someone_else) = app.add_user(&t, "rep@alpha.example", "sales_rep").await;
+    let change = app
+        .authed(Method::POST, "alpha", &t.admin_token, "/api/v1/me/password")
+        .json(&json!({"current_password": ADMIN_PASSWORD, "new_password": NEW_PASSWORD}));
+    assert_eq!(send(change, StatusCode::NO_CONTENT).await, Value::Null);
+    assert_eq!(
+        login_status(&app, &t, &t.admin_email, ADMIN_PASSWORD).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        login_status(&app, &t, &t.admin_email, NEW_PASSWORD).await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        me_status(&app, &t, &other_session).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(me_status(&app, &t, &t.admin_token).await, StatusCode::OK);
+    assert_eq!(
+        me_status(&app, &t, &someone_else).await,
+        StatusCode::OK,
+        "another user's session ended"
+    );
+}
+
+async fn outbox_count(app: &TestApp, email: &str) -> i64 {
+    app.sql_i64(&format!(
+        "SELECT count(*) FROM public.outbox WHERE kind = 'password_reset' AND lower(to_email) = lower('{email}')"
+    ))
+    .await
+}
+
+#[tokio::test]
+async fn a_password_reset_is_202_for_known_and_unknown_emails_alike_and_queues_an_email_only_for_a_user()
+ {
+    let app = TestApp::spawn().await;
+    let t = app.create_tenant("alpha").await;
+    let mut answers = Vec::new();
+    for email in [t.admin_email.as_str(), "nobody@alpha.example"] {
+        let response = app
+            .tenant_request(Method::POST, "alpha", "/api/v1/auth/password-reset")
+            .json(&json!({"email": email}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::ACCEPTED, "{email}");
+        answers.push(response.text().await.unwrap());
+    }
+    assert_eq!(
+        answers[0], answers[1],
+        "the answers tell known from unknown emails"
+    );
+    assert_eq!(outbox_count(&app, &t.admin_email).await, 1);
+    assert_eq!(outbox_count(&app, "nobody@alpha.example").await, 0);
+    let token = app.reset_token_from_outbox(&t.admin_email).await;
+    assert!(token.len() >= 32, "{token}");
+    assert!(!answers[0].contains(&token), "the API answered the token");
+    let link = app
+        .sql_i64(&format!(
+            "SELECT count(*) FROM public.outbox WHERE kind = 'password_reset'
+             AND body LIKE '%http://alpha.localhost:{}/reset-password?token={token}%'",
+            app.addr.port()
+        ))
+        .await;
+    assert_eq!(link, 1, "the link points at the tenant's host");
+}
+
+#[tokio::test]
+async fn a_reset_token_sets_a_new_password_once_and_ends_every_session() {
+    let app = TestApp::spawn().await;
+    let t = app.create_tenant("alpha").await;
+    let second_session = app.login("alpha", &t.admin_email, ADMIN_PASSWORD).await;
+    send(
+        app.tenant_request(Method::POST, "alpha", "/api/v1/auth/password-reset")
+            .json(&json!({"email": "Admin@Alpha.example"})),
+        StatusCode::ACCEPTED,
+    )
+    .await;
+    let token = app.reset_token_from_outbox(&t.admin_email).await;
+    let confirm = |password: &str| {
+        app.tenant_request(Method::POST, "alpha", "/api/v1/auth/password-reset/confirm")
+            .json(&json!({"token": token, "new_password": password}))
+    };
+    assert_eq!(
+        send(confirm(NEW_PASSWORD), StatusCode::NO_CONTENT).await,
+        Value::Null
+    );
+    assert_eq!(
+        me_status(&app, &t, &t.admin_token).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        me_status(&app, &t, &second_session).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        login_status(&app, &t, &t.admin_email, ADMIN_PASSWORD).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        login_status(&app, &t, &t.admin_email, NEW_PASSWORD).await,
+        StatusCode::OK
+    );
+    // Used once, the token is refused and the password stays.
+    let problem = send_invalid(confirm("yet another passphrase"), "token").await;
+    assert_eq!(error_fields(&problem), vec!["token"]);
+    assert_eq!(
+        login_status(&app, &t, &t.admin_email, NEW_PASSWORD).await,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_expired_or_other_tenants_reset_token_is_422_naming_token() {
+    let app = TestApp::spawn().await;
+    let t = app.create_tenant("alpha").await;
+    let b = app.create_tenant("bravo").await;
+    let confirm = |subdomain: &str, token: &str| {
+        app.tenant_request(
+            Method::POST,
+            subdomain,
+            "/api/v1/auth/password-reset/confirm",
+        )
+        .json(&json!({"token": token, "new_password": NEW_PASSWORD}))
+    };
+    for token in ["unknown-token", "", "x"] {
+        send_invalid(confirm("alpha", token), "token").await;
+    }
+    // Another tenant's token means nothing here.
+    send(
+        app.tenant_request(Method::POST, "bravo", "/api/v1/auth/password-reset")
+            .json(&json!({"email": b.admin_email})),
+        StatusCode::ACCEPTED,
+    )
+    .await;
+    let bravo_token = app.reset_token_from_outbox(&b.admin_email).await;
+    send_invalid(confirm("alpha", &bravo_token), "token").await;
+    // An expired token.
+    send(
+        app.tenant_request(Method::POST, "alpha", "/api/v1/auth/password-reset")
+            .json(&json!({"email": t.admin_email})),
+        StatusCode::ACCEPTED,
+    )
+    .await;
+    let token = app.reset_token_from_outbox(&t.admin_email).await;
+    let expired = app
+        .sql_execute(&format!(
+            "UPDATE tenant_{}.password_reset_tokens SET expires_at = now() - interval '1 second'",
+            t.id
+        ))
+        .await;
+    assert_eq!(expired, 1);
+    send_invalid(confirm("alpha", &token), "token").await;
+    assert_eq!(
+        login_status(&app, &t, &t.admin_email, ADMIN_PASSWORD).await,
+        StatusCode::OK
+    );
+    // Bravo's token still works in bravo.
+    send(confirm("bravo", &bravo_token), StatusCode::NO_CONTENT).await;
+}
+
+#[tokio::test]
+async fn a_reset_with_a_short_new_password_is_422_naming_new_password_and_keeps_the_token() {
+    let app = TestApp::spawn().await;
+    let t = app.create_tenant("alpha").await;
+    send(
+        app.tenant_request(Method::POST, "alpha", "/api/v1/auth/password-reset")
+            .json(&json!({"email": t.admin_email})),
+        StatusCode::ACCEPTED,
+    )
+    .await;
+    let token = app.reset_token_from_outbox(&t.admin_email).await;
+    let confirm = |password: &str| {
+        app.tenant_request(Method::POST, "alpha", "/api/v1/auth/password-reset/confirm")
+            .json(&json!({"token": token, "new_password": password}))
+    };
+    let problem = send_invalid(confirm("short"), "new_password").await;
+    let fields: BTreeSet<String> = error_fields(&problem).into_iter().collect();
+    assert!(!fields.contains("token"), "{problem}");
+    send_invalid(confirm(&"p".repeat(73)), "new_password").await;
+    send(confirm(NEW_PASSWORD), StatusCode::NO_CONTENT).await;
+    assert_eq!(
+        login_status(&app, &t, &t.admin_email, NEW_PASSWORD).await,
+        StatusCode::OK
+    );
+}
