@@ -70,7 +70,7 @@ async fn measure(scratch: &Scratch, bench: &ApiBench) -> anyhow::Result<String> 
     )?;
     let mut made = 0;
     for &count in &bench.tenant_counts {
-        provision_many(db, "api", count - made, 2).await?;
+        provision_many(db, &format!("up-to-{count}"), count - made, 2).await?;
         made = count;
         let tenants = Arc::new(sessions_for_all(db).await?);
         let api = api_load(db, &tenants, bench).await?;

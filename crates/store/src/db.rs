@@ -5,8 +5,16 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use deadpool_postgres::{Hook, HookError, Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::{Client, NoTls};
+
+/// A pooled session is retired after this many uses (or this age). Each
+/// tenant a PostgreSQL backend touches stays in its catalog caches, which
+/// never shrink; retiring sessions bounds a backend's memory and the cost
+/// of the cache resets that other sessions' DDL forces on it, whatever the
+/// number of tenants. Uses bound the distinct tenants a session has seen.
+pub const SESSION_MAX_USES: usize = 250;
+pub const SESSION_MAX_AGE: Duration = Duration::from_secs(15 * 60);
 
 /// The lowest PostgreSQL major version Atrium runs on.
 pub const MIN_SERVER_VERSION: i32 = 150000;
@@ -58,6 +66,13 @@ impl Database {
         );
         let pool = Pool::builder(manager)
             .max_size(max_connections.max(2))
+            .pre_recycle(Hook::sync_fn(|_, metrics| {
+                if metrics.recycle_count >= SESSION_MAX_USES || metrics.age() >= SESSION_MAX_AGE {
+                    Err(HookError::Message("retired: used enough".into()))
+                } else {
+                    Ok(())
+                }
+            }))
             .runtime(deadpool_postgres::Runtime::Tokio1)
             .create_timeout(Some(Duration::from_secs(10)))
             .wait_timeout(Some(Duration::from_secs(30)))
