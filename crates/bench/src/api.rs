@@ -156,6 +156,7 @@ async fn api_load(
     let server = tokio::spawn(atrium_http::serve(
         listener,
         server_db,
+        db.clone(),
         atrium_http::ServerSettings::default(),
         std::future::pending(),
     ));

@@ -72,6 +72,9 @@ pub enum Command {
     Stats(JsonArg),
     /// Compare every tenant schema with `template`; exit 1 on any difference.
     Check(JsonArg),
+    /// Database administration.
+    #[command(subcommand)]
+    Db(DbCommand),
     /// The emails queued or sent (invitations, password resets), newest first.
     Outbox(OutboxArgs),
     /// The project's benchmarks.
@@ -84,6 +87,13 @@ pub struct JsonArg {
     /// Print one JSON document on stdout.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DbCommand {
+    /// Create or update the roles atrium_application, atrium_readonly,
+    /// atrium_backup and atrium_admin and their grants.
+    Roles(JsonArg),
 }
 
 #[derive(Debug, Args)]

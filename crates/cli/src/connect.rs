@@ -119,6 +119,19 @@ impl Connected {
         Ok(())
     }
 
+    /// The pool the server's requests use. In the embedded default that is
+    /// the `atrium_application` login, made (or brought up to date) here as
+    /// `atrium db roles` would; against a URL it is the URL's own login.
+    pub async fn application_db(&self, pool_size: usize) -> anyhow::Result<Database> {
+        if self.cluster.is_none() {
+            return Ok(self.db.clone());
+        }
+        atrium_store::roles::ensure(self.admin()).await?;
+        self.db
+            .as_user(atrium_store::roles::APPLICATION, pool_size)
+            .await
+    }
+
     /// Closes the pools and leaves the embedded cluster (stopping it if no
     /// other process uses it).
     pub async fn close(mut self) -> anyhow::Result<()> {

@@ -67,7 +67,11 @@ impl Default for ServerSettings {
 
 #[derive(Clone)]
 pub(crate) struct AppState {
+    /// The application's login: tenant work (through tenant roles) and
+    /// registry reads.
     pub db: Database,
+    /// Rights to change the schema: provisioning and the platform's writes.
+    pub admin_db: Database,
     pub directory: Arc<TenantDirectory>,
     pub settings: Arc<ServerSettings>,
     pub auth: Arc<AuthSettings>,
@@ -105,7 +109,12 @@ impl utoipa::Modify for BearerAuth {
 
 /// Builds the application: every route, its OpenAPI document (from the
 /// same routes, so they cannot drift), and the middleware.
-pub async fn app(db: Database, settings: ServerSettings, port: u16) -> anyhow::Result<Router> {
+pub async fn app(
+    db: Database,
+    admin_db: Database,
+    settings: ServerSettings,
+    port: u16,
+) -> anyhow::Result<Router> {
     health::prometheus();
     let directory = TenantDirectory::start(db.clone()).await?;
     let links = Links {
@@ -115,6 +124,7 @@ pub async fn app(db: Database, settings: ServerSettings, port: u16) -> anyhow::R
     };
     let state = AppState {
         db,
+        admin_db,
         directory,
         settings: Arc::new(settings),
         auth: Arc::new(AuthSettings::default()),
@@ -141,11 +151,12 @@ pub async fn app(db: Database, settings: ServerSettings, port: u16) -> anyhow::R
 pub async fn serve(
     listener: TcpListener,
     db: Database,
+    admin_db: Database,
     settings: ServerSettings,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let port = listener.local_addr()?.port();
-    let app = app(db, settings, port).await?;
+    let app = app(db, admin_db, settings, port).await?;
     axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),

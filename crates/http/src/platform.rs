@@ -51,7 +51,7 @@ async fn create_tenant(
     Json(body): Json<NewTenantBody>,
 ) -> ApiResult<(StatusCode, axum::Json<TenantView>)> {
     let created = tenants::create(
-        &state.db,
+        &state.admin_db,
         CreateTenant {
             name: body.name,
             subdomain: body.subdomain,
@@ -126,7 +126,7 @@ async fn update_tenant(
     Json(body): Json<TenantChangesBody>,
 ) -> ApiResult<axum::Json<TenantView>> {
     let tenant = tenants::update(
-        &state.db,
+        &state.admin_db,
         id,
         UpdateTenant {
             name: body.name,
@@ -148,7 +148,7 @@ async fn delete_tenant(
     State(state): State<AppState>,
     Id(id): Id,
 ) -> ApiResult<StatusCode> {
-    tenants::delete(&state.db, id).await?;
+    tenants::delete(&state.admin_db, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

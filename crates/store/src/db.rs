@@ -160,6 +160,14 @@ impl Database {
         Ok(())
     }
 
+    /// A pool to the same database as another login (trust or peer
+    /// authentication, as on the embedded cluster's socket).
+    pub async fn as_user(&self, user: &str, max_connections: usize) -> anyhow::Result<Self> {
+        let mut config = self.config.clone();
+        config.user(user);
+        Self::connect_config(config, max_connections).await
+    }
+
     /// Another pool to the same database, of a different size.
     pub async fn resized(&self, max_connections: usize) -> anyhow::Result<Self> {
         Self::connect_config(self.config.clone(), max_connections).await

@@ -11,6 +11,7 @@ pub mod outbox;
 pub mod password_resets;
 pub mod provision;
 pub mod registry;
+pub mod roles;
 pub mod sessions;
 mod tenant;
 mod tx;

@@ -91,6 +91,24 @@ async fn dispatch(command: Command, connected: &Connected) -> CommandResult {
             connected.ensure_current().await?;
             check::run(args, connected).await
         }
+        Command::Db(crate::cli::DbCommand::Roles(args)) => {
+            connected.ensure_current().await?;
+            let report = atrium_store::roles::ensure(connected.admin()).await?;
+            if args.json {
+                crate::output::print_json(&report)?;
+            } else {
+                eprintln!(
+                    "roles ready (created: {}); atrium_application may switch to {} tenant role(s)",
+                    if report.created.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        report.created.join(", ")
+                    },
+                    report.tenant_roles_granted
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Outbox(args) => {
             connected.ensure_current().await?;
             outbox::run(args, connected).await

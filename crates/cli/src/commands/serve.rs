@@ -71,7 +71,15 @@ pub async fn run(
             settings.base_domain,
             bind.port()
         );
-        atrium_http::serve(listener, connected.db.clone(), settings, shutdown_signal()).await
+        let app_db = connected.application_db(pool_size).await?;
+        atrium_http::serve(
+            listener,
+            app_db,
+            connected.admin().clone(),
+            settings,
+            shutdown_signal(),
+        )
+        .await
     }
     .await;
     connected.close().await?;

@@ -42,7 +42,7 @@ impl TestApp {
         let addr = listener.local_addr().unwrap();
         let db = database.db.clone();
         tokio::spawn(async move {
-            atrium_http::serve(listener, db, settings, std::future::pending())
+            atrium_http::serve(listener, db.clone(), db, settings, std::future::pending())
                 .await
                 .expect("server")
         });

@@ -5,4 +5,5 @@ mod helpers;
 mod migrator;
 mod provisioning;
 mod registry_counters;
+mod roles;
 mod tenant_context;
