@@ -5,16 +5,94 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use deadpool_postgres::{Hook, HookError, Manager, ManagerConfig, Pool, RecyclingMethod};
+use std::collections::HashSet;
+
+use deadpool_postgres::{ClientWrapper, Manager, ManagerConfig, RecyclingMethod};
 use tokio_postgres::{Client, NoTls};
 
-/// A pooled session is retired after this many uses (or this age). Each
-/// tenant a PostgreSQL backend touches stays in its catalog caches, which
-/// never shrink; retiring sessions bounds a backend's memory and the cost
-/// of the cache resets that other sessions' DDL forces on it, whatever the
-/// number of tenants. Uses bound the distinct tenants a session has seen.
-pub const SESSION_MAX_USES: usize = 250;
+/// A pooled session is retired once it has served this many distinct
+/// tenants (or reached this age). Each tenant a PostgreSQL backend touches
+/// stays in its catalog caches, which never shrink; retiring sessions
+/// bounds a backend's memory, and the cost of the cache resets that other
+/// sessions' DDL forces on it, whatever the number of tenants.
+pub const SESSION_MAX_TENANTS: usize = 100;
 pub const SESSION_MAX_AGE: Duration = Duration::from_secs(15 * 60);
+
+/// A pooled PostgreSQL session and the tenants it has served.
+pub struct Session {
+    client: ClientWrapper,
+    tenants_seen: HashSet<i32>,
+}
+
+impl std::ops::Deref for Session {
+    type Target = ClientWrapper;
+
+    fn deref(&self) -> &ClientWrapper {
+        &self.client
+    }
+}
+
+impl Session {
+    pub(crate) fn note_tenant(&mut self, tenant_id: i32) {
+        self.tenants_seen.insert(tenant_id);
+    }
+}
+
+/// When a pooled session is retired.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionLimits {
+    pub max_tenants: usize,
+    pub max_age: Duration,
+}
+
+impl Default for SessionLimits {
+    fn default() -> Self {
+        Self {
+            max_tenants: SESSION_MAX_TENANTS,
+            max_age: SESSION_MAX_AGE,
+        }
+    }
+}
+
+/// deadpool's PostgreSQL manager, plus retirement by tenants served.
+pub struct SessionManager {
+    inner: Manager,
+    limits: SessionLimits,
+}
+
+impl deadpool::managed::Manager for SessionManager {
+    type Type = Session;
+    type Error = tokio_postgres::Error;
+
+    async fn create(&self) -> Result<Session, tokio_postgres::Error> {
+        Ok(Session {
+            client: self.inner.create().await?,
+            tenants_seen: HashSet::new(),
+        })
+    }
+
+    async fn recycle(
+        &self,
+        session: &mut Session,
+        metrics: &deadpool::managed::Metrics,
+    ) -> deadpool::managed::RecycleResult<tokio_postgres::Error> {
+        if session.tenants_seen.len() >= self.limits.max_tenants
+            || metrics.age() >= self.limits.max_age
+        {
+            return Err(deadpool::managed::RecycleError::message(
+                "retired: served enough tenants",
+            ));
+        }
+        self.inner.recycle(&mut session.client, metrics).await
+    }
+
+    fn detach(&self, session: &mut Session) {
+        self.inner.detach(&mut session.client);
+    }
+}
+
+pub type Pool = deadpool::managed::Pool<SessionManager>;
+pub type PooledSession = deadpool::managed::Object<SessionManager>;
 
 /// The lowest PostgreSQL major version Atrium runs on.
 pub const MIN_SERVER_VERSION: i32 = 150000;
@@ -28,6 +106,7 @@ const SESSION_OPTIONS: &str = "-c search_path=pg_catalog";
 pub struct Database {
     pool: Pool,
     config: tokio_postgres::Config,
+    limits: SessionLimits,
 }
 
 impl std::fmt::Debug for Database {
@@ -45,12 +124,13 @@ impl Database {
     pub async fn connect(url: &str, max_connections: usize) -> anyhow::Result<Self> {
         let config: tokio_postgres::Config =
             url.parse().context("the database URL is not valid")?;
-        Self::connect_config(config, max_connections).await
+        Self::connect_config(config, max_connections, SessionLimits::default()).await
     }
 
     async fn connect_config(
         mut config: tokio_postgres::Config,
         max_connections: usize,
+        limits: SessionLimits,
     ) -> anyhow::Result<Self> {
         config.options(SESSION_OPTIONS);
         if config.get_application_name().is_none() {
@@ -64,21 +144,21 @@ impl Database {
                 recycling_method: RecyclingMethod::Fast,
             },
         );
-        let pool = Pool::builder(manager)
-            .max_size(max_connections.max(2))
-            .pre_recycle(Hook::sync_fn(|_, metrics| {
-                if metrics.recycle_count >= SESSION_MAX_USES || metrics.age() >= SESSION_MAX_AGE {
-                    Err(HookError::Message("retired: used enough".into()))
-                } else {
-                    Ok(())
-                }
-            }))
-            .runtime(deadpool_postgres::Runtime::Tokio1)
-            .create_timeout(Some(Duration::from_secs(10)))
-            .wait_timeout(Some(Duration::from_secs(30)))
-            .build()
-            .context("building the connection pool")?;
-        let db = Self { pool, config };
+        let pool = Pool::builder(SessionManager {
+            inner: manager,
+            limits,
+        })
+        .max_size(max_connections.max(2))
+        .runtime(deadpool::Runtime::Tokio1)
+        .create_timeout(Some(Duration::from_secs(10)))
+        .wait_timeout(Some(Duration::from_secs(30)))
+        .build()
+        .context("building the connection pool")?;
+        let db = Self {
+            pool,
+            config,
+            limits,
+        };
         db.check_server_version().await?;
         Ok(db)
     }
@@ -88,7 +168,7 @@ impl Database {
     }
 
     /// A pooled session.
-    pub async fn session(&self) -> anyhow::Result<deadpool_postgres::Object> {
+    pub async fn session(&self) -> anyhow::Result<PooledSession> {
         self.pool
             .get()
             .await
@@ -120,7 +200,7 @@ impl Database {
             .with_context(|| format!("creating database {name}"))?;
         let mut config = self.config.clone();
         config.dbname(name);
-        Self::connect_config(config, max_connections).await
+        Self::connect_config(config, max_connections, self.limits).await
     }
 
     /// Drops database `name` (closing its sessions) and the tenant roles
@@ -165,12 +245,21 @@ impl Database {
     pub async fn as_user(&self, user: &str, max_connections: usize) -> anyhow::Result<Self> {
         let mut config = self.config.clone();
         config.user(user);
-        Self::connect_config(config, max_connections).await
+        Self::connect_config(config, max_connections, self.limits).await
     }
 
     /// Another pool to the same database, of a different size.
     pub async fn resized(&self, max_connections: usize) -> anyhow::Result<Self> {
-        Self::connect_config(self.config.clone(), max_connections).await
+        Self::connect_config(self.config.clone(), max_connections, self.limits).await
+    }
+
+    /// Another pool to the same database, retiring sessions by `limits`.
+    pub async fn with_session_limits(
+        &self,
+        max_connections: usize,
+        limits: SessionLimits,
+    ) -> anyhow::Result<Self> {
+        Self::connect_config(self.config.clone(), max_connections, limits).await
     }
 
     /// A session of its own whose connection the caller drives, for

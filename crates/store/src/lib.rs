@@ -17,7 +17,10 @@ mod tenant;
 mod tx;
 pub mod users;
 
-pub use db::{Database, MIN_SERVER_VERSION, ensure_database, quote_ident};
+pub use db::{
+    Database, MIN_SERVER_VERSION, SESSION_MAX_AGE, SESSION_MAX_TENANTS, SessionLimits,
+    ensure_database, quote_ident,
+};
 pub use tenant::{TENANT_SLOT_WAIT, TenantContext, TenantTx, is_tenant_schema_name};
 pub use tx::PooledTx;
 

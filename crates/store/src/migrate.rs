@@ -475,7 +475,7 @@ async fn migrate_tenant(
         tenant.id
     ));
     counter.add();
-    execute_in_transaction(db, &batch).await
+    execute_in_transaction(db, tenant.id, &batch).await
 }
 
 /// The database role through which the application reaches one tenant's

@@ -43,9 +43,9 @@ pub const DEFAULT_STAGES: &[(&str, i32, &str)] = &[
 pub const APPLICATION_ROLE: &str = "atrium_application";
 
 pub async fn provision(db: &Database, new: &NewTenant<'_>) -> Result<(Tenant, i32), StoreError> {
-    let tx = PooledTx::begin(db, "").await?;
-    let client = tx.client();
-    let row = client
+    let mut tx = PooledTx::begin(db, "").await?;
+    let row = tx
+        .client()
         .query_one(
             "WITH new_id AS (SELECT nextval('public.tenants_id_seq')::int AS id)
              INSERT INTO public.tenants (id, name, subdomain, schema_name, tier)
@@ -61,6 +61,8 @@ pub async fn provision(db: &Database, new: &NewTenant<'_>) -> Result<(Tenant, i3
             _ => e.into(),
         })?;
     let (id, schema, role_prefix): (i32, String, String) = (row.get(0), row.get(1), row.get(2));
+    tx.note_tenant(id);
+    let client = tx.client();
     let role = tenant_role_name(&role_prefix, id);
     let (q_schema, q_role) = (quote_ident(&schema), quote_ident(&role));
     let q_group = quote_ident(&tenant_group_role(&role_prefix));

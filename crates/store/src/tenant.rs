@@ -106,7 +106,8 @@ impl TenantTx {
             .await
             .map_err(|_| StoreError::Busy)?
             .expect("tenant semaphores are never closed");
-        let tx = PooledTx::begin(db, &tenant.setup_sql(statement_timeout)).await?;
+        let mut tx = PooledTx::begin(db, &tenant.setup_sql(statement_timeout)).await?;
+        tx.note_tenant(tenant.id);
         Ok(Self {
             tx,
             tenant: tenant.clone(),
@@ -130,7 +131,8 @@ impl TenantTx {
             .await
             .map_err(|_| StoreError::Busy)?
             .expect("tenant semaphores are never closed");
-        let tx = PooledTx::open(db).await?;
+        let mut tx = PooledTx::open(db).await?;
+        tx.note_tenant(tenant.id);
         let client = tx.client();
         let setup = format!("BEGIN; {}", tenant.setup_sql(statement_timeout));
         let (begun, row) = futures::join!(client.batch_execute(&setup), async {

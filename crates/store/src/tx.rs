@@ -1,7 +1,10 @@
 //! A transaction on a pooled session that can never leak into the next user
 //! of that session.
 
-use deadpool_postgres::{ClientWrapper, Object};
+use deadpool::managed::Object;
+use deadpool_postgres::ClientWrapper;
+
+use crate::db::PooledSession;
 
 use crate::Database;
 
@@ -11,7 +14,7 @@ use crate::Database;
 /// transaction — nor its transaction-local tenant settings — is handed to
 /// the next borrower.
 pub struct PooledTx {
-    session: Option<Object>,
+    session: Option<PooledSession>,
 }
 
 impl PooledTx {
@@ -45,6 +48,13 @@ impl PooledTx {
 
     pub fn client(&self) -> &ClientWrapper {
         self.session.as_ref().expect("transaction is open")
+    }
+
+    /// Counts `tenant_id` among the tenants this session has served.
+    pub(crate) fn note_tenant(&mut self, tenant_id: i32) {
+        if let Some(session) = self.session.as_mut() {
+            session.note_tenant(tenant_id);
+        }
     }
 
     pub async fn commit(mut self) -> Result<(), tokio_postgres::Error> {
@@ -86,11 +96,16 @@ impl Drop for PooledTx {
 }
 
 /// Runs `body` (statements of our own making, no parameters) in one
-/// transaction and one round trip: `BEGIN; body; COMMIT` as one message.
+/// transaction and one round trip, in tenant `tenant_id`'s schema: `BEGIN; body; COMMIT` as one message.
 /// On failure the transaction is rolled back and the session kept if it is
 /// healthy.
-pub async fn execute_in_transaction(db: &Database, body: &str) -> anyhow::Result<()> {
-    let session = db.session().await?;
+pub async fn execute_in_transaction(
+    db: &Database,
+    tenant_id: i32,
+    body: &str,
+) -> anyhow::Result<()> {
+    let mut session = db.session().await?;
+    session.note_tenant(tenant_id);
     match session
         .batch_execute(&format!("BEGIN; {body}\nCOMMIT;"))
         .await

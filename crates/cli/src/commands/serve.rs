@@ -47,9 +47,13 @@ pub async fn run(
         .mail_from
         .or_else(|| file.mail_from.clone())
         .unwrap_or_else(|| format!("Atrium <no-reply@{}>", settings.base_domain));
+    // Before anything slow: a SIGTERM during startup still shuts down
+    // cleanly (and stops the embedded cluster).
+    let shutdown = shutdown_signal()?;
     let connected = Connected::open(target, pool_size).await?;
     let served = async {
         connected.ensure_current().await?;
+        let app_db = connected.application_db(pool_size).await?;
         let listener = tokio::net::TcpListener::bind(bind)
             .await
             .with_context(|| format!("listening on {bind}"))?;
@@ -71,13 +75,12 @@ pub async fn run(
             settings.base_domain,
             bind.port()
         );
-        let app_db = connected.application_db(pool_size).await?;
         atrium_http::serve(
             listener,
             app_db,
             connected.admin().clone(),
             settings,
-            shutdown_signal(),
+            shutdown,
         )
         .await
     }
@@ -87,15 +90,19 @@ pub async fn run(
     Ok(ExitCode::SUCCESS)
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("installing the SIGTERM handler");
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term.recv() => {},
-    }
-    tracing::info!("shutting down: finishing requests in flight");
+/// Registers the handlers now; the future resolves on SIGINT or SIGTERM.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()> + Send + 'static> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut terminate =
+        signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {},
+            _ = terminate.recv() => {},
+        }
+        tracing::info!("shutting down: finishing requests in flight");
+    })
 }
 
 /// Stops a background task when the server stops.

@@ -133,3 +133,41 @@ async fn when_the_listener_connection_drops_the_cache_is_not_trusted_until_it_is
         "the listener came back"
     );
 }
+
+#[tokio::test]
+async fn a_session_that_served_enough_tenants_is_retired() {
+    let t = migrated_database().await;
+    for name in ["alpha", "bravo", "charlie"] {
+        new_tenant(&t.db, name).await;
+    }
+    let limits = atrium_store::SessionLimits {
+        max_tenants: 2,
+        max_age: Duration::from_secs(3600),
+    };
+    let db = t.db.with_session_limits(1, limits).await.unwrap();
+    let directory = TenantDirectory::start(t.db.clone()).await.unwrap();
+    let mut backends = Vec::new();
+    for name in ["alpha", "alpha", "bravo", "charlie"] {
+        let tenant = directory.resolve(name).await.unwrap().unwrap();
+        let tx = TenantTx::begin(&db, &tenant, TIMEOUT).await.unwrap();
+        let pid: i32 = tx
+            .query_raw_for_tests("SELECT pg_backend_pid()")
+            .await
+            .unwrap()[0]
+            .get(0);
+        backends.push(pid);
+        tx.commit().await.unwrap();
+    }
+    assert_eq!(
+        backends[0], backends[1],
+        "the same tenant again: same session"
+    );
+    assert_eq!(
+        backends[1], backends[2],
+        "a second tenant: still the same session"
+    );
+    assert_ne!(
+        backends[2], backends[3],
+        "after two tenants the session was retired"
+    );
+}
