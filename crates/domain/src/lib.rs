@@ -4,8 +4,11 @@
 //! value of the type is valid by construction.
 
 mod access;
+pub mod custom_fields;
+pub mod decimal;
 mod email;
 mod password;
+pub mod pipeline;
 mod subdomain;
 mod tenant;
 

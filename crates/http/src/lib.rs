@@ -1,6 +1,7 @@
 //! The HTTP adapter: axum routes over the services, the tenant resolved
 //! from the `Host` header, every error a problem document.
 
+mod custom_fields;
 mod error;
 mod extract;
 mod health;
@@ -8,6 +9,7 @@ mod invitations;
 mod list;
 mod me;
 mod middleware;
+mod pipeline;
 mod platform;
 mod users;
 
@@ -136,6 +138,8 @@ pub async fn app(
         .merge(me::router())
         .merge(users::router())
         .merge(invitations::router())
+        .merge(pipeline::router())
+        .merge(custom_fields::router())
         .split_for_parts();
     openapi.info.version = env!("CARGO_PKG_VERSION").to_owned();
     let openapi = Arc::new(openapi);

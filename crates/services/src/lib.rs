@@ -2,9 +2,11 @@
 //! and CLI commands are thin adapters over these, so they cannot disagree.
 
 pub mod auth;
+pub mod custom_fields;
 pub mod invitations;
 pub mod mail;
 pub mod passwords;
+pub mod pipeline;
 mod scope;
 pub mod tenants;
 pub mod tokens;

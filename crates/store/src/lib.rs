@@ -3,12 +3,14 @@
 
 pub mod check;
 pub mod cluster;
+pub mod custom_fields;
 mod db;
 pub mod directory;
 pub mod invitations;
 pub mod migrate;
 pub mod outbox;
 pub mod password_resets;
+pub mod pipeline;
 pub mod provision;
 pub mod registry;
 pub mod roles;

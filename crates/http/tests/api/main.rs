@@ -3,10 +3,12 @@
 
 mod auth;
 mod conventions;
+mod custom_fields;
 mod health;
 mod helpers;
 mod hosts;
 mod invitations;
 mod isolation;
+mod pipeline;
 mod platform;
 mod users;

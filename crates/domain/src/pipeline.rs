@@ -1,0 +1,103 @@
+//! Pipeline stages: ordered, with a default probability and a kind.
+
+use crate::Invalid;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StageKind {
+    Open,
+    Won,
+    Lost,
+}
+
+impl StageKind {
+    pub fn parse(raw: &str) -> Result<Self, Invalid> {
+        match raw {
+            "open" => Ok(Self::Open),
+            "won" => Ok(Self::Won),
+            "lost" => Ok(Self::Lost),
+            _ => Err(Invalid::new("kind", "must be one of open, won, lost")),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Open => "open",
+            Self::Won => "won",
+            Self::Lost => "lost",
+        }
+    }
+
+    /// Whether a deal in a stage of this kind is closed.
+    pub fn is_closed(self) -> bool {
+        self != Self::Open
+    }
+}
+
+/// A stage name: 1–50 characters, no leading or trailing space, no `/`
+/// (names appear in paths: `/api/v1/pipeline/stages/{name}`).
+pub fn parse_stage_name(field: &'static str, raw: &str) -> Result<String, Invalid> {
+    if raw.trim().is_empty() {
+        return Err(Invalid::new(field, "is required"));
+    }
+    if raw.trim() != raw {
+        return Err(Invalid::new(field, "must not start or end with spaces"));
+    }
+    if raw.chars().count() > 50 {
+        return Err(Invalid::new(field, "must be at most 50 characters long"));
+    }
+    if raw.contains('/') || raw.chars().any(char::is_control) {
+        return Err(Invalid::new(
+            field,
+            "must not contain '/' or control characters",
+        ));
+    }
+    Ok(raw.to_owned())
+}
+
+/// A percentage such as a probability: 0–100 with at most two decimals,
+/// given as a JSON number or a decimal string. Returned as canonical text
+/// with two decimals.
+pub fn parse_percent(field: &'static str, value: &serde_json::Value) -> Result<String, Invalid> {
+    let decimal = crate::decimal::parse(field, value, 3)?;
+    if decimal.is_negative() || decimal.as_cents() > 100_00 {
+        return Err(Invalid::new(field, "must be between 0 and 100"));
+    }
+    Ok(decimal.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn stage_names_and_kinds() {
+        assert_eq!(
+            parse_stage_name("name", "Demo booked").unwrap(),
+            "Demo booked"
+        );
+        for bad in ["", "  ", " lead", "a/b", &"x".repeat(51)] {
+            assert!(parse_stage_name("name", bad).is_err(), "{bad:?}");
+        }
+        assert!(StageKind::parse("won").unwrap().is_closed());
+        assert!(StageKind::parse("maybe").is_err());
+    }
+
+    #[test]
+    fn percentages_accept_numbers_and_strings_within_range() {
+        assert_eq!(parse_percent("p", &json!(25)).unwrap(), "25.00");
+        assert_eq!(parse_percent("p", &json!("12.5")).unwrap(), "12.50");
+        assert_eq!(parse_percent("p", &json!(100)).unwrap(), "100.00");
+        for bad in [
+            json!(101),
+            json!(-1),
+            json!("abc"),
+            json!(true),
+            json!(1.234),
+            json!(null),
+        ] {
+            assert!(parse_percent("p", &bad).is_err(), "{bad}");
+        }
+    }
+}

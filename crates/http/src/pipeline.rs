@@ -1,0 +1,131 @@
+//! Pipeline stages.
+
+use axum::extract::Path;
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use atrium_services::pipeline::{self, NewStage, StageChanges};
+use atrium_store::pipeline::Stage;
+
+use crate::AppState;
+use crate::error::{ApiResult, Problem};
+use crate::extract::{Authed, Json};
+use crate::list::Page;
+
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_stages, create_stage))
+        .routes(routes!(update_stage, delete_stage))
+}
+
+/// A stage: `probability` is a decimal string with two places.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct StageView {
+    name: String,
+    position: i32,
+    probability: String,
+    /// `open`, `won` or `lost`.
+    kind: String,
+}
+
+impl From<&Stage> for StageView {
+    fn from(s: &Stage) -> Self {
+        Self {
+            name: s.name.clone(),
+            position: s.position,
+            probability: s.probability.clone(),
+            kind: s.kind.clone(),
+        }
+    }
+}
+
+/// The tenant's stages in order (one page: a pipeline is short).
+#[utoipa::path(get, path = "/api/v1/pipeline/stages", tag = "pipeline", security(("session" = [])),
+    responses((status = 200, body = Page<StageView>)))]
+async fn list_stages(authed: Authed) -> ApiResult<axum::Json<Page<StageView>>> {
+    let result = pipeline::list(&authed.tx).await;
+    let stages = authed.finish(result).await?;
+    Ok(axum::Json(Page {
+        data: stages.iter().map(StageView::from).collect(),
+        next_cursor: None,
+    }))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewStageBody {
+    name: String,
+    /// 0–100, a number or a decimal string.
+    #[schema(value_type = String)]
+    probability: Value,
+    kind: Option<String>,
+    /// 1-based; the stages from there on move down. Default: last.
+    #[schema(value_type = Option<i32>)]
+    position: Option<Value>,
+}
+
+/// Add a stage (managers and admins).
+#[utoipa::path(post, path = "/api/v1/pipeline/stages", tag = "pipeline", security(("session" = [])),
+    request_body = NewStageBody,
+    responses((status = 201, body = StageView), (status = 403, body = Problem),
+              (status = 409, body = Problem), (status = 422, body = Problem)))]
+async fn create_stage(
+    authed: Authed,
+    Json(body): Json<NewStageBody>,
+) -> ApiResult<(StatusCode, axum::Json<StageView>)> {
+    let new = NewStage {
+        name: body.name,
+        probability: body.probability,
+        kind: body.kind,
+        position: body.position,
+    };
+    let result = pipeline::create(&authed.tx, &authed.me, new).await;
+    let stage = authed.finish(result).await?;
+    Ok((StatusCode::CREATED, axum::Json(StageView::from(&stage))))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StageChangesBody {
+    name: Option<String>,
+    #[schema(value_type = Option<String>)]
+    probability: Option<Value>,
+    kind: Option<String>,
+    #[schema(value_type = Option<i32>)]
+    position: Option<Value>,
+}
+
+/// Change a stage (managers and admins); a rename moves every deal with it.
+#[utoipa::path(patch, path = "/api/v1/pipeline/stages/{name}", tag = "pipeline", security(("session" = [])),
+    params(("name" = String, Path)), request_body = StageChangesBody,
+    responses((status = 200, body = StageView), (status = 403, body = Problem), (status = 404, body = Problem),
+              (status = 409, body = Problem), (status = 422, body = Problem)))]
+async fn update_stage(
+    authed: Authed,
+    Path(name): Path<String>,
+    Json(body): Json<StageChangesBody>,
+) -> ApiResult<axum::Json<StageView>> {
+    let changes = StageChanges {
+        name: body.name,
+        probability: body.probability,
+        kind: body.kind,
+        position: body.position,
+    };
+    let result = pipeline::update(&authed.tx, &authed.me, &name, changes).await;
+    let stage = authed.finish(result).await?;
+    Ok(axum::Json(StageView::from(&stage)))
+}
+
+/// Delete a stage (managers and admins); 409 while any deal, deleted or
+/// not, uses it.
+#[utoipa::path(delete, path = "/api/v1/pipeline/stages/{name}", tag = "pipeline", security(("session" = [])),
+    params(("name" = String, Path)),
+    responses((status = 204), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
+async fn delete_stage(authed: Authed, Path(name): Path<String>) -> ApiResult<StatusCode> {
+    let result = pipeline::delete(&authed.tx, &authed.me, &name).await;
+    authed.finish(result).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

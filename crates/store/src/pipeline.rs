@@ -1,0 +1,166 @@
+//! A tenant's pipeline stages, kept in a dense 1-based order.
+
+use tokio_postgres::Row;
+
+use crate::db::constraint_of;
+use crate::{StoreError, TenantTx};
+
+#[derive(Debug, Clone)]
+pub struct Stage {
+    pub name: String,
+    pub position: i32,
+    /// Two decimals, as text (`"25.00"`).
+    pub probability: String,
+    pub kind: String,
+}
+
+const COLUMNS: &str = "name, position, probability::text, kind";
+
+fn from_row(r: &Row) -> Stage {
+    Stage {
+        name: r.get(0),
+        position: r.get(1),
+        probability: r.get(2),
+        kind: r.get(3),
+    }
+}
+
+fn name_taken(e: tokio_postgres::Error) -> StoreError {
+    match constraint_of(&e) {
+        Some("pipeline_stages_name_key") => {
+            StoreError::Conflict("a stage with this name exists".into())
+        }
+        _ => e.into(),
+    }
+}
+
+pub async fn list(tx: &TenantTx) -> Result<Vec<Stage>, StoreError> {
+    let rows = tx
+        .query(
+            &format!("SELECT {COLUMNS} FROM pipeline_stages ORDER BY position"),
+            &[],
+        )
+        .await?;
+    Ok(rows.iter().map(from_row).collect())
+}
+
+pub async fn get(tx: &TenantTx, name: &str) -> Result<Option<Stage>, StoreError> {
+    let row = tx
+        .query_opt(
+            &format!("SELECT {COLUMNS} FROM pipeline_stages WHERE name = $1"),
+            &[&name],
+        )
+        .await?;
+    Ok(row.as_ref().map(from_row))
+}
+
+async fn count(tx: &TenantTx) -> Result<i32, StoreError> {
+    let row = tx
+        .query_one("SELECT count(*)::int FROM pipeline_stages", &[])
+        .await?;
+    Ok(row.get(0))
+}
+
+/// Inserts a stage at `position` (1-based, default last), moving the
+/// stages from there on one place down.
+pub async fn insert(
+    tx: &TenantTx,
+    name: &str,
+    probability: &str,
+    kind: &str,
+    position: Option<i32>,
+) -> Result<Stage, StoreError> {
+    let last = count(tx).await? + 1;
+    let position = position.unwrap_or(last).clamp(1, last);
+    tx.execute(
+        "UPDATE pipeline_stages SET position = position + 1 WHERE position >= $1",
+        &[&position],
+    )
+    .await?;
+    let row = tx
+        .query_one(
+            &format!(
+                "INSERT INTO pipeline_stages (name, position, probability, kind)
+                 VALUES ($1, $2, $3::text::numeric, $4) RETURNING {COLUMNS}"
+            ),
+            &[&name, &position, &probability, &kind],
+        )
+        .await
+        .map_err(name_taken)?;
+    Ok(from_row(&row))
+}
+
+/// Changes a stage. A rename moves every deal with it (the foreign key
+/// cascades); a new position moves the stages in between by one.
+pub async fn update(
+    tx: &TenantTx,
+    name: &str,
+    new_name: Option<&str>,
+    probability: Option<&str>,
+    kind: Option<&str>,
+    position: Option<i32>,
+) -> Result<Option<Stage>, StoreError> {
+    let Some(current) = get(tx, name).await? else {
+        return Ok(None);
+    };
+    if let Some(target) = position {
+        let target = target.clamp(1, count(tx).await?);
+        let from = current.position;
+        if target < from {
+            tx.execute(
+                "UPDATE pipeline_stages SET position = position + 1 WHERE position >= $1 AND position < $2",
+                &[&target, &from],
+            )
+            .await?;
+        } else if target > from {
+            tx.execute(
+                "UPDATE pipeline_stages SET position = position - 1 WHERE position > $1 AND position <= $2",
+                &[&from, &target],
+            )
+            .await?;
+        }
+        tx.execute(
+            "UPDATE pipeline_stages SET position = $2 WHERE name = $1",
+            &[&name, &target],
+        )
+        .await?;
+    }
+    let row = tx
+        .query_one(
+            &format!(
+                "UPDATE pipeline_stages SET
+                   name = COALESCE($2, name),
+                   probability = COALESCE($3::text::numeric, probability),
+                   kind = COALESCE($4, kind)
+                 WHERE name = $1 RETURNING {COLUMNS}"
+            ),
+            &[&name, &new_name, &probability, &kind],
+        )
+        .await
+        .map_err(name_taken)?;
+    Ok(Some(from_row(&row)))
+}
+
+/// Deletes a stage no deal uses (deleted deals included).
+pub async fn delete(tx: &TenantTx, name: &str) -> Result<bool, StoreError> {
+    let row = tx
+        .query_opt(
+            "DELETE FROM pipeline_stages WHERE name = $1 RETURNING position",
+            &[&name],
+        )
+        .await
+        .map_err(|e| match constraint_of(&e) {
+            Some(c) if c.starts_with("deals_stage") => StoreError::Conflict(
+                "deals use this stage (deleted deals too); move them first".into(),
+            ),
+            _ => e.into(),
+        })?;
+    let Some(row) = row else { return Ok(false) };
+    let position: i32 = row.get(0);
+    tx.execute(
+        "UPDATE pipeline_stages SET position = position - 1 WHERE position > $1",
+        &[&position],
+    )
+    .await?;
+    Ok(true)
+}
