@@ -60,7 +60,7 @@ pub fn parse_stage_name(field: &'static str, raw: &str) -> Result<String, Invali
 /// with two decimals.
 pub fn parse_percent(field: &'static str, value: &serde_json::Value) -> Result<String, Invalid> {
     let decimal = crate::decimal::parse(field, value, 3)?;
-    if decimal.is_negative() || decimal.as_cents() > 100_00 {
+    if decimal.is_negative() || decimal.as_cents() > 10_000 {
         return Err(Invalid::new(field, "must be between 0 and 100"));
     }
     Ok(decimal.to_string())
