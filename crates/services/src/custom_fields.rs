@@ -47,7 +47,7 @@ pub async fn create(
             key: &key.expect("checked"),
             label: &label.expect("checked"),
             field_type: field_type.expect("checked").as_str(),
-            options: options.flatten().map(|o| Value::from(o)),
+            options: options.flatten().map(Value::from),
             required: new.required.unwrap_or(false),
             created_by: me.id(),
         },
