@@ -61,6 +61,7 @@ pub async fn ensure(db: &Database) -> anyhow::Result<RolesReport> {
     session
         .batch_execute(&format!(
             "BEGIN;
+             SET LOCAL client_min_messages = warning;
              GRANT CONNECT ON DATABASE {database} TO {APPLICATION}, {READONLY}, {BACKUP}, {ADMIN};
              GRANT CREATE ON DATABASE {database} TO {ADMIN};
              GRANT pg_read_all_data TO {READONLY}, {BACKUP};
