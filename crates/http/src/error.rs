@@ -167,6 +167,7 @@ impl From<ServiceError> for ApiError {
                     format!("too many attempts; retry in {retry_after_seconds} seconds"),
                 )
             },
+            ServiceError::PreconditionFailed => Self::precondition_failed(),
             ServiceError::Busy => Self::unavailable(
                 "this organisation is using all of its capacity; retry shortly",
                 1,
@@ -187,8 +188,9 @@ impl From<ServiceError> for ApiError {
 fn is_unavailable(e: &anyhow::Error) -> bool {
     e.chain().any(|cause| {
         if let Some(pg) = cause.downcast_ref::<tokio_postgres::Error>() {
+            let io = std::error::Error::source(pg).is_some_and(|s| s.is::<std::io::Error>());
             return pg.is_closed()
-                || pg.as_db_error().is_none()
+                || io
                 || pg.code().is_some_and(|c| {
                     *c == tokio_postgres::error::SqlState::QUERY_CANCELED
                         || *c == tokio_postgres::error::SqlState::ADMIN_SHUTDOWN

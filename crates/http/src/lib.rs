@@ -11,6 +11,7 @@ mod me;
 mod middleware;
 mod pipeline;
 mod platform;
+mod records;
 mod users;
 
 use std::net::SocketAddr;
@@ -140,6 +141,7 @@ pub async fn app(
         .merge(invitations::router())
         .merge(pipeline::router())
         .merge(custom_fields::router())
+        .merge(records::router())
         .split_for_parts();
     openapi.info.version = env!("CARGO_PKG_VERSION").to_owned();
     let openapi = Arc::new(openapi);

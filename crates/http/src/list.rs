@@ -44,6 +44,10 @@ impl<S: Send + Sync> FromRequestParts<S> for Query {
 }
 
 impl Query {
+    pub fn all(&self) -> &HashMap<String, String> {
+        &self.0
+    }
+
     pub fn str(&self, name: &str) -> Option<&str> {
         self.0.get(name).map(String::as_str)
     }
@@ -84,7 +88,7 @@ impl Query {
     }
 }
 
-fn encode_id_cursor(id: i32) -> String {
+pub(crate) fn encode_id_cursor(id: i32) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("id:{id}"))
 }
 

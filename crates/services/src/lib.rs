@@ -7,6 +7,7 @@ pub mod invitations;
 pub mod mail;
 pub mod passwords;
 pub mod pipeline;
+pub mod records;
 mod scope;
 pub mod tenants;
 pub mod tokens;
@@ -34,6 +35,9 @@ pub enum ServiceError {
     Forbidden(String),
     #[error("too many attempts; retry in {retry_after_seconds} s")]
     RateLimited { retry_after_seconds: u64 },
+    /// `If-Match` names another version of the record.
+    #[error("the record changed since it was read")]
+    PreconditionFailed,
     /// The tenant is using every connection its tier allows.
     #[error("the service is busy; retry shortly")]
     Busy,

@@ -12,6 +12,7 @@ pub mod outbox;
 pub mod password_resets;
 pub mod pipeline;
 pub mod provision;
+pub mod records;
 pub mod registry;
 pub mod roles;
 pub mod sessions;

@@ -2,6 +2,7 @@
 //! PostgreSQL (a fresh database per test).
 
 mod auth;
+mod companies;
 mod conventions;
 mod custom_fields;
 mod health;

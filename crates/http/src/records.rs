@@ -1,0 +1,242 @@
+//! CRM record endpoints, one set per record type over the same services.
+
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::IntoResponse;
+use serde_json::Value;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use atrium_services::records::{self, COMPANY, Entity, ListRequest};
+
+use crate::AppState;
+use crate::error::{ApiError, ApiResult, Problem};
+use crate::extract::{Authed, Id, Json};
+use crate::list::{Page, Query, encode_id_cursor};
+
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_companies, create_company))
+        .routes(routes!(get_company, update_company, delete_company))
+        .routes(routes!(restore_company))
+        .routes(routes!(audit_history))
+}
+
+fn with_etag(status: StatusCode, record: Value) -> impl IntoResponse {
+    (
+        status,
+        [(header::ETAG, records::etag(&record))],
+        axum::Json(record),
+    )
+}
+
+fn if_match(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(header::IF_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+async fn list(authed: Authed, entity: &Entity, query: Query) -> ApiResult<axum::Json<Page<Value>>> {
+    let result: ApiResult<_> = async {
+        let request = ListRequest {
+            params: query.all(),
+            limit: query.limit()?,
+            include_deleted: query.bool("include_deleted")?,
+        };
+        Ok(records::list(&authed.tx, &authed.me, entity, request).await?)
+    }
+    .await;
+    let page = authed.finish(result).await?;
+    Ok(axum::Json(Page {
+        data: page.data,
+        next_cursor: page.next_cursor,
+    }))
+}
+
+async fn create(authed: Authed, entity: &Entity, body: Value) -> ApiResult<impl IntoResponse> {
+    let result = records::create(&authed.tx, &authed.me, entity, body).await;
+    Ok(with_etag(StatusCode::CREATED, authed.finish(result).await?))
+}
+
+async fn get(
+    authed: Authed,
+    entity: &Entity,
+    id: i32,
+    query: Query,
+) -> ApiResult<impl IntoResponse> {
+    let result: ApiResult<_> = async {
+        Ok(records::get(
+            &authed.tx,
+            &authed.me,
+            entity,
+            id,
+            query.bool("include_deleted")?,
+        )
+        .await?)
+    }
+    .await;
+    Ok(with_etag(StatusCode::OK, authed.finish(result).await?))
+}
+
+async fn update(
+    authed: Authed,
+    entity: &Entity,
+    id: i32,
+    headers: HeaderMap,
+    body: Value,
+) -> ApiResult<impl IntoResponse> {
+    let result = records::update(
+        &authed.tx,
+        &authed.me,
+        entity,
+        id,
+        body,
+        if_match(&headers).as_deref(),
+    )
+    .await;
+    Ok(with_etag(StatusCode::OK, authed.finish(result).await?))
+}
+
+async fn delete(authed: Authed, entity: &Entity, id: i32) -> ApiResult<StatusCode> {
+    let result = records::delete(&authed.tx, &authed.me, entity, id).await;
+    authed.finish(result).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn restore(authed: Authed, entity: &Entity, id: i32) -> ApiResult<impl IntoResponse> {
+    let result = records::restore(&authed.tx, &authed.me, entity, id).await;
+    Ok(with_etag(StatusCode::OK, authed.finish(result).await?))
+}
+
+/// A company as stored: `annual_revenue` is a decimal string
+/// (`"12500.00"`); audit fields are read-only.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // describes the JSON for the OpenAPI document
+pub struct Company {
+    id: i32,
+    name: String,
+    domain: Option<String>,
+    industry: Option<String>,
+    street: Option<String>,
+    city: Option<String>,
+    state: Option<String>,
+    country: Option<String>,
+    postal_code: Option<String>,
+    parent_company_id: Option<i32>,
+    #[schema(value_type = Object)]
+    custom_fields: Value,
+    company_size: Option<String>,
+    employee_count: Option<i32>,
+    annual_revenue: Option<String>,
+    revenue_currency: String,
+    created_by: i32,
+    updated_by: Option<i32>,
+    created_at: String,
+    updated_at: String,
+    deleted_at: Option<String>,
+}
+
+/// Companies, newest first by default. Filters: `q` (name or domain
+/// prefix), `industry`, `parent_company_id`, `domain`, `cf.<key>`.
+#[utoipa::path(get, path = "/api/v1/companies", tag = "companies", security(("session" = [])),
+    params(("q" = Option<String>, Query), ("industry" = Option<String>, Query),
+           ("parent_company_id" = Option<i32>, Query), ("domain" = Option<String>, Query),
+           ("sort" = Option<String>, Query, description = "-created_at (default), created_at, name, -name"),
+           ("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query),
+           ("include_deleted" = Option<bool>, Query)),
+    responses((status = 200, body = Page<Company>), (status = 403, body = Problem), (status = 422, body = Problem)))]
+async fn list_companies(authed: Authed, query: Query) -> ApiResult<axum::Json<Page<Value>>> {
+    list(authed, &COMPANY, query).await
+}
+
+#[utoipa::path(post, path = "/api/v1/companies", tag = "companies", security(("session" = [])),
+    request_body = Company,
+    responses((status = 201, body = Company), (status = 403, body = Problem), (status = 422, body = Problem)))]
+async fn create_company(authed: Authed, Json(body): Json<Value>) -> ApiResult<impl IntoResponse> {
+    create(authed, &COMPANY, body).await
+}
+
+#[utoipa::path(get, path = "/api/v1/companies/{id}", tag = "companies", security(("session" = [])),
+    params(("id" = i32, Path), ("include_deleted" = Option<bool>, Query)),
+    responses((status = 200, body = Company), (status = 404, body = Problem)))]
+async fn get_company(authed: Authed, Id(id): Id, query: Query) -> ApiResult<impl IntoResponse> {
+    get(authed, &COMPANY, id, query).await
+}
+
+/// Change a company; `custom_fields` merges (a key set to null is
+/// removed). `If-Match` with a stale ETag is 412.
+#[utoipa::path(patch, path = "/api/v1/companies/{id}", tag = "companies", security(("session" = [])),
+    params(("id" = i32, Path)), request_body = Company,
+    responses((status = 200, body = Company), (status = 403, body = Problem), (status = 404, body = Problem),
+              (status = 412, body = Problem), (status = 422, body = Problem)))]
+async fn update_company(
+    authed: Authed,
+    Id(id): Id,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> ApiResult<impl IntoResponse> {
+    update(authed, &COMPANY, id, headers, body).await
+}
+
+/// Soft-delete a company.
+#[utoipa::path(delete, path = "/api/v1/companies/{id}", tag = "companies", security(("session" = [])),
+    params(("id" = i32, Path)),
+    responses((status = 204), (status = 403, body = Problem), (status = 404, body = Problem)))]
+async fn delete_company(authed: Authed, Id(id): Id) -> ApiResult<StatusCode> {
+    delete(authed, &COMPANY, id).await
+}
+
+/// Restore a deleted company (managers and admins).
+#[utoipa::path(post, path = "/api/v1/companies/{id}/restore", tag = "companies", security(("session" = [])),
+    params(("id" = i32, Path)),
+    responses((status = 200, body = Company), (status = 403, body = Problem), (status = 404, body = Problem),
+              (status = 409, body = Problem)))]
+async fn restore_company(authed: Authed, Id(id): Id) -> ApiResult<impl IntoResponse> {
+    restore(authed, &COMPANY, id).await
+}
+
+/// One audit event: `changes` maps each field to `{"from", "to"}`.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct AuditEvent {
+    /// `create`, `update`, `delete` or `restore`.
+    action: String,
+    user_id: Option<i32>,
+    at: String,
+    #[schema(value_type = Object)]
+    changes: Value,
+}
+
+/// A record's changes, newest first.
+#[utoipa::path(get, path = "/api/v1/audit", tag = "audit", security(("session" = [])),
+    params(("entity" = String, Query, description = "company, contact, deal or activity"),
+           ("entity_id" = i32, Query), ("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)),
+    responses((status = 200, body = Page<AuditEvent>), (status = 422, body = Problem)))]
+async fn audit_history(authed: Authed, query: Query) -> ApiResult<axum::Json<Page<Value>>> {
+    let result: ApiResult<_> = async {
+        let limit = query.limit()?;
+        let entity = query
+            .str("entity")
+            .ok_or_else(|| ApiError::invalid_field("entity", "is required"))?;
+        let id = query
+            .str("entity_id")
+            .and_then(|v| v.parse::<i32>().ok())
+            .ok_or_else(|| ApiError::invalid_field("entity_id", "must be the id of a record"))?;
+        let before = match query.id_cursor()? {
+            0 => None,
+            id => Some(i64::from(id)),
+        };
+        let mut events =
+            atrium_services::records::history(&authed.tx, entity, id, before, limit + 1).await?;
+        let more = events.len() as i64 > limit;
+        events.truncate(limit as usize);
+        let next_cursor = more
+            .then(|| events.last().map(|(id, _)| encode_id_cursor(*id as i32)))
+            .flatten();
+        Ok(Page {
+            data: events.into_iter().map(|(_, event)| event).collect(),
+            next_cursor,
+        })
+    }
+    .await;
+    Ok(axum::Json(authed.finish(result).await?))
+}
