@@ -6,7 +6,7 @@ use serde_json::Value;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use atrium_services::records::{self, COMPANY, Entity, ListRequest};
+use atrium_services::records::{self, COMPANY, CONTACT, Entity, ListRequest};
 
 use crate::AppState;
 use crate::error::{ApiError, ApiResult, Problem};
@@ -18,6 +18,9 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list_companies, create_company))
         .routes(routes!(get_company, update_company, delete_company))
         .routes(routes!(restore_company))
+        .routes(routes!(list_contacts, create_contact))
+        .routes(routes!(get_contact, update_contact, delete_contact))
+        .routes(routes!(restore_contact))
         .routes(routes!(audit_history))
 }
 
@@ -239,4 +242,79 @@ async fn audit_history(authed: Authed, query: Query) -> ApiResult<axum::Json<Pag
     }
     .await;
     Ok(axum::Json(authed.finish(result).await?))
+}
+
+/// A contact as stored.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // describes the JSON for the OpenAPI document
+pub struct Contact {
+    id: i32,
+    first_name: String,
+    last_name: String,
+    email: Option<String>,
+    phone: Option<String>,
+    company_id: Option<i32>,
+    #[schema(value_type = Object)]
+    custom_fields: Value,
+    created_by: i32,
+    updated_by: Option<i32>,
+    created_at: String,
+    updated_at: String,
+    deleted_at: Option<String>,
+}
+
+/// Contacts. `q` searches names and email: whole words, prefixes while
+/// typing (`jo`), small typos (`jhon smith`), best matches first. Other
+/// filters: `email` (exact, any case), `company_id`, `cf.<key>`.
+#[utoipa::path(get, path = "/api/v1/contacts", tag = "contacts", security(("session" = [])),
+    params(("q" = Option<String>, Query), ("email" = Option<String>, Query),
+           ("company_id" = Option<i32>, Query),
+           ("sort" = Option<String>, Query, description = "-created_at (default), created_at, name, -name, last_name, -last_name"),
+           ("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query),
+           ("include_deleted" = Option<bool>, Query)),
+    responses((status = 200, body = Page<Contact>), (status = 403, body = Problem), (status = 422, body = Problem)))]
+async fn list_contacts(authed: Authed, query: Query) -> ApiResult<axum::Json<Page<Value>>> {
+    list(authed, &CONTACT, query).await
+}
+
+#[utoipa::path(post, path = "/api/v1/contacts", tag = "contacts", security(("session" = [])),
+    request_body = Contact,
+    responses((status = 201, body = Contact), (status = 403, body = Problem), (status = 422, body = Problem)))]
+async fn create_contact(authed: Authed, Json(body): Json<Value>) -> ApiResult<impl IntoResponse> {
+    create(authed, &CONTACT, body).await
+}
+
+#[utoipa::path(get, path = "/api/v1/contacts/{id}", tag = "contacts", security(("session" = [])),
+    params(("id" = i32, Path), ("include_deleted" = Option<bool>, Query)),
+    responses((status = 200, body = Contact), (status = 404, body = Problem)))]
+async fn get_contact(authed: Authed, Id(id): Id, query: Query) -> ApiResult<impl IntoResponse> {
+    get(authed, &CONTACT, id, query).await
+}
+
+#[utoipa::path(patch, path = "/api/v1/contacts/{id}", tag = "contacts", security(("session" = [])),
+    params(("id" = i32, Path)), request_body = Contact,
+    responses((status = 200, body = Contact), (status = 403, body = Problem), (status = 404, body = Problem),
+              (status = 412, body = Problem), (status = 422, body = Problem)))]
+async fn update_contact(
+    authed: Authed,
+    Id(id): Id,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> ApiResult<impl IntoResponse> {
+    update(authed, &CONTACT, id, headers, body).await
+}
+
+#[utoipa::path(delete, path = "/api/v1/contacts/{id}", tag = "contacts", security(("session" = [])),
+    params(("id" = i32, Path)),
+    responses((status = 204), (status = 403, body = Problem), (status = 404, body = Problem)))]
+async fn delete_contact(authed: Authed, Id(id): Id) -> ApiResult<StatusCode> {
+    delete(authed, &CONTACT, id).await
+}
+
+#[utoipa::path(post, path = "/api/v1/contacts/{id}/restore", tag = "contacts", security(("session" = [])),
+    params(("id" = i32, Path)),
+    responses((status = 200, body = Contact), (status = 403, body = Problem), (status = 404, body = Problem),
+              (status = 409, body = Problem)))]
+async fn restore_contact(authed: Authed, Id(id): Id) -> ApiResult<impl IntoResponse> {
+    restore(authed, &CONTACT, id).await
 }

@@ -121,8 +121,44 @@ pub static COMPANY: Entity = Entity {
     ],
 };
 
+pub static CONTACT: Entity = Entity {
+    table: &records::CONTACTS,
+    fields: &[
+        Field {
+            required: true,
+            ..field("first_name", Kind::Text { max: 100 })
+        },
+        Field {
+            required: true,
+            ..field("last_name", Kind::Text { max: 100 })
+        },
+        field("email", Kind::Email),
+        field("phone", Kind::Text { max: 20 }),
+        field("company_id", Kind::Ref(&records::COMPANIES)),
+        Field {
+            default: Some("{}"),
+            ..field("custom_fields", Kind::CustomFields)
+        },
+    ],
+    custom: CustomEntity::Contact,
+    sorts: &[
+        (
+            "-created_at",
+            sort("created_at", true, SqlType::Timestamptz),
+        ),
+        (
+            "created_at",
+            sort("created_at", false, SqlType::Timestamptz),
+        ),
+        ("last_name", sort("last_name", false, SqlType::Text)),
+        ("-last_name", sort("last_name", true, SqlType::Text)),
+        ("name", sort("last_name", false, SqlType::Text)),
+        ("-name", sort("last_name", true, SqlType::Text)),
+    ],
+};
+
 /// Every record type built on this module.
-pub static ENTITIES: &[&Entity] = &[&COMPANY];
+pub static ENTITIES: &[&Entity] = &[&COMPANY, &CONTACT];
 
 const READ_ONLY: &[&str] = &[
     "id",
@@ -596,13 +632,83 @@ fn condition(sql: &str, params: Vec<Option<String>>) -> Condition {
     }
 }
 
-/// The entity's own filters.
+/// A prefix query for the contact search vector: each word a prefix,
+/// all words required. Words keep letters, digits and the characters of
+/// email addresses; anything that means something to `to_tsquery` is
+/// dropped, and each word is quoted.
+fn prefix_tsquery(q: &str) -> Option<String> {
+    let words: Vec<String> = q
+        .split_whitespace()
+        .map(|w| {
+            w.chars()
+                .filter(|c| c.is_alphanumeric() || "@.-_+".contains(*c))
+                .collect::<String>()
+                .to_lowercase()
+        })
+        .filter(|w| !w.is_empty())
+        .map(|w| format!("'{w}':*"))
+        .collect();
+    (!words.is_empty()).then(|| words.join(" & "))
+}
+
+/// Contact search: full-text words as prefixes (`jo` finds John), the
+/// email, and trigram similarity for typos (`jhon smith`); best first.
+fn contact_search(q: &str) -> (Condition, Condition) {
+    let q = q.trim().to_lowercase();
+    let name = "lower(t.first_name || ' ' || t.last_name)";
+    match prefix_tsquery(&q) {
+        Some(tsquery) => (
+            condition(
+                &format!(
+                    "(t.search_vector @@ to_tsquery('simple', {{}}) OR {name} % {{}} OR lower(t.email) % {{}})"
+                ),
+                vec![Some(tsquery.clone()), Some(q.clone()), Some(q.clone())],
+            ),
+            condition(
+                &format!(
+                    "ts_rank(t.search_vector, to_tsquery('simple', {{}})) + similarity({name}, {{}}) \
+                     + similarity(lower(coalesce(t.email, '')), {{}})"
+                ),
+                vec![Some(tsquery), Some(q.clone()), Some(q)],
+            ),
+        ),
+        None => (
+            condition(
+                &format!("({name} % {{}} OR lower(t.email) % {{}})"),
+                vec![Some(q.clone()), Some(q.clone())],
+            ),
+            condition(&format!("similarity({name}, {{}})"), vec![Some(q)]),
+        ),
+    }
+}
+
+/// The entity's own filters, and a relevance order when it searches.
 fn filters(
     entity: &Entity,
     params: &HashMap<String, String>,
     problems: &mut Problems,
-) -> Vec<Condition> {
+) -> (Vec<Condition>, Option<Condition>) {
     let mut out = Vec::new();
+    let mut rank = None;
+    if std::ptr::eq(entity, &CONTACT) {
+        if let Some(q) = params.get("q").filter(|q| !q.trim().is_empty()) {
+            let (matches, relevance) = contact_search(q);
+            out.push(matches);
+            rank = Some(relevance);
+        }
+        if let Some(email) = params.get("email") {
+            out.push(condition(
+                "lower(t.email) = lower({})",
+                vec![Some(email.trim().to_owned())],
+            ));
+        }
+        if let Some(company) = int_param(params, "company_id", problems) {
+            out.push(condition(
+                "t.company_id = {}::text::int",
+                vec![Some(company)],
+            ));
+        }
+    }
     if std::ptr::eq(entity, &COMPANY) {
         if let Some(q) = params.get("q").filter(|q| !q.trim().is_empty()) {
             let prefix = like_prefix(q.trim());
@@ -627,7 +733,7 @@ fn filters(
             ));
         }
     }
-    out
+    (out, rank)
 }
 
 pub async fn list(
@@ -656,9 +762,16 @@ pub async fn list(
             entity.sorts[0].1
         }
     };
+    let (mut conditions, rank) = filters(entity, params, &mut problems);
+    // A search pages by relevance, whatever `sort` says.
+    let cursor_kind = if rank.is_some() {
+        "relevance"
+    } else {
+        sort_name
+    };
     let after = match params.get("cursor").filter(|c| !c.is_empty()) {
         Some(raw) => {
-            let decoded = decode_cursor(raw, sort_name);
+            let decoded = decode_cursor(raw, cursor_kind);
             if decoded.is_none() {
                 problems.push(Invalid::new(
                     "cursor",
@@ -669,7 +782,6 @@ pub async fn list(
         }
         None => None,
     };
-    let mut conditions = filters(entity, params, &mut problems);
     let custom_filters: Vec<(&String, &String)> = params
         .iter()
         .filter(|(k, _)| k.starts_with("cf."))
@@ -697,6 +809,7 @@ pub async fn list(
         &ListQuery {
             conditions,
             sort,
+            rank,
             after,
             limit: request.limit + 1,
             include_deleted: request.include_deleted,
@@ -709,7 +822,7 @@ pub async fn list(
         next_cursor: more
             .then(|| {
                 rows.last()
-                    .map(|(_, value, id)| encode_cursor(sort_name, value, *id))
+                    .map(|(_, value, id)| encode_cursor(cursor_kind, value, *id))
             })
             .flatten(),
         data: rows.iter().map(|(record, _, _)| record.clone()).collect(),
@@ -744,6 +857,23 @@ mod tests {
             assert_eq!(fields, columns, "{}", entity.table.table);
         }
         assert_eq!(COMPANY.fields[8].name, "parent_company_id");
+    }
+
+    #[test]
+    fn search_words_become_quoted_prefixes() {
+        assert_eq!(
+            prefix_tsquery("John  Smith").as_deref(),
+            Some("'john':* & 'smith':*")
+        );
+        assert_eq!(
+            prefix_tsquery("john@x.com").as_deref(),
+            Some("'john@x.com':*")
+        );
+        assert_eq!(
+            prefix_tsquery("o'brien & (x) | !y:*").as_deref(),
+            Some("'obrien':* & 'x':* & 'y':*")
+        );
+        assert_eq!(prefix_tsquery("&& ||"), None);
     }
 
     #[test]

@@ -56,6 +56,19 @@ const fn col(name: &'static str, sql: SqlType) -> Column {
     Column { name, sql }
 }
 
+pub static CONTACTS: Table = Table {
+    table: "contacts",
+    entity: "contact",
+    columns: &[
+        col("first_name", SqlType::Text),
+        col("last_name", SqlType::Text),
+        col("email", SqlType::Text),
+        col("phone", SqlType::Text),
+        col("company_id", SqlType::Int),
+        col("custom_fields", SqlType::Jsonb),
+    ],
+};
+
 pub static COMPANIES: Table = Table {
     table: "companies",
     entity: "company",
@@ -258,6 +271,9 @@ pub struct Sort {
 pub struct ListQuery {
     pub conditions: Vec<Condition>,
     pub sort: Sort,
+    /// Relevance: when given, rows come best first by this `float8`
+    /// expression (then by id), instead of by `sort`.
+    pub rank: Option<Condition>,
     /// The sort value (as text) and id of the last row of the previous page.
     pub after: Option<(String, i32)>,
     pub limit: i64,
@@ -291,29 +307,37 @@ pub async fn list(
         wheres.push(bind(&condition.sql, &condition.params, &mut params));
     }
     let sort = query.sort;
-    let (op, dir) = if sort.descending {
+    let (op, dir) = if sort.descending || query.rank.is_some() {
         ("<", "DESC")
     } else {
         (">", "ASC")
     };
+    // The ordering expression is bound again wherever it appears.
+    let order_key = |params: &mut Vec<Option<String>>| match &query.rank {
+        Some(rank) => format!("({})::float8", bind(&rank.sql, &rank.params, params)),
+        None => format!("t.{}", sort.column),
+    };
+    let key_cast = if query.rank.is_some() {
+        "::text::float8"
+    } else {
+        sort.sql.cast()
+    };
     if let Some((value, id)) = &query.after {
-        let keyset = format!(
-            "(t.{col}, t.id) {op} ({{}}{cast}, {{}}::text::int)",
-            col = sort.column,
-            cast = sort.sql.cast()
-        );
+        let key = order_key(&mut params);
+        let keyset = format!("({key}, t.id) {op} ({{}}{key_cast}, {{}}::text::int)");
         wheres.push(bind(
             &keyset,
             &[Some(value.clone()), Some(id.to_string())],
             &mut params,
         ));
     }
+    let select_key = order_key(&mut params);
+    let order = order_key(&mut params);
     params.push(Some(query.limit.to_string()));
     let sql = format!(
-        "SELECT {json}, t.{col}::text, t.id FROM {table} t WHERE {wheres}
-         ORDER BY t.{col} {dir}, t.id {dir} LIMIT ${limit}::text::bigint",
+        "SELECT {json}, ({select_key})::text, t.id FROM {table} t WHERE {wheres}
+         ORDER BY {order} {dir}, t.id {dir} LIMIT ${limit}::text::bigint",
         json = table.json(),
-        col = sort.column,
         table = table.table,
         wheres = wheres.join(" AND "),
         limit = params.len(),

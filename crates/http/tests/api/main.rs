@@ -3,6 +3,7 @@
 
 mod auth;
 mod companies;
+mod contacts;
 mod conventions;
 mod custom_fields;
 mod health;
