@@ -54,13 +54,22 @@ async fn observe_and_bound(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok())
         .is_some_and(|n| n > BODY_LIMIT);
-    let response = if too_large {
-        ApiError::payload_too_large("1 MiB").into_response()
-    } else {
-        match tokio::time::timeout(state.settings.request_timeout, next.run(request)).await {
-            Ok(response) => response,
-            Err(_) => ApiError::unavailable("the request took too long", 1).into_response(),
+    let handled = async {
+        if too_large {
+            return ApiError::payload_too_large("1 MiB").into_response();
         }
+        // The whole body arrives before any handler starts: a slow upload
+        // must not hold a tenant transaction (and connection) open.
+        let (parts, body) = request.into_parts();
+        let Ok(bytes) = axum::body::to_bytes(body, BODY_LIMIT).await else {
+            return ApiError::payload_too_large("1 MiB").into_response();
+        };
+        next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
+            .await
+    };
+    let response = match tokio::time::timeout(state.settings.request_timeout, handled).await {
+        Ok(response) => response,
+        Err(_) => ApiError::unavailable("the request took too long", 1).into_response(),
     };
     let elapsed = started.elapsed();
     let status = response.status().as_u16();

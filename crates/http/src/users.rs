@@ -107,7 +107,7 @@ async fn update_user(
 ) -> ApiResult<impl IntoResponse> {
     let result: ApiResult<_> = async {
         if headers.contains_key(header::IF_MATCH) {
-            let current = users::get(&authed.tx, &authed.me, id, false).await?;
+            let current = users::get_for_change(&authed.tx, &authed.me, id).await?;
             check_if_match(&headers, &etag(current.id, current.updated_at))?;
         }
         let request = UpdateUser {

@@ -84,49 +84,19 @@ impl LoginLimiter {
         )
     }
 
+    /// Counts an attempt as a failure up front, under the same lock as the
+    /// check, so parallel attempts cannot all slip past the limit; a
+    /// successful sign-in gives it back with [`LoginLimiter::forgive`].
     /// Refuses when either key is at its limit, saying how long to wait.
-    fn check(
+    fn reserve(
         &self,
         tenant_id: i32,
         email: &str,
         address: Option<IpAddr>,
-    ) -> Result<(), ServiceError> {
+    ) -> Result<Instant, ServiceError> {
         let (email_key, address_key) = Self::keys(tenant_id, email, address);
         let now = Instant::now();
         let mut failures = self.failures.lock().expect("not poisoned");
-        let mut wait = Duration::ZERO;
-        for (key, limit) in [
-            (Some(email_key), self.per_email),
-            (address_key, self.per_address),
-        ] {
-            let Some(key) = key else { continue };
-            if let Some(times) = failures.get_mut(&key) {
-                while times
-                    .front()
-                    .is_some_and(|t| now.duration_since(*t) >= self.window)
-                {
-                    times.pop_front();
-                }
-                if times.len() >= limit {
-                    let oldest = times[times.len() - limit];
-                    wait = wait.max(self.window.saturating_sub(now.duration_since(oldest)));
-                }
-            }
-        }
-        if wait.is_zero() {
-            Ok(())
-        } else {
-            Err(ServiceError::RateLimited {
-                retry_after_seconds: wait.as_secs().max(1),
-            })
-        }
-    }
-
-    fn record_failure(&self, tenant_id: i32, email: &str, address: Option<IpAddr>) {
-        let (email_key, address_key) = Self::keys(tenant_id, email, address);
-        let now = Instant::now();
-        let mut failures = self.failures.lock().expect("not poisoned");
-        // Keep memory bounded under a flood of distinct keys.
         if failures.len() > 100_000 {
             let window = self.window;
             failures.retain(|_, times| {
@@ -135,12 +105,52 @@ impl LoginLimiter {
                     .is_some_and(|t| now.duration_since(*t) < window)
             });
         }
-        for key in [Some(email_key), address_key].into_iter().flatten() {
+        let mut wait = Duration::ZERO;
+        let keys = [
+            (Some(email_key), self.per_email),
+            (address_key, self.per_address),
+        ];
+        for (key, limit) in &keys {
+            let Some(key) = key else { continue };
+            if let Some(times) = failures.get_mut(key) {
+                while times
+                    .front()
+                    .is_some_and(|t| now.duration_since(*t) >= self.window)
+                {
+                    times.pop_front();
+                }
+                if times.len() >= *limit {
+                    let oldest = times[times.len() - limit];
+                    wait = wait.max(self.window.saturating_sub(now.duration_since(oldest)));
+                }
+            }
+        }
+        if !wait.is_zero() {
+            return Err(ServiceError::RateLimited {
+                retry_after_seconds: wait.as_secs().max(1),
+            });
+        }
+        let cap = self.per_email.max(self.per_address);
+        for (key, _) in keys {
+            let Some(key) = key else { continue };
             let times = failures.entry(key).or_default();
             times.push_back(now);
-            let cap = self.per_email.max(self.per_address);
             while times.len() > cap {
                 times.pop_front();
+            }
+        }
+        Ok(now)
+    }
+
+    /// Gives back an attempt reserved at `at` (the sign-in succeeded).
+    fn forgive(&self, tenant_id: i32, email: &str, address: Option<IpAddr>, at: Instant) {
+        let (email_key, address_key) = Self::keys(tenant_id, email, address);
+        let mut failures = self.failures.lock().expect("not poisoned");
+        for key in [Some(email_key), address_key].into_iter().flatten() {
+            if let Some(times) = failures.get_mut(&key)
+                && let Some(i) = times.iter().rposition(|t| *t == at)
+            {
+                times.remove(i);
             }
         }
     }
@@ -171,7 +181,7 @@ pub async fn login(
     client: Client<'_>,
 ) -> Result<SignedIn, ServiceError> {
     let tenant_id = scope.tenant.id;
-    limiter.check(tenant_id, email, client.address)?;
+    let attempt = limiter.reserve(tenant_id, email, client.address)?;
     // Read, then verify outside any transaction: bcrypt is slow on purpose
     // and must not hold one of the tenant's connections.
     let tx = scope.begin().await?;
@@ -183,9 +193,9 @@ pub async fn login(
     };
     let password_ok = passwords::verify(password, hash).await.unwrap_or(false);
     let Some(user) = user.filter(|u| password_ok && u.active) else {
-        limiter.record_failure(tenant_id, email, client.address);
         return Err(ServiceError::Unauthorized(BAD_CREDENTIALS.into()));
     };
+    limiter.forgive(tenant_id, email, client.address, attempt);
     let tx = scope.begin().await?;
     let result = start_session_for(&tx, settings, user, &client).await;
     finish(tx, result).await
@@ -285,6 +295,7 @@ pub async fn change_password(
     let new_hash = passwords::hash(&new_password).await?;
     users::set_password(tx, me.id(), &new_hash).await?;
     sessions::revoke_all_for_user(tx, me.id(), Some(me.session_id)).await?;
+    password_resets::expire_all(tx, me.id()).await?;
     Ok(())
 }
 
@@ -344,19 +355,27 @@ pub async fn confirm_password_reset(
     }
     let new_password = problems.check(Password::parse_field("new_password", new_password));
     problems.into_result()?;
+    let bad_token = || {
+        ServiceError::Invalid(vec![atrium_domain::Invalid::new(
+            "token",
+            "is unknown, already used or expired",
+        )])
+    };
+    // Only a live token earns the (deliberately slow) hashing.
+    let tx = scope.begin().await?;
+    let usable = password_resets::is_usable(&tx, &tokens::hash(token)).await;
+    if !finish(tx, usable.map_err(Into::into)).await? {
+        return Err(bad_token());
+    }
     let new_hash = passwords::hash(&new_password.expect("checked")).await?;
     let tx = scope.begin().await?;
     let result = async {
         let user_id = password_resets::consume(&tx, &tokens::hash(token))
             .await?
-            .ok_or_else(|| {
-                ServiceError::Invalid(vec![atrium_domain::Invalid::new(
-                    "token",
-                    "is unknown, already used or expired",
-                )])
-            })?;
+            .ok_or_else(bad_token)?;
         users::set_password(&tx, user_id, &new_hash).await?;
         sessions::revoke_all_for_user(&tx, user_id, None).await?;
+        password_resets::expire_all(&tx, user_id).await?;
         Ok(())
     }
     .await;
@@ -377,10 +396,9 @@ mod tests {
         let limiter = LoginLimiter::new(Duration::from_secs(60), 3, 5);
         let ip: IpAddr = "10.0.0.1".parse().unwrap();
         for _ in 0..3 {
-            assert!(limiter.check(1, "A@x.com", Some(ip)).is_ok());
-            limiter.record_failure(1, "a@x.com", Some(ip));
+            limiter.reserve(1, "A@x.com", Some(ip)).unwrap();
         }
-        match limiter.check(1, "a@X.com", None) {
+        match limiter.reserve(1, "a@X.com", None) {
             Err(ServiceError::RateLimited {
                 retry_after_seconds,
             }) => {
@@ -389,20 +407,26 @@ mod tests {
             other => panic!("expected a limit, got {:?}", other.err()),
         }
         assert!(
-            limiter.check(2, "a@x.com", None).is_ok(),
+            limiter.reserve(2, "a@x.com", None).is_ok(),
             "another tenant's email"
         );
+        limiter.reserve(1, "b@x.com", Some(ip)).unwrap();
+        limiter.reserve(1, "c@x.com", Some(ip)).unwrap();
         assert!(
-            limiter.check(1, "b@x.com", Some(ip)).is_ok(),
-            "3 of 5 for the address"
-        );
-        limiter.record_failure(1, "b@x.com", Some(ip));
-        limiter.record_failure(1, "c@x.com", Some(ip));
-        assert!(
-            limiter.check(1, "d@x.com", Some(ip)).is_err(),
+            limiter.reserve(1, "d@x.com", Some(ip)).is_err(),
             "the address is at 5"
         );
-        assert!(limiter.check(1, "d@x.com", None).is_ok());
+        assert!(limiter.reserve(1, "d@x.com", None).is_ok());
+    }
+
+    #[test]
+    fn a_forgiven_attempt_does_not_count() {
+        let limiter = LoginLimiter::new(Duration::from_secs(60), 2, 50);
+        for _ in 0..5 {
+            let at = limiter.reserve(1, "ok@x.com", None).unwrap();
+            limiter.forgive(1, "ok@x.com", None, at);
+        }
+        assert!(limiter.reserve(1, "ok@x.com", None).is_ok());
     }
 
     #[tokio::test]

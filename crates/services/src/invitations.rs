@@ -159,6 +159,12 @@ pub async fn accept(
     let password = problems.check(Password::parse(password));
     problems.into_result()?;
     let (first_name, last_name) = names.expect("checked");
+    // Only a live invitation earns the (deliberately slow) hashing.
+    let tx = scope.begin().await?;
+    let usable = invitations::find_usable(&tx, &tokens::hash(token)).await;
+    if finish(tx, usable.map_err(Into::into)).await?.is_none() {
+        return Err(not_found());
+    }
     let hash = passwords::hash(&password.expect("checked")).await?;
     let tx = scope.begin().await?;
     let result = async {

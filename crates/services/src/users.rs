@@ -75,6 +75,19 @@ pub async fn get(
         .ok_or_else(|| ServiceError::NotFound("user".into()))
 }
 
+/// A user locked for a change: `If-Match` is checked against this version
+/// and no other change can slip in before the update.
+pub async fn get_for_change(
+    tx: &TenantTx,
+    me: &CurrentUser,
+    id: i32,
+) -> Result<User, ServiceError> {
+    me.require(Action::UsersManage)?;
+    users::get_locked(tx, id)
+        .await?
+        .ok_or_else(|| ServiceError::NotFound("user".into()))
+}
+
 /// Changes to a user as they arrive from the edge.
 #[derive(Debug, Default)]
 pub struct UpdateUser {

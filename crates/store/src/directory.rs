@@ -10,7 +10,11 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// A backstop: even if a notification were lost (a half-open listener
+/// connection), no cached entry is trusted for longer than this.
+const CACHE_TTL: Duration = Duration::from_secs(30);
 
 use futures::StreamExt;
 use tokio_postgres::AsyncMessage;
@@ -24,11 +28,15 @@ use crate::{Database, StoreError, TenantContext};
 pub struct TenantDirectory {
     db: Database,
     role_prefix: String,
-    by_subdomain: RwLock<HashMap<String, Arc<TenantContext>>>,
+    by_subdomain: RwLock<HashMap<String, (Arc<TenantContext>, Instant)>>,
     /// Bumped by every invalidation, so a lookup that raced with a change
     /// does not cache what it read before the change.
     generation: AtomicU64,
     listening: AtomicBool,
+    /// Each tenant's connection slots, by id and tier: they outlive cached
+    /// entries, so invalidations and listener outages never hand a tenant
+    /// a fresh, full set of slots.
+    slots: std::sync::Mutex<HashMap<(i32, Tier), Arc<tokio::sync::Semaphore>>>,
 }
 
 impl TenantDirectory {
@@ -45,6 +53,7 @@ impl TenantDirectory {
             by_subdomain: RwLock::default(),
             generation: AtomicU64::new(0),
             listening: AtomicBool::new(false),
+            slots: std::sync::Mutex::default(),
         });
         tokio::spawn(listen(Arc::downgrade(&directory)));
         Ok(directory)
@@ -53,11 +62,12 @@ impl TenantDirectory {
     /// The tenant at `subdomain` (lower case), if there is one.
     pub async fn resolve(&self, subdomain: &str) -> Result<Option<Arc<TenantContext>>, StoreError> {
         if self.listening.load(Ordering::Acquire)
-            && let Some(hit) = self
+            && let Some((hit, at)) = self
                 .by_subdomain
                 .read()
                 .expect("not poisoned")
                 .get(subdomain)
+            && at.elapsed() < CACHE_TTL
         {
             return Ok(Some(hit.clone()));
         }
@@ -72,6 +82,14 @@ impl TenantDirectory {
             .await?;
         let Some(row) = row else { return Ok(None) };
         let id: i32 = row.get(0);
+        let tier = Tier::parse(row.get(5)).map_err(anyhow::Error::from)?;
+        let permits = self
+            .slots
+            .lock()
+            .expect("not poisoned")
+            .entry((id, tier))
+            .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(tier.connection_limit())))
+            .clone();
         let tenant = Arc::new(TenantContext::new(
             id,
             row.get(1),
@@ -79,12 +97,13 @@ impl TenantDirectory {
             row.get(3),
             tenant_role_name(&self.role_prefix, id),
             TenantStatus::parse(row.get(4)).map_err(anyhow::Error::from)?,
-            Tier::parse(row.get(5)).map_err(anyhow::Error::from)?,
+            tier,
+            permits,
         ));
         if self.listening.load(Ordering::Acquire) {
             let mut cache = self.by_subdomain.write().expect("not poisoned");
             if self.generation.load(Ordering::Acquire) == generation {
-                cache.insert(subdomain.to_owned(), tenant.clone());
+                cache.insert(subdomain.to_owned(), (tenant.clone(), Instant::now()));
             }
         }
         Ok(Some(tenant))
@@ -99,7 +118,7 @@ impl TenantDirectory {
         let mut cache = self.by_subdomain.write().expect("not poisoned");
         self.generation.fetch_add(1, Ordering::AcqRel);
         match tenant_id {
-            Some(id) => cache.retain(|_, t| t.id != id),
+            Some(id) => cache.retain(|_, (t, _)| t.id != id),
             None => cache.clear(),
         }
     }

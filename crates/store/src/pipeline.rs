@@ -54,6 +54,17 @@ pub async fn get(tx: &TenantTx, name: &str) -> Result<Option<Stage>, StoreError>
     Ok(row.as_ref().map(from_row))
 }
 
+/// Serialises changes to the pipeline's order: two concurrent inserts
+/// would otherwise both take the last position.
+async fn lock(tx: &TenantTx) -> Result<(), StoreError> {
+    tx.execute(
+        "LOCK TABLE pipeline_stages IN SHARE ROW EXCLUSIVE MODE",
+        &[],
+    )
+    .await?;
+    Ok(())
+}
+
 async fn count(tx: &TenantTx) -> Result<i32, StoreError> {
     let row = tx
         .query_one("SELECT count(*)::int FROM pipeline_stages", &[])
@@ -70,6 +81,7 @@ pub async fn insert(
     kind: &str,
     position: Option<i32>,
 ) -> Result<Stage, StoreError> {
+    lock(tx).await?;
     let last = count(tx).await? + 1;
     let position = position.unwrap_or(last).clamp(1, last);
     tx.execute(
@@ -100,6 +112,7 @@ pub async fn update(
     kind: Option<&str>,
     position: Option<i32>,
 ) -> Result<Option<Stage>, StoreError> {
+    lock(tx).await?;
     let Some(current) = get(tx, name).await? else {
         return Ok(None);
     };
@@ -143,6 +156,7 @@ pub async fn update(
 
 /// Deletes a stage no deal uses (deleted deals included).
 pub async fn delete(tx: &TenantTx, name: &str) -> Result<bool, StoreError> {
+    lock(tx).await?;
     let row = tx
         .query_opt(
             "DELETE FROM pipeline_stages WHERE name = $1 RETURNING position",

@@ -8,7 +8,7 @@ use crate::migrate::{
     MigrationSets, QueryCounter, apply_pending, latest_tenant_version, tenant_group_role,
     tenant_role_name,
 };
-use crate::registry::{self, Tenant, notify_tenant_changed};
+use crate::registry::{self, Tenant};
 use crate::{Database, PooledTx, StoreError};
 
 /// The first admin of a new tenant. The password arrives already hashed:
@@ -121,7 +121,6 @@ pub async fn provision(db: &Database, new: &NewTenant<'_>) -> Result<(Tenant, i3
         )
         .await?
         .get(0);
-    notify_tenant_changed(client, id).await?;
     tx.commit().await?;
     Ok((registry::find_by_id(db, id).await?, admin_id))
 }

@@ -53,8 +53,8 @@ const TENANT_COLUMNS: &str = "t.id, t.name, t.subdomain, t.schema_name, t.status
 const TENANT_FROM: &str =
     "public.tenants t LEFT JOIN public.tenant_counters c ON c.tenant_id = t.id";
 
-/// Notified whenever a tenant row changes, so servers can drop cached
-/// lookups; the payload is the tenant id.
+/// Notified by a trigger whenever a tenant row changes (control migration
+/// 0003), so servers drop cached lookups; the payload is the tenant id.
 pub const TENANT_CHANNEL: &str = "atrium_tenants";
 
 fn tenant_from_row(row: &Row) -> anyhow::Result<Tenant> {
@@ -155,7 +155,6 @@ pub async fn update(db: &Database, id: i32, changes: &TenantChanges) -> Result<T
     if updated == 0 {
         return Err(StoreError::NotFound);
     }
-    notify_tenant_changed(tx.client(), id).await?;
     tx.commit().await?;
     find_by_id(db, id).await
 }
@@ -181,22 +180,8 @@ pub async fn delete(db: &Database, id: i32) -> Result<(), StoreError> {
             quote_ident(&role)
         ))
         .await?;
-    notify_tenant_changed(client, id).await?;
     tx.commit().await?;
     Ok(())
-}
-
-pub(crate) async fn notify_tenant_changed(
-    client: &Client,
-    id: i32,
-) -> Result<(), tokio_postgres::Error> {
-    client
-        .execute(
-            "SELECT pg_notify($1, $2)",
-            &[&TENANT_CHANNEL, &id.to_string()],
-        )
-        .await
-        .map(drop)
 }
 
 pub(crate) async fn tenants_below_version(

@@ -36,7 +36,7 @@ pub async fn ensure(db: &Database) -> anyhow::Result<RolesReport> {
     let roles = [
         (APPLICATION, "LOGIN NOINHERIT"),
         (READONLY, "LOGIN"),
-        (BACKUP, "LOGIN"),
+        (BACKUP, "LOGIN BYPASSRLS"),
         (ADMIN, "LOGIN CREATEROLE"),
     ];
     for (role, options) in roles {
@@ -72,6 +72,11 @@ pub async fn ensure(db: &Database) -> anyhow::Result<RolesReport> {
              DROP POLICY IF EXISTS outbox_sender ON public.outbox;
              CREATE POLICY outbox_sender ON public.outbox TO {APPLICATION} USING (true) WITH CHECK (true);
              GRANT {group} TO {ADMIN} WITH ADMIN OPTION;
+             DROP POLICY IF EXISTS invitations_readonly ON public.invitations;
+             CREATE POLICY invitations_readonly ON public.invitations FOR SELECT TO {READONLY} USING (true);
+             DROP POLICY IF EXISTS outbox_readonly ON public.outbox;
+             CREATE POLICY outbox_readonly ON public.outbox FOR SELECT TO {READONLY} USING (true);
+             REVOKE TEMPORARY ON DATABASE {database} FROM PUBLIC;
              COMMIT;",
             group = quote_ident(&tenant_group_role(&prefix)),
         ))

@@ -11,7 +11,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Semaphore;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Row, Statement};
 
@@ -36,6 +36,9 @@ pub struct TenantContext {
 }
 
 impl TenantContext {
+    /// `permits` is the tenant's semaphore, sized for its tier; the
+    /// directory keeps one per tenant so it outlives cached entries.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         id: i32,
         name: String,
@@ -44,6 +47,7 @@ impl TenantContext {
         role_name: String,
         status: TenantStatus,
         tier: Tier,
+        permits: Arc<Semaphore>,
     ) -> Self {
         assert!(
             is_tenant_schema_name(&schema_name),
@@ -57,7 +61,7 @@ impl TenantContext {
             role_name,
             status,
             tier,
-            permits: Arc::new(Semaphore::new(tier.connection_limit())),
+            permits,
         }
     }
 
@@ -66,7 +70,7 @@ impl TenantContext {
     /// writing them into the text is safe; nothing from a request is.
     fn setup_sql(&self, statement_timeout: Duration) -> String {
         format!(
-            "SELECT set_config('search_path', '{schema}, extensions', true), \
+            "SELECT set_config('search_path', '{schema}, extensions, pg_temp', true), \
                     set_config('role', '{role}', true), \
                     set_config('application_name', '{schema}', true), \
                     set_config('statement_timeout', '{timeout}', true)",
@@ -89,9 +93,11 @@ pub const TENANT_SLOT_WAIT: Duration = Duration::from_secs(2);
 
 /// An open transaction in one tenant's schema, as that tenant's role.
 pub struct TenantTx {
+    /// Holds one of the tenant's slots until the session is back in the
+    /// pool (after a background rollback too), so abandoned work keeps
+    /// counting against the tenant while it still runs.
     tx: PooledTx,
     tenant: Arc<TenantContext>,
-    _slot: OwnedSemaphorePermit,
 }
 
 impl TenantTx {
@@ -108,10 +114,10 @@ impl TenantTx {
             .expect("tenant semaphores are never closed");
         let mut tx = PooledTx::begin(db, &tenant.setup_sql(statement_timeout)).await?;
         tx.note_tenant(tenant.id);
+        tx.hold(slot);
         Ok(Self {
             tx,
             tenant: tenant.clone(),
-            _slot: slot,
         })
     }
 
@@ -133,6 +139,7 @@ impl TenantTx {
             .expect("tenant semaphores are never closed");
         let mut tx = PooledTx::open(db).await?;
         tx.note_tenant(tenant.id);
+        tx.hold(slot);
         let client = tx.client();
         let setup = format!("BEGIN; {}", tenant.setup_sql(statement_timeout));
         let (begun, row) = futures::join!(client.batch_execute(&setup), async {
@@ -142,7 +149,6 @@ impl TenantTx {
         let tx = Self {
             tx,
             tenant: tenant.clone(),
-            _slot: slot,
         };
         match begun.and(row) {
             Ok(row) => Ok((tx, row)),

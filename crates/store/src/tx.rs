@@ -4,6 +4,8 @@
 use deadpool::managed::Object;
 use deadpool_postgres::ClientWrapper;
 
+use tokio::sync::OwnedSemaphorePermit;
+
 use crate::db::PooledSession;
 
 use crate::Database;
@@ -15,6 +17,8 @@ use crate::Database;
 /// the next borrower.
 pub struct PooledTx {
     session: Option<PooledSession>,
+    /// Released only once the session is back in the pool.
+    held: Option<OwnedSemaphorePermit>,
 }
 
 impl PooledTx {
@@ -24,6 +28,7 @@ impl PooledTx {
         let session = db.session().await?;
         let tx = Self {
             session: Some(session),
+            held: None,
         };
         if let Err(e) = tx
             .client()
@@ -43,11 +48,17 @@ impl PooledTx {
     pub(crate) async fn open(db: &Database) -> anyhow::Result<Self> {
         Ok(Self {
             session: Some(db.session().await?),
+            held: None,
         })
     }
 
     pub fn client(&self) -> &ClientWrapper {
         self.session.as_ref().expect("transaction is open")
+    }
+
+    /// Keeps `permit` until the session is back in the pool.
+    pub(crate) fn hold(&mut self, permit: OwnedSemaphorePermit) {
+        self.held = Some(permit);
     }
 
     /// Counts `tenant_id` among the tenants this session has served.
@@ -82,12 +93,14 @@ impl Drop for PooledTx {
         let Some(session) = self.session.take() else {
             return;
         };
+        let held = self.held.take();
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
                 runtime.spawn(async move {
                     if session.batch_execute("ROLLBACK").await.is_err() {
                         drop(Object::take(session));
                     }
+                    drop(held);
                 });
             }
             Err(_) => drop(Object::take(session)),

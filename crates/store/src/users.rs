@@ -78,6 +78,17 @@ pub async fn get(
     Ok(row.map(|r| user_from_row(&r, 0)))
 }
 
+/// A live user, locked until the transaction ends (read-check-write).
+pub async fn get_locked(tx: &TenantTx, id: i32) -> Result<Option<User>, StoreError> {
+    let row = tx
+        .query_opt(
+            &format!("SELECT {USER_COLUMNS} FROM users u WHERE u.id = $1 AND u.deleted_at IS NULL FOR UPDATE"),
+            &[&id],
+        )
+        .await?;
+    Ok(row.map(|r| user_from_row(&r, 0)))
+}
+
 pub async fn get_password_hash(tx: &TenantTx, id: i32) -> Result<Option<String>, StoreError> {
     let row = tx
         .query_opt(

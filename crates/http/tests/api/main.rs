@@ -6,6 +6,7 @@ mod companies;
 mod contacts;
 mod conventions;
 mod custom_fields;
+mod hardening;
 mod health;
 mod helpers;
 mod hosts;
