@@ -13,12 +13,13 @@ use atrium_store::pipeline::Stage;
 use crate::AppState;
 use crate::error::{ApiResult, Problem};
 use crate::extract::{Authed, Json};
-use crate::list::Page;
+use crate::list::{Page, Query};
 
 pub(crate) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_stages, create_stage))
         .routes(routes!(update_stage, delete_stage))
+        .routes(routes!(summary))
 }
 
 /// A stage: `probability` is a decimal string with two places.
@@ -128,4 +129,37 @@ async fn delete_stage(authed: Authed, Path(name): Path<String>) -> ApiResult<Sta
     let result = pipeline::delete(&authed.tx, &authed.me, &name).await;
     authed.finish(result).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// One stage's totals: `total_value` and `weighted_value` are decimal
+/// strings; `weighted_value` = Σ value × probability / 100, rounded once.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct StageSummaryView {
+    stage: String,
+    count: i64,
+    total_value: String,
+    weighted_value: String,
+}
+
+/// Deals per stage, in stage order (stages with no deals included), not
+/// counting deleted deals.
+#[utoipa::path(get, path = "/api/v1/pipeline/summary", tag = "pipeline", security(("session" = [])),
+    params(("owner_id" = Option<i32>, Query), ("expected_close_from" = Option<String>, Query),
+           ("expected_close_to" = Option<String>, Query)),
+    responses((status = 200, body = Page<StageSummaryView>), (status = 422, body = Problem)))]
+async fn summary(authed: Authed, query: Query) -> ApiResult<axum::Json<Page<StageSummaryView>>> {
+    let result = pipeline::summary(&authed.tx, query.all()).await;
+    let rows = authed.finish(result).await?;
+    Ok(axum::Json(Page {
+        data: rows
+            .into_iter()
+            .map(|r| StageSummaryView {
+                stage: r.stage,
+                count: r.count,
+                total_value: r.total_value,
+                weighted_value: r.weighted_value,
+            })
+            .collect(),
+        next_cursor: None,
+    }))
 }

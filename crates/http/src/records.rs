@@ -6,7 +6,7 @@ use serde_json::Value;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use atrium_services::records::{self, COMPANY, CONTACT, Entity, ListRequest};
+use atrium_services::records::{self, ACTIVITY, COMPANY, CONTACT, DEAL, Entity, ListRequest};
 
 use crate::AppState;
 use crate::error::{ApiError, ApiResult, Problem};
@@ -21,6 +21,15 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list_contacts, create_contact))
         .routes(routes!(get_contact, update_contact, delete_contact))
         .routes(routes!(restore_contact))
+        .routes(routes!(list_deals, create_deal))
+        .routes(routes!(get_deal, update_deal, delete_deal))
+        .routes(routes!(restore_deal))
+        .routes(routes!(list_activities, create_activity))
+        .routes(routes!(get_activity, update_activity, delete_activity))
+        .routes(routes!(restore_activity))
+        .routes(routes!(complete_activity))
+        .routes(routes!(list_deal_contacts))
+        .routes(routes!(put_deal_contact, delete_deal_contact))
         .routes(routes!(audit_history))
 }
 
@@ -317,4 +326,243 @@ async fn delete_contact(authed: Authed, Id(id): Id) -> ApiResult<StatusCode> {
               (status = 409, body = Problem)))]
 async fn restore_contact(authed: Authed, Id(id): Id) -> ApiResult<impl IntoResponse> {
     restore(authed, &CONTACT, id).await
+}
+/// A deal as stored.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // describes the JSON for the OpenAPI document
+pub struct Deal {
+    id: i32,
+    title: String,
+    value: Option<String>,
+    probability: Option<String>,
+    stage: String,
+    primary_contact_id: Option<i32>,
+    company_id: Option<i32>,
+    owner_id: Option<i32>,
+    expected_close_date: Option<String>,
+    actual_close_date: Option<String>,
+    deal_source: Option<String>,
+    description: Option<String>,
+    notes: Option<String>,
+    #[schema(value_type = Object)]
+    custom_fields: Value,
+    created_by: i32,
+    updated_by: Option<i32>,
+    created_at: String,
+    updated_at: String,
+    deleted_at: Option<String>,
+}
+
+/// Deals. Filters: `stage`, `owner_id`, `company_id`,
+/// `primary_contact_id`, `expected_close_from` and `expected_close_to`
+/// (inclusive dates), `q` (in the title), `cf.<key>`.
+#[utoipa::path(get, path = "/api/v1/deals", tag = "deals", security(("session" = [])),
+    params(("stage" = Option<String>, Query), ("owner_id" = Option<i32>, Query),
+           ("company_id" = Option<i32>, Query), ("primary_contact_id" = Option<i32>, Query),
+           ("expected_close_from" = Option<String>, Query), ("expected_close_to" = Option<String>, Query),
+           ("q" = Option<String>, Query),
+           ("sort" = Option<String>, Query, description = "-created_at (default), created_at, title, -title"),
+           ("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query),
+           ("include_deleted" = Option<bool>, Query)),
+    responses((status = 200, body = Page<Deal>), (status = 403, body = Problem), (status = 422, body = Problem)))]
+async fn list_deals(authed: Authed, query: Query) -> ApiResult<axum::Json<Page<Value>>> {
+    list(authed, &DEAL, query).await
+}
+
+#[utoipa::path(post, path = "/api/v1/deals", tag = "deals", security(("session" = [])),
+    request_body = Deal,
+    responses((status = 201, body = Deal), (status = 403, body = Problem), (status = 422, body = Problem)))]
+async fn create_deal(authed: Authed, Json(body): Json<Value>) -> ApiResult<impl IntoResponse> {
+    create(authed, &DEAL, body).await
+}
+
+#[utoipa::path(get, path = "/api/v1/deals/{id}", tag = "deals", security(("session" = [])),
+    params(("id" = i32, Path), ("include_deleted" = Option<bool>, Query)),
+    responses((status = 200, body = Deal), (status = 404, body = Problem)))]
+async fn get_deal(authed: Authed, Id(id): Id, query: Query) -> ApiResult<impl IntoResponse> {
+    get(authed, &DEAL, id, query).await
+}
+
+#[utoipa::path(patch, path = "/api/v1/deals/{id}", tag = "deals", security(("session" = [])),
+    params(("id" = i32, Path)), request_body = Deal,
+    responses((status = 200, body = Deal), (status = 403, body = Problem), (status = 404, body = Problem),
+              (status = 412, body = Problem), (status = 422, body = Problem)))]
+async fn update_deal(
+    authed: Authed,
+    Id(id): Id,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> ApiResult<impl IntoResponse> {
+    update(authed, &DEAL, id, headers, body).await
+}
+
+#[utoipa::path(delete, path = "/api/v1/deals/{id}", tag = "deals", security(("session" = [])),
+    params(("id" = i32, Path)),
+    responses((status = 204), (status = 403, body = Problem), (status = 404, body = Problem)))]
+async fn delete_deal(authed: Authed, Id(id): Id) -> ApiResult<StatusCode> {
+    delete(authed, &DEAL, id).await
+}
+
+#[utoipa::path(post, path = "/api/v1/deals/{id}/restore", tag = "deals", security(("session" = [])),
+    params(("id" = i32, Path)),
+    responses((status = 200, body = Deal), (status = 403, body = Problem), (status = 404, body = Problem),
+              (status = 409, body = Problem)))]
+async fn restore_deal(authed: Authed, Id(id): Id) -> ApiResult<impl IntoResponse> {
+    restore(authed, &DEAL, id).await
+}
+/// An activity as stored.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // describes the JSON for the OpenAPI document
+pub struct Activity {
+    id: i32,
+    /// call, email, meeting, task or note
+    kind: String,
+    subject: String,
+    body: Option<String>,
+    due_at: Option<String>,
+    completed_at: Option<String>,
+    contact_id: Option<i32>,
+    company_id: Option<i32>,
+    deal_id: Option<i32>,
+    owner_id: Option<i32>,
+    created_by: i32,
+    updated_by: Option<i32>,
+    created_at: String,
+    updated_at: String,
+    deleted_at: Option<String>,
+}
+
+/// Activitys. `q` searches names and email: whole words, prefixes while
+/// typing (`jo`), small typos (`jhon smith`), best matches first. Other
+/// filters: `email` (exact, any case), `company_id`, `cf.<key>`.
+#[utoipa::path(get, path = "/api/v1/activities", tag = "activities", security(("session" = [])),
+    params(("contact_id" = Option<i32>, Query), ("company_id" = Option<i32>, Query),
+           ("deal_id" = Option<i32>, Query), ("owner_id" = Option<i32>, Query),
+           ("kind" = Option<String>, Query), ("open" = Option<bool>, Query),
+           ("due_before" = Option<String>, Query),
+           ("sort" = Option<String>, Query, description = "-created_at (default), created_at"),
+           ("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query),
+           ("include_deleted" = Option<bool>, Query)),
+    responses((status = 200, body = Page<Activity>), (status = 403, body = Problem), (status = 422, body = Problem)))]
+async fn list_activities(authed: Authed, query: Query) -> ApiResult<axum::Json<Page<Value>>> {
+    list(authed, &ACTIVITY, query).await
+}
+
+#[utoipa::path(post, path = "/api/v1/activities", tag = "activities", security(("session" = [])),
+    request_body = Activity,
+    responses((status = 201, body = Activity), (status = 403, body = Problem), (status = 422, body = Problem)))]
+async fn create_activity(authed: Authed, Json(body): Json<Value>) -> ApiResult<impl IntoResponse> {
+    create(authed, &ACTIVITY, body).await
+}
+
+#[utoipa::path(get, path = "/api/v1/activities/{id}", tag = "activities", security(("session" = [])),
+    params(("id" = i32, Path), ("include_deleted" = Option<bool>, Query)),
+    responses((status = 200, body = Activity), (status = 404, body = Problem)))]
+async fn get_activity(authed: Authed, Id(id): Id, query: Query) -> ApiResult<impl IntoResponse> {
+    get(authed, &ACTIVITY, id, query).await
+}
+
+#[utoipa::path(patch, path = "/api/v1/activities/{id}", tag = "activities", security(("session" = [])),
+    params(("id" = i32, Path)), request_body = Activity,
+    responses((status = 200, body = Activity), (status = 403, body = Problem), (status = 404, body = Problem),
+              (status = 412, body = Problem), (status = 422, body = Problem)))]
+async fn update_activity(
+    authed: Authed,
+    Id(id): Id,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> ApiResult<impl IntoResponse> {
+    update(authed, &ACTIVITY, id, headers, body).await
+}
+
+#[utoipa::path(delete, path = "/api/v1/activities/{id}", tag = "activities", security(("session" = [])),
+    params(("id" = i32, Path)),
+    responses((status = 204), (status = 403, body = Problem), (status = 404, body = Problem)))]
+async fn delete_activity(authed: Authed, Id(id): Id) -> ApiResult<StatusCode> {
+    delete(authed, &ACTIVITY, id).await
+}
+
+#[utoipa::path(post, path = "/api/v1/activities/{id}/restore", tag = "activities", security(("session" = [])),
+    params(("id" = i32, Path)),
+    responses((status = 200, body = Activity), (status = 403, body = Problem), (status = 404, body = Problem),
+              (status = 409, body = Problem)))]
+async fn restore_activity(authed: Authed, Id(id): Id) -> ApiResult<impl IntoResponse> {
+    restore(authed, &ACTIVITY, id).await
+}
+
+/// Mark an activity done now (no change if it already is).
+#[utoipa::path(post, path = "/api/v1/activities/{id}/complete", tag = "activities", security(("session" = [])),
+    params(("id" = i32, Path)),
+    responses((status = 200, body = Activity), (status = 403, body = Problem), (status = 404, body = Problem)))]
+async fn complete_activity(authed: Authed, Id(id): Id) -> ApiResult<impl IntoResponse> {
+    let result = records::complete_activity(&authed.tx, &authed.me, id).await;
+    Ok(with_etag(StatusCode::OK, authed.finish(result).await?))
+}
+
+/// `{"contact_id", "role", "contact": {...}}`
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // describes the JSON for the OpenAPI document
+pub struct DealContact {
+    contact_id: i32,
+    role: Option<String>,
+    contact: Contact,
+}
+
+/// The contacts of a deal, with their roles.
+#[utoipa::path(get, path = "/api/v1/deals/{id}/contacts", tag = "deals", security(("session" = [])),
+    params(("id" = i32, Path)),
+    responses((status = 200, body = Page<DealContact>), (status = 404, body = Problem)))]
+async fn list_deal_contacts(authed: Authed, Id(id): Id) -> ApiResult<axum::Json<Page<Value>>> {
+    let result = records::deal_contacts(&authed.tx, &authed.me, id).await;
+    let data = authed.finish(result).await?;
+    Ok(axum::Json(Page {
+        data,
+        next_cursor: None,
+    }))
+}
+
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DealContactBody {
+    /// e.g. decision_maker, influencer, user
+    #[schema(value_type = Option<String>)]
+    role: Option<Value>,
+}
+
+/// Link a contact to a deal, or change its role (idempotent).
+#[utoipa::path(put, path = "/api/v1/deals/{id}/contacts/{contact_id}", tag = "deals", security(("session" = [])),
+    params(("id" = i32, Path), ("contact_id" = i32, Path)), request_body = DealContactBody,
+    responses((status = 200, body = DealContact), (status = 403, body = Problem), (status = 404, body = Problem),
+              (status = 422, body = Problem)))]
+async fn put_deal_contact(
+    authed: Authed,
+    axum::extract::Path((id, contact_id)): axum::extract::Path<(String, String)>,
+    Json(body): Json<DealContactBody>,
+) -> ApiResult<axum::Json<Value>> {
+    let (id, contact_id) = ids(&id, &contact_id)?;
+    let result =
+        records::put_deal_contact(&authed.tx, &authed.me, id, contact_id, body.role.as_ref()).await;
+    Ok(axum::Json(authed.finish(result).await?))
+}
+
+/// Unlink a contact from a deal.
+#[utoipa::path(delete, path = "/api/v1/deals/{id}/contacts/{contact_id}", tag = "deals", security(("session" = [])),
+    params(("id" = i32, Path), ("contact_id" = i32, Path)),
+    responses((status = 204), (status = 403, body = Problem), (status = 404, body = Problem)))]
+async fn delete_deal_contact(
+    authed: Authed,
+    axum::extract::Path((id, contact_id)): axum::extract::Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    let (id, contact_id) = ids(&id, &contact_id)?;
+    let result = records::delete_deal_contact(&authed.tx, &authed.me, id, contact_id).await;
+    authed.finish(result).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Two ids from a path; anything else is a record that is not there.
+fn ids(a: &str, b: &str) -> ApiResult<(i32, i32)> {
+    let parse = |s: &str| s.parse::<i32>().ok().filter(|n| *n > 0);
+    parse(a)
+        .zip(parse(b))
+        .ok_or_else(|| ApiError::not_found("not found"))
 }

@@ -103,3 +103,27 @@ pub async fn delete(tx: &TenantTx, me: &CurrentUser, name: &str) -> Result<(), S
         Err(ServiceError::NotFound("stage".into()))
     }
 }
+
+/// The pipeline summary, filtered by owner and expected close window.
+pub async fn summary(
+    tx: &TenantTx,
+    params: &std::collections::HashMap<String, String>,
+) -> Result<Vec<atrium_store::pipeline::StageSummary>, ServiceError> {
+    let mut problems = Problems::default();
+    let owner = params
+        .get("owner_id")
+        .and_then(|raw| match raw.parse::<i32>() {
+            Ok(id) if id > 0 => Some(id),
+            _ => {
+                problems.push(atrium_domain::Invalid::new(
+                    "owner_id",
+                    "must be the id of a user",
+                ));
+                None
+            }
+        });
+    let from = crate::records::date_param(params, "expected_close_from", &mut problems);
+    let to = crate::records::date_param(params, "expected_close_to", &mut problems);
+    problems.into_result()?;
+    Ok(pipeline::summary(tx, owner, from.as_deref(), to.as_deref()).await?)
+}

@@ -33,6 +33,16 @@ pub enum Kind {
     Currency,
     /// The id of a live record of this table.
     Ref(&'static Table),
+    /// The id of an active user of this tenant.
+    UserRef,
+    /// A calendar date, `YYYY-MM-DD`.
+    Date,
+    /// An RFC 3339 timestamp with offset.
+    Timestamp,
+    /// 0–100 with two decimals.
+    Percent,
+    /// One of a fixed list.
+    Choice(&'static [&'static str]),
     CustomFields,
 }
 
@@ -60,7 +70,8 @@ const fn field(name: &'static str, kind: Kind) -> Field {
 pub struct Entity {
     pub table: &'static Table,
     pub fields: &'static [Field],
-    pub custom: CustomEntity,
+    /// Which custom field definitions apply, if the record has any.
+    pub custom: Option<CustomEntity>,
     /// `sort` values and what they sort by; the first is the default.
     pub sorts: &'static [(&'static str, Sort)],
 }
@@ -106,7 +117,7 @@ pub static COMPANY: Entity = Entity {
             ..field("revenue_currency", Kind::Currency)
         },
     ],
-    custom: CustomEntity::Company,
+    custom: Some(CustomEntity::Company),
     sorts: &[
         (
             "-created_at",
@@ -140,7 +151,7 @@ pub static CONTACT: Entity = Entity {
             ..field("custom_fields", Kind::CustomFields)
         },
     ],
-    custom: CustomEntity::Contact,
+    custom: Some(CustomEntity::Contact),
     sorts: &[
         (
             "-created_at",
@@ -157,8 +168,182 @@ pub static CONTACT: Entity = Entity {
     ],
 };
 
+pub static DEAL: Entity = Entity {
+    table: &records::DEALS,
+    fields: &[
+        Field {
+            required: true,
+            ..field("title", Kind::Text { max: 200 })
+        },
+        field("value", Kind::Money { int_digits: 10 }),
+        field("probability", Kind::Percent),
+        Field {
+            required: true,
+            ..field("stage", Kind::Text { max: 50 })
+        },
+        field("primary_contact_id", Kind::Ref(&records::CONTACTS)),
+        field("company_id", Kind::Ref(&records::COMPANIES)),
+        field("owner_id", Kind::UserRef),
+        field("expected_close_date", Kind::Date),
+        field("actual_close_date", Kind::Date),
+        field("deal_source", Kind::Text { max: 100 }),
+        field("description", Kind::Text { max: 100_000 }),
+        field("notes", Kind::Text { max: 100_000 }),
+        Field {
+            default: Some("{}"),
+            ..field("custom_fields", Kind::CustomFields)
+        },
+    ],
+    custom: Some(CustomEntity::Deal),
+    sorts: &[
+        (
+            "-created_at",
+            sort("created_at", true, SqlType::Timestamptz),
+        ),
+        (
+            "created_at",
+            sort("created_at", false, SqlType::Timestamptz),
+        ),
+        ("title", sort("title", false, SqlType::Text)),
+        ("-title", sort("title", true, SqlType::Text)),
+    ],
+};
+
+pub const ACTIVITY_KINDS: &[&str] = &["call", "email", "meeting", "task", "note"];
+
+pub static ACTIVITY: Entity = Entity {
+    table: &records::ACTIVITIES,
+    fields: &[
+        Field {
+            required: true,
+            ..field("kind", Kind::Choice(ACTIVITY_KINDS))
+        },
+        Field {
+            required: true,
+            ..field("subject", Kind::Text { max: 255 })
+        },
+        field("body", Kind::Text { max: 100_000 }),
+        field("due_at", Kind::Timestamp),
+        field("completed_at", Kind::Timestamp),
+        field("contact_id", Kind::Ref(&records::CONTACTS)),
+        field("company_id", Kind::Ref(&records::COMPANIES)),
+        field("deal_id", Kind::Ref(&records::DEALS)),
+        field("owner_id", Kind::UserRef),
+    ],
+    custom: None,
+    sorts: &[
+        (
+            "-created_at",
+            sort("created_at", true, SqlType::Timestamptz),
+        ),
+        (
+            "created_at",
+            sort("created_at", false, SqlType::Timestamptz),
+        ),
+    ],
+};
+
 /// Every record type built on this module.
-pub static ENTITIES: &[&Entity] = &[&COMPANY, &CONTACT];
+pub static ENTITIES: &[&Entity] = &[&COMPANY, &CONTACT, &DEAL, &ACTIVITY];
+
+/// Record-specific rules on create: owners default to the creator; a
+/// deal's stage must exist, its probability defaults to the stage's, and a
+/// deal created closed (won or lost) gets today as its close date.
+async fn apply_create_rules(
+    tx: &TenantTx,
+    me: &CurrentUser,
+    entity: &Entity,
+    values: &mut [(usize, Option<String>)],
+    problems: &mut Problems,
+) -> Result<(), ServiceError> {
+    if std::ptr::eq(entity, &DEAL) || std::ptr::eq(entity, &ACTIVITY) {
+        let owner = position(entity, "owner_id");
+        if values[owner].1.is_none() {
+            values[owner].1 = Some(me.id().to_string());
+        }
+    }
+    if !std::ptr::eq(entity, &DEAL) {
+        return Ok(());
+    }
+    let Some(stage) = values[position(entity, "stage")].1.clone() else {
+        return Ok(());
+    };
+    match records::stage_info(tx, &stage).await? {
+        None => problems.push(Invalid::new("stage", "is not a stage of the pipeline")),
+        Some((probability, kind)) => {
+            let p = position(entity, "probability");
+            if values[p].1.is_none() {
+                values[p].1 = Some(probability);
+            }
+            let closed = position(entity, "actual_close_date");
+            if kind != "open" && values[closed].1.is_none() {
+                values[closed].1 = Some(records::today_utc(tx).await?);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Record-specific rules on change: a deal moved to another stage takes
+/// that stage's probability unless one is given, and moving it to a won or
+/// lost stage sets its close date to today if it has none.
+async fn apply_update_rules(
+    tx: &TenantTx,
+    entity: &Entity,
+    current: &Value,
+    changes: &mut [Option<Option<String>>],
+    problems: &mut Problems,
+) -> Result<(), ServiceError> {
+    if !std::ptr::eq(entity, &DEAL) {
+        return Ok(());
+    }
+    let Some(Some(stage)) = changes[position(entity, "stage")].clone() else {
+        return Ok(());
+    };
+    match records::stage_info(tx, &stage).await? {
+        None => problems.push(Invalid::new("stage", "is not a stage of the pipeline")),
+        Some((probability, kind)) => {
+            let p = position(entity, "probability");
+            if changes[p].is_none() && current["stage"].as_str() != Some(stage.as_str()) {
+                changes[p] = Some(Some(probability));
+            }
+            let closed = position(entity, "actual_close_date");
+            if kind != "open" && changes[closed].is_none() && current["actual_close_date"].is_null()
+            {
+                changes[closed] = Some(Some(records::today_utc(tx).await?));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Marks an activity done (now), unless it already is.
+pub async fn complete_activity(
+    tx: &TenantTx,
+    me: &CurrentUser,
+    id: i32,
+) -> Result<Value, ServiceError> {
+    let current = for_change(tx, me, &ACTIVITY, id, None).await?;
+    if !current["completed_at"].is_null() {
+        return Ok(current);
+    }
+    let mut changes: Vec<Option<Option<String>>> = vec![None; ACTIVITY.fields.len()];
+    changes[position(&ACTIVITY, "completed_at")] = Some(Some(chrono::Utc::now().to_rfc3339()));
+    let updated = records::update(tx, ACTIVITY.table, id, &changes, me.id())
+        .await?
+        .ok_or_else(|| ServiceError::NotFound("activity".into()))?;
+    let changed = diff(&ACTIVITY, &current, &updated);
+    records::audit(tx, ACTIVITY.table, id, "update", me.id(), &changed).await?;
+    Ok(updated)
+}
+
+fn position(entity: &Entity, name: &str) -> usize {
+    entity
+        .fields
+        .iter()
+        .position(|f| f.name == name)
+        .expect("a field of the entity")
+}
 
 const READ_ONLY: &[&str] = &[
     "id",
@@ -225,6 +410,27 @@ fn parse_value(field: &Field, value: &Value) -> Result<Option<String>, Invalid> 
             .filter(|n| (1..=i32::MAX as i64).contains(n))
             .map(|n| Some(n.to_string()))
             .ok_or_else(|| Invalid::new(name, "must be the id of a record")),
+        Kind::UserRef => value
+            .as_i64()
+            .filter(|n| (1..=i32::MAX as i64).contains(n))
+            .map(|n| Some(n.to_string()))
+            .ok_or_else(|| Invalid::new(name, "must be the id of a user")),
+        Kind::Date => value
+            .as_str()
+            .filter(|s| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").is_ok() && s.len() == 10)
+            .map(|s| Some(s.to_owned()))
+            .ok_or_else(|| Invalid::new(name, "must be a date (YYYY-MM-DD)")),
+        Kind::Timestamp => value
+            .as_str()
+            .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+            .map(|t| Some(t.to_rfc3339()))
+            .ok_or_else(|| Invalid::new(name, "must be an RFC 3339 timestamp with offset")),
+        Kind::Percent => atrium_domain::pipeline::parse_percent(name, value).map(Some),
+        Kind::Choice(options) => value
+            .as_str()
+            .filter(|s| options.contains(s))
+            .map(|s| Some(s.to_owned()))
+            .ok_or_else(|| Invalid::new(name, format!("must be one of {}", options.join(", ")))),
         Kind::CustomFields => {
             if value.is_object() {
                 Ok(Some(value.to_string()))
@@ -271,7 +477,10 @@ async fn check_custom_fields(
     current: Option<&Map<String, Value>>,
     problems: &mut Problems,
 ) -> Result<Value, ServiceError> {
-    let defs = load_definitions(tx, entity.custom).await?;
+    let Some(custom) = entity.custom else {
+        return Ok(Value::Object(Map::new()));
+    };
+    let defs = load_definitions(tx, custom).await?;
     for (key, value) in given {
         match defs.get(key) {
             None => problems.push(Invalid::new(
@@ -329,11 +538,21 @@ async fn check_references(
 ) -> Result<(), ServiceError> {
     for (index, value) in values {
         let field = &entity.fields[*index];
-        if let (Kind::Ref(table), Some(id)) = (field.kind, value) {
-            let id: i32 = id.parse().map_err(|_| anyhow::anyhow!("checked id"))?;
-            if !records::exists(tx, table, id).await? {
+        let Some(id) = value else { continue };
+        let id: i32 = match field.kind {
+            Kind::Ref(_) | Kind::UserRef => {
+                id.parse().map_err(|_| anyhow::anyhow!("checked id"))?
+            }
+            _ => continue,
+        };
+        match field.kind {
+            Kind::Ref(table) if !records::exists(tx, table, id).await? => {
                 problems.push(Invalid::new(field.name, "does not name an existing record"));
             }
+            Kind::UserRef if !records::active_user_exists(tx, id).await? => {
+                problems.push(Invalid::new(field.name, "does not name an active user"));
+            }
+            _ => {}
         }
     }
     Ok(())
@@ -384,6 +603,7 @@ pub async fn create(
         };
         values.push((index, value));
     }
+    apply_create_rules(tx, me, entity, &mut values, &mut problems).await?;
     let given_custom = body
         .get("custom_fields")
         .and_then(Value::as_object)
@@ -511,9 +731,10 @@ pub async fn update(
             changes[index] = Some(parsed);
         }
     }
+    apply_update_rules(tx, entity, &current, &mut changes, &mut problems).await?;
     check_references(tx, entity, &given, &mut problems).await?;
     if std::ptr::eq(entity, &COMPANY)
-        && let Some(Some(parent)) = changes[8].as_ref()
+        && let Some(Some(parent)) = changes[position(entity, "parent_company_id")].as_ref()
     {
         let parent: i32 = parent.parse().map_err(|_| anyhow::anyhow!("checked id"))?;
         if parent == id || records::company_parent_makes_cycle(tx, id, parent).await? {
@@ -625,6 +846,20 @@ fn int_param(
     }
 }
 
+pub(crate) fn date_param(
+    params: &HashMap<String, String>,
+    name: &'static str,
+    problems: &mut Problems,
+) -> Option<String> {
+    let raw = params.get(name)?;
+    if raw.len() == 10 && chrono::NaiveDate::parse_from_str(raw, "%Y-%m-%d").is_ok() {
+        Some(raw.clone())
+    } else {
+        problems.push(Invalid::new(name, "must be a date (YYYY-MM-DD)"));
+        None
+    }
+}
+
 fn condition(sql: &str, params: Vec<Option<String>>) -> Condition {
     Condition {
         sql: sql.to_owned(),
@@ -709,6 +944,73 @@ fn filters(
             ));
         }
     }
+    if std::ptr::eq(entity, &DEAL) {
+        if let Some(q) = params.get("q").filter(|q| !q.trim().is_empty()) {
+            let contains = format!("%{}", like_prefix(q.trim()));
+            out.push(condition("lower(t.title) LIKE {}", vec![Some(contains)]));
+        }
+        if let Some(stage) = params.get("stage") {
+            out.push(condition("t.stage = {}", vec![Some(stage.clone())]));
+        }
+        for (name, column) in [
+            ("owner_id", "owner_id"),
+            ("company_id", "company_id"),
+            ("primary_contact_id", "primary_contact_id"),
+        ] {
+            if let Some(id) = int_param(params, name, problems) {
+                out.push(condition(
+                    &format!("t.{column} = {{}}::text::int"),
+                    vec![Some(id)],
+                ));
+            }
+        }
+        for (name, op) in [("expected_close_from", ">="), ("expected_close_to", "<=")] {
+            if let Some(date) = date_param(params, name, problems) {
+                out.push(condition(
+                    &format!("t.expected_close_date {op} {{}}::text::date"),
+                    vec![Some(date)],
+                ));
+            }
+        }
+    }
+    if std::ptr::eq(entity, &ACTIVITY) {
+        for name in ["contact_id", "company_id", "deal_id", "owner_id"] {
+            if let Some(id) = int_param(params, name, problems) {
+                out.push(condition(
+                    &format!("t.{name} = {{}}::text::int"),
+                    vec![Some(id)],
+                ));
+            }
+        }
+        if let Some(kind) = params.get("kind") {
+            if ACTIVITY_KINDS.contains(&kind.as_str()) {
+                out.push(condition("t.kind = {}", vec![Some(kind.clone())]));
+            } else {
+                problems.push(Invalid::new(
+                    "kind",
+                    format!("must be one of {}", ACTIVITY_KINDS.join(", ")),
+                ));
+            }
+        }
+        match params.get("open").map(String::as_str) {
+            None => {}
+            Some("true") => out.push(condition("t.completed_at IS NULL", vec![])),
+            Some("false") => out.push(condition("t.completed_at IS NOT NULL", vec![])),
+            Some(_) => problems.push(Invalid::new("open", "must be true or false")),
+        }
+        if let Some(raw) = params.get("due_before") {
+            match chrono::DateTime::parse_from_rfc3339(raw) {
+                Ok(at) => out.push(condition(
+                    "t.due_at < {}::text::timestamptz",
+                    vec![Some(at.to_rfc3339())],
+                )),
+                Err(_) => problems.push(Invalid::new(
+                    "due_before",
+                    "must be an RFC 3339 timestamp with offset",
+                )),
+            }
+        }
+    }
     if std::ptr::eq(entity, &COMPANY) {
         if let Some(q) = params.get("q").filter(|q| !q.trim().is_empty()) {
             let prefix = like_prefix(q.trim());
@@ -787,7 +1089,10 @@ pub async fn list(
         .filter(|(k, _)| k.starts_with("cf."))
         .collect();
     if !custom_filters.is_empty() {
-        let defs = load_definitions(tx, entity.custom).await?;
+        let defs = match entity.custom {
+            Some(custom) => load_definitions(tx, custom).await?,
+            None => HashMap::new(),
+        };
         for (key, raw) in custom_filters {
             match defs.get(&key[3..]) {
                 None => problems.push(Invalid::new(key.clone(), "is not a defined custom field")),
@@ -843,6 +1148,52 @@ pub async fn history(
         );
     }
     Ok(records::history(tx, entity, id, before, limit).await?)
+}
+
+/// Deal contacts: the deal must be one the user may read (any live deal)
+/// to list, and one they may change to link or unlink.
+pub async fn deal_contacts(
+    tx: &TenantTx,
+    me: &CurrentUser,
+    deal_id: i32,
+) -> Result<Vec<Value>, ServiceError> {
+    get(tx, me, &DEAL, deal_id, false).await?;
+    Ok(records::deal_contacts(tx, deal_id).await?)
+}
+
+pub async fn put_deal_contact(
+    tx: &TenantTx,
+    me: &CurrentUser,
+    deal_id: i32,
+    contact_id: i32,
+    role: Option<&Value>,
+) -> Result<Value, ServiceError> {
+    for_change(tx, me, &DEAL, deal_id, None).await?;
+    let role = match role {
+        None | Some(Value::Null) => None,
+        Some(Value::String(r)) if r.chars().count() <= 50 => Some(r.clone()),
+        Some(_) => {
+            return Err(Invalid::new("role", "must be a string of at most 50 characters").into());
+        }
+    };
+    if !records::exists(tx, &records::CONTACTS, contact_id).await? {
+        return Err(ServiceError::NotFound("contact".into()));
+    }
+    Ok(records::put_deal_contact(tx, deal_id, contact_id, role.as_deref(), me.id()).await?)
+}
+
+pub async fn delete_deal_contact(
+    tx: &TenantTx,
+    me: &CurrentUser,
+    deal_id: i32,
+    contact_id: i32,
+) -> Result<(), ServiceError> {
+    for_change(tx, me, &DEAL, deal_id, None).await?;
+    if records::delete_deal_contact(tx, deal_id, contact_id).await? {
+        Ok(())
+    } else {
+        Err(ServiceError::NotFound("deal contact".into()))
+    }
 }
 
 #[cfg(test)]

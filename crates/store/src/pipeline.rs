@@ -178,3 +178,49 @@ pub async fn delete(tx: &TenantTx, name: &str) -> Result<bool, StoreError> {
     .await?;
     Ok(true)
 }
+
+/// One stage's totals in the summary.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StageSummary {
+    pub stage: String,
+    pub count: i64,
+    /// Two decimals, as text.
+    pub total_value: String,
+    /// Σ value × probability / 100 over the stage's deals, rounded to
+    /// cents once, at the end.
+    pub weighted_value: String,
+}
+
+/// Every stage in order (stages without deals too), over the deals that
+/// are not deleted, optionally of one owner and closing in a window.
+pub async fn summary(
+    tx: &TenantTx,
+    owner_id: Option<i32>,
+    close_from: Option<&str>,
+    close_to: Option<&str>,
+) -> Result<Vec<StageSummary>, StoreError> {
+    let rows = tx
+        .query(
+            "SELECT s.name, count(d.id),
+                    COALESCE(sum(d.value), 0)::numeric(16,2)::text,
+                    round(COALESCE(sum(d.value * d.probability), 0) / 100, 2)::numeric(16,2)::text
+             FROM pipeline_stages s
+             LEFT JOIN deals d ON d.stage = s.name AND d.deleted_at IS NULL
+               AND ($1::int IS NULL OR d.owner_id = $1)
+               AND ($2::text IS NULL OR d.expected_close_date >= $2::text::date)
+               AND ($3::text IS NULL OR d.expected_close_date <= $3::text::date)
+             GROUP BY s.name, s.position
+             ORDER BY s.position",
+            &[&owner_id, &close_from, &close_to],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| StageSummary {
+            stage: r.get(0),
+            count: r.get(1),
+            total_value: r.get(2),
+            weighted_value: r.get(3),
+        })
+        .collect())
+}

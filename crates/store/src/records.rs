@@ -69,6 +69,72 @@ pub static CONTACTS: Table = Table {
     ],
 };
 
+pub static DEALS: Table = Table {
+    table: "deals",
+    entity: "deal",
+    columns: &[
+        col("title", SqlType::Text),
+        col("value", SqlType::Numeric),
+        col("probability", SqlType::Numeric),
+        col("stage", SqlType::Text),
+        col("primary_contact_id", SqlType::Int),
+        col("company_id", SqlType::Int),
+        col("owner_id", SqlType::Int),
+        col("expected_close_date", SqlType::Date),
+        col("actual_close_date", SqlType::Date),
+        col("deal_source", SqlType::Text),
+        col("description", SqlType::Text),
+        col("notes", SqlType::Text),
+        col("custom_fields", SqlType::Jsonb),
+    ],
+};
+
+pub static ACTIVITIES: Table = Table {
+    table: "activities",
+    entity: "activity",
+    columns: &[
+        col("kind", SqlType::Text),
+        col("subject", SqlType::Text),
+        col("body", SqlType::Text),
+        col("due_at", SqlType::Timestamptz),
+        col("completed_at", SqlType::Timestamptz),
+        col("contact_id", SqlType::Int),
+        col("company_id", SqlType::Int),
+        col("deal_id", SqlType::Int),
+        col("owner_id", SqlType::Int),
+    ],
+};
+
+/// A pipeline stage's default probability (two decimals) and kind.
+pub async fn stage_info(tx: &TenantTx, name: &str) -> Result<Option<(String, String)>, StoreError> {
+    let row = tx
+        .query_opt(
+            "SELECT probability::text, kind FROM pipeline_stages WHERE name = $1",
+            &[&name],
+        )
+        .await?;
+    Ok(row.map(|r| (r.get(0), r.get(1))))
+}
+
+/// Whether `id` is an active, not deleted user of this tenant.
+pub async fn active_user_exists(tx: &TenantTx, id: i32) -> Result<bool, StoreError> {
+    let row = tx
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM users WHERE id = $1 AND active AND deleted_at IS NULL)",
+            &[&id],
+        )
+        .await?;
+    Ok(row.get(0))
+}
+
+/// Today's date in UTC, as the server derives "today".
+pub async fn today_utc(tx: &TenantTx) -> Result<String, StoreError> {
+    let row = tx
+        .query_one("SELECT (now() AT TIME ZONE 'UTC')::date::text", &[])
+        .await?;
+    Ok(row.get(0))
+}
+
 pub static COMPANIES: Table = Table {
     table: "companies",
     entity: "company",
@@ -406,4 +472,63 @@ pub async fn history(
         )
         .await?;
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+/// A contact's part in a deal.
+pub async fn deal_contacts(tx: &TenantTx, deal_id: i32) -> Result<Vec<Value>, StoreError> {
+    let contact = CONTACTS.json();
+    let rows = tx
+        .query(
+            &format!(
+                "SELECT jsonb_build_object('contact_id', dc.contact_id, 'role', dc.role, 'contact', {contact})
+                 FROM deal_contacts dc JOIN contacts t ON t.id = dc.contact_id
+                 WHERE dc.deal_id = $1 AND t.deleted_at IS NULL
+                 ORDER BY dc.contact_id LIMIT 1000"
+            ),
+            &[&deal_id],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// Links a contact to a deal with a role, or changes the role.
+pub async fn put_deal_contact(
+    tx: &TenantTx,
+    deal_id: i32,
+    contact_id: i32,
+    role: Option<&str>,
+    by: i32,
+) -> Result<Value, StoreError> {
+    tx.execute(
+        "INSERT INTO deal_contacts (deal_id, contact_id, role, created_by) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (deal_id, contact_id) DO UPDATE SET role = EXCLUDED.role",
+        &[&deal_id, &contact_id, &role, &by],
+    )
+    .await?;
+    let contact = CONTACTS.json();
+    let row = tx
+        .query_one(
+            &format!(
+                "SELECT jsonb_build_object('contact_id', dc.contact_id, 'role', dc.role, 'contact', {contact})
+                 FROM deal_contacts dc JOIN contacts t ON t.id = dc.contact_id
+                 WHERE dc.deal_id = $1 AND dc.contact_id = $2"
+            ),
+            &[&deal_id, &contact_id],
+        )
+        .await?;
+    Ok(row.get(0))
+}
+
+pub async fn delete_deal_contact(
+    tx: &TenantTx,
+    deal_id: i32,
+    contact_id: i32,
+) -> Result<bool, StoreError> {
+    let n = tx
+        .execute(
+            "DELETE FROM deal_contacts WHERE deal_id = $1 AND contact_id = $2",
+            &[&deal_id, &contact_id],
+        )
+        .await?;
+    Ok(n == 1)
 }

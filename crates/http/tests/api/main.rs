@@ -6,6 +6,7 @@ mod companies;
 mod contacts;
 mod conventions;
 mod custom_fields;
+mod deals;
 mod hardening;
 mod health;
 mod helpers;
