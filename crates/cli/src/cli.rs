@@ -132,6 +132,10 @@ pub struct ServeArgs {
     /// Sender of emails (default: Atrium <no-reply@BASE_DOMAIN>).
     #[arg(long, env = "ATRIUM_MAIL_FROM")]
     pub mail_from: Option<String>,
+    /// Also create (once) a `demo` tenant with sample data, and say how
+    /// to sign in.
+    #[arg(long)]
+    pub demo: bool,
     /// Log one JSON object per line instead of text.
     #[arg(long, env = "ATRIUM_LOG_JSON")]
     pub log_json: bool,

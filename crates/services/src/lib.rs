@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod custom_fields;
+pub mod demo;
 pub mod invitations;
 pub mod mail;
 pub mod passwords;

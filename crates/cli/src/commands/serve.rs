@@ -54,6 +54,12 @@ pub async fn run(
     let served = async {
         connected.ensure_current().await?;
         let app_db = connected.application_db(pool_size).await?;
+        let demo = if args.demo {
+            let made = atrium_services::demo::ensure(connected.admin(), &app_db).await?;
+            Some(made)
+        } else {
+            None
+        };
         let listener = tokio::net::TcpListener::bind(bind)
             .await
             .with_context(|| format!("listening on {bind}"))?;
@@ -69,12 +75,24 @@ pub async fn run(
                 }
             }))
         });
+        let port = listener.local_addr()?.port();
         eprintln!(
-            "atrium: serving on http://{} (tenants at http://<subdomain>.{}:{})",
+            "atrium: serving on http://{} (tenants at http://<subdomain>.{}:{port})",
             listener.local_addr()?,
             settings.base_domain,
-            bind.port()
         );
+        if let Some(made) = demo {
+            use atrium_services::demo::{ADMIN_EMAIL, ADMIN_PASSWORD, SUBDOMAIN};
+            let host = format!("{SUBDOMAIN}.{}:{port}", settings.base_domain);
+            eprintln!(
+                "atrium: demo tenant {}: sign in as {ADMIN_EMAIL} / {ADMIN_PASSWORD}, e.g.\n  \
+                 TOKEN=$(curl -s http://{host}/api/v1/auth/login -H 'Content-Type: application/json' \
+                 -d '{{\"email\": \"{ADMIN_EMAIL}\", \"password\": \"{ADMIN_PASSWORD}\"}}' | \
+                 python3 -c 'import json,sys; print(json.load(sys.stdin)[\"token\"])')\n  \
+                 curl -s 'http://{host}/api/v1/contacts?q=john' -H \"Authorization: Bearer $TOKEN\"",
+                if made { "created" } else { "ready" }
+            );
+        }
         atrium_http::serve(
             listener,
             app_db,

@@ -106,3 +106,44 @@ fn commands_run_while_serve_is_up_share_its_cluster() {
         "serve stops the cluster it started"
     );
 }
+
+#[test]
+fn serve_demo_creates_a_varied_demo_tenant_once() {
+    use std::io::{BufRead, BufReader};
+    let root = tempfile::tempdir().unwrap();
+    let data_dir = root.path().join("data");
+    let run = |expect: &str| {
+        let mut server = command(root.path())
+            .env("ATRIUM_DATA_DIR", &data_dir)
+            .args(["serve", "--bind", "127.0.0.1:0", "--demo"])
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(server.stderr.take().unwrap()).lines();
+        let line = lines
+            .by_ref()
+            .map(|l| l.unwrap())
+            .find(|l| l.contains("demo tenant"))
+            .expect("serve --demo says how to sign in");
+        assert!(
+            line.contains(expect) && line.contains("admin@demo.example"),
+            "{line}"
+        );
+        std::thread::spawn(move || lines.for_each(drop));
+        let shown = json(&atrium_in(&data_dir, &["tenant", "show", "demo", "--json"]));
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(server.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
+        assert!(server.wait().unwrap().success());
+        shown
+    };
+    let first = run("created");
+    assert!(first["company_count"].as_i64().unwrap() >= 24, "{first}");
+    assert!(first["contact_count"].as_i64().unwrap() >= 200, "{first}");
+    assert!(first["deal_count"].as_i64().unwrap() >= 60, "{first}");
+    assert!(first["activity_count"].as_i64().unwrap() >= 100, "{first}");
+    let second = run("ready");
+    assert_eq!(second["contact_count"], first["contact_count"], "made once");
+}
