@@ -247,6 +247,15 @@ impl<T: DeserializeOwned> FromRequest<AppState> for Json<T> {
                 "the body must be JSON (Content-Type: application/json), not {ct}"
             )));
         }
+        if req
+            .headers()
+            .get(axum::http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok())
+            .is_some_and(|n| n > crate::middleware::BODY_LIMIT)
+        {
+            return Err(ApiError::payload_too_large("1 MiB"));
+        }
         let bytes = axum::body::Bytes::from_request(req, state)
             .await
             .map_err(|e| {

@@ -15,12 +15,15 @@ use crate::error::ApiError;
 use crate::extract::TenantSlot;
 
 pub const BODY_LIMIT: usize = 1024 * 1024;
+/// CSV imports may be larger.
+pub const IMPORT_BODY_LIMIT: usize = 20 * 1024 * 1024;
+pub const IMPORT_PATH: &str = "/api/v1/contacts/import";
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 pub(crate) fn wrap(router: Router, state: AppState) -> Router {
     router
         .layer(middleware::from_fn_with_state(state, observe_and_bound))
-        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(DefaultBodyLimit::max(IMPORT_BODY_LIMIT))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
 }
@@ -48,21 +51,26 @@ async fn observe_and_bound(
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_owned();
+    let (limit, limit_text) = if request.uri().path() == IMPORT_PATH {
+        (IMPORT_BODY_LIMIT, "20 MiB")
+    } else {
+        (BODY_LIMIT, "1 MiB")
+    };
     let too_large = request
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok())
-        .is_some_and(|n| n > BODY_LIMIT);
+        .is_some_and(|n| n > limit);
     let handled = async {
         if too_large {
-            return ApiError::payload_too_large("1 MiB").into_response();
+            return ApiError::payload_too_large(limit_text).into_response();
         }
         // The whole body arrives before any handler starts: a slow upload
         // must not hold a tenant transaction (and connection) open.
         let (parts, body) = request.into_parts();
-        let Ok(bytes) = axum::body::to_bytes(body, BODY_LIMIT).await else {
-            return ApiError::payload_too_large("1 MiB").into_response();
+        let Ok(bytes) = axum::body::to_bytes(body, limit).await else {
+            return ApiError::payload_too_large(limit_text).into_response();
         };
         next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
             .await

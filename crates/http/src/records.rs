@@ -2,6 +2,7 @@
 
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
+use futures::StreamExt;
 use serde_json::Value;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -29,6 +30,8 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(restore_activity))
         .routes(routes!(complete_activity))
         .routes(routes!(list_deal_contacts))
+        .routes(routes!(export_contacts))
+        .routes(routes!(import_contacts))
         .routes(routes!(put_deal_contact, delete_deal_contact))
         .routes(routes!(audit_history))
 }
@@ -565,4 +568,128 @@ fn ids(a: &str, b: &str) -> ApiResult<(i32, i32)> {
     parse(a)
         .zip(parse(b))
         .ok_or_else(|| ApiError::not_found("not found"))
+}
+
+/// All (filtered) contacts as CSV, streamed a thousand rows at a time:
+/// `id, first_name, last_name, email, phone, company_id, company`, then
+/// `cf.<key>` for each defined custom field. The file imports back
+/// unchanged. Takes the list's filters.
+#[utoipa::path(get, path = "/api/v1/contacts/export", tag = "contacts", security(("session" = [])),
+    responses((status = 200, content_type = "text/csv", body = String), (status = 403, body = Problem)))]
+async fn export_contacts(authed: Authed, query: Query) -> ApiResult<axum::response::Response> {
+    use atrium_services::contacts_csv::{export_header, export_page};
+    let result = export_header(&authed.tx, &authed.me).await;
+    let Authed { tx, me, scope } = authed;
+    let header = match result {
+        Ok(h) => {
+            tx.commit()
+                .await
+                .map_err(atrium_services::ServiceError::from)?;
+            h
+        }
+        Err(e) => {
+            let _ = tx.rollback().await;
+            return Err(e.into());
+        }
+    };
+    let mut first = csv::Writer::from_writer(Vec::new());
+    first
+        .write_record(&header)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let first = first.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut params = query.all().clone();
+    params.remove("cursor");
+    params.remove("limit");
+    let state = Some((scope, me, header, params, None::<String>));
+    let pages = futures::stream::unfold(state, |state| async move {
+        let (scope, me, header, mut params, cursor) = state?;
+        if let Some(c) = &cursor {
+            params.insert("cursor".into(), c.clone());
+        }
+        let page = async {
+            let tx = scope.begin().await?;
+            let result = export_page(&tx, &me, &header, &params).await;
+            atrium_services::finish(tx, result).await
+        }
+        .await;
+        match page {
+            Ok((bytes, next)) => {
+                let state = next.clone().map(|n| (scope, me, header, params, Some(n)));
+                Some((
+                    Ok::<_, std::io::Error>(axum::body::Bytes::from(bytes)),
+                    state,
+                ))
+            }
+            Err(e) => {
+                tracing::error!(error = format!("{e:#}"), "contact export stopped");
+                Some((Err(std::io::Error::other("export failed")), None))
+            }
+        }
+    });
+    let body =
+        futures::stream::once(async move { Ok(axum::body::Bytes::from(first)) }).chain(pages);
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+            (
+                header::CONTENT_DISPOSITION,
+                "attachment; filename=\"contacts.csv\"",
+            ),
+        ],
+        axum::body::Body::from_stream(body),
+    )
+        .into_response())
+}
+
+/// `{"created", "updated", "failed", "errors": [{"row", "field", "message"}]}`
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[allow(dead_code)] // describes the JSON for the OpenAPI document
+pub struct ImportReportBody {
+    created: u64,
+    updated: u64,
+    failed: u64,
+    #[schema(value_type = Vec<Object>)]
+    errors: Vec<Value>,
+}
+
+/// Import contacts from CSV (`Content-Type: text/csv`, up to 20 MiB).
+/// Columns: contact fields, `company` (matched or created by name),
+/// `cf.<key>`; `id` and `company_id` are ignored. A contact whose email
+/// exists is updated. Failed rows are reported and change nothing;
+/// `dry_run=true` checks without writing.
+#[utoipa::path(post, path = "/api/v1/contacts/import", tag = "contacts", security(("session" = [])),
+    params(("dry_run" = Option<bool>, Query)),
+    request_body(content = String, content_type = "text/csv"),
+    responses((status = 200, body = ImportReportBody), (status = 400, body = Problem),
+              (status = 403, body = Problem), (status = 413, body = Problem), (status = 422, body = Problem)))]
+async fn import_contacts(
+    authed: Authed,
+    query: Query,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> ApiResult<axum::Json<atrium_services::contacts_csv::ImportReport>> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    if !content_type.starts_with("text/csv") {
+        let _ = authed.tx.rollback().await;
+        return Err(ApiError::bad_request(
+            "the body must be CSV (Content-Type: text/csv)",
+        ));
+    }
+    let dry_run = match query.bool("dry_run") {
+        Ok(d) => d,
+        Err(e) => {
+            let _ = authed.tx.rollback().await;
+            return Err(e);
+        }
+    };
+    let result = atrium_services::contacts_csv::import(&authed.tx, &authed.me, &body).await;
+    if dry_run {
+        let _ = authed.tx.rollback().await;
+        return Ok(axum::Json(result?));
+    }
+    Ok(axum::Json(authed.finish(result).await?))
 }

@@ -532,3 +532,34 @@ pub async fn delete_deal_contact(
         .await?;
     Ok(n == 1)
 }
+
+/// Live contacts with this email (any case): an import updates the one
+/// it finds; two or more make the row ambiguous.
+pub async fn contacts_by_email(tx: &TenantTx, email: &str) -> Result<Vec<i32>, StoreError> {
+    let rows = tx
+        .query(
+            "SELECT id FROM contacts WHERE lower(email) = lower($1) AND deleted_at IS NULL ORDER BY id LIMIT 2",
+            &[&email],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// A live company with this name (any case), the oldest if several.
+pub async fn company_by_name(tx: &TenantTx, name: &str) -> Result<Option<i32>, StoreError> {
+    let row = tx
+        .query_opt(
+            "SELECT id FROM companies WHERE lower(name) = lower($1) AND deleted_at IS NULL ORDER BY id LIMIT 1",
+            &[&name],
+        )
+        .await?;
+    Ok(row.map(|r| r.get(0)))
+}
+
+/// Company names by id, for the export's `company` column.
+pub async fn company_names(tx: &TenantTx, ids: &[i32]) -> Result<Vec<(i32, String)>, StoreError> {
+    let rows = tx
+        .query("SELECT id, name FROM companies WHERE id = ANY($1)", &[&ids])
+        .await?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}

@@ -214,6 +214,32 @@ impl TenantTx {
         self.tx.rollback().await.map_err(Into::into)
     }
 
+    /// Starts a savepoint: work after it can be undone alone (one row of
+    /// an import), leaving the rest of the transaction intact.
+    pub async fn savepoint(&self) -> Result<(), StoreError> {
+        self.tx
+            .client()
+            .batch_execute("SAVEPOINT atrium_row")
+            .await?;
+        Ok(())
+    }
+
+    pub async fn rollback_to_savepoint(&self) -> Result<(), StoreError> {
+        self.tx
+            .client()
+            .batch_execute("ROLLBACK TO SAVEPOINT atrium_row; RELEASE SAVEPOINT atrium_row")
+            .await?;
+        Ok(())
+    }
+
+    pub async fn release_savepoint(&self) -> Result<(), StoreError> {
+        self.tx
+            .client()
+            .batch_execute("RELEASE SAVEPOINT atrium_row")
+            .await?;
+        Ok(())
+    }
+
     /// Runs `sql` in the tenant transaction. For tests and tools that must
     /// show what the tenant role can and cannot do; the application's own
     /// queries live in the store's repositories.

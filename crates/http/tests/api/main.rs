@@ -5,6 +5,7 @@ mod auth;
 mod companies;
 mod contacts;
 mod conventions;
+mod csv_io;
 mod custom_fields;
 mod deals;
 mod hardening;

@@ -1,0 +1,257 @@
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, send, send_problem};
+
+const IMPORT: &str = "/api/v1/contacts/import";
+const EXPORT: &str = "/api/v1/contacts/export";
+
+async fn import(app: &TestApp, sub: &str, token: &str, csv: &str, query: &str) -> Value {
+    send(
+        app.authed(Method::POST, sub, token, &format!("{IMPORT}{query}"))
+            .header("content-type", "text/csv")
+            .body(csv.to_owned()),
+        StatusCode::OK,
+    )
+    .await
+}
+
+async fn export(app: &TestApp, sub: &str, token: &str) -> String {
+    let response = app
+        .authed(Method::GET, sub, token, EXPORT)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/csv")
+    );
+    response.text().await.unwrap()
+}
+
+async fn define_priority(app: &TestApp, sub: &str, token: &str) {
+    for def in [
+        json!({"entity": "contact", "key": "priority", "label": "Priority", "type": "select", "options": ["high", "low"]}),
+        json!({"entity": "contact", "key": "score", "label": "Score", "type": "number"}),
+    ] {
+        send(
+            app.authed(Method::POST, sub, token, "/api/v1/custom-fields")
+                .json(&def),
+            StatusCode::CREATED,
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn an_import_creates_updates_and_reports_failed_rows_by_line() {
+    let app = TestApp::spawn().await;
+    let t = app.create_tenant("alpha").await;
+    let token = t.admin_token.clone();
+    define_priority(&app, "alpha", &token).await;
+    let csv = "first_name,last_name,email,company,cf.priority,cf.score\n\
+               Ann,Lee,ann@x.com,Initech,high,3\n\
+               Bob,,bob@x.com,Initech,low,1\n\
+               Cy,Young,not-an-email,,,\n\
+               Dee,Dow,dee@x.com,Globex,urgent,\n\
+               Ann,Leigh,ANN@X.COM,,,\n";
+    let dry = import(&app, "alpha", &token, csv, "?dry_run=true").await;
+    assert_eq!(
+        (
+            dry["created"].as_u64(),
+            dry["updated"].as_u64(),
+            dry["failed"].as_u64()
+        ),
+        (Some(1), Some(1), Some(3))
+    );
+    let none = send(
+        app.authed(Method::GET, "alpha", &token, "/api/v1/contacts"),
+        StatusCode::OK,
+    )
+    .await;
+    assert!(
+        none["data"].as_array().unwrap().is_empty(),
+        "a dry run writes nothing"
+    );
+
+    let report = import(&app, "alpha", &token, csv, "").await;
+    assert_eq!(
+        (
+            report["created"].as_u64(),
+            report["updated"].as_u64(),
+            report["failed"].as_u64()
+        ),
+        (Some(1), Some(1), Some(3))
+    );
+    let errors: Vec<(u64, String)> = report["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["row"].as_u64().unwrap(),
+                e["field"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    assert!(errors.contains(&(3, "last_name".into())), "{errors:?}");
+    assert!(errors.contains(&(4, "email".into())), "{errors:?}");
+    assert!(
+        errors.contains(&(5, "custom_fields.priority".into())),
+        "{errors:?}"
+    );
+    let contacts = send(
+        app.authed(
+            Method::GET,
+            "alpha",
+            &token,
+            "/api/v1/contacts?sort=last_name",
+        ),
+        StatusCode::OK,
+    )
+    .await;
+    let data = contacts["data"].as_array().unwrap();
+    assert_eq!(
+        data.len(),
+        1,
+        "the second Ann row updated the first: {data:?}"
+    );
+    assert_eq!(
+        (
+            data[0]["last_name"].as_str(),
+            data[0]["custom_fields"]["score"].as_i64()
+        ),
+        (Some("Leigh"), Some(3))
+    );
+    let companies = send(
+        app.authed(Method::GET, "alpha", &token, "/api/v1/companies"),
+        StatusCode::OK,
+    )
+    .await;
+    let names: Vec<&str> = companies["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["Initech"],
+        "Globex's row failed, so Globex was not kept"
+    );
+}
+
+#[tokio::test]
+async fn an_export_imports_into_another_tenant_as_the_same_rows() {
+    let app = TestApp::spawn().await;
+    let a = app.create_tenant("alpha").await;
+    let b = app.create_tenant("bravo").await;
+    for t in [&a, &b] {
+        define_priority(&app, &t.subdomain, &t.admin_token).await;
+    }
+    let source = "first_name,last_name,email,phone,company,cf.priority,cf.score\n\
+                  Ann,Lee,ann@x.com,+1 555,Initech,high,3\n\
+                  \"O'Brien, Jr.\",Müller,,,\"Acme, Inc.\",,\n\
+                  Zoë,\"Say \"\"hi\"\"\",z@y.org,,Initech,low,2.5\n";
+    import(&app, "alpha", &a.admin_token, source, "").await;
+    let exported = export(&app, "alpha", &a.admin_token).await;
+    assert!(
+        exported.starts_with(
+            "id,first_name,last_name,email,phone,company_id,company,cf.priority,cf.score\n"
+        ),
+        "{exported}"
+    );
+    let report = import(&app, "bravo", &b.admin_token, &exported, "").await;
+    assert_eq!(
+        (report["created"].as_u64(), report["failed"].as_u64()),
+        (Some(3), Some(0)),
+        "{report}"
+    );
+    let strip = |csv: &str| -> Vec<Vec<String>> {
+        let mut rows: Vec<Vec<String>> = csv::Reader::from_reader(csv.as_bytes())
+            .records()
+            .map(|r| {
+                let r = r.unwrap();
+                // Ids differ between tenants; everything else must not.
+                r.iter()
+                    .enumerate()
+                    .filter(|(i, _)| *i != 0 && *i != 5)
+                    .map(|(_, v)| v.to_owned())
+                    .collect()
+            })
+            .collect();
+        rows.sort();
+        rows
+    };
+    let again = export(&app, "bravo", &b.admin_token).await;
+    assert_eq!(strip(&exported), strip(&again));
+}
+
+#[tokio::test]
+async fn bad_imports_and_roles_are_refused() {
+    let app = TestApp::spawn().await;
+    let t = app.create_tenant("alpha").await;
+    let token = t.admin_token.clone();
+    send_problem(
+        app.authed(Method::POST, "alpha", &token, IMPORT)
+            .header("content-type", "application/json")
+            .body("{}"),
+        StatusCode::BAD_REQUEST,
+        "bad_request",
+    )
+    .await;
+    send_problem(
+        app.authed(Method::POST, "alpha", &token, IMPORT)
+            .header("content-type", "text/csv")
+            .body("first_name,shoe_size\nA,9\n"),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    )
+    .await;
+    let (_, viewer) = app.add_user(&t, "v@alpha.example", "viewer").await;
+    send_problem(
+        app.authed(Method::POST, "alpha", &viewer, IMPORT)
+            .header("content-type", "text/csv")
+            .body("first_name,last_name\nA,B\n"),
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    )
+    .await;
+    let (_, rep) = app.add_user(&t, "rep@alpha.example", "sales_rep").await;
+    send_problem(
+        app.authed(Method::GET, "alpha", &rep, EXPORT),
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    )
+    .await;
+    // A sales rep's import may not update someone else's contact.
+    import(
+        &app,
+        "alpha",
+        &token,
+        "first_name,last_name,email\nAnn,Lee,ann@x.com\n",
+        "",
+    )
+    .await;
+    let report = import(
+        &app,
+        "alpha",
+        &rep,
+        "first_name,last_name,email\nAnn,Changed,ann@x.com\nNew,Person,new@x.com\n",
+        "",
+    )
+    .await;
+    assert_eq!(
+        (report["created"].as_u64(), report["failed"].as_u64()),
+        (Some(1), Some(1))
+    );
+    assert!(
+        report["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("forbidden")
+    );
+}

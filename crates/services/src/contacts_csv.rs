@@ -1,0 +1,324 @@
+//! Contacts in and out as CSV: the export imports back unchanged, into
+//! this tenant or any other.
+
+use std::collections::HashMap;
+
+use serde_json::{Map, Value, json};
+
+use atrium_domain::Action;
+use atrium_domain::custom_fields::CustomEntity;
+use atrium_store::TenantTx;
+use atrium_store::custom_fields as definitions;
+use atrium_store::records as store;
+
+use crate::records::{self, COMPANY, CONTACT, ListRequest};
+use crate::{CurrentUser, ServiceError};
+
+/// Contact fields a CSV may carry, besides `company` and `cf.<key>`.
+const FIELDS: &[&str] = &["first_name", "last_name", "email", "phone"];
+/// Columns of an export that an import ignores: ids differ between tenants;
+/// the `company` name links the company.
+const IGNORED: &[&str] = &["id", "company_id"];
+
+#[derive(Debug, Default, serde::Serialize)]
+pub struct ImportReport {
+    pub created: u64,
+    pub updated: u64,
+    pub failed: u64,
+    pub errors: Vec<RowError>,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct RowError {
+    /// The line in the file; the header is line 1.
+    pub row: u64,
+    pub field: Option<String>,
+    pub message: String,
+}
+
+enum Column {
+    Field(&'static str),
+    Company,
+    Custom(String),
+    Ignored,
+}
+
+/// Imports contacts from CSV. Each row is its own savepoint: a failed row
+/// leaves nothing behind and does not stop the others. With `dry_run`
+/// every check runs and nothing is kept (the caller rolls back).
+pub async fn import(
+    tx: &TenantTx,
+    me: &CurrentUser,
+    csv_text: &[u8],
+) -> Result<ImportReport, ServiceError> {
+    me.require(Action::ContactsImport)?;
+    let mut reader = csv::ReaderBuilder::new()
+        .flexible(false)
+        .from_reader(csv_text);
+    let headers = reader
+        .headers()
+        .map_err(|e| {
+            atrium_domain::Invalid::new("body", format!("the CSV header row cannot be read: {e}"))
+        })?
+        .clone();
+    let defined: Vec<String> = definitions::list(tx, Some(CustomEntity::Contact.as_str()))
+        .await?
+        .into_iter()
+        .map(|d| d.key)
+        .collect();
+    let mut columns = Vec::new();
+    for name in headers.iter() {
+        let name = name.trim();
+        columns.push(if let Some(field) = FIELDS.iter().find(|f| **f == name) {
+            Column::Field(field)
+        } else if name == "company" {
+            Column::Company
+        } else if IGNORED.contains(&name) {
+            Column::Ignored
+        } else if let Some(key) = name
+            .strip_prefix("cf.")
+            .filter(|k| defined.iter().any(|d| d == k))
+        {
+            Column::Custom(key.to_owned())
+        } else {
+            return Err(atrium_domain::Invalid::new(
+                "body",
+                format!("column '{name}' is not a contact field, company, or a defined cf.<key>"),
+            )
+            .into());
+        });
+    }
+    let mut report = ImportReport::default();
+    let mut companies: HashMap<String, i64> = HashMap::new();
+    for record in reader.records() {
+        let (line, record) = match record {
+            Ok(r) => (r.position().map_or(0, |p| p.line()), r),
+            Err(e) => {
+                report.failed += 1;
+                report.errors.push(RowError {
+                    row: e.position().map_or(0, |p| p.line()),
+                    field: None,
+                    message: format!("the row cannot be read: {e}"),
+                });
+                continue;
+            }
+        };
+        tx.savepoint().await?;
+        match import_row(tx, me, &columns, &record, &mut companies).await {
+            Ok(created) => {
+                tx.release_savepoint().await?;
+                if created {
+                    report.created += 1;
+                } else {
+                    report.updated += 1;
+                }
+            }
+            Err(problems) => {
+                tx.rollback_to_savepoint().await?;
+                report.failed += 1;
+                // Companies made for this row were rolled back too.
+                companies.retain(|_, id| *id > 0);
+                for (field, message) in problems {
+                    report.errors.push(RowError {
+                        row: line,
+                        field,
+                        message,
+                    });
+                }
+            }
+        }
+    }
+    Ok(report)
+}
+
+type RowProblems = Vec<(Option<String>, String)>;
+
+fn row_problems(e: ServiceError) -> Result<RowProblems, ServiceError> {
+    Ok(match e {
+        ServiceError::Invalid(problems) => problems
+            .into_iter()
+            .map(|p| (Some(p.field.into_owned()), p.message))
+            .collect(),
+        ServiceError::Forbidden(_) => {
+            vec![(None, "forbidden: you may not change this contact".into())]
+        }
+        ServiceError::Conflict(m) => vec![(None, m)],
+        ServiceError::NotFound(m) => vec![(None, format!("{m} not found"))],
+        other => return Err(other),
+    })
+}
+
+/// One row; true when it created a contact, false when it updated one.
+async fn import_row(
+    tx: &TenantTx,
+    me: &CurrentUser,
+    columns: &[Column],
+    record: &csv::StringRecord,
+    companies: &mut HashMap<String, i64>,
+) -> Result<bool, RowProblems> {
+    let fail = |e: ServiceError| row_problems(e).unwrap_or_else(|e| vec![(None, e.to_string())]);
+    let mut body = Map::new();
+    let mut custom = Map::new();
+    for (column, value) in columns.iter().zip(record.iter()) {
+        match column {
+            Column::Field(name) => {
+                let value = if value.is_empty() {
+                    Value::Null
+                } else {
+                    json!(value)
+                };
+                body.insert((*name).to_owned(), value);
+            }
+            Column::Custom(key) if !value.is_empty() => {
+                // The CSV holds each value as its JSON text (see export).
+                let parsed = serde_json::from_str(value).unwrap_or_else(|_| json!(value));
+                custom.insert(key.clone(), parsed);
+            }
+            Column::Company if !value.trim().is_empty() => {
+                let name = value.trim();
+                let id = match companies.get(&name.to_lowercase()) {
+                    Some(id) => id.abs(),
+                    None => {
+                        let found = store::company_by_name(tx, name)
+                            .await
+                            .map_err(|e| fail(e.into()))?;
+                        match found {
+                            Some(id) => {
+                                companies.insert(name.to_lowercase(), i64::from(id));
+                                i64::from(id)
+                            }
+                            None => {
+                                let made = records::create(tx, me, &COMPANY, json!({"name": name}))
+                                    .await
+                                    .map_err(fail)?;
+                                let id = made["id"].as_i64().unwrap_or_default();
+                                // Negative until the row commits: a failed row
+                                // takes its new company with it.
+                                companies.insert(name.to_lowercase(), -id);
+                                id
+                            }
+                        }
+                    }
+                };
+                body.insert("company_id".into(), json!(id));
+            }
+            _ => {}
+        }
+    }
+    if !custom.is_empty() {
+        body.insert("custom_fields".into(), Value::Object(custom));
+    }
+    let email = body.get("email").and_then(Value::as_str).map(str::to_owned);
+    let existing = match &email {
+        Some(email) => store::contacts_by_email(tx, email)
+            .await
+            .map_err(|e| fail(e.into()))?,
+        None => Vec::new(),
+    };
+    let created = match existing.as_slice() {
+        [] => records::create(tx, me, &CONTACT, Value::Object(body))
+            .await
+            .map(|_| true),
+        [id] => records::update(tx, me, &CONTACT, *id, Value::Object(body), None)
+            .await
+            .map(|_| false),
+        _ => {
+            return Err(vec![(
+                Some("email".into()),
+                "is ambiguous: several contacts have this email".into(),
+            )]);
+        }
+    };
+    let created = created.map_err(fail)?;
+    for id in companies.values_mut() {
+        *id = id.abs();
+    }
+    Ok(created)
+}
+
+/// The export's header: the contact columns, then each defined custom
+/// field.
+pub async fn export_header(tx: &TenantTx, me: &CurrentUser) -> Result<Vec<String>, ServiceError> {
+    me.require(Action::ContactsExport)?;
+    let mut header: Vec<String> = [
+        "id",
+        "first_name",
+        "last_name",
+        "email",
+        "phone",
+        "company_id",
+        "company",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    for d in definitions::list(tx, Some(CustomEntity::Contact.as_str())).await? {
+        header.push(format!("cf.{}", d.key));
+    }
+    Ok(header)
+}
+
+/// One page of the export as CSV lines (no header), and the cursor of the
+/// next page. `params` are the list's filters.
+pub async fn export_page(
+    tx: &TenantTx,
+    me: &CurrentUser,
+    header: &[String],
+    params: &HashMap<String, String>,
+) -> Result<(Vec<u8>, Option<String>), ServiceError> {
+    let page = records::list(
+        tx,
+        me,
+        &CONTACT,
+        ListRequest {
+            params,
+            limit: 1000,
+            include_deleted: false,
+        },
+    )
+    .await?;
+    let company_ids: Vec<i32> = page
+        .data
+        .iter()
+        .filter_map(|c| c["company_id"].as_i64().map(|id| id as i32))
+        .collect();
+    let names: HashMap<i32, String> = store::company_names(tx, &company_ids)
+        .await?
+        .into_iter()
+        .collect();
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    for contact in &page.data {
+        let text = |v: &Value| match v {
+            Value::Null => String::new(),
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        let mut row = Vec::with_capacity(header.len());
+        for column in header {
+            row.push(match column.as_str() {
+                "company" => contact["company_id"]
+                    .as_i64()
+                    .and_then(|id| names.get(&(id as i32)).cloned())
+                    .unwrap_or_default(),
+                c if c.starts_with("cf.") => {
+                    let value = &contact["custom_fields"][&c[3..]];
+                    // Strings as they are; other values as JSON, which the
+                    // import reads back to the same type.
+                    match value {
+                        Value::String(s) if serde_json::from_str::<Value>(s).is_err() => s.clone(),
+                        Value::Null => String::new(),
+                        other => other.to_string(),
+                    }
+                }
+                c => text(&contact[c]),
+            });
+        }
+        writer
+            .write_record(&row)
+            .map_err(|e| anyhow::anyhow!("writing CSV: {e}"))?;
+    }
+    let bytes = writer
+        .into_inner()
+        .map_err(|e| anyhow::anyhow!("writing CSV: {e}"))?;
+    Ok((bytes, page.next_cursor))
+}
