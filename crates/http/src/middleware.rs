@@ -18,6 +18,7 @@ pub const BODY_LIMIT: usize = 1024 * 1024;
 /// CSV imports may be larger.
 pub const IMPORT_BODY_LIMIT: usize = 20 * 1024 * 1024;
 pub const IMPORT_PATH: &str = "/api/v1/contacts/import";
+pub const IMPORT_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 pub(crate) fn wrap(router: Router, state: AppState) -> Router {
@@ -51,10 +52,11 @@ async fn observe_and_bound(
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_owned();
-    let (limit, limit_text) = if request.uri().path() == IMPORT_PATH {
-        (IMPORT_BODY_LIMIT, "20 MiB")
+    // An import of a 100,000-row file takes minutes, not seconds.
+    let (limit, limit_text, timeout) = if request.uri().path() == IMPORT_PATH {
+        (IMPORT_BODY_LIMIT, "20 MiB", IMPORT_TIMEOUT)
     } else {
-        (BODY_LIMIT, "1 MiB")
+        (BODY_LIMIT, "1 MiB", state.settings.request_timeout)
     };
     let too_large = request
         .headers()
@@ -75,7 +77,7 @@ async fn observe_and_bound(
         next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
             .await
     };
-    let response = match tokio::time::timeout(state.settings.request_timeout, handled).await {
+    let response = match tokio::time::timeout(timeout, handled).await {
         Ok(response) => response,
         Err(_) => ApiError::unavailable("the request took too long", 1).into_response(),
     };
