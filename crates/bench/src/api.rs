@@ -40,6 +40,33 @@ struct BenchTenant {
     token_hash: String,
 }
 
+/// Contacts and deals per tenant for the record workloads.
+const CONTACTS_PER_TENANT: i32 = 200;
+const DEALS_PER_TENANT: i32 = 100;
+/// Names the search workload looks for (each matches a few contacts).
+const SEARCHES: &[&str] = &["john smith", "jo", "maria", "jhon", "garcia"];
+
+/// Fills a tenant's schema with a few hundred records, in one statement.
+async fn fill_records(db: &Database, schema: &str) -> anyhow::Result<()> {
+    let session = db.session().await?;
+    session
+        .batch_execute(&format!(
+            "INSERT INTO {schema}.contacts (first_name, last_name, email, created_by)
+               SELECT (ARRAY['John','Maria','Joanna','Ahmed','Wei','Olga','Jon'])[1 + g % 7],
+                      (ARRAY['Smith','Garcia','Okafor','Chen','Novak','Smithers'])[1 + g % 6] || g,
+                      'person' || g || '@example.com', 1
+               FROM generate_series(1, {CONTACTS_PER_TENANT}) g;
+             INSERT INTO {schema}.deals (title, value, probability, stage, owner_id, created_by, expected_close_date)
+               SELECT 'Deal ' || g, (g * 137 % 50000)::numeric, 50, 
+                      (ARRAY['lead','qualified','proposal','negotiation','won','lost'])[1 + g % 6], 1, 1,
+                      DATE '2026-01-01' + g
+               FROM generate_series(1, {DEALS_PER_TENANT}) g;
+             ANALYZE {schema}.contacts; ANALYZE {schema}.deals;"
+        ))
+        .await?;
+    Ok(())
+}
+
 pub async fn run(server: &Database, bench: &ApiBench) -> anyhow::Result<String> {
     let scratch = Scratch::create(server).await?;
     let result = measure(&scratch, bench).await;
@@ -71,13 +98,31 @@ async fn measure(scratch: &Scratch, bench: &ApiBench) -> anyhow::Result<String> 
     let mut made = 0;
     for &count in &bench.tenant_counts {
         provision_many(db, &format!("up-to-{count}"), count - made, 2).await?;
-        made = count;
         let tenants = Arc::new(sessions_for_all(db).await?);
+        for t in tenants.iter().skip(made as usize) {
+            fill_records(db, &t.schema).await?;
+        }
+        made = count;
         let api = api_load(db, &tenants, bench).await?;
         let sql = sql_load(scratch, &tenants, bench).await?;
-        row(&mut report, count, "GET /api/v1/me", api.0, sql.0)?;
-        row(&mut report, count, "tenant lookup", api.1, sql.1)?;
+        for (i, label) in [
+            "GET /api/v1/me",
+            "tenant lookup",
+            "GET /api/v1/contacts/{id}",
+            "GET /api/v1/contacts?q=",
+            "GET /api/v1/pipeline/summary",
+        ]
+        .iter()
+        .enumerate()
+        {
+            row(&mut report, count, label, api[i], sql[i])?;
+        }
     }
+    writeln!(
+        report,
+        "\nEach tenant holds {CONTACTS_PER_TENANT} contacts and {DEALS_PER_TENANT} deals; searches \
+         cycle through {SEARCHES:?}."
+    )?;
     Ok(report)
 }
 
@@ -144,11 +189,40 @@ async fn sessions_for_all(db: &Database) -> anyhow::Result<Vec<BenchTenant>> {
     Ok(tenants)
 }
 
+/// One closed-loop run of authenticated GETs of `path(worker, i)`.
+async fn api_get(
+    client: &reqwest::Client,
+    addr: std::net::SocketAddr,
+    tenants: &Arc<Vec<BenchTenant>>,
+    bench: &ApiBench,
+    path: fn(usize) -> String,
+) -> LoadResult {
+    let (client, tenants) = (client.clone(), tenants.clone());
+    load::run(
+        bench.clients,
+        Duration::from_secs(bench.seconds),
+        move |_, i| {
+            let (client, tenants) = (client.clone(), tenants.clone());
+            async move {
+                let t = &tenants[rand::random_range(0..tenants.len())];
+                client
+                    .get(format!("http://{addr}{}", path(i)))
+                    .header("host", format!("{}.localhost", t.subdomain))
+                    .bearer_auth(&t.token)
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status() == 200)
+            }
+        },
+    )
+    .await
+}
+
 async fn api_load(
     db: &Database,
     tenants: &Arc<Vec<BenchTenant>>,
     bench: &ApiBench,
-) -> anyhow::Result<(LoadResult, LoadResult)> {
+) -> anyhow::Result<Vec<LoadResult>> {
     // The server gets as many database sessions as the SQL side.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
@@ -197,15 +271,63 @@ async fn api_load(
         })
         .await
     };
+    let contact = api_get(&client, addr, tenants, bench, |i| {
+        format!(
+            "/api/v1/contacts/{}",
+            1 + (i as i32 * 7919) % CONTACTS_PER_TENANT
+        )
+    })
+    .await;
+    let search = api_get(&client, addr, tenants, bench, |i| {
+        format!(
+            "/api/v1/contacts?q={}",
+            SEARCHES[i % SEARCHES.len()].replace(' ', "+")
+        )
+    })
+    .await;
+    let summary = api_get(&client, addr, tenants, bench, |_| {
+        "/api/v1/pipeline/summary".into()
+    })
+    .await;
     server.abort();
-    Ok((me, lookup))
+    Ok(vec![me, lookup, contact, search, summary])
+}
+
+/// The record reads, as the services write them.
+fn record_sql() -> [String; 3] {
+    let contact = atrium_store::records::CONTACTS.json();
+    let name = "lower(t.first_name || ' ' || t.last_name)";
+    [
+        format!(
+            "SELECT {contact} FROM contacts t WHERE t.id = $1 AND ($2 OR t.deleted_at IS NULL)"
+        ),
+        format!(
+            "SELECT {contact}, (ts_rank(t.search_vector, to_tsquery('simple', $1)) + similarity({name}, $2) \
+             + similarity(lower(coalesce(t.email, '')), $3))::float8::text, t.id FROM contacts t \
+             WHERE t.deleted_at IS NULL AND (t.search_vector @@ to_tsquery('simple', $1) OR {name} % $2 \
+             OR lower(t.email) % $3) ORDER BY (ts_rank(t.search_vector, to_tsquery('simple', $1)) \
+             + similarity({name}, $2) + similarity(lower(coalesce(t.email, '')), $3))::float8 DESC, t.id DESC LIMIT 51"
+        ),
+        "SELECT s.name, count(d.id), COALESCE(sum(d.value), 0)::numeric(16,2)::text, \
+         round(COALESCE(sum(d.value * d.probability), 0) / 100, 2)::numeric(16,2)::text \
+         FROM pipeline_stages s LEFT JOIN deals d ON d.stage = s.name AND d.deleted_at IS NULL \
+         GROUP BY s.name, s.position ORDER BY s.position"
+            .to_owned(),
+    ]
+}
+
+fn tsquery_of(q: &str) -> String {
+    q.split_whitespace()
+        .map(|w| format!("'{w}':*"))
+        .collect::<Vec<_>>()
+        .join(" & ")
 }
 
 async fn sql_load(
     scratch: &Scratch,
     tenants: &Arc<Vec<BenchTenant>>,
     bench: &ApiBench,
-) -> anyhow::Result<(LoadResult, LoadResult)> {
+) -> anyhow::Result<Vec<LoadResult>> {
     let mut clients = Vec::new();
     for _ in 0..bench.clients {
         let client = scratch.db.dedicated_session().await?;
@@ -218,11 +340,17 @@ async fn sql_load(
             ))
             .await?;
         let me = client.prepare(SESSION_SQL).await?;
+        let [by_id, search, summary] = record_sql();
+        let records = [
+            client.prepare(&by_id).await?,
+            client.prepare(&search).await?,
+            client.prepare(&summary).await?,
+        ];
         client.batch_execute("COMMIT").await?;
         let lookup = client
             .prepare("SELECT id, name, subdomain, schema_name, status, tier FROM public.tenants WHERE subdomain = $1")
             .await?;
-        clients.push(Arc::new((client, me, lookup)));
+        clients.push(Arc::new((client, me, lookup, records)));
     }
     let clients = Arc::new(clients);
     let duration = Duration::from_secs(bench.seconds);
@@ -232,7 +360,7 @@ async fn sql_load(
         load::run(bench.clients, duration, move |worker, _| {
             let (clients, tenants) = (clients.clone(), tenants.clone());
             async move {
-                let (client, statement, _) = &*clients[worker];
+                let (client, statement, _, _) = &*clients[worker];
                 let t = &tenants[rand::random_range(0..tenants.len())];
                 let setup = format!(
                     "BEGIN; SELECT set_config('search_path', '{s}, extensions', true), \
@@ -256,7 +384,7 @@ async fn sql_load(
         load::run(bench.clients, duration, move |worker, _| {
             let (clients, tenants) = (clients.clone(), tenants.clone());
             async move {
-                let (client, _, statement) = &*clients[worker];
+                let (client, _, statement, _) = &*clients[worker];
                 let t = &tenants[rand::random_range(0..tenants.len())];
                 client
                     .query_opt(statement, &[&t.subdomain])
@@ -266,5 +394,40 @@ async fn sql_load(
         })
         .await
     };
-    Ok((me, lookup))
+    let mut records = Vec::new();
+    for kind in 0..3 {
+        let (clients, tenants) = (clients.clone(), tenants.clone());
+        records.push(
+            load::run(bench.clients, duration, move |worker, i| {
+                let (clients, tenants) = (clients.clone(), tenants.clone());
+                async move {
+                    let (client, session, _, statements) = &*clients[worker];
+                    let t = &tenants[rand::random_range(0..tenants.len())];
+                    let setup = format!(
+                        "BEGIN; SELECT set_config('search_path', '{s}, extensions, pg_temp', true), \
+                         set_config('role', '{r}', true), set_config('application_name', '{s}', true), \
+                         set_config('statement_timeout', '30000', true)",
+                        s = t.schema,
+                        r = t.role
+                    );
+                    let q = SEARCHES[i % SEARCHES.len()];
+                    let id = 1 + (i as i32 * 7919) % CONTACTS_PER_TENANT;
+                    let tsq = tsquery_of(q);
+                    let work = async {
+                        client.batch_execute(&setup).await?;
+                        client.query_opt(session, &[&t.token_hash, &idle_seconds]).await?;
+                        match kind {
+                            0 => client.query(&statements[0], &[&id, &false]).await?,
+                            1 => client.query(&statements[1], &[&tsq, &q, &q]).await?,
+                            _ => client.query(&statements[2], &[]).await?,
+                        };
+                        client.batch_execute("COMMIT").await
+                    };
+                    work.await.is_ok()
+                }
+            })
+            .await,
+        );
+    }
+    Ok([vec![me, lookup], records].concat())
 }

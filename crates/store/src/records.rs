@@ -157,8 +157,9 @@ pub static COMPANIES: Table = Table {
 };
 
 impl Table {
-    /// The record as JSON: id, the writable columns, the audit columns.
-    fn json(&self) -> String {
+    /// The record as JSON: id, the writable columns, the audit columns
+    /// (an SQL expression over alias `t`).
+    pub fn json(&self) -> String {
         let mut pairs = vec!["'id', t.id".to_owned()];
         for c in self.columns {
             let read = if c.sql == SqlType::Numeric {
