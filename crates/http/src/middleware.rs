@@ -70,6 +70,14 @@ async fn observe_and_bound(
         }
         // The whole body arrives before any handler starts: a slow upload
         // must not hold a tenant transaction (and connection) open.
+        let has_body = request.headers().contains_key(header::TRANSFER_ENCODING)
+            || request
+                .headers()
+                .get(header::CONTENT_LENGTH)
+                .is_some_and(|v| v.as_bytes() != b"0");
+        if !has_body {
+            return next.run(request).await;
+        }
         let (parts, body) = request.into_parts();
         let Ok(bytes) = axum::body::to_bytes(body, limit).await else {
             return ApiError::payload_too_large(limit_text).into_response();

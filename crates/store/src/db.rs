@@ -15,7 +15,7 @@ use tokio_postgres::{Client, NoTls};
 /// stays in its catalog caches, which never shrink; retiring sessions
 /// bounds a backend's memory, and the cost of the cache resets that other
 /// sessions' DDL forces on it, whatever the number of tenants.
-pub const SESSION_MAX_TENANTS: usize = 100;
+pub const SESSION_MAX_TENANTS: usize = 250;
 pub const SESSION_MAX_AGE: Duration = Duration::from_secs(15 * 60);
 
 /// A pooled PostgreSQL session and the tenants it has served.
