@@ -30,11 +30,7 @@ pub(crate) fn check_if_match(headers: &HeaderMap, current: &str) -> ApiResult<()
     let Some(given) = headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok()) else {
         return Ok(());
     };
-    let matches = given
-        .split(',')
-        .map(|t| t.trim().trim_start_matches("W/"))
-        .any(|t| t == "*" || t == current);
-    if matches {
+    if atrium_services::records::if_match_allows(given, current) {
         Ok(())
     } else {
         Err(ApiError::precondition_failed())

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
-use atrium_domain::{Email, Password};
+use atrium_domain::Password;
 use atrium_store::users::User;
 use atrium_store::{TenantTx, outbox, password_resets, sessions, users};
 
@@ -380,11 +380,6 @@ pub async fn confirm_password_reset(
     }
     .await;
     finish(tx, result).await
-}
-
-/// Checks an email address the way every sign-in form does.
-pub fn parse_email(raw: &str) -> Result<Email, ServiceError> {
-    Email::parse(raw).map_err(Into::into)
 }
 
 #[cfg(test)]

@@ -641,9 +641,7 @@ pub async fn get(
     id: i32,
     include_deleted: bool,
 ) -> Result<Value, ServiceError> {
-    if include_deleted {
-        me.require(Action::RecordsRestore)?;
-    }
+    crate::users::check_include_deleted(me, include_deleted)?;
     records::get(tx, entity.table, id, include_deleted, false)
         .await?
         .ok_or_else(|| ServiceError::NotFound(entity.table.entity.into()))
@@ -659,6 +657,15 @@ pub fn etag(record: &Value) -> String {
             .unwrap_or_default()
             .replace(['"', ' '], "")
     )
+}
+
+/// Whether an `If-Match` header value names `current` (a list of ETags,
+/// weak or strong, or `*`).
+pub fn if_match_allows(if_match: &str, current: &str) -> bool {
+    if_match
+        .split(',')
+        .map(|t| t.trim().trim_start_matches("W/"))
+        .any(|t| t == "*" || t == current)
 }
 
 fn is_own(me: &CurrentUser, record: &Value) -> bool {
@@ -682,10 +689,7 @@ async fn for_change(
         return Err(ServiceError::forbidden());
     }
     if let Some(expected) = if_match
-        && !expected
-            .split(',')
-            .map(|t| t.trim().trim_start_matches("W/"))
-            .any(|t| t == "*" || t == etag(&current))
+        && !if_match_allows(expected, &etag(&current))
     {
         return Err(ServiceError::PreconditionFailed);
     }
@@ -1044,9 +1048,7 @@ pub async fn list(
     entity: &Entity,
     request: ListRequest<'_>,
 ) -> Result<RecordPage, ServiceError> {
-    if request.include_deleted {
-        me.require(Action::RecordsRestore)?;
-    }
+    crate::users::check_include_deleted(me, request.include_deleted)?;
     let params = request.params;
     let mut problems = Problems::default();
     let sort_name = params
