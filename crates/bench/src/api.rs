@@ -32,11 +32,11 @@ const SESSION_SQL: &str = "SELECT s.id, s.last_seen_at, u.id, u.email, u.first_n
     WHERE s.token = $1 AND s.revoked_at IS NULL AND s.expires_at > now() \
     AND s.last_seen_at > now() - make_interval(secs => $2) AND u.active AND u.deleted_at IS NULL";
 
-struct BenchTenant {
-    subdomain: String,
-    schema: String,
+pub(crate) struct BenchTenant {
+    pub subdomain: String,
+    pub schema: String,
     role: String,
-    token: String,
+    pub token: String,
     token_hash: String,
 }
 
@@ -155,7 +155,7 @@ fn row(
 }
 
 /// Gives every tenant's admin a session with a known token.
-async fn sessions_for_all(db: &Database) -> anyhow::Result<Vec<BenchTenant>> {
+pub(crate) async fn sessions_for_all(db: &Database) -> anyhow::Result<Vec<BenchTenant>> {
     let session = db.session().await?;
     let prefix = atrium_store::registry::role_prefix(&session).await?;
     let rows = session

@@ -5,6 +5,7 @@
 
 pub mod api;
 mod fleet;
+pub mod import;
 mod load;
 pub mod migrate;
 pub mod provision;

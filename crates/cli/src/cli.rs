@@ -217,6 +217,15 @@ pub enum BenchCommand {
     Migrate(BenchMigrateArgs),
     /// API throughput and latency against direct SQL for the same work.
     Api(BenchApiArgs),
+    /// A large contact CSV import through the API against `COPY`.
+    Import(BenchImportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchImportArgs {
+    /// Rows in the generated CSV file.
+    #[arg(long, default_value_t = 100_000)]
+    pub rows: u32,
 }
 
 #[derive(Debug, Args)]

@@ -97,7 +97,7 @@ fn bearer(parts: &Parts) -> Option<&str> {
 pub(crate) struct Authed {
     pub tx: TenantTx,
     pub me: CurrentUser,
-    #[allow(dead_code)] // for handlers that start further work in the tenant
+    /// For handlers that run further transactions in the tenant.
     pub scope: Scope,
 }
 

@@ -79,11 +79,23 @@ async fn observe_and_bound(
             return next.run(request).await;
         }
         let (parts, body) = request.into_parts();
-        let Ok(bytes) = axum::body::to_bytes(body, limit).await else {
-            return ApiError::payload_too_large(limit_text).into_response();
+        let body = if limit == IMPORT_BODY_LIMIT {
+            // Imports go to disk, not memory: a 20 MiB file times a few
+            // concurrent imports would otherwise sit in the heap.
+            match spool_to_file(body, limit).await {
+                Ok(Some(file)) => {
+                    axum::body::Body::from_stream(tokio_util::io::ReaderStream::new(file))
+                }
+                Ok(None) => return ApiError::payload_too_large(limit_text).into_response(),
+                Err(e) => return ApiError::from(e).into_response(),
+            }
+        } else {
+            let Ok(bytes) = axum::body::to_bytes(body, limit).await else {
+                return ApiError::payload_too_large(limit_text).into_response();
+            };
+            axum::body::Body::from(bytes)
         };
-        next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
-            .await
+        next.run(Request::from_parts(parts, body)).await
     };
     let response = match tokio::time::timeout(timeout, handled).await {
         Ok(response) => response,
@@ -107,4 +119,32 @@ async fn observe_and_bound(
         response.headers_mut().insert(REQUEST_ID, value);
     }
     response
+}
+
+/// Writes a body to an anonymous temporary file (gone when dropped) and
+/// rewinds it; `None` when the body is longer than `limit` or breaks off.
+async fn spool_to_file(
+    body: axum::body::Body,
+    limit: usize,
+) -> anyhow::Result<Option<tokio::fs::File>> {
+    use futures::StreamExt;
+    use tokio::io::{AsyncSeekExt, AsyncWriteExt};
+    let file = tokio::task::spawn_blocking(tempfile::tempfile).await??;
+    let mut file = tokio::io::BufWriter::new(tokio::fs::File::from_std(file));
+    let mut stream = body.into_data_stream();
+    let mut written = 0;
+    while let Some(chunk) = stream.next().await {
+        let Ok(chunk) = chunk else {
+            return Ok(None);
+        };
+        written += chunk.len();
+        if written > limit {
+            return Ok(None);
+        }
+        file.write_all(&chunk).await?;
+    }
+    file.flush().await?;
+    let mut file = file.into_inner();
+    file.rewind().await?;
+    Ok(Some(file))
 }

@@ -656,7 +656,9 @@ pub struct ImportReportBody {
 /// Columns: contact fields, `company` (matched or created by name),
 /// `cf.<key>`; `id` and `company_id` are ignored. A contact whose email
 /// exists is updated. Failed rows are reported and change nothing;
-/// `dry_run=true` checks without writing.
+/// `dry_run=true` checks without writing. Rows are read one at a time and
+/// committed in batches of 250: an import that breaks off keeps the
+/// batches before it, and running the file again updates them by email.
 #[utoipa::path(post, path = "/api/v1/contacts/import", tag = "contacts", security(("session" = [])),
     params(("dry_run" = Option<bool>, Query)),
     request_body(content = String, content_type = "text/csv"),
@@ -666,7 +668,7 @@ async fn import_contacts(
     authed: Authed,
     query: Query,
     headers: HeaderMap,
-    body: axum::body::Bytes,
+    body: axum::body::Body,
 ) -> ApiResult<axum::Json<atrium_services::contacts_csv::ImportReport>> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
@@ -686,10 +688,11 @@ async fn import_contacts(
             return Err(e);
         }
     };
-    let result = atrium_services::contacts_csv::import(&authed.tx, &authed.me, &body).await;
-    if dry_run {
-        let _ = authed.tx.rollback().await;
-        return Ok(axum::Json(result?));
-    }
-    Ok(axum::Json(authed.finish(result).await?))
+    use futures::TryStreamExt;
+    let body = tokio_util::io::StreamReader::new(
+        body.into_data_stream().map_err(std::io::Error::other),
+    );
+    let Authed { tx, me, scope } = authed;
+    let report = atrium_services::contacts_csv::import(&scope, tx, &me, body, dry_run).await?;
+    Ok(axum::Json(report))
 }

@@ -1,7 +1,7 @@
 //! Contacts in and out as CSV: the export imports back unchanged, into
 //! this tenant or any other.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use serde_json::{Map, Value, json};
 
@@ -12,7 +12,7 @@ use atrium_store::custom_fields as definitions;
 use atrium_store::records as store;
 
 use crate::records::{self, COMPANY, CONTACT, ListRequest};
-use crate::{CurrentUser, ServiceError};
+use crate::{CurrentUser, Scope, ServiceError};
 
 /// Contact fields a CSV may carry, besides `company` and `cf.<key>`.
 const FIELDS: &[&str] = &["first_name", "last_name", "email", "phone"];
@@ -43,25 +43,96 @@ enum Column {
     Ignored,
 }
 
-/// Imports contacts from CSV. Each row is its own savepoint: a failed row
-/// leaves nothing behind and does not stop the others. With `dry_run`
-/// every check runs and nothing is kept (the caller rolls back).
-pub async fn import(
-    tx: &TenantTx,
+/// Rows per transaction. A whole file in one transaction would hold back
+/// vacuum for the entire database while it runs, overflow the snapshot's
+/// subtransaction cache for every other session, and update the tenant's
+/// counters row once per row in one transaction (each update walking the
+/// chain of its earlier versions). Small batches bound all three.
+const BATCH_ROWS: u64 = 250;
+
+/// Imports contacts from CSV, read a row at a time. Each row is its own
+/// savepoint: a failed row leaves nothing behind and does not stop the
+/// others. Every [`BATCH_ROWS`] rows the transaction commits and a new one
+/// begins, so an import that breaks off keeps the batches before it
+/// (running the file again updates those contacts by email). With
+/// `dry_run` every batch is rolled back instead.
+pub async fn import<R>(
+    scope: &Scope,
+    tx: TenantTx,
     me: &CurrentUser,
-    csv_text: &[u8],
-) -> Result<ImportReport, ServiceError> {
+    csv_text: R,
+    dry_run: bool,
+) -> Result<ImportReport, ServiceError>
+where
+    R: tokio::io::AsyncRead + Unpin + Send,
+{
+    let mut batch = Batch {
+        tx,
+        rows: 0,
+        dry_run,
+    };
+    let result = import_rows(scope, &mut batch, me, csv_text).await;
+    let Batch { tx, .. } = batch;
+    if dry_run || result.is_err() {
+        let _ = tx.rollback().await;
+        return result;
+    }
+    tx.commit().await?;
+    result
+}
+
+/// The open transaction of an import and the rows it holds.
+struct Batch {
+    tx: TenantTx,
+    rows: u64,
+    dry_run: bool,
+}
+
+impl Batch {
+    /// Ends the transaction once it holds a full batch and opens the next.
+    /// True when it did (the company cache of a dry run is stale then).
+    async fn next_if_full(&mut self, scope: &Scope) -> Result<bool, ServiceError> {
+        self.rows += 1;
+        if self.rows < BATCH_ROWS {
+            return Ok(false);
+        }
+        let next = scope.begin().await?;
+        next.plan_for_current_sizes().await?;
+        next.savepoint().await?;
+        let done = std::mem::replace(&mut self.tx, next);
+        if self.dry_run {
+            done.rollback().await?;
+        } else {
+            done.commit().await?;
+        }
+        self.rows = 0;
+        Ok(true)
+    }
+}
+
+async fn import_rows<R>(
+    scope: &Scope,
+    batch: &mut Batch,
+    me: &CurrentUser,
+    csv_text: R,
+) -> Result<ImportReport, ServiceError>
+where
+    R: tokio::io::AsyncRead + Unpin + Send,
+{
     me.require(Action::ContactsImport)?;
-    let mut reader = csv::ReaderBuilder::new()
+    batch.tx.plan_for_current_sizes().await?;
+    batch.tx.savepoint().await?;
+    let mut reader = csv_async::AsyncReaderBuilder::new()
         .flexible(false)
-        .from_reader(csv_text);
+        .create_reader(csv_text);
     let headers = reader
         .headers()
+        .await
         .map_err(|e| {
             atrium_domain::Invalid::new("body", format!("the CSV header row cannot be read: {e}"))
         })?
         .clone();
-    let defined: Vec<String> = definitions::list(tx, Some(CustomEntity::Contact.as_str()))
+    let defined: Vec<String> = definitions::list(&batch.tx, Some(CustomEntity::Contact.as_str()))
         .await?
         .into_iter()
         .map(|d| d.key)
@@ -90,9 +161,19 @@ pub async fn import(
     }
     let mut report = ImportReport::default();
     let mut companies: HashMap<String, i64> = HashMap::new();
-    for record in reader.records() {
-        let (line, record) = match record {
-            Ok(r) => (r.position().map_or(0, |p| p.line()), r),
+    // A dry run rolls each batch back, so a later row with the email of an
+    // earlier one finds nothing; these emails make it count as the update
+    // the real import would make.
+    let mut dry_run_emails: HashSet<String> = HashSet::new();
+    // One record, reused: the file is read a row at a time and never held.
+    let mut record = csv_async::StringRecord::new();
+    loop {
+        let line = match reader.read_record(&mut record).await {
+            Ok(false) => break,
+            Ok(true) => record.position().map_or(0, |p| p.line()),
+            Err(e) if matches!(e.kind(), csv_async::ErrorKind::Io(_)) => {
+                return Err(anyhow::anyhow!("reading the CSV body: {e}").into());
+            }
             Err(e) => {
                 report.failed += 1;
                 report.errors.push(RowError {
@@ -103,11 +184,13 @@ pub async fn import(
                 continue;
             }
         };
-        tx.savepoint().await?;
+        let tx = &batch.tx;
         match import_row(tx, me, &columns, &record, &mut companies).await {
-            Ok(created) => {
-                tx.release_savepoint().await?;
-                if created {
+            Ok(Imported { created, email }) => {
+                tx.keep_and_savepoint().await?;
+                let seen = batch.dry_run
+                    && email.is_some_and(|e| !dry_run_emails.insert(e.to_lowercase()));
+                if created && !seen {
                     report.created += 1;
                 } else {
                     report.updated += 1;
@@ -126,6 +209,9 @@ pub async fn import(
                     });
                 }
             }
+        }
+        if batch.next_if_full(scope).await? && batch.dry_run {
+            companies.clear();
         }
     }
     Ok(report)
@@ -148,14 +234,20 @@ fn row_problems(e: ServiceError) -> Result<RowProblems, ServiceError> {
     })
 }
 
-/// One row; true when it created a contact, false when it updated one.
+/// What one row did.
+struct Imported {
+    /// True when it created a contact, false when it updated one.
+    created: bool,
+    email: Option<String>,
+}
+
 async fn import_row(
     tx: &TenantTx,
     me: &CurrentUser,
     columns: &[Column],
-    record: &csv::StringRecord,
+    record: &csv_async::StringRecord,
     companies: &mut HashMap<String, i64>,
-) -> Result<bool, RowProblems> {
+) -> Result<Imported, RowProblems> {
     let fail = |e: ServiceError| row_problems(e).unwrap_or_else(|e| vec![(None, e.to_string())]);
     let mut body = Map::new();
     let mut custom = Map::new();
@@ -233,7 +325,7 @@ async fn import_row(
     for id in companies.values_mut() {
         *id = id.abs();
     }
-    Ok(created)
+    Ok(Imported { created, email })
 }
 
 /// The export's header: the contact columns, then each defined custom

@@ -37,6 +37,10 @@ fn from_row(r: &Row) -> FieldDefinition {
 
 /// Live definitions, by id; of one entity if given.
 pub async fn list(tx: &TenantTx, entity: Option<&str>) -> Result<Vec<FieldDefinition>, StoreError> {
+    let key = entity.map(str::to_owned);
+    if let Some(found) = memo(tx).get(&key) {
+        return Ok(found.clone());
+    }
     let rows = tx
         .query(
             &format!(
@@ -47,7 +51,15 @@ pub async fn list(tx: &TenantTx, entity: Option<&str>) -> Result<Vec<FieldDefini
             &[&entity],
         )
         .await?;
-    Ok(rows.iter().map(from_row).collect())
+    let found: Vec<FieldDefinition> = rows.iter().map(from_row).collect();
+    memo(tx).insert(key, found.clone());
+    Ok(found)
+}
+
+fn memo(tx: &TenantTx) -> std::sync::MutexGuard<'_, crate::tenant::DefinitionsMemo> {
+    tx.definitions
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 pub async fn get(tx: &TenantTx, id: i32) -> Result<Option<FieldDefinition>, StoreError> {
@@ -71,6 +83,7 @@ pub struct NewDefinition<'a> {
 }
 
 pub async fn insert(tx: &TenantTx, new: &NewDefinition<'_>) -> Result<FieldDefinition, StoreError> {
+    memo(tx).clear();
     let row = tx
         .query_one(
             &format!(
@@ -106,6 +119,7 @@ pub async fn update(
     required: Option<bool>,
     by: i32,
 ) -> Result<Option<FieldDefinition>, StoreError> {
+    memo(tx).clear();
     let row = tx
         .query_opt(
             &format!(
@@ -122,6 +136,7 @@ pub async fn update(
 
 /// Retires a definition: stored values stay, the key is no longer accepted.
 pub async fn delete(tx: &TenantTx, id: i32, by: i32) -> Result<bool, StoreError> {
+    memo(tx).clear();
     let n = tx
         .execute(
             "UPDATE custom_field_definitions SET deleted_at = now(), updated_by = $2

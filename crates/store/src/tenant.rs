@@ -98,7 +98,15 @@ pub struct TenantTx {
     /// counting against the tenant while it still runs.
     tx: PooledTx,
     tenant: Arc<TenantContext>,
+    /// Custom field definitions read in this transaction, by entity: a
+    /// bulk write checks every row against them, and they change only
+    /// through this transaction's own writes (which clear it) or another
+    /// transaction's, which a transaction may read as of its start.
+    pub(crate) definitions: std::sync::Mutex<DefinitionsMemo>,
 }
+
+pub(crate) type DefinitionsMemo =
+    std::collections::HashMap<Option<String>, Vec<crate::custom_fields::FieldDefinition>>;
 
 impl TenantTx {
     /// Waits (briefly) for one of the tenant's connection slots, then opens
@@ -118,6 +126,7 @@ impl TenantTx {
         Ok(Self {
             tx,
             tenant: tenant.clone(),
+            definitions: Default::default(),
         })
     }
 
@@ -149,6 +158,7 @@ impl TenantTx {
         let tx = Self {
             tx,
             tenant: tenant.clone(),
+            definitions: Default::default(),
         };
         match begun.and(row) {
             Ok(row) => Ok((tx, row)),
@@ -214,6 +224,19 @@ impl TenantTx {
         self.tx.rollback().await.map_err(Into::into)
     }
 
+    /// Plans every statement of this transaction for the tables as they
+    /// are now. A bulk write (an import) grows tables far past the size
+    /// the session's cached generic plans were made for, and nothing
+    /// replans them until autovacuum analyzes the table: a lookup planned
+    /// on an empty table can become a full scan per row.
+    pub async fn plan_for_current_sizes(&self) -> Result<(), StoreError> {
+        self.tx
+            .client()
+            .batch_execute("SET LOCAL plan_cache_mode = force_custom_plan")
+            .await?;
+        Ok(())
+    }
+
     /// Starts a savepoint: work after it can be undone alone (one row of
     /// an import), leaving the rest of the transaction intact.
     pub async fn savepoint(&self) -> Result<(), StoreError> {
@@ -224,18 +247,22 @@ impl TenantTx {
         Ok(())
     }
 
-    pub async fn rollback_to_savepoint(&self) -> Result<(), StoreError> {
+    /// Keeps the work since the savepoint and starts the next one, in one
+    /// round trip.
+    pub async fn keep_and_savepoint(&self) -> Result<(), StoreError> {
         self.tx
             .client()
-            .batch_execute("ROLLBACK TO SAVEPOINT atrium_row; RELEASE SAVEPOINT atrium_row")
+            .batch_execute("RELEASE SAVEPOINT atrium_row; SAVEPOINT atrium_row")
             .await?;
         Ok(())
     }
 
-    pub async fn release_savepoint(&self) -> Result<(), StoreError> {
+    /// Undoes the work since the savepoint, which stays in place for the
+    /// next piece of work.
+    pub async fn rollback_to_savepoint(&self) -> Result<(), StoreError> {
         self.tx
             .client()
-            .batch_execute("RELEASE SAVEPOINT atrium_row")
+            .batch_execute("ROLLBACK TO SAVEPOINT atrium_row")
             .await?;
         Ok(())
     }

@@ -1,6 +1,7 @@
 use std::process::ExitCode;
 
 use atrium_bench::api::ApiBench;
+use atrium_bench::import::ImportBench;
 use atrium_bench::migrate::MigrateBench;
 use atrium_bench::provision::ProvisionBench;
 
@@ -43,6 +44,15 @@ pub async fn run(command: BenchCommand, connected: &Connected) -> CommandResult 
                     tenant_counts,
                     clients: args.clients.max(1),
                     seconds: args.seconds.max(1),
+                },
+            )
+            .await?
+        }
+        BenchCommand::Import(args) => {
+            atrium_bench::import::run(
+                server,
+                &ImportBench {
+                    rows: args.rows.max(1),
                 },
             )
             .await?

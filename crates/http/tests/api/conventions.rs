@@ -223,13 +223,7 @@ async fn a_chunked_body_over_1_mib_without_content_length_is_413() {
     let t = app.create_tenant("alpha").await;
     let padding = "x".repeat(ONE_MIB + 10);
     let json = format!(r#"{{"email":"{padding}","password":"x"}}"#);
-    let mut body = Vec::new();
-    for chunk in json.as_bytes().chunks(64 * 1024) {
-        body.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
-        body.extend_from_slice(chunk);
-        body.extend_from_slice(b"\r\n");
-    }
-    body.extend_from_slice(b"0\r\n\r\n");
+    let body = crate::helpers::chunked(json.as_bytes());
     let head = format!(
         "POST /api/v1/auth/login HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked",
         app.host_of(&t.subdomain)

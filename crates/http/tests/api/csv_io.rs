@@ -1,7 +1,7 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, send, send_problem};
+use crate::helpers::{RawResponse, TestApp, chunked, send, send_problem};
 
 const IMPORT: &str = "/api/v1/contacts/import";
 const EXPORT: &str = "/api/v1/contacts/export";
@@ -253,5 +253,87 @@ async fn bad_imports_and_roles_are_refused() {
             .as_str()
             .unwrap()
             .contains("forbidden")
+    );
+}
+
+/// A chunked import: the body goes to a temporary file (no
+/// `Content-Length`, past the 1 MiB limit of other routes), is read a row
+/// at a time, and line numbers count every line of the file.
+async fn chunked_import(app: &TestApp, sub: &str, token: &str, csv: &[u8]) -> RawResponse {
+    let head = format!(
+        "POST {IMPORT} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: text/csv\r\nTransfer-Encoding: chunked",
+        app.host_of(sub)
+    );
+    app.raw(&head, &chunked(csv)).await
+}
+
+#[tokio::test]
+async fn a_chunked_import_over_1_mib_is_read_row_by_row() {
+    let app = TestApp::spawn().await;
+    let t = app.create_tenant("alpha").await;
+    let blank_lines = 2 * 1024 * 1024;
+    let mut csv = b"first_name,last_name,email\nAnn,Lee,ann@x.com\n".to_vec();
+    csv.extend(std::iter::repeat_n(b'\n', blank_lines));
+    csv.extend_from_slice(b"Bob,Roe,bob@x.com\nCy,,cy@x.com\n");
+    let response = chunked_import(&app, "alpha", &t.admin_token, &csv).await;
+    assert_eq!(response.status, 200, "{}", String::from_utf8_lossy(&response.body));
+    let report = response.json();
+    assert_eq!(report["created"], 2);
+    assert_eq!(report["failed"], 1);
+    assert_eq!(report["errors"][0]["row"], blank_lines as u64 + 4);
+    assert_eq!(report["errors"][0]["field"], "last_name");
+}
+
+#[tokio::test]
+async fn an_import_over_20_mib_is_413_and_imports_nothing() {
+    let app = TestApp::spawn().await;
+    let t = app.create_tenant("alpha").await;
+    let row = b"Ann,Lee,ann@x.com\n";
+    let mut csv = b"first_name,last_name,email\n".to_vec();
+    while csv.len() <= 20 * 1024 * 1024 {
+        csv.extend_from_slice(row);
+    }
+    let response = chunked_import(&app, "alpha", &t.admin_token, &csv).await;
+    assert_eq!(response.status, 413);
+    assert_eq!(response.json()["code"], "payload_too_large");
+    let page = send(
+        app.authed(Method::GET, "alpha", &t.admin_token, "/api/v1/contacts"),
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(page["data"], json!([]));
+}
+
+/// More rows than one transaction holds (250): a dry run rolls every batch
+/// back yet counts a repeated email as the update the real import makes,
+/// and the real import keeps every batch.
+#[tokio::test]
+async fn an_import_of_several_batches_counts_alike_dry_and_real() {
+    let app = TestApp::spawn().await;
+    let t = app.create_tenant("alpha").await;
+    let token = t.admin_token.clone();
+    let mut csv = String::from("first_name,last_name,email,company\n");
+    for n in 0..600 {
+        // Row 550 repeats the email of row 1, in a later batch.
+        let email = if n == 549 { 0 } else { n };
+        csv.push_str(&format!("Ann,Lee{n},ann{email}@x.com,Company {}\n", n % 7));
+    }
+    let dry = import(&app, "alpha", &token, &csv, "?dry_run=true").await;
+    assert_eq!(
+        (&dry["created"], &dry["updated"], &dry["failed"]),
+        (&json!(599), &json!(1), &json!(0)),
+        "{dry}"
+    );
+    assert_eq!(app.sql_i64("SELECT count(*) FROM tenant_1.contacts").await, 0);
+    assert_eq!(app.sql_i64("SELECT count(*) FROM tenant_1.companies").await, 0);
+    let real = import(&app, "alpha", &token, &csv, "").await;
+    assert_eq!(real, dry);
+    assert_eq!(app.sql_i64("SELECT count(*) FROM tenant_1.contacts").await, 599);
+    assert_eq!(app.sql_i64("SELECT count(*) FROM tenant_1.companies").await, 7);
+    assert_eq!(
+        app.sql_i64("SELECT contacts FROM public.tenant_counters WHERE tenant_id = 1")
+            .await,
+        599
     );
 }

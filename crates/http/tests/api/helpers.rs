@@ -347,6 +347,19 @@ impl RawResponse {
     }
 }
 
+/// `body` in HTTP/1.1 chunked transfer coding (64 KiB chunks), so the
+/// server sees no `Content-Length`.
+pub fn chunked(body: &[u8]) -> Vec<u8> {
+    let mut coded = Vec::with_capacity(body.len() + body.len() / 8192 + 16);
+    for chunk in body.chunks(64 * 1024) {
+        coded.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+        coded.extend_from_slice(chunk);
+        coded.extend_from_slice(b"\r\n");
+    }
+    coded.extend_from_slice(b"0\r\n\r\n");
+    coded
+}
+
 impl TestApp {
     /// The `Host` value of tenant `subdomain`.
     pub fn host_of(&self, subdomain: &str) -> String {
