@@ -689,9 +689,8 @@ async fn import_contacts(
         }
     };
     use futures::TryStreamExt;
-    let body = tokio_util::io::StreamReader::new(
-        body.into_data_stream().map_err(std::io::Error::other),
-    );
+    let body =
+        tokio_util::io::StreamReader::new(body.into_data_stream().map_err(std::io::Error::other));
     let Authed { tx, me, scope } = authed;
     let report = atrium_services::contacts_csv::import(&scope, tx, &me, body, dry_run).await?;
     Ok(axum::Json(report))

@@ -277,7 +277,12 @@ async fn a_chunked_import_over_1_mib_is_read_row_by_row() {
     csv.extend(std::iter::repeat_n(b'\n', blank_lines));
     csv.extend_from_slice(b"Bob,Roe,bob@x.com\nCy,,cy@x.com\n");
     let response = chunked_import(&app, "alpha", &t.admin_token, &csv).await;
-    assert_eq!(response.status, 200, "{}", String::from_utf8_lossy(&response.body));
+    assert_eq!(
+        response.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&response.body)
+    );
     let report = response.json();
     assert_eq!(report["created"], 2);
     assert_eq!(report["failed"], 1);
@@ -325,12 +330,24 @@ async fn an_import_of_several_batches_counts_alike_dry_and_real() {
         (&json!(599), &json!(1), &json!(0)),
         "{dry}"
     );
-    assert_eq!(app.sql_i64("SELECT count(*) FROM tenant_1.contacts").await, 0);
-    assert_eq!(app.sql_i64("SELECT count(*) FROM tenant_1.companies").await, 0);
+    assert_eq!(
+        app.sql_i64("SELECT count(*) FROM tenant_1.contacts").await,
+        0
+    );
+    assert_eq!(
+        app.sql_i64("SELECT count(*) FROM tenant_1.companies").await,
+        0
+    );
     let real = import(&app, "alpha", &token, &csv, "").await;
     assert_eq!(real, dry);
-    assert_eq!(app.sql_i64("SELECT count(*) FROM tenant_1.contacts").await, 599);
-    assert_eq!(app.sql_i64("SELECT count(*) FROM tenant_1.companies").await, 7);
+    assert_eq!(
+        app.sql_i64("SELECT count(*) FROM tenant_1.contacts").await,
+        599
+    );
+    assert_eq!(
+        app.sql_i64("SELECT count(*) FROM tenant_1.companies").await,
+        7
+    );
     assert_eq!(
         app.sql_i64("SELECT contacts FROM public.tenant_counters WHERE tenant_id = 1")
             .await,
