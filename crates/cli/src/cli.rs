@@ -178,6 +178,26 @@ pub enum TenantCommand {
         subdomain: String,
         new_subdomain: String,
     },
+    /// Write a self-describing archive of the tenant's data (owner-only
+    /// file permissions: it holds password hashes and personal data).
+    Export {
+        subdomain: String,
+        #[arg(long)]
+        out: std::path::PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Create a new tenant from an archive; ids and relations are kept.
+    Import {
+        file: std::path::PathBuf,
+        #[arg(long)]
+        subdomain: String,
+        /// The source tenant's name when not given.
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Drop the tenant's schema, its role and its registry row.
     Delete {
         subdomain: String,

@@ -46,3 +46,28 @@ pub fn progress_bar(message: &'static str) -> indicatif::ProgressBar {
     bar.set_message(message);
     bar
 }
+
+/// A byte counter on stderr when it is a terminal (export, import);
+/// hidden otherwise. `total` is the size when known.
+pub fn byte_progress(message: &'static str, total: Option<u64>) -> indicatif::ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let (bar, template) = match total {
+        Some(total) => (
+            indicatif::ProgressBar::new(total),
+            "{msg} [{bar:40}] {bytes}/{total_bytes} ({bytes_per_sec}, eta {eta})",
+        ),
+        None => (
+            indicatif::ProgressBar::no_length(),
+            "{msg} {spinner} {bytes} ({bytes_per_sec})",
+        ),
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(template)
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_message(message);
+    bar
+}

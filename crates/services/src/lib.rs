@@ -53,6 +53,7 @@ impl ServiceError {
             StoreError::NotFound => Self::NotFound(what.to_owned()),
             StoreError::Conflict(m) => Self::Conflict(m),
             StoreError::Busy => Self::Busy,
+            StoreError::Invalid(m) => Self::Invalid(vec![Invalid::new(what.to_owned(), m)]),
             StoreError::Other(e) => Self::Other(e),
         }
     }

@@ -1,6 +1,8 @@
 //! The tenant lifecycle, as the operator sees it.
 
 use atrium_domain::{Email, Invalid, Password, Subdomain, TenantStatus, Tier};
+use atrium_store::archive::{self, ArchiveReport, ImportTarget};
+use atrium_store::migrate::MigrationSets;
 use atrium_store::provision::{FirstAdmin, NewTenant};
 use atrium_store::registry::{self, Tenant, TenantChanges};
 use atrium_store::{Database, provision};
@@ -200,4 +202,50 @@ pub async fn list_all(db: &Database) -> Result<Vec<TenantView>, ServiceError> {
         }
     }
     Ok(all)
+}
+
+/// Writes tenant `subdomain`'s archive to `out` (see
+/// `atrium_store::archive`).
+pub async fn export<W>(
+    db: &Database,
+    subdomain: &str,
+    out: W,
+) -> Result<ArchiveReport, ServiceError>
+where
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    let tenant = find(db, subdomain).await?;
+    Ok(archive::export(db, &tenant, out).await?)
+}
+
+/// Creates a tenant under `subdomain` from an archive; `name` defaults to
+/// the source tenant's.
+pub async fn import<R>(
+    db: &Database,
+    input: R,
+    subdomain: &str,
+    name: Option<&str>,
+) -> Result<(Tenant, ArchiveReport), ServiceError>
+where
+    R: tokio::io::AsyncRead + Unpin,
+{
+    let mut problems = Problems::default();
+    let subdomain = problems.check(Subdomain::parse(subdomain));
+    let name = match name {
+        Some(n) => problems.check(parse_name("name", n, 255)),
+        None => None,
+    };
+    problems.into_result()?;
+    let subdomain = subdomain.expect("checked above");
+    archive::import(
+        db,
+        &MigrationSets::embedded(),
+        input,
+        &ImportTarget {
+            subdomain: &subdomain,
+            name: name.as_deref(),
+        },
+    )
+    .await
+    .map_err(|e| ServiceError::from_store(e, "file"))
 }

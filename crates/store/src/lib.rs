@@ -1,6 +1,7 @@
 //! Everything that talks to PostgreSQL: the embedded cluster, the pool, the
 //! registry, provisioning, the migrator and the drift check.
 
+pub mod archive;
 pub mod check;
 pub mod cluster;
 pub mod custom_fields;
@@ -35,6 +36,9 @@ pub enum StoreError {
     NotFound,
     #[error("{0}")]
     Conflict(String),
+    /// Input the store refuses as a whole (a damaged archive).
+    #[error("{0}")]
+    Invalid(String),
     /// The tenant already uses all the connections its tier allows.
     #[error("the tenant is at its connection limit")]
     Busy,

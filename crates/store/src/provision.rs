@@ -44,49 +44,12 @@ pub const APPLICATION_ROLE: &str = "atrium_application";
 
 pub async fn provision(db: &Database, new: &NewTenant<'_>) -> Result<(Tenant, i32), StoreError> {
     let mut tx = PooledTx::begin(db, "").await?;
-    let row = tx
-        .client()
-        .query_one(
-            "WITH new_id AS (SELECT nextval('public.tenants_id_seq')::int AS id)
-             INSERT INTO public.tenants (id, name, subdomain, schema_name, tier)
-             SELECT id, $1, $2, 'tenant_' || id, $3 FROM new_id
-             RETURNING id, schema_name, (SELECT role_prefix FROM public.installation)",
-            &[&new.name, &new.subdomain.as_str(), &new.tier.as_str()],
-        )
-        .await
-        .map_err(|e| match constraint_of(&e) {
-            Some("tenants_subdomain_key") => {
-                StoreError::Conflict(format!("subdomain '{}' is already taken", new.subdomain))
-            }
-            _ => e.into(),
-        })?;
-    let (id, schema, role_prefix): (i32, String, String) = (row.get(0), row.get(1), row.get(2));
-    tx.note_tenant(id);
+    let shell = create_shell(&mut tx, new.name, new.subdomain, new.tier).await?;
+    let (id, schema) = (shell.id, &shell.schema);
     let client = tx.client();
-    let role = tenant_role_name(&role_prefix, id);
-    let (q_schema, q_role) = (quote_ident(&schema), quote_ident(&role));
-    let q_group = quote_ident(&tenant_group_role(&role_prefix));
-    client
-        .batch_execute(&format!(
-            "INSERT INTO public.tenant_counters (tenant_id) VALUES ({id});
-             CREATE SCHEMA {q_schema};
-             CREATE ROLE {q_role} NOLOGIN IN ROLE {q_group};
-             DO $$ BEGIN
-               IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{APPLICATION_ROLE}') THEN
-                 GRANT {q_role} TO {APPLICATION_ROLE};
-               END IF;
-             END $$;
-             SELECT set_config('search_path', '{q_schema}, extensions', true);
-             -- made before the default privileges: the tenant role never gets it
-             {};
-             {}",
-            crate::migrate::SCHEMA_MIGRATIONS_DDL,
-            default_privileges_sql(&q_schema, &q_role),
-        ))
-        .await?;
     apply_pending(
         client,
-        &schema,
+        schema,
         MigrationSets::embedded().tenant,
         &QueryCounter::default(),
     )
@@ -123,6 +86,62 @@ pub async fn provision(db: &Database, new: &NewTenant<'_>) -> Result<(Tenant, i3
         .get(0);
     tx.commit().await?;
     Ok((registry::find_by_id(db, id).await?, admin_id))
+}
+
+/// A new tenant's registry row, counters row, empty schema (with its
+/// migration history table, the search path set to it) and role: what
+/// provisioning and an archive import share. Nothing is committed.
+pub(crate) struct Shell {
+    pub id: i32,
+    pub schema: String,
+}
+
+pub(crate) async fn create_shell(
+    tx: &mut PooledTx,
+    name: &str,
+    subdomain: &Subdomain,
+    tier: Tier,
+) -> Result<Shell, StoreError> {
+    let row = tx
+        .client()
+        .query_one(
+            "WITH new_id AS (SELECT nextval('public.tenants_id_seq')::int AS id)
+             INSERT INTO public.tenants (id, name, subdomain, schema_name, tier)
+             SELECT id, $1, $2, 'tenant_' || id, $3 FROM new_id
+             RETURNING id, schema_name, (SELECT role_prefix FROM public.installation)",
+            &[&name, &subdomain.as_str(), &tier.as_str()],
+        )
+        .await
+        .map_err(|e| match constraint_of(&e) {
+            Some("tenants_subdomain_key") => {
+                StoreError::Conflict(format!("subdomain '{subdomain}' is already taken"))
+            }
+            _ => e.into(),
+        })?;
+    let (id, schema, role_prefix): (i32, String, String) = (row.get(0), row.get(1), row.get(2));
+    tx.note_tenant(id);
+    let role = tenant_role_name(&role_prefix, id);
+    let (q_schema, q_role) = (quote_ident(&schema), quote_ident(&role));
+    let q_group = quote_ident(&tenant_group_role(&role_prefix));
+    tx.client()
+        .batch_execute(&format!(
+            "INSERT INTO public.tenant_counters (tenant_id) VALUES ({id});
+             CREATE SCHEMA {q_schema};
+             CREATE ROLE {q_role} NOLOGIN IN ROLE {q_group};
+             DO $$ BEGIN
+               IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{APPLICATION_ROLE}') THEN
+                 GRANT {q_role} TO {APPLICATION_ROLE};
+               END IF;
+             END $$;
+             SELECT set_config('search_path', '{q_schema}, extensions', true);
+             -- made before the default privileges: the tenant role never gets it
+             {};
+             {}",
+            crate::migrate::SCHEMA_MIGRATIONS_DDL,
+            default_privileges_sql(&q_schema, &q_role),
+        ))
+        .await?;
+    Ok(Shell { id, schema })
 }
 
 /// Data rights for the tenant role on everything the migrations are about

@@ -1,3 +1,4 @@
+use std::path::Path;
 use std::process::ExitCode;
 
 use atrium_services::passwords;
@@ -6,7 +7,7 @@ use atrium_services::tenants::{self, CreateTenant, TenantView, UpdateTenant};
 use super::{CommandResult, Failure};
 use crate::cli::{TenantCommand, TenantCreateArgs};
 use crate::connect::Connected;
-use crate::output::{print_json, print_table};
+use crate::output::{byte_progress, print_json, print_table};
 
 pub async fn run(command: TenantCommand, connected: &Connected) -> CommandResult {
     let db = &connected.db;
@@ -94,6 +95,17 @@ pub async fn run(command: TenantCommand, connected: &Connected) -> CommandResult
             );
             Ok(ExitCode::SUCCESS)
         }
+        TenantCommand::Export {
+            subdomain,
+            out,
+            json,
+        } => export(connected, &subdomain, &out, json).await,
+        TenantCommand::Import {
+            file,
+            subdomain,
+            name,
+            json,
+        } => import(connected, &file, &subdomain, name.as_deref(), json).await,
         TenantCommand::Delete { subdomain, yes } => {
             if !yes {
                 return Err(Failure::usage(format!(
@@ -159,6 +171,108 @@ async fn create(args: TenantCreateArgs, connected: &Connected) -> CommandResult 
             println!("password: {password}");
             println!("(shown once: store it now)");
         }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes the archive next to `out` under a temporary name, readable by
+/// its owner only, and renames it into place once complete: a failed
+/// export leaves no file that looks whole.
+async fn export(connected: &Connected, subdomain: &str, out: &Path, json: bool) -> CommandResult {
+    let file_name = out
+        .file_name()
+        .ok_or_else(|| Failure::usage(format!("--out {} is not a file name", out.display())))?;
+    let partial = out.with_file_name(format!(
+        ".{}.partial-{}",
+        file_name.to_string_lossy(),
+        std::process::id()
+    ));
+    let mut file = tokio::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&partial)
+        .await
+        .map_err(|e| Failure::from(anyhow::anyhow!("cannot write {}: {e}", out.display())))?;
+    let bar = byte_progress("exporting", None);
+    let result = async {
+        let report = tenants::export(
+            connected.admin(),
+            subdomain,
+            bar.wrap_async_write(&mut file),
+        )
+        .await?;
+        file.sync_all().await.map_err(anyhow::Error::from)?;
+        tokio::fs::rename(&partial, out)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", out.display()))?;
+        Ok::<_, Failure>(report)
+    }
+    .await;
+    bar.finish_and_clear();
+    let report = match result {
+        Ok(report) => report,
+        Err(e) => {
+            let _ = tokio::fs::remove_file(&partial).await;
+            return Err(e);
+        }
+    };
+    if json {
+        print_json(&report)?;
+    } else {
+        println!(
+            "exported tenant {subdomain}: {} rows in {} tables, {} bytes, schema version {:04}, to {} ({:.1} s)",
+            report.rows(),
+            report.tables.len(),
+            report.bytes,
+            report.header.schema_version,
+            out.display(),
+            report.seconds
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn import(
+    connected: &Connected,
+    path: &Path,
+    subdomain: &str,
+    name: Option<&str>,
+    json: bool,
+) -> CommandResult {
+    let file = tokio::fs::File::open(path)
+        .await
+        .map_err(|e| Failure::from(anyhow::anyhow!("cannot read {}: {e}", path.display())))?;
+    let size = file.metadata().await.ok().map(|m| m.len());
+    let bar = byte_progress("importing", size);
+    let result = tenants::import(
+        connected.admin(),
+        bar.wrap_async_read(file),
+        subdomain,
+        name,
+    )
+    .await;
+    bar.finish_and_clear();
+    let (tenant, report) = result?;
+    if json {
+        print_json(&serde_json::json!({
+            "tenant": TenantView::from(&tenant),
+            "archive": report,
+        }))?;
+    } else {
+        println!(
+            "imported tenant {} (id {}, schema {}) from {}: {} rows in {} tables from tenant {} at schema version {:04}, now {:04} ({:.1} s)",
+            tenant.subdomain,
+            tenant.id,
+            tenant.schema_name,
+            path.display(),
+            report.rows(),
+            report.tables.len(),
+            report.header.source.subdomain,
+            report.header.schema_version,
+            tenant.schema_version,
+            report.seconds
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

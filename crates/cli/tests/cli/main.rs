@@ -1,6 +1,7 @@
 //! The `atrium` binary as an operator uses it: exit codes, one-line errors,
 //! JSON output, and the embedded default.
 
+mod archives;
 mod embedded;
 mod helpers;
 mod tenants;

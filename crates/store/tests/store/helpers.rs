@@ -1,5 +1,6 @@
 use atrium_domain::{Email, Subdomain, Tier};
 use atrium_store::Database;
+use atrium_store::migrate::{MigrationFile, MigrationSets};
 use atrium_store::provision::{FirstAdmin, NewTenant, provision};
 use atrium_store::registry::Tenant;
 
@@ -56,4 +57,23 @@ pub async fn scalar_i64(db: &Database, query: &str) -> i64 {
         .await
         .unwrap_or_else(|e| panic!("{query}: {e:?}"))
         .get(0)
+}
+
+/// The embedded sets plus one more tenant migration.
+pub fn with_extra_tenant_migration(sql: &'static str) -> MigrationSets {
+    let embedded = MigrationSets::embedded();
+    let mut tenant: Vec<MigrationFile> = embedded
+        .tenant
+        .iter()
+        .map(|f| MigrationFile { ..*f })
+        .collect();
+    tenant.push(MigrationFile {
+        version: embedded.latest_tenant_version() + 1,
+        name: "extra",
+        sql,
+    });
+    MigrationSets {
+        control: embedded.control,
+        tenant: Vec::leak(tenant),
+    }
 }

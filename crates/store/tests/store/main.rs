@@ -1,6 +1,7 @@
 //! The store against a real PostgreSQL: provisioning, the migrator, the
 //! drift check and the registry counters.
 
+mod archive;
 mod helpers;
 mod migrator;
 mod provisioning;

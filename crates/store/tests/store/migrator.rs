@@ -6,26 +6,7 @@ use atrium_store::migrate::{
 };
 use atrium_testkit::migrated_database;
 
-use crate::helpers::{new_tenant, scalar_i64, sql};
-
-/// The embedded sets plus one more tenant migration.
-fn with_extra_tenant_migration(sql: &'static str) -> MigrationSets {
-    let embedded = MigrationSets::embedded();
-    let mut tenant: Vec<MigrationFile> = embedded
-        .tenant
-        .iter()
-        .map(|f| MigrationFile { ..*f })
-        .collect();
-    tenant.push(MigrationFile {
-        version: embedded.latest_tenant_version() + 1,
-        name: "extra",
-        sql,
-    });
-    MigrationSets {
-        control: embedded.control,
-        tenant: Vec::leak(tenant),
-    }
-}
+use crate::helpers::{new_tenant, scalar_i64, sql, with_extra_tenant_migration};
 
 fn options() -> MigrateOptions {
     MigrateOptions {

@@ -1,0 +1,124 @@
+use std::os::unix::fs::PermissionsExt;
+
+use atrium_testkit::migrated_database;
+
+use crate::helpers::{assert_fails, atrium, json, stderr};
+
+#[tokio::test]
+async fn export_writes_an_owner_only_archive_that_imports_under_a_new_subdomain() {
+    let t = migrated_database().await;
+    let url = &t.url;
+    let created = atrium(
+        url,
+        &[
+            "tenant",
+            "create",
+            "--name",
+            "Acme Inc",
+            "--subdomain",
+            "acme",
+            "--admin-email",
+            "boss@acme.com",
+            "--admin-password",
+            "a-long-password",
+        ],
+    );
+    assert!(created.status.success(), "{}", stderr(&created));
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("acme.atrium");
+    let file_arg = file.to_str().unwrap();
+
+    let exported = json(&atrium(
+        url,
+        &["tenant", "export", "acme", "--out", file_arg, "--json"],
+    ));
+    assert_eq!(exported["header"]["source"]["subdomain"], "acme");
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "archives hold password hashes");
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        1,
+        "no temporary file is left"
+    );
+
+    let imported = json(&atrium(
+        url,
+        &[
+            "tenant",
+            "import",
+            file_arg,
+            "--subdomain",
+            "acme-copy",
+            "--name",
+            "Acme Copy",
+            "--json",
+        ],
+    ));
+    assert_eq!(imported["tenant"]["subdomain"], "acme-copy");
+    assert_eq!(imported["tenant"]["name"], "Acme Copy");
+    assert_eq!(imported["tenant"]["user_count"], 1);
+
+    // Bad input: one line, nothing written.
+    assert_fails(
+        &atrium(url, &["tenant", "import", file_arg, "--subdomain", "acme"]),
+        1,
+        "already taken",
+    );
+    assert_fails(
+        &atrium(url, &["tenant", "import", file_arg, "--subdomain", "x_y"]),
+        2,
+        "subdomain",
+    );
+    let bytes = std::fs::read(&file).unwrap();
+    let cut = dir.path().join("cut.atrium");
+    std::fs::write(&cut, &bytes[..bytes.len() - 10]).unwrap();
+    assert_fails(
+        &atrium(
+            url,
+            &[
+                "tenant",
+                "import",
+                cut.to_str().unwrap(),
+                "--subdomain",
+                "cut",
+            ],
+        ),
+        2,
+        "truncated",
+    );
+    assert_fails(
+        &atrium(
+            url,
+            &[
+                "tenant",
+                "import",
+                "/nonexistent/a.atrium",
+                "--subdomain",
+                "nope",
+            ],
+        ),
+        1,
+        "cannot read",
+    );
+    assert_fails(
+        &atrium(
+            url,
+            &[
+                "tenant",
+                "export",
+                "nobody",
+                "--out",
+                dir.path().join("n").to_str().unwrap(),
+            ],
+        ),
+        1,
+        "not found",
+    );
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        2,
+        "a failed export leaves no file"
+    );
+    let list = json(&atrium(url, &["tenant", "list", "--json"]));
+    assert_eq!(list.as_array().unwrap().len(), 2);
+}
