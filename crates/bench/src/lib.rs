@@ -4,6 +4,7 @@
 //! Markdown report.
 
 pub mod api;
+pub mod archive;
 mod fleet;
 pub mod import;
 mod load;

@@ -239,6 +239,16 @@ pub enum BenchCommand {
     Api(BenchApiArgs),
     /// A large contact CSV import through the API against `COPY`.
     Import(BenchImportArgs),
+    /// Tenant export and import against plain `COPY` of the same tables.
+    Archive(BenchArchiveArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArchiveArgs {
+    /// Contacts in the tenant (with a tenth as many companies, a fifth as
+    /// many deals and half as many activities).
+    #[arg(long, default_value_t = 100_000)]
+    pub contacts: u32,
 }
 
 #[derive(Debug, Args)]

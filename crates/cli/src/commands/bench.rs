@@ -1,6 +1,7 @@
 use std::process::ExitCode;
 
 use atrium_bench::api::ApiBench;
+use atrium_bench::archive::ArchiveBench;
 use atrium_bench::import::ImportBench;
 use atrium_bench::migrate::MigrateBench;
 use atrium_bench::provision::ProvisionBench;
@@ -44,6 +45,15 @@ pub async fn run(command: BenchCommand, connected: &Connected) -> CommandResult 
                     tenant_counts,
                     clients: args.clients.max(1),
                     seconds: args.seconds.max(1),
+                },
+            )
+            .await?
+        }
+        BenchCommand::Archive(args) => {
+            atrium_bench::archive::run(
+                server,
+                &ArchiveBench {
+                    contacts: args.contacts.max(1),
                 },
             )
             .await?
