@@ -198,6 +198,20 @@ pub enum TenantCommand {
         #[arg(long)]
         json: bool,
     },
+    /// A `pg_dump` backup of the tenant's schema and registry row
+    /// (owner-only file permissions).
+    Backup {
+        subdomain: String,
+        #[arg(long)]
+        out: std::path::PathBuf,
+    },
+    /// Restore a backup as the tenant it was (same id, subdomain and
+    /// schema); refuses while that tenant exists.
+    Restore {
+        file: std::path::PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
     /// Drop the tenant's schema, its role and its registry row.
     Delete {
         subdomain: String,

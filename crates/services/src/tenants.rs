@@ -249,3 +249,23 @@ where
     .await
     .map_err(|e| ServiceError::from_store(e, "file"))
 }
+
+/// Writes tenant `subdomain`'s `pg_dump` backup to `out`; the bytes
+/// written.
+pub async fn backup<W>(db: &Database, subdomain: &str, out: &mut W) -> Result<u64, ServiceError>
+where
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    let tenant = find(db, subdomain).await?;
+    Ok(atrium_store::backup::backup(db, &tenant, out).await?)
+}
+
+/// Restores a backup as the tenant it was; never over a live tenant.
+pub async fn restore<R>(db: &Database, input: R) -> Result<Tenant, ServiceError>
+where
+    R: tokio::io::AsyncRead + Unpin,
+{
+    atrium_store::backup::restore(db, input)
+        .await
+        .map_err(|e| ServiceError::from_store(e, "file"))
+}

@@ -106,6 +106,25 @@ impl ServerBinaries {
     }
 }
 
+/// A PostgreSQL client program (`pg_dump`, `pg_restore`) of the same
+/// installation the embedded default would use: `ATRIUM_PG_BINDIR`, else
+/// the directory found on `PATH`, via `pg_config` or under
+/// `/usr/lib/postgresql` (the newest, which can dump any older server).
+pub fn client_program(name: &str) -> anyhow::Result<PathBuf> {
+    let dir = std::env::var_os("ATRIUM_PG_BINDIR")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .or_else(locate_bin_dir);
+    match dir.map(|d| d.join(name)).filter(|p| p.is_file()) {
+        Some(path) => Ok(path),
+        None => bail!(
+            "no {name} found (in ATRIUM_PG_BINDIR, on PATH, via pg_config or under \
+             /usr/lib/postgresql/*/bin): install PostgreSQL's client programs or set \
+             ATRIUM_PG_BINDIR to their directory"
+        ),
+    }
+}
+
 fn has_server_tools(dir: &Path) -> bool {
     dir.join("initdb").is_file() && dir.join("pg_ctl").is_file()
 }

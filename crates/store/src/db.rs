@@ -167,6 +167,42 @@ impl Database {
         &self.pool
     }
 
+    /// The database this connects to.
+    pub fn dbname(&self) -> &str {
+        self.config.get_dbname().unwrap_or_default()
+    }
+
+    /// The connection settings as libpq environment variables, for the
+    /// PostgreSQL client programs (`pg_dump`, `pg_restore`): in the
+    /// environment, the password is not on their command line for every
+    /// user of the machine to see.
+    pub fn libpq_env(&self) -> Vec<(&'static str, String)> {
+        use tokio_postgres::config::Host;
+        let mut env = Vec::new();
+        if let Some(host) = self.config.get_hosts().first() {
+            env.push((
+                "PGHOST",
+                match host {
+                    Host::Tcp(name) => name.clone(),
+                    Host::Unix(dir) => dir.display().to_string(),
+                },
+            ));
+        }
+        if let Some(port) = self.config.get_ports().first() {
+            env.push(("PGPORT", port.to_string()));
+        }
+        if let Some(user) = self.config.get_user() {
+            env.push(("PGUSER", user.to_owned()));
+        }
+        if let Some(password) = self.config.get_password() {
+            env.push(("PGPASSWORD", String::from_utf8_lossy(password).into_owned()));
+        }
+        if let Some(dbname) = self.config.get_dbname() {
+            env.push(("PGDATABASE", dbname.to_owned()));
+        }
+        env
+    }
+
     /// A pooled session.
     pub async fn session(&self) -> anyhow::Result<PooledSession> {
         self.pool

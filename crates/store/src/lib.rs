@@ -2,6 +2,7 @@
 //! registry, provisioning, the migrator and the drift check.
 
 pub mod archive;
+pub mod backup;
 pub mod check;
 pub mod cluster;
 pub mod custom_fields;

@@ -106,6 +106,46 @@ pub async fn run(command: TenantCommand, connected: &Connected) -> CommandResult
             name,
             json,
         } => import(connected, &file, &subdomain, name.as_deref(), json).await,
+        TenantCommand::Backup { subdomain, out } => {
+            let bar = byte_progress("backing up", None);
+            let written = write_owner_only(&out, |file| {
+                let bar = bar.clone();
+                let subdomain = subdomain.clone();
+                async move {
+                    let mut file = bar.wrap_async_write(file);
+                    Ok(tenants::backup(connected.admin(), &subdomain, &mut file).await?)
+                }
+            })
+            .await;
+            bar.finish_and_clear();
+            let written = written?;
+            println!(
+                "backed up tenant {subdomain}: {written} bytes to {}",
+                out.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        TenantCommand::Restore { file, json } => {
+            let input = open_input(&file).await?;
+            let size = input.metadata().await.ok().map(|m| m.len());
+            let bar = byte_progress("restoring", size);
+            let restored = tenants::restore(connected.admin(), bar.wrap_async_read(input)).await;
+            bar.finish_and_clear();
+            let tenant = TenantView::from(&restored?);
+            if json {
+                print_json(&tenant)?;
+            } else {
+                println!(
+                    "restored tenant {} (id {}, schema {}, version {:04}) from {}",
+                    tenant.subdomain,
+                    tenant.id,
+                    tenant.schema_name,
+                    tenant.schema_version,
+                    file.display()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         TenantCommand::Delete { subdomain, yes } => {
             if !yes {
                 return Err(Failure::usage(format!(
@@ -175,10 +215,15 @@ async fn create(args: TenantCreateArgs, connected: &Connected) -> CommandResult 
     Ok(ExitCode::SUCCESS)
 }
 
-/// Writes the archive next to `out` under a temporary name, readable by
-/// its owner only, and renames it into place once complete: a failed
-/// export leaves no file that looks whole.
-async fn export(connected: &Connected, subdomain: &str, out: &Path, json: bool) -> CommandResult {
+/// Writes a file next to `out` under a temporary name, readable by its
+/// owner only (archives and backups hold password hashes and personal
+/// data), and renames it into place once `write` succeeded: a failed
+/// write leaves no file that looks whole.
+async fn write_owner_only<T, F, Fut>(out: &Path, write: F) -> Result<T, Failure>
+where
+    F: FnOnce(tokio::fs::File) -> Fut,
+    Fut: std::future::Future<Output = Result<T, Failure>>,
+{
     let file_name = out
         .file_name()
         .ok_or_else(|| Failure::usage(format!("--out {} is not a file name", out.display())))?;
@@ -187,36 +232,48 @@ async fn export(connected: &Connected, subdomain: &str, out: &Path, json: bool) 
         file_name.to_string_lossy(),
         std::process::id()
     ));
-    let mut file = tokio::fs::OpenOptions::new()
+    let cannot_write =
+        |e: std::io::Error| Failure::from(anyhow::anyhow!("cannot write {}: {e}", out.display()));
+    let file = tokio::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .open(&partial)
         .await
-        .map_err(|e| Failure::from(anyhow::anyhow!("cannot write {}: {e}", out.display())))?;
-    let bar = byte_progress("exporting", None);
+        .map_err(cannot_write)?;
     let result = async {
-        let report = tenants::export(
-            connected.admin(),
-            subdomain,
-            bar.wrap_async_write(&mut file),
-        )
-        .await?;
-        file.sync_all().await.map_err(anyhow::Error::from)?;
+        // `write` flushes what it wrote; this handle is for the sync.
+        let value = write(file.try_clone().await.map_err(cannot_write)?).await?;
+        file.sync_all().await.map_err(cannot_write)?;
         tokio::fs::rename(&partial, out)
             .await
-            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", out.display()))?;
-        Ok::<_, Failure>(report)
+            .map_err(cannot_write)?;
+        Ok(value)
     }
     .await;
-    bar.finish_and_clear();
-    let report = match result {
-        Ok(report) => report,
-        Err(e) => {
-            let _ = tokio::fs::remove_file(&partial).await;
-            return Err(e);
+    if result.is_err() {
+        let _ = tokio::fs::remove_file(&partial).await;
+    }
+    result
+}
+
+async fn open_input(path: &Path) -> Result<tokio::fs::File, Failure> {
+    tokio::fs::File::open(path)
+        .await
+        .map_err(|e| Failure::from(anyhow::anyhow!("cannot read {}: {e}", path.display())))
+}
+
+async fn export(connected: &Connected, subdomain: &str, out: &Path, json: bool) -> CommandResult {
+    let bar = byte_progress("exporting", None);
+    let result = write_owner_only(out, |file| {
+        let bar = bar.clone();
+        async move {
+            Ok(tenants::export(connected.admin(), subdomain, bar.wrap_async_write(file)).await?)
         }
-    };
+    })
+    .await;
+    bar.finish_and_clear();
+    let report = result?;
     if json {
         print_json(&report)?;
     } else {
@@ -240,9 +297,7 @@ async fn import(
     name: Option<&str>,
     json: bool,
 ) -> CommandResult {
-    let file = tokio::fs::File::open(path)
-        .await
-        .map_err(|e| Failure::from(anyhow::anyhow!("cannot read {}: {e}", path.display())))?;
+    let file = open_input(path).await?;
     let size = file.metadata().await.ok().map(|m| m.len());
     let bar = byte_progress("importing", size);
     let result = tenants::import(

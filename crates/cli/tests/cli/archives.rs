@@ -122,3 +122,63 @@ async fn export_writes_an_owner_only_archive_that_imports_under_a_new_subdomain(
     let list = json(&atrium(url, &["tenant", "list", "--json"]));
     assert_eq!(list.as_array().unwrap().len(), 2);
 }
+
+#[tokio::test]
+async fn backup_and_restore_bring_a_deleted_tenant_back() {
+    let t = migrated_database().await;
+    let url = &t.url;
+    let created = atrium(
+        url,
+        &[
+            "tenant",
+            "create",
+            "--name",
+            "Acme Inc",
+            "--subdomain",
+            "acme",
+            "--admin-email",
+            "boss@acme.com",
+            "--admin-password",
+            "a-long-password",
+        ],
+    );
+    assert!(created.status.success(), "{}", stderr(&created));
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("acme.backup");
+    let file_arg = file.to_str().unwrap();
+    let backup = atrium(url, &["tenant", "backup", "acme", "--out", file_arg]);
+    assert!(backup.status.success(), "{}", stderr(&backup));
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+
+    assert_fails(
+        &atrium(url, &["tenant", "restore", file_arg]),
+        1,
+        "live tenant",
+    );
+    assert!(
+        atrium(url, &["tenant", "delete", "acme", "--yes"])
+            .status
+            .success()
+    );
+    let bogus = dir.path().join("bogus.backup");
+    std::fs::write(&bogus, b"ATRIUM TENANT BACKUP 1\n{}\n").unwrap();
+    assert_fails(
+        &atrium(url, &["tenant", "restore", bogus.to_str().unwrap()]),
+        2,
+        "header",
+    );
+    let restored = json(&atrium(url, &["tenant", "restore", file_arg, "--json"]));
+    assert_eq!(
+        (
+            &restored["subdomain"],
+            &restored["schema_name"],
+            &restored["user_count"]
+        ),
+        (
+            &serde_json::json!("acme"),
+            &serde_json::json!("tenant_1"),
+            &serde_json::json!(1)
+        )
+    );
+}

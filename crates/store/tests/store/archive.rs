@@ -448,3 +448,125 @@ async fn an_archive_of_an_older_schema_version_imports_and_is_migrated() {
             .is_empty()
     );
 }
+
+async fn backup_bytes(db: &Database, tenant: &Tenant) -> Vec<u8> {
+    let mut out = Vec::new();
+    atrium_store::backup::backup(db, tenant, &mut out)
+        .await
+        .unwrap();
+    out
+}
+
+#[tokio::test]
+async fn a_backup_restores_a_deleted_tenant_and_never_replaces_a_live_one() {
+    let t = migrated_database().await;
+    let source = new_tenant(&t.db, "kept").await;
+    fill(&t.db, &source.schema_name).await;
+    // A reference copy to compare the restored tenant with.
+    let reference = import_bytes(
+        &t.db,
+        &MigrationSets::embedded(),
+        &export_bytes(&t.db, &source).await,
+        "reference",
+    )
+    .await
+    .unwrap();
+    let backup = backup_bytes(&t.db, &source).await;
+
+    let live = atrium_store::backup::restore(&t.db, backup.as_slice())
+        .await
+        .expect_err("the tenant is live");
+    assert!(
+        matches!(&live, atrium_store::StoreError::Conflict(m) if m.contains("live")),
+        "{live}"
+    );
+
+    registry::delete(&t.db, source.id).await.unwrap();
+    let before = footprint(&t.db).await;
+    let mut truncated = backup.clone();
+    truncated.truncate(backup.len() * 2 / 3);
+    for (case, bytes) in [
+        ("truncated", truncated),
+        ("not a backup", b"hello\n".to_vec()),
+        (
+            "header only",
+            backup[..backup.iter().position(|b| *b == b'\n').unwrap() + 1].to_vec(),
+        ),
+    ] {
+        let err = atrium_store::backup::restore(&t.db, bytes.as_slice())
+            .await
+            .expect_err(case);
+        assert!(
+            matches!(err, atrium_store::StoreError::Invalid(_)),
+            "{case}: {err}"
+        );
+        assert_eq!(footprint(&t.db).await, before, "{case} left something");
+    }
+
+    let restored = atrium_store::backup::restore(&t.db, backup.as_slice())
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            restored.id,
+            restored.subdomain.as_str(),
+            restored.schema_name.as_str()
+        ),
+        (source.id, "kept", source.schema_name.as_str())
+    );
+    for table in ARCHIVED_TABLES {
+        assert_eq!(
+            differing_rows(&t.db, &reference.schema_name, &restored.schema_name, table).await,
+            0,
+            "{table} differs"
+        );
+    }
+    assert_eq!(
+        restored.counts.contacts,
+        registry::count_rows(&t.db, &restored.schema_name)
+            .await
+            .unwrap()
+            .contacts
+    );
+    // The tenant role works on the restored tables, and only on its data.
+    let tenant_role = scalar_text(
+        &t.db,
+        &format!(
+            "SELECT role_prefix || '_tenant_{}' FROM public.installation",
+            restored.id
+        ),
+    )
+    .await;
+    sql(
+        &t.db,
+        &format!(
+            "BEGIN; SET LOCAL ROLE \"{tenant_role}\";
+             INSERT INTO {s}.contacts (first_name, last_name, created_by) VALUES ('After', 'Restore', 1);
+             COMMIT;",
+            s = restored.schema_name
+        ),
+    )
+    .await;
+    let session = t.db.session().await.unwrap();
+    let denied = session
+        .batch_execute(&format!(
+            "BEGIN; SET LOCAL ROLE \"{tenant_role}\"; SELECT * FROM {}.schema_migrations",
+            restored.schema_name
+        ))
+        .await;
+    let _ = session.batch_execute("ROLLBACK").await;
+    assert!(
+        denied.is_err(),
+        "the migration history is not the tenant's to read"
+    );
+}
+
+async fn scalar_text(db: &Database, query: &str) -> String {
+    db.session()
+        .await
+        .unwrap()
+        .query_one(query, &[])
+        .await
+        .unwrap()
+        .get(0)
+}
