@@ -77,6 +77,10 @@ pub enum Command {
     Db(DbCommand),
     /// The emails queued or sent (invitations, password resets), newest first.
     Outbox(OutboxArgs),
+    /// Remove expired invitations, tokens and sessions, purge records
+    /// soft-deleted longer ago than the retention, and with --vacuum run
+    /// VACUUM ANALYZE on the schemas written since the last run.
+    Maintain(MaintainArgs),
     /// The project's benchmarks.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -94,6 +98,19 @@ pub enum DbCommand {
     /// Create or update the roles atrium_application, atrium_readonly,
     /// atrium_backup and atrium_admin and their grants.
     Roles(JsonArg),
+}
+
+#[derive(Debug, Args)]
+pub struct MaintainArgs {
+    /// Also VACUUM ANALYZE the tenant schemas written since they were last
+    /// vacuumed or analyzed.
+    #[arg(long)]
+    pub vacuum: bool,
+    /// Purge records soft-deleted more than this many days ago (default 30).
+    #[arg(long, env = "ATRIUM_RETENTION_DAYS", value_parser = clap::value_parser!(u32).range(1..=36500))]
+    pub retention_days: Option<u32>,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -132,6 +149,14 @@ pub struct ServeArgs {
     /// Sender of emails (default: Atrium <no-reply@BASE_DOMAIN>).
     #[arg(long, env = "ATRIUM_MAIL_FROM")]
     pub mail_from: Option<String>,
+    /// Run maintenance (as `atrium maintain --vacuum`) this often, once
+    /// across all servers; 0 turns it off (default 60). Needs the rights
+    /// to change the schema (the embedded default or an admin URL).
+    #[arg(long, env = "ATRIUM_MAINTENANCE_INTERVAL_MINUTES")]
+    pub maintenance_interval_minutes: Option<u32>,
+    /// Purge records soft-deleted more than this many days ago (default 30).
+    #[arg(long, env = "ATRIUM_RETENTION_DAYS", value_parser = clap::value_parser!(u32).range(1..=36500))]
+    pub retention_days: Option<u32>,
     /// Also create (once) a `demo` tenant with sample data, and say how
     /// to sign in.
     #[arg(long)]

@@ -22,6 +22,8 @@ pub struct FileSettings {
     pub trusted_proxies: Option<Vec<ipnet::IpNet>>,
     pub smtp_url: Option<String>,
     pub mail_from: Option<String>,
+    pub retention_days: Option<u32>,
+    pub maintenance_interval_minutes: Option<u32>,
 }
 
 impl FileSettings {

@@ -9,6 +9,7 @@ pub mod custom_fields;
 mod db;
 pub mod directory;
 pub mod invitations;
+pub mod maintain;
 pub mod migrate;
 pub mod outbox;
 pub mod password_resets;

@@ -75,7 +75,7 @@ pub async fn list(db: &Database, limit: i64) -> anyhow::Result<Vec<QueuedEmail>>
 }
 
 /// Emails carry their token as `token=<value>` in a link; this is what a
-/// sent or expired email keeps of it.
+/// sent or expired email keeps of it. Blanking twice changes nothing.
 pub fn blank_token(body: &str) -> String {
     let mut out = String::with_capacity(body.len());
     let mut rest = body;
@@ -85,7 +85,10 @@ pub fn blank_token(body: &str) -> String {
         let end = rest
             .find(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'))
             .unwrap_or(rest.len());
-        out.push_str("[expired]");
+        // An empty value was blanked before (or never held a token).
+        if end > 0 {
+            out.push_str("[expired]");
+        }
         rest = &rest[end..];
     }
     out.push_str(rest);
@@ -171,5 +174,7 @@ mod tests {
             "Hi,\nhttp://acme.localhost:8080/reset?token=[expired]&x=1\nBye"
         );
         assert_eq!(blank_token("no link"), "no link");
+        let once = blank_token(body);
+        assert_eq!(blank_token(&once), once, "blanking again changes nothing");
     }
 }

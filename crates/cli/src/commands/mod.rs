@@ -2,6 +2,7 @@
 
 mod bench;
 mod check;
+mod maintain;
 mod migrate;
 mod outbox;
 mod serve;
@@ -70,12 +71,12 @@ pub async fn run(cli: Cli) -> CommandResult {
         return serve::run(args, &file, &target, pool_size).await;
     }
     let connected = Connected::open(&target, pool_size).await?;
-    let result = dispatch(cli.command, &connected).await;
+    let result = dispatch(cli.command, &connected, &file).await;
     connected.close().await?;
     result
 }
 
-async fn dispatch(command: Command, connected: &Connected) -> CommandResult {
+async fn dispatch(command: Command, connected: &Connected, file: &FileSettings) -> CommandResult {
     match command {
         Command::Serve(_) => unreachable!("serve is run before connecting"),
         Command::Migrate(args) => migrate::run(args, connected).await,
@@ -108,6 +109,10 @@ async fn dispatch(command: Command, connected: &Connected) -> CommandResult {
                 );
             }
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Maintain(args) => {
+            connected.ensure_current().await?;
+            maintain::run(args, connected, file).await
         }
         Command::Outbox(args) => {
             connected.ensure_current().await?;

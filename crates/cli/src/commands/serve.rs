@@ -3,6 +3,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use atrium_http::ServerSettings;
+use atrium_services::maintenance::{self, DEFAULT_INTERVAL_MINUTES, DEFAULT_RETENTION_DAYS};
 
 use super::CommandResult;
 use crate::cli::ServeArgs;
@@ -75,6 +76,31 @@ pub async fn run(
                 }
             }))
         });
+        let interval_minutes = args
+            .maintenance_interval_minutes
+            .or(file.maintenance_interval_minutes)
+            .unwrap_or(DEFAULT_INTERVAL_MINUTES);
+        let _maintenance = if !connected.may_migrate {
+            tracing::info!(
+                "no rights to change the schema (no --admin-database-url): run `atrium maintain` on a schedule instead"
+            );
+            None
+        } else if interval_minutes == 0 {
+            None
+        } else {
+            let retention_days = args
+                .retention_days
+                .or(file.retention_days)
+                .unwrap_or(DEFAULT_RETENTION_DAYS);
+            let (db, policy) = (
+                connected.admin().clone(),
+                maintenance::policy(retention_days, true),
+            );
+            let interval = Duration::from_secs(u64::from(interval_minutes) * 60);
+            Some(AbortOnDrop(tokio::spawn(maintenance::run_schedule(
+                db, policy, interval,
+            ))))
+        };
         let port = listener.local_addr()?.port();
         eprintln!(
             "atrium: serving on http://{} (tenants at http://<subdomain>.{}:{port})",

@@ -254,3 +254,20 @@ async fn stats_and_check_read_the_registry() {
             .contains("deals.mood")
     );
 }
+
+#[tokio::test]
+async fn maintain_reports_what_it_did() {
+    let t = migrated_database().await;
+    let url = &t.url;
+    assert!(atrium(url, CREATE).status.success());
+    let report = json(&atrium(url, &["maintain", "--vacuum", "--json"]));
+    assert_eq!(report["tenants"], 1);
+    assert!(report["vacuumed"].is_array());
+    let text = stdout(&atrium(url, &["maintain", "--retention-days", "7"]));
+    assert!(text.contains("retention 7 days"), "{text}");
+    assert_fails(
+        &atrium(url, &["maintain", "--retention-days", "0"]),
+        2,
+        "retention-days",
+    );
+}

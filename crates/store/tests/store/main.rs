@@ -3,6 +3,7 @@
 
 mod archive;
 mod helpers;
+mod maintenance;
 mod migrator;
 mod provisioning;
 mod registry_counters;

@@ -1,0 +1,57 @@
+use std::process::ExitCode;
+
+use atrium_services::maintenance::{self, DEFAULT_RETENTION_DAYS};
+
+use super::{CommandResult, Failure};
+use crate::cli::MaintainArgs;
+use crate::connect::Connected;
+use crate::output::print_json;
+use crate::settings::FileSettings;
+
+pub async fn run(args: MaintainArgs, connected: &Connected, file: &FileSettings) -> CommandResult {
+    let retention_days = args
+        .retention_days
+        .or(file.retention_days)
+        .unwrap_or(DEFAULT_RETENTION_DAYS);
+    let policy = maintenance::policy(retention_days, args.vacuum);
+    let Some(report) = maintenance::run_now(connected.admin(), &policy).await? else {
+        return Err(Failure::from(anyhow::anyhow!(
+            "another maintenance run is in progress; try again when it has finished"
+        )));
+    };
+    if args.json {
+        print_json(&report)?;
+    } else {
+        println!(
+            "maintained {} tenants in {:.1} s (retention {retention_days} days)",
+            report.tenants, report.seconds
+        );
+        for (label, n) in [
+            ("sessions removed", report.sessions_removed),
+            ("reset tokens removed", report.reset_tokens_removed),
+            ("invitations removed", report.invitations_removed),
+            ("outbox tokens blanked", report.outbox_tokens_blanked),
+            ("companies purged", report.companies_purged),
+            ("contacts purged", report.contacts_purged),
+            ("deals purged", report.deals_purged),
+            ("activities purged", report.activities_purged),
+            ("audit events purged", report.audit_events_purged),
+        ] {
+            println!("  {label:<22}{n}");
+        }
+        if args.vacuum {
+            println!("  {:<22}{}", "schemas vacuumed", report.vacuumed.len());
+        }
+        for failure in &report.failures {
+            eprintln!("atrium: tenant {}: {}", failure.subdomain, failure.error);
+        }
+    }
+    if report.failures.is_empty() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        Err(Failure::from(anyhow::anyhow!(
+            "maintenance failed for {} tenants",
+            report.failures.len()
+        )))
+    }
+}

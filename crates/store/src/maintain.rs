@@ -1,0 +1,274 @@
+//! Housekeeping across every tenant: `atrium maintain`, and the same run
+//! on a schedule inside `atrium serve`.
+//!
+//! One run at a time, across every process (a session-level advisory
+//! lock). Each tenant is one statement: expired, revoked or idle sessions
+//! and spent reset tokens go, and records soft-deleted before the
+//! retention are purged with their audit events; a tenant that fails is
+//! reported and the others go on. Then the registry's expired invitations
+//! go and expired tokens are blanked in the outbox. With `vacuum`,
+//! `VACUUM ANALYZE` runs on the schemas written since they were last
+//! vacuumed or analyzed, as the statistics say (so a quiet tenant costs
+//! nothing).
+
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::archive::{ARCHIVED_TABLES, NOT_ARCHIVED};
+use crate::db::quote_ident;
+use crate::outbox::blank_token;
+use crate::{Database, is_tenant_schema_name};
+
+/// Session-level advisory lock held by the one maintenance run at a time.
+pub const MAINTENANCE_LOCK_KEY: i64 = 0x4174_7269_756d_0002;
+
+/// Runs kept in `public.maintenance_runs`.
+const RUNS_KEPT: i64 = 200;
+
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// Records soft-deleted longer ago than this are purged.
+    pub retention: Duration,
+    /// Sessions unused for this long are removed (they no longer sign in).
+    pub session_idle: Duration,
+    pub vacuum: bool,
+}
+
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct MaintenanceReport {
+    pub started_at: Option<DateTime<Utc>>,
+    pub tenants: u64,
+    pub sessions_removed: u64,
+    pub reset_tokens_removed: u64,
+    pub companies_purged: u64,
+    pub contacts_purged: u64,
+    pub deals_purged: u64,
+    pub activities_purged: u64,
+    pub audit_events_purged: u64,
+    pub invitations_removed: u64,
+    pub outbox_tokens_blanked: u64,
+    /// Schemas vacuumed and analyzed (with `vacuum`).
+    pub vacuumed: Vec<String>,
+    pub failures: Vec<TenantFailure>,
+    pub seconds: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TenantFailure {
+    pub subdomain: String,
+    pub error: String,
+}
+
+/// Runs maintenance now; `None` when another run holds the lock.
+pub async fn maintain(db: &Database, policy: &Policy) -> anyhow::Result<Option<MaintenanceReport>> {
+    let lock = db.dedicated_session().await?;
+    let acquired: bool = lock
+        .query_one("SELECT pg_try_advisory_lock($1)", &[&MAINTENANCE_LOCK_KEY])
+        .await?
+        .get(0);
+    if !acquired {
+        return Ok(None);
+    }
+    // The lock goes with the session when `lock` is dropped.
+    run(db, policy).await.map(Some)
+}
+
+/// Runs maintenance unless a run started less than `interval` ago (on any
+/// server) or one is running: what the schedule inside `serve` calls.
+pub async fn maintain_if_due(
+    db: &Database,
+    policy: &Policy,
+    interval: Duration,
+) -> anyhow::Result<Option<MaintenanceReport>> {
+    let lock = db.dedicated_session().await?;
+    let acquired: bool = lock
+        .query_one("SELECT pg_try_advisory_lock($1)", &[&MAINTENANCE_LOCK_KEY])
+        .await?
+        .get(0);
+    if !acquired {
+        return Ok(None);
+    }
+    let due: bool = lock
+        .query_one(
+            "SELECT coalesce(max(started_at) < now() - make_interval(secs => $1), true)
+               FROM public.maintenance_runs",
+            &[&interval.as_secs_f64()],
+        )
+        .await?
+        .get(0);
+    if !due {
+        return Ok(None);
+    }
+    run(db, policy).await.map(Some)
+}
+
+async fn run(db: &Database, policy: &Policy) -> anyhow::Result<MaintenanceReport> {
+    let started = Instant::now();
+    let started_at = Utc::now();
+    let mut report = MaintenanceReport {
+        started_at: Some(started_at),
+        ..Default::default()
+    };
+    let session = db.session().await?;
+    let tenants = session
+        .query(
+            "SELECT subdomain, schema_name FROM public.tenants ORDER BY id",
+            &[],
+        )
+        .await?;
+    for tenant in tenants {
+        let (subdomain, schema): (String, String) = (tenant.get(0), tenant.get(1));
+        report.tenants += 1;
+        if let Err(e) = tenant_housekeeping(&session, &schema, policy, &mut report).await {
+            report.failures.push(TenantFailure {
+                subdomain,
+                error: format!("{e:#}"),
+            });
+        }
+    }
+    report.invitations_removed = session
+        .execute(
+            "DELETE FROM public.invitations
+              WHERE revoked_at IS NOT NULL OR (accepted_at IS NULL AND expires_at <= now())",
+            &[],
+        )
+        .await?;
+    let expired = session
+        .query(
+            "SELECT id, body FROM public.outbox
+              WHERE token_expires_at <= now() AND body ~ 'token=[A-Za-z0-9_-]'",
+            &[],
+        )
+        .await?;
+    for row in expired {
+        let (id, body): (i64, String) = (row.get(0), row.get(1));
+        let blanked = blank_token(&body);
+        if blanked != body {
+            session
+                .execute(
+                    "UPDATE public.outbox SET body = $2 WHERE id = $1",
+                    &[&id, &blanked],
+                )
+                .await?;
+            report.outbox_tokens_blanked += 1;
+        }
+    }
+    if policy.vacuum {
+        report.vacuumed = vacuum_written(db).await?;
+    }
+    report.seconds = started.elapsed().as_secs_f64();
+    session
+        .execute(
+            "WITH run AS (INSERT INTO public.maintenance_runs (started_at, report) VALUES ($1, $2))
+             DELETE FROM public.maintenance_runs
+              WHERE id <= (SELECT max(id) FROM public.maintenance_runs) - $3 + 1",
+            &[&started_at, &serde_json::to_value(&report)?, &RUNS_KEPT],
+        )
+        .await?;
+    Ok(report)
+}
+
+/// One tenant's housekeeping, in one statement (one transaction).
+async fn tenant_housekeeping(
+    session: &tokio_postgres::Client,
+    schema: &str,
+    policy: &Policy,
+    report: &mut MaintenanceReport,
+) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        is_tenant_schema_name(schema),
+        "the registry names schema {schema:?}"
+    );
+    let s = quote_ident(schema);
+    let row = session
+        .query_one(
+            &format!(
+                "WITH
+                 sessions AS (
+                   DELETE FROM {s}.sessions
+                    WHERE expires_at <= now() OR revoked_at IS NOT NULL
+                       OR last_seen_at <= now() - make_interval(secs => $1)
+                   RETURNING 1),
+                 tokens AS (
+                   DELETE FROM {s}.password_reset_tokens
+                    WHERE expires_at <= now() OR used_at IS NOT NULL
+                   RETURNING 1),
+                 activities AS (
+                   DELETE FROM {s}.activities WHERE deleted_at <= now() - make_interval(secs => $2)
+                   RETURNING id),
+                 deals AS (
+                   DELETE FROM {s}.deals WHERE deleted_at <= now() - make_interval(secs => $2)
+                   RETURNING id),
+                 contacts AS (
+                   DELETE FROM {s}.contacts WHERE deleted_at <= now() - make_interval(secs => $2)
+                   RETURNING id),
+                 companies AS (
+                   DELETE FROM {s}.companies WHERE deleted_at <= now() - make_interval(secs => $2)
+                   RETURNING id),
+                 audit AS (
+                   DELETE FROM {s}.audit_events a
+                    WHERE (a.entity = 'activity' AND a.entity_id IN (SELECT id FROM activities))
+                       OR (a.entity = 'deal' AND a.entity_id IN (SELECT id FROM deals))
+                       OR (a.entity = 'contact' AND a.entity_id IN (SELECT id FROM contacts))
+                       OR (a.entity = 'company' AND a.entity_id IN (SELECT id FROM companies))
+                   RETURNING 1)
+                 SELECT (SELECT count(*) FROM sessions), (SELECT count(*) FROM tokens),
+                        (SELECT count(*) FROM companies), (SELECT count(*) FROM contacts),
+                        (SELECT count(*) FROM deals), (SELECT count(*) FROM activities),
+                        (SELECT count(*) FROM audit)"
+            ),
+            &[
+                &policy.session_idle.as_secs_f64(),
+                &policy.retention.as_secs_f64(),
+            ],
+        )
+        .await?;
+    let count = |i: usize| row.get::<_, i64>(i) as u64;
+    report.sessions_removed += count(0);
+    report.reset_tokens_removed += count(1);
+    report.companies_purged += count(2);
+    report.contacts_purged += count(3);
+    report.deals_purged += count(4);
+    report.activities_purged += count(5);
+    report.audit_events_purged += count(6);
+    Ok(())
+}
+
+/// `VACUUM ANALYZE` of every tenant schema with a table written since it
+/// was last vacuumed or analyzed; the schemas vacuumed.
+async fn vacuum_written(db: &Database) -> anyhow::Result<Vec<String>> {
+    let session = db.session().await?;
+    let rows = session
+        .query(
+            "SELECT t.schema_name
+               FROM public.tenants t
+               JOIN pg_stat_user_tables s ON s.schemaname = t.schema_name
+              GROUP BY t.id, t.schema_name
+             HAVING sum(s.n_mod_since_analyze + s.n_ins_since_vacuum + s.n_dead_tup) > 0
+              ORDER BY t.id",
+            &[],
+        )
+        .await?;
+    let mut vacuumed = Vec::new();
+    for row in rows {
+        let schema: String = row.get(0);
+        anyhow::ensure!(
+            is_tenant_schema_name(&schema),
+            "the registry names schema {schema:?}"
+        );
+        let s = quote_ident(&schema);
+        let tables = ARCHIVED_TABLES
+            .iter()
+            .chain(NOT_ARCHIVED)
+            .map(|t| format!("{s}.{}", quote_ident(t)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        session
+            .batch_execute(&format!("VACUUM (ANALYZE) {tables}"))
+            .await?;
+        vacuumed.push(schema);
+    }
+    Ok(vacuumed)
+}
