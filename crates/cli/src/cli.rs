@@ -81,9 +81,33 @@ pub enum Command {
     /// soft-deleted longer ago than the retention, and with --vacuum run
     /// VACUUM ANALYZE on the schemas written since the last run.
     Maintain(MaintainArgs),
+    /// The busiest tenants of the last hour across every running server:
+    /// requests, errors, p50/p99 latency, database time.
+    Top(TopArgs),
+    /// Index usage by tenant (scans, size; unused indexes flagged); with a
+    /// subdomain, that tenant's indexes one by one.
+    Indexes(IndexesArgs),
+    /// Open database connections grouped by tenant and state.
+    Connections(JsonArg),
     /// The project's benchmarks.
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct TopArgs {
+    /// How many tenants to show.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=10000))]
+    pub limit: u32,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct IndexesArgs {
+    pub subdomain: Option<String>,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -7,6 +7,7 @@ mod access;
 pub mod custom_fields;
 pub mod decimal;
 mod email;
+pub mod latency;
 mod password;
 pub mod pipeline;
 mod subdomain;

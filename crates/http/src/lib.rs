@@ -12,6 +12,7 @@ mod middleware;
 mod pipeline;
 mod platform;
 mod records;
+pub mod tenant_metrics;
 mod users;
 
 use std::net::SocketAddr;
@@ -80,6 +81,7 @@ pub(crate) struct AppState {
     pub auth: Arc<AuthSettings>,
     pub links: Arc<Links>,
     pub limiter: Arc<LoginLimiter>,
+    pub metrics: Arc<tenant_metrics::TenantMetrics>,
 }
 
 #[derive(OpenApi)]
@@ -118,6 +120,16 @@ pub async fn app(
     settings: ServerSettings,
     port: u16,
 ) -> anyhow::Result<Router> {
+    build(db, admin_db, settings, port, Default::default()).await
+}
+
+async fn build(
+    db: Database,
+    admin_db: Database,
+    settings: ServerSettings,
+    port: u16,
+    metrics: Arc<tenant_metrics::TenantMetrics>,
+) -> anyhow::Result<Router> {
     health::prometheus();
     let directory = TenantDirectory::start(db.clone()).await?;
     let links = Links {
@@ -133,6 +145,7 @@ pub async fn app(
         auth: Arc::new(AuthSettings::default()),
         links: Arc::new(links),
         limiter: Arc::new(LoginLimiter::default()),
+        metrics,
     };
     let (api_router, mut openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(platform::router())
@@ -162,12 +175,27 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let port = listener.local_addr()?.port();
-    let app = app(db, admin_db, settings, port).await?;
-    axum::serve(
+    let metrics = Arc::new(tenant_metrics::TenantMetrics::default());
+    let app = build(db.clone(), admin_db, settings, port, metrics.clone()).await?;
+    let server_id = tenant_metrics::server_id(port);
+    let publisher = tokio::spawn(tenant_metrics::publish_every_minute(
+        db.clone(),
+        server_id.clone(),
+        metrics,
+    ));
+    let served = axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown)
-    .await?;
+    .await;
+    publisher.abort();
+    if let Err(e) = atrium_store::tenant_metrics::withdraw(&db, &server_id).await {
+        tracing::debug!(
+            error = format!("{e:#}"),
+            "withdrawing this server's tenant metrics"
+        );
+    }
+    served?;
     Ok(())
 }

@@ -97,13 +97,22 @@ async fn observe_and_bound(
         };
         next.run(Request::from_parts(parts, body)).await
     };
-    let response = match tokio::time::timeout(timeout, handled).await {
-        Ok(response) => response,
-        Err(_) => ApiError::unavailable("the request took too long", 1).into_response(),
-    };
+    let (response, db_time) =
+        match tokio::time::timeout(timeout, atrium_store::db_time::measured(handled)).await {
+            Ok(measured) => measured,
+            Err(_) => (
+                ApiError::unavailable("the request took too long", 1).into_response(),
+                Duration::ZERO,
+            ),
+        };
     let elapsed = started.elapsed();
     let status = response.status().as_u16();
     let tenant = slot.get();
+    if let Some(tenant_id) = tenant {
+        state
+            .metrics
+            .record(tenant_id, elapsed, status >= 500, db_time);
+    }
     metrics::counter!("atrium_http_requests_total", "route" => route.clone(), "method" => method.to_string(), "status" => status.to_string()).increment(1);
     metrics::histogram!("atrium_http_request_duration_seconds", "route" => route.clone())
         .record(elapsed.as_secs_f64());

@@ -13,12 +13,14 @@ use crate::AppState;
 use crate::error::{ApiResult, Problem};
 use crate::extract::{Id, Json, Platform};
 use crate::list::{Page, Query, id_page};
+use crate::tenant_metrics::TenantMetricsView;
 
 pub(crate) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(create_tenant, list_tenants))
         .routes(routes!(get_tenant, update_tenant, delete_tenant))
         .routes(routes!(stats))
+        .routes(routes!(tenant_metrics))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -184,4 +186,23 @@ async fn stats(_: Platform, State(state): State<AppState>) -> ApiResult<axum::Js
         total_deals,
         total_activities,
     }))
+}
+
+/// The tenant's requests over the last hour, as this server process saw
+/// them (kept in memory): count, 5xx errors, latency p50/p99 and the time
+/// its requests spent waiting on PostgreSQL. `atrium top` shows every
+/// server's figures together.
+#[utoipa::path(get, path = "/platform/v1/tenants/{id}/metrics", tag = "platform",
+    security(("platform" = [])), params(("id" = i32, Path)),
+    responses((status = 200, body = TenantMetricsView), (status = 404, body = Problem)))]
+async fn tenant_metrics(
+    _: Platform,
+    State(state): State<AppState>,
+    Id(id): Id,
+) -> ApiResult<axum::Json<TenantMetricsView>> {
+    // A tenant that does not exist is 404, not an empty window.
+    tenants::get(&state.db, id).await?;
+    Ok(axum::Json(TenantMetricsView::from(
+        &state.metrics.window(id),
+    )))
 }

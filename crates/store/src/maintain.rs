@@ -155,6 +155,13 @@ async fn run(db: &Database, policy: &Policy) -> anyhow::Result<MaintenanceReport
             report.outbox_tokens_blanked += 1;
         }
     }
+    // Figures of servers that stopped without withdrawing them.
+    session
+        .execute(
+            "DELETE FROM public.tenant_metrics WHERE reported_at < now() - interval '1 hour'",
+            &[],
+        )
+        .await?;
     if policy.vacuum {
         report.vacuumed = vacuum_written(db).await?;
     }

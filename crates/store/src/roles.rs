@@ -69,6 +69,7 @@ pub async fn ensure(db: &Database) -> anyhow::Result<RolesReport> {
              GRANT SELECT ON public.tenants, public.installation, public.tenant_counters,
                              public.schema_migrations, template.schema_migrations TO {APPLICATION};
              GRANT SELECT, UPDATE ON public.outbox TO {APPLICATION};
+             GRANT SELECT, INSERT, UPDATE, DELETE ON public.tenant_metrics TO {APPLICATION};
              DROP POLICY IF EXISTS outbox_sender ON public.outbox;
              CREATE POLICY outbox_sender ON public.outbox TO {APPLICATION} USING (true) WITH CHECK (true);
              GRANT {group} TO {ADMIN} WITH ADMIN OPTION;

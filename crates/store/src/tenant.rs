@@ -17,6 +17,7 @@ use tokio_postgres::{Row, Statement};
 
 use atrium_domain::{TenantStatus, Tier};
 
+use crate::db_time::timed;
 use crate::{Database, PooledTx, StoreError};
 
 /// What a request needs to know about its tenant; built from the registry
@@ -120,7 +121,7 @@ impl TenantTx {
             .await
             .map_err(|_| StoreError::Busy)?
             .expect("tenant semaphores are never closed");
-        let mut tx = PooledTx::begin(db, &tenant.setup_sql(statement_timeout)).await?;
+        let mut tx = timed(PooledTx::begin(db, &tenant.setup_sql(statement_timeout))).await?;
         tx.note_tenant(tenant.id);
         tx.hold(slot);
         Ok(Self {
@@ -151,10 +152,13 @@ impl TenantTx {
         tx.hold(slot);
         let client = tx.client();
         let setup = format!("BEGIN; {}", tenant.setup_sql(statement_timeout));
-        let (begun, row) = futures::join!(client.batch_execute(&setup), async {
-            let statement = client.prepare_cached(sql).await?;
-            client.query_opt(&statement, params).await
-        });
+        let (begun, row) = timed(async {
+            futures::join!(client.batch_execute(&setup), async {
+                let statement = client.prepare_cached(sql).await?;
+                client.query_opt(&statement, params).await
+            })
+        })
+        .await;
         let tx = Self {
             tx,
             tenant: tenant.clone(),
@@ -185,8 +189,11 @@ impl TenantTx {
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<Row>, tokio_postgres::Error> {
-        let statement = self.prepared(sql).await?;
-        self.tx.client().query(&statement, params).await
+        timed(async {
+            let statement = self.prepared(sql).await?;
+            self.tx.client().query(&statement, params).await
+        })
+        .await
     }
 
     pub(crate) async fn query_opt(
@@ -194,8 +201,11 @@ impl TenantTx {
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Option<Row>, tokio_postgres::Error> {
-        let statement = self.prepared(sql).await?;
-        self.tx.client().query_opt(&statement, params).await
+        timed(async {
+            let statement = self.prepared(sql).await?;
+            self.tx.client().query_opt(&statement, params).await
+        })
+        .await
     }
 
     pub(crate) async fn query_one(
@@ -203,8 +213,11 @@ impl TenantTx {
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Row, tokio_postgres::Error> {
-        let statement = self.prepared(sql).await?;
-        self.tx.client().query_one(&statement, params).await
+        timed(async {
+            let statement = self.prepared(sql).await?;
+            self.tx.client().query_one(&statement, params).await
+        })
+        .await
     }
 
     pub(crate) async fn execute(
@@ -212,16 +225,19 @@ impl TenantTx {
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<u64, tokio_postgres::Error> {
-        let statement = self.prepared(sql).await?;
-        self.tx.client().execute(&statement, params).await
+        timed(async {
+            let statement = self.prepared(sql).await?;
+            self.tx.client().execute(&statement, params).await
+        })
+        .await
     }
 
     pub async fn commit(self) -> Result<(), StoreError> {
-        self.tx.commit().await.map_err(Into::into)
+        timed(self.tx.commit()).await.map_err(Into::into)
     }
 
     pub async fn rollback(self) -> Result<(), StoreError> {
-        self.tx.rollback().await.map_err(Into::into)
+        timed(self.tx.rollback()).await.map_err(Into::into)
     }
 
     /// Plans every statement of this transaction for the tables as they

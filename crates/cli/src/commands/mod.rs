@@ -4,6 +4,7 @@ mod bench;
 mod check;
 mod maintain;
 mod migrate;
+mod observe;
 mod outbox;
 mod serve;
 mod stats;
@@ -109,6 +110,18 @@ async fn dispatch(command: Command, connected: &Connected, file: &FileSettings) 
                 );
             }
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Top(args) => {
+            connected.ensure_current().await?;
+            observe::top(args, connected).await
+        }
+        Command::Indexes(args) => {
+            connected.ensure_current().await?;
+            observe::indexes(args, connected).await
+        }
+        Command::Connections(args) => {
+            connected.ensure_current().await?;
+            observe::connections(args, connected).await
         }
         Command::Maintain(args) => {
             connected.ensure_current().await?;

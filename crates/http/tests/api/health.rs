@@ -94,6 +94,7 @@ const IMPLEMENTED_PATHS: &[(&str, &[&str])] = &[
     ("/api/v1/auth/login", &["post"]),
     ("/api/v1/auth/logout", &["post"]),
     ("/api/v1/me", &["get"]),
+    ("/platform/v1/tenants/{id}/metrics", &["get"]),
     ("/api/v1/me/password", &["post"]),
     ("/api/v1/auth/password-reset", &["post"]),
     ("/api/v1/auth/password-reset/confirm", &["post"]),

@@ -14,6 +14,7 @@ mod helpers;
 mod hosts;
 mod invitations;
 mod isolation;
+mod observability;
 mod pipeline;
 mod platform;
 mod users;

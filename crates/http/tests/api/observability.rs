@@ -1,0 +1,119 @@
+//! Per-tenant metrics and the per-tenant concurrency limit under a flood.
+
+use std::time::Duration;
+
+use futures::future::join_all;
+use reqwest::{Method, StatusCode};
+
+use crate::helpers::{TestApp, send, send_problem};
+
+async fn metrics_of(app: &TestApp, id: i64) -> serde_json::Value {
+    send(
+        app.platform(Method::GET, &format!("/platform/v1/tenants/{id}/metrics")),
+        StatusCode::OK,
+    )
+    .await
+}
+
+#[tokio::test]
+async fn metrics_move_for_the_tenant_used_and_not_for_others() {
+    let app = TestApp::spawn().await;
+    let a = app.create_tenant("alpha").await;
+    let b = app.create_tenant("bravo").await;
+    let before = metrics_of(&app, b.id).await;
+    for _ in 0..10 {
+        send(
+            app.authed(Method::GET, "alpha", &a.admin_token, "/api/v1/me"),
+            StatusCode::OK,
+        )
+        .await;
+    }
+    let alpha = metrics_of(&app, a.id).await;
+    assert_eq!(alpha["window_seconds"], 3600);
+    // create_tenant signs the admin in: that request counts too.
+    assert!(alpha["requests"].as_u64().unwrap() >= 10, "{alpha}");
+    assert_eq!(alpha["errors"], 0);
+    let (p50, p99) = (
+        alpha["latency_ms"]["p50"].as_f64().unwrap(),
+        alpha["latency_ms"]["p99"].as_f64().unwrap(),
+    );
+    assert!(p50 > 0.0 && p99 >= p50, "{alpha}");
+    assert!(alpha["db_time_ms"].as_f64().unwrap() > 0.0, "{alpha}");
+    assert_eq!(
+        metrics_of(&app, b.id).await,
+        before,
+        "bravo saw no requests"
+    );
+
+    send_problem(
+        app.platform(Method::GET, "/platform/v1/tenants/999/metrics"),
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
+    send_problem(
+        app.request(
+            Method::GET,
+            &format!("/platform/v1/tenants/{}/metrics", a.id),
+        ),
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_flooding_tenant_gets_503_beyond_its_limit_and_the_others_are_served() {
+    let app = TestApp::spawn().await;
+    let noisy = app.create_tenant("noisy").await;
+    let quiet = app.create_tenant("quiet").await;
+    // The noisy tenant's requests are slow: its sessions table is locked,
+    // so each one holds its connection slot until the lock goes.
+    let locker = app.db.dedicated_session().await.unwrap();
+    locker
+        .batch_execute("BEGIN; LOCK TABLE tenant_1.sessions IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let flood = {
+        let requests = (0..32).map(|_| {
+            app.authed(Method::GET, "noisy", &noisy.admin_token, "/api/v1/me")
+                .send()
+        });
+        tokio::spawn(join_all(requests))
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for _ in 0..20 {
+        send(
+            app.authed(Method::GET, "quiet", &quiet.admin_token, "/api/v1/me"),
+            StatusCode::OK,
+        )
+        .await;
+    }
+    // Past the slot wait (2 s) the requests beyond the small tier's five
+    // connections are turned away.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    locker.batch_execute("COMMIT").await.unwrap();
+    let responses = flood.await.unwrap();
+    let mut turned_away = 0;
+    for response in responses {
+        let response = response.unwrap();
+        match response.status() {
+            StatusCode::OK => {}
+            StatusCode::SERVICE_UNAVAILABLE => {
+                turned_away += 1;
+                assert!(response.headers().contains_key("retry-after"));
+                let body: serde_json::Value = response.json().await.unwrap();
+                assert_eq!(body["code"], "unavailable");
+            }
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert!(
+        (1..=27).contains(&turned_away),
+        "{turned_away} of 32 turned away; at most 5 run at once"
+    );
+    let noisy_metrics = metrics_of(&app, noisy.id).await;
+    assert_eq!(noisy_metrics["errors"], turned_away, "{noisy_metrics}");
+    let quiet_metrics = metrics_of(&app, quiet.id).await;
+    assert_eq!(quiet_metrics["errors"], 0, "{quiet_metrics}");
+}

@@ -1,0 +1,132 @@
+//! What the database says about each tenant: index usage and connections
+//! (`atrium indexes`, `atrium connections`). Tenants are named by the
+//! registry; PostgreSQL's statistics views are read once per command.
+
+use serde::Serialize;
+
+use crate::Database;
+
+/// A tenant's indexes, summed.
+#[derive(Debug, Clone, Serialize)]
+pub struct TenantIndexes {
+    pub subdomain: String,
+    pub schema_name: String,
+    pub indexes: i64,
+    pub scans: i64,
+    pub bytes: i64,
+    /// Indexes never scanned that enforce nothing (not primary, not unique).
+    pub unused: i64,
+}
+
+/// One index of one tenant.
+#[derive(Debug, Clone, Serialize)]
+pub struct IndexUsage {
+    pub table: String,
+    pub index: String,
+    pub scans: i64,
+    pub bytes: i64,
+    /// Enforces a primary key or uniqueness, so it stays even unscanned.
+    pub enforces: bool,
+    pub unused: bool,
+}
+
+const UNUSED: &str = "s.idx_scan = 0 AND NOT i.indisunique AND NOT i.indisprimary";
+
+/// Every tenant's index totals, by tenant id.
+pub async fn indexes_by_tenant(db: &Database) -> anyhow::Result<Vec<TenantIndexes>> {
+    let session = db.session().await?;
+    let rows = session
+        .query(
+            &format!(
+                "SELECT t.subdomain, t.schema_name, count(s.indexrelid), coalesce(sum(s.idx_scan), 0)::bigint,
+                        coalesce(sum(pg_relation_size(s.indexrelid)), 0)::bigint,
+                        count(*) FILTER (WHERE {UNUSED})
+                   FROM public.tenants t
+                   LEFT JOIN pg_stat_user_indexes s ON s.schemaname = t.schema_name
+                   LEFT JOIN pg_index i ON i.indexrelid = s.indexrelid
+                  GROUP BY t.id, t.subdomain, t.schema_name
+                  ORDER BY t.id"
+            ),
+            &[],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| TenantIndexes {
+            subdomain: r.get(0),
+            schema_name: r.get(1),
+            indexes: r.get(2),
+            scans: r.get(3),
+            bytes: r.get(4),
+            unused: r.get(5),
+        })
+        .collect())
+}
+
+/// One tenant's indexes, largest first.
+pub async fn indexes_of(db: &Database, schema_name: &str) -> anyhow::Result<Vec<IndexUsage>> {
+    let session = db.session().await?;
+    let rows = session
+        .query(
+            &format!(
+                "SELECT s.relname::text, s.indexrelname::text, s.idx_scan,
+                        pg_relation_size(s.indexrelid), i.indisunique OR i.indisprimary, {UNUSED}
+                   FROM pg_stat_user_indexes s JOIN pg_index i ON i.indexrelid = s.indexrelid
+                  WHERE s.schemaname = $1
+                  ORDER BY 4 DESC, 1, 2"
+            ),
+            &[&schema_name],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| IndexUsage {
+            table: r.get(0),
+            index: r.get(1),
+            scans: r.get(2),
+            bytes: r.get(3),
+            enforces: r.get(4),
+            unused: r.get(5),
+        })
+        .collect())
+}
+
+/// Open connections to this database, grouped by what they serve.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConnectionGroup {
+    /// The tenant whose transaction the connections are in (the tenant
+    /// context sets `application_name` to its schema), if any.
+    pub tenant: Option<String>,
+    pub application_name: String,
+    pub state: String,
+    pub connections: i64,
+    /// How long the longest of them has been in this state.
+    pub longest_seconds: f64,
+}
+
+pub async fn connections(db: &Database) -> anyhow::Result<Vec<ConnectionGroup>> {
+    let session = db.session().await?;
+    let rows = session
+        .query(
+            "SELECT t.subdomain, coalesce(a.application_name, ''), coalesce(a.state, 'unknown'),
+                    count(*), coalesce(extract(epoch FROM max(now() - a.state_change)), 0)::float8
+               FROM pg_stat_activity a
+               LEFT JOIN public.tenants t ON t.schema_name = a.application_name
+              WHERE a.datname = current_database() AND a.backend_type = 'client backend'
+                AND a.pid <> pg_backend_pid()
+              GROUP BY t.subdomain, a.application_name, a.state
+              ORDER BY count(*) DESC, 2, 3",
+            &[],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| ConnectionGroup {
+            tenant: r.get(0),
+            application_name: r.get(1),
+            state: r.get(2),
+            connections: r.get(3),
+            longest_seconds: (r.get::<_, f64>(4) * 10.0).round() / 10.0,
+        })
+        .collect())
+}
