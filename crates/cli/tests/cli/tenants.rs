@@ -271,3 +271,19 @@ async fn maintain_reports_what_it_did() {
         "retention-days",
     );
 }
+
+#[tokio::test]
+async fn top_indexes_and_connections_answer_by_tenant() {
+    let t = migrated_database().await;
+    let url = &t.url;
+    assert!(atrium(url, CREATE).status.success());
+    assert_eq!(json(&atrium(url, &["top", "--json"])), serde_json::json!([]));
+    let indexes = json(&atrium(url, &["indexes", "--json"]));
+    assert_eq!(indexes[0]["subdomain"], "acme");
+    let one = json(&atrium(url, &["indexes", "acme", "--json"]));
+    assert!(one.as_array().unwrap().iter().any(|i| i["index"] == "contacts_pkey"));
+    assert!(json(&atrium(url, &["connections", "--json"])).is_array());
+    assert!(stdout(&atrium(url, &["indexes"])).contains("UNUSED"));
+    assert_fails(&atrium(url, &["indexes", "nobody"]), 1, "not found");
+    assert_fails(&atrium(url, &["top", "--limit", "0"]), 2, "limit");
+}

@@ -5,6 +5,7 @@ mod archive;
 mod helpers;
 mod maintenance;
 mod migrator;
+mod observe;
 mod provisioning;
 mod registry_counters;
 mod roles;
