@@ -383,6 +383,7 @@ fn socket_url(socket_dir: &Path, database: &str) -> String {
 /// that thread lives as long as the process.
 pub struct ThrowawayCluster {
     pub dir: PathBuf,
+    binaries: ServerBinaries,
 }
 
 impl ThrowawayCluster {
@@ -418,30 +419,30 @@ impl ThrowawayCluster {
                 String::from_utf8_lossy(&out.stderr).trim()
             );
         }
-        let (tx, rx) = std::sync::mpsc::channel::<anyhow::Result<()>>();
-        let postgres_dir = dir.clone();
-        std::thread::Builder::new()
-            .name("throwaway-postgres".into())
-            .spawn(move || {
-                let child = spawn_postgres(&binaries, &postgres_dir);
-                match child {
-                    Ok(child) => {
-                        let _ = tx.send(Ok(()));
-                        // Keep the parent thread alive for the process's life.
-                        let _child: Child = child;
-                        loop {
-                            std::thread::park();
-                        }
-                    }
-                    Err(e) => {
-                        let _ = tx.send(Err(e));
-                    }
-                }
-            })?;
-        rx.recv()??;
-        Ok(Self { dir })
+        run_postmaster(binaries.clone(), &dir)?;
+        Ok(Self { dir, binaries })
     }
 
+    /// Stops the server (fast shutdown: sessions are cut) and starts it
+    /// again on the same data: for tests of what clients see when the
+    /// database restarts.
+    pub fn restart(&self, down_for: std::time::Duration) -> anyhow::Result<()> {
+        let out = self
+            .binaries
+            .command("pg_ctl", &self.dir)
+            .args(["stop", "--mode", "fast", "--wait", "--pgdata"])
+            .arg(self.pgdata())
+            .output()
+            .context("running pg_ctl stop")?;
+        if !out.status.success() {
+            bail!(
+                "pg_ctl stop failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        std::thread::sleep(down_for);
+        run_postmaster(self.binaries.clone(), &self.dir)
+    }
     /// URL of the cluster's maintenance database.
     pub fn maintenance_url(&self) -> String {
         socket_url(&self.dir, "postgres")
@@ -450,6 +451,30 @@ impl ThrowawayCluster {
     pub fn pgdata(&self) -> PathBuf {
         self.dir.join("data")
     }
+}
+
+/// Starts postgres from a thread that lives as long as the process, so the
+/// server gets SIGINT when the process ends; returns once it accepts
+/// connections.
+fn run_postmaster(binaries: ServerBinaries, dir: &Path) -> anyhow::Result<()> {
+    let (tx, rx) = std::sync::mpsc::channel::<anyhow::Result<()>>();
+    let postgres_dir = dir.to_path_buf();
+    std::thread::Builder::new()
+        .name("throwaway-postgres".into())
+        .spawn(move || match spawn_postgres(&binaries, &postgres_dir) {
+            Ok(child) => {
+                let _ = tx.send(Ok(()));
+                // Keep the parent thread alive for the process's life.
+                let _child: Child = child;
+                loop {
+                    std::thread::park();
+                }
+            }
+            Err(e) => {
+                let _ = tx.send(Err(e));
+            }
+        })?;
+    rx.recv()?
 }
 
 fn spawn_postgres(binaries: &ServerBinaries, dir: &Path) -> anyhow::Result<Child> {

@@ -3,5 +3,6 @@
 
 mod archives;
 mod embedded;
+mod faults;
 mod helpers;
 mod tenants;

@@ -228,3 +228,75 @@ async fn check_reports_a_column_added_by_hand() {
         "{drift:?}"
     );
 }
+
+#[tokio::test]
+async fn a_migration_stopped_half_way_leaves_whole_versions_and_a_rerun_finishes() {
+    let t = migrated_database().await;
+    for n in 0..24 {
+        new_tenant(&t.db, &format!("tenant-{n}")).await;
+    }
+    // Slow enough per tenant to stop the run in the middle.
+    let sets = with_extra_tenant_migration(
+        "SELECT pg_sleep(0.1); ALTER TABLE contacts ADD COLUMN nickname VARCHAR(100);",
+    );
+    let next = sets.latest_tenant_version();
+    let run = tokio::spawn({
+        let db = t.db.clone();
+        async move {
+            let _ = migrate::migrate_sets(&db, sets, &options(), &|_, _| {}).await;
+        }
+    });
+    // Once the first tenants are done, stop it.
+    for _ in 0..500 {
+        let versions = migrate::tenant_versions(&t.db).await.unwrap();
+        if versions.iter().any(|v| v.schema_version == next) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // As if the process were killed: its connections drop mid-transaction.
+    run.abort();
+    let _ = run.await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let versions = migrate::tenant_versions(&t.db).await.unwrap();
+    let done = versions.iter().filter(|v| v.schema_version == next).count();
+    assert!(
+        done > 0 && done < versions.len(),
+        "stopped half-way: {done} of {} done",
+        versions.len()
+    );
+    for v in &versions {
+        let has_column = scalar_i64(
+            &t.db,
+            &format!(
+                "SELECT count(*) FROM pg_attribute WHERE attrelid = '{}.contacts'::regclass AND attname = 'nickname'",
+                v.schema_name
+            ),
+        )
+        .await;
+        let recorded = scalar_i64(
+            &t.db,
+            &format!("SELECT max(version)::bigint FROM {}.schema_migrations", v.schema_name),
+        )
+        .await;
+        assert_eq!(
+            (has_column == 1, recorded),
+            (v.schema_version == next, i64::from(v.schema_version)),
+            "{} is at a whole version",
+            v.subdomain
+        );
+    }
+
+    let rerun = migrate::migrate_sets(&t.db, sets, &options(), &|_, _| {})
+        .await
+        .unwrap();
+    assert!(rerun.failures.is_empty());
+    assert!(
+        migrate::tenant_versions(&t.db)
+            .await
+            .unwrap()
+            .iter()
+            .all(|v| v.schema_version == next)
+    );
+}
