@@ -60,7 +60,23 @@ pub(crate) fn prometheus() -> &'static PrometheusHandle {
     })
 }
 
+/// CPU, memory, open files and threads of this process, as the standard
+/// `process_*` metrics.
+fn process_collector() -> &'static metrics_process::Collector {
+    static COLLECTOR: OnceLock<metrics_process::Collector> = OnceLock::new();
+    COLLECTOR.get_or_init(|| {
+        let collector = metrics_process::Collector::default();
+        collector.describe();
+        collector
+    })
+}
+
+/// Process, pool and request figures. Labels are routes, methods and
+/// statuses, never tenants: 10,000 tenants would make 10,000 series per
+/// metric. Per-tenant figures are at `/platform/v1/tenants/{id}/metrics`
+/// and `atrium top`.
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    process_collector().collect();
     let pool = state.db.pool().status();
     metrics::gauge!("atrium_db_pool_size").set(pool.size as f64);
     metrics::gauge!("atrium_db_pool_available").set(pool.available as f64);

@@ -87,6 +87,14 @@ async fn metrics_are_prometheus_text_that_counts_http_requests() {
             .unwrap_or_else(|| panic!("no sample for /healthz in {text}"));
         let count: f64 = sample.rsplit(' ').next().unwrap().parse().unwrap();
         assert!(count >= 1.0, "{sample}");
+        for series in [
+            "process_resident_memory_bytes",
+            "process_cpu_seconds_total",
+            "atrium_db_pool_size",
+        ] {
+            assert!(text.contains(series), "{series} missing");
+        }
+        assert!(!text.contains("tenant="), "no per-tenant series");
     }
 }
 
