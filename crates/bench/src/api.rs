@@ -47,7 +47,7 @@ const DEALS_PER_TENANT: i32 = 100;
 const SEARCHES: &[&str] = &["john smith", "jo", "maria", "jhon", "garcia"];
 
 /// Fills a tenant's schema with a few hundred records, in one statement.
-async fn fill_records(db: &Database, schema: &str) -> anyhow::Result<()> {
+pub(crate) async fn fill_records(db: &Database, schema: &str) -> anyhow::Result<()> {
     let session = db.session().await?;
     session
         .batch_execute(&format!(

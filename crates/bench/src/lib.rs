@@ -9,6 +9,7 @@ mod fleet;
 pub mod import;
 mod load;
 pub mod migrate;
+pub mod noisy;
 pub mod provision;
 
 use std::time::Duration;

@@ -57,3 +57,36 @@ where
         errors,
     }
 }
+
+/// One client sending `work(0, i)` at a steady `per_second`, whatever the
+/// answers take (a request is not sent early to catch up): latency
+/// without the client's own pace in it.
+pub(crate) async fn paced<F, Fut>(per_second: u32, duration: Duration, work: F) -> LoadResult
+where
+    F: Fn(usize, usize) -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let started = Instant::now();
+    let mut ticks = tokio::time::interval(Duration::from_secs(1) / per_second.max(1));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut latencies = Vec::new();
+    let mut errors = 0;
+    let mut i = 0;
+    while started.elapsed() < duration {
+        ticks.tick().await;
+        let t = Instant::now();
+        if !work(0, i).await {
+            errors += 1;
+        }
+        latencies.push(t.elapsed());
+        i += 1;
+    }
+    let elapsed = started.elapsed();
+    latencies.sort();
+    LoadResult {
+        per_second: latencies.len() as f64 / elapsed.as_secs_f64(),
+        p50: percentile(&latencies, 0.50),
+        p99: percentile(&latencies, 0.99),
+        errors,
+    }
+}

@@ -304,6 +304,18 @@ pub enum BenchCommand {
     Import(BenchImportArgs),
     /// Tenant export and import against plain `COPY` of the same tables.
     Archive(BenchArchiveArgs),
+    /// A small-tier tenant flooding the server beside a quiet one.
+    Noisy(BenchNoisyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchNoisyArgs {
+    /// Concurrent connections of the flooding tenant.
+    #[arg(long, default_value_t = 32)]
+    pub flood_clients: usize,
+    /// Seconds per measurement.
+    #[arg(long, default_value_t = 10)]
+    pub seconds: u64,
 }
 
 #[derive(Debug, Args)]

@@ -37,6 +37,17 @@ impl Tier {
             Self::Large => 20,
         }
     }
+
+    /// Requests per second a tenant of this tier may make, sustained (and
+    /// in a burst). Far above what a team of people clicking makes; it
+    /// keeps one tenant's script from taking every CPU of the machine.
+    pub fn request_rate(self) -> u32 {
+        match self {
+            Self::Small => 100,
+            Self::Medium => 300,
+            Self::Large => 1000,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]

@@ -60,6 +60,7 @@ impl FromRequestParts<AppState> for Tenant {
         if let Some(slot) = parts.extensions.get::<TenantSlot>() {
             slot.set(tenant.id);
         }
+        tenant.admit_request().await.map_err(ServiceError::from)?;
         Ok(Self(Scope {
             db: state.db.clone(),
             tenant,

@@ -23,6 +23,7 @@ use atrium_domain::{TenantStatus, Tier};
 
 use crate::migrate::tenant_role_name;
 use crate::registry::TENANT_CHANNEL;
+use crate::tenant::TenantLimits;
 use crate::{Database, StoreError, TenantContext};
 
 pub struct TenantDirectory {
@@ -33,10 +34,10 @@ pub struct TenantDirectory {
     /// does not cache what it read before the change.
     generation: AtomicU64,
     listening: AtomicBool,
-    /// Each tenant's connection slots, by id and tier: they outlive cached
-    /// entries, so invalidations and listener outages never hand a tenant
-    /// a fresh, full set of slots.
-    slots: std::sync::Mutex<HashMap<(i32, Tier), Arc<tokio::sync::Semaphore>>>,
+    /// Each tenant's limits (connection slots, request rate), by id and
+    /// tier: they outlive cached entries, so invalidations and listener
+    /// outages never hand a tenant a fresh, full set of slots.
+    slots: std::sync::Mutex<HashMap<(i32, Tier), Arc<TenantLimits>>>,
 }
 
 impl TenantDirectory {
@@ -83,12 +84,12 @@ impl TenantDirectory {
         let Some(row) = row else { return Ok(None) };
         let id: i32 = row.get(0);
         let tier = Tier::parse(row.get(5)).map_err(anyhow::Error::from)?;
-        let permits = self
+        let limits = self
             .slots
             .lock()
             .expect("not poisoned")
             .entry((id, tier))
-            .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(tier.connection_limit())))
+            .or_insert_with(|| Arc::new(TenantLimits::new(tier)))
             .clone();
         let tenant = Arc::new(TenantContext::new(
             id,
@@ -98,7 +99,7 @@ impl TenantDirectory {
             tenant_role_name(&self.role_prefix, id),
             TenantStatus::parse(row.get(4)).map_err(anyhow::Error::from)?,
             tier,
-            permits,
+            limits,
         ));
         if self.listening.load(Ordering::Acquire) {
             let mut cache = self.by_subdomain.write().expect("not poisoned");

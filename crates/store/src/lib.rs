@@ -30,7 +30,9 @@ pub use db::{
     Database, MIN_SERVER_VERSION, SESSION_MAX_AGE, SESSION_MAX_TENANTS, SessionLimits,
     ensure_database, quote_ident,
 };
-pub use tenant::{TENANT_SLOT_WAIT, TenantContext, TenantTx, is_tenant_schema_name};
+pub use tenant::{
+    REQUEST_WAIT, TENANT_SLOT_WAIT, TenantContext, TenantLimits, TenantTx, is_tenant_schema_name,
+};
 pub use tx::PooledTx;
 
 /// What callers of the store handle; everything else is `Other` and ends up

@@ -31,14 +31,44 @@ pub struct TenantContext {
     pub role_name: String,
     pub status: TenantStatus,
     pub tier: Tier,
-    /// At most `tier.connection_limit()` transactions of this tenant hold a
-    /// pooled session at once, so one busy tenant cannot starve the rest.
-    pub(crate) permits: Arc<Semaphore>,
+    pub(crate) limits: Arc<TenantLimits>,
 }
 
+/// What keeps one tenant from starving the others; one per tenant and
+/// tier, kept by the directory so it outlives cached entries.
+pub struct TenantLimits {
+    /// At most `tier.connection_limit()` transactions of this tenant hold a
+    /// pooled session at once.
+    permits: Arc<Semaphore>,
+    /// At most `tier.request_rate()` requests a second: a flood waits its
+    /// turn (costing nothing), and past `REQUEST_WAIT` is turned away.
+    requests: governor::DefaultDirectRateLimiter,
+}
+
+impl std::fmt::Debug for TenantLimits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TenantLimits")
+            .field("free_slots", &self.permits.available_permits())
+            .finish_non_exhaustive()
+    }
+}
+
+impl TenantLimits {
+    pub fn new(tier: Tier) -> Self {
+        let rate = std::num::NonZeroU32::new(tier.request_rate()).expect("positive rate");
+        Self {
+            permits: Arc::new(Semaphore::new(tier.connection_limit())),
+            requests: governor::RateLimiter::direct(governor::Quota::per_second(rate)),
+        }
+    }
+}
+
+/// How long a request waits for its tenant's request rate before it is
+/// told to come back later.
+pub const REQUEST_WAIT: Duration = Duration::from_secs(1);
+
 impl TenantContext {
-    /// `permits` is the tenant's semaphore, sized for its tier; the
-    /// directory keeps one per tenant so it outlives cached entries.
+    /// `limits` are the tenant's, sized for its tier.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         id: i32,
@@ -48,7 +78,7 @@ impl TenantContext {
         role_name: String,
         status: TenantStatus,
         tier: Tier,
-        permits: Arc<Semaphore>,
+        limits: Arc<TenantLimits>,
     ) -> Self {
         assert!(
             is_tenant_schema_name(&schema_name),
@@ -62,8 +92,16 @@ impl TenantContext {
             role_name,
             status,
             tier,
-            permits,
+            limits,
         }
+    }
+
+    /// Admits one request of this tenant within its request rate, waiting
+    /// up to `REQUEST_WAIT` for its turn.
+    pub async fn admit_request(&self) -> Result<(), StoreError> {
+        tokio::time::timeout(REQUEST_WAIT, self.limits.requests.until_ready())
+            .await
+            .map_err(|_| StoreError::Busy)
     }
 
     /// SQL that sets the tenant up inside an open transaction. The schema
@@ -117,10 +155,13 @@ impl TenantTx {
         tenant: &Arc<TenantContext>,
         statement_timeout: Duration,
     ) -> Result<Self, StoreError> {
-        let slot = tokio::time::timeout(TENANT_SLOT_WAIT, tenant.permits.clone().acquire_owned())
-            .await
-            .map_err(|_| StoreError::Busy)?
-            .expect("tenant semaphores are never closed");
+        let slot = tokio::time::timeout(
+            TENANT_SLOT_WAIT,
+            tenant.limits.permits.clone().acquire_owned(),
+        )
+        .await
+        .map_err(|_| StoreError::Busy)?
+        .expect("tenant semaphores are never closed");
         let mut tx = timed(PooledTx::begin(db, &tenant.setup_sql(statement_timeout))).await?;
         tx.note_tenant(tenant.id);
         tx.hold(slot);
@@ -143,10 +184,13 @@ impl TenantTx {
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<(Self, Option<Row>), StoreError> {
-        let slot = tokio::time::timeout(TENANT_SLOT_WAIT, tenant.permits.clone().acquire_owned())
-            .await
-            .map_err(|_| StoreError::Busy)?
-            .expect("tenant semaphores are never closed");
+        let slot = tokio::time::timeout(
+            TENANT_SLOT_WAIT,
+            tenant.limits.permits.clone().acquire_owned(),
+        )
+        .await
+        .map_err(|_| StoreError::Busy)?
+        .expect("tenant semaphores are never closed");
         let mut tx = PooledTx::open(db).await?;
         tx.note_tenant(tenant.id);
         tx.hold(slot);

@@ -4,6 +4,7 @@ use atrium_bench::api::ApiBench;
 use atrium_bench::archive::ArchiveBench;
 use atrium_bench::import::ImportBench;
 use atrium_bench::migrate::MigrateBench;
+use atrium_bench::noisy::NoisyBench;
 use atrium_bench::provision::ProvisionBench;
 
 use super::CommandResult;
@@ -44,6 +45,16 @@ pub async fn run(command: BenchCommand, connected: &Connected) -> CommandResult 
                 &ApiBench {
                     tenant_counts,
                     clients: args.clients.max(1),
+                    seconds: args.seconds.max(1),
+                },
+            )
+            .await?
+        }
+        BenchCommand::Noisy(args) => {
+            atrium_bench::noisy::run(
+                server,
+                &NoisyBench {
+                    flood_clients: args.flood_clients.max(1),
                     seconds: args.seconds.max(1),
                 },
             )

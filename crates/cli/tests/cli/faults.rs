@@ -40,8 +40,16 @@ async fn a_provisioning_killed_at_any_moment_leaves_a_whole_tenant_or_nothing() 
         let mut child = command(dir.path())
             .env("ATRIUM_DATABASE_URL", &t.url)
             .args([
-                "tenant", "create", "--name", "Killed", "--subdomain", &subdomain,
-                "--admin-email", "a@killed.example", "--admin-password", "a-long-password",
+                "tenant",
+                "create",
+                "--name",
+                "Killed",
+                "--subdomain",
+                &subdomain,
+                "--admin-email",
+                "a@killed.example",
+                "--admin-password",
+                "a-long-password",
             ])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
@@ -61,8 +69,16 @@ async fn a_provisioning_killed_at_any_moment_leaves_a_whole_tenant_or_nothing() 
     let again = atrium(
         &t.url,
         &[
-            "tenant", "create", "--name", "Again", "--subdomain", "killed-0",
-            "--admin-email", "a@killed.example", "--admin-password", "a-long-password",
+            "tenant",
+            "create",
+            "--name",
+            "Again",
+            "--subdomain",
+            "killed-0",
+            "--admin-email",
+            "a@killed.example",
+            "--admin-password",
+            "a-long-password",
         ],
     );
     assert!(matches!(again.status.code(), Some(0 | 1)));

@@ -277,11 +277,19 @@ async fn top_indexes_and_connections_answer_by_tenant() {
     let t = migrated_database().await;
     let url = &t.url;
     assert!(atrium(url, CREATE).status.success());
-    assert_eq!(json(&atrium(url, &["top", "--json"])), serde_json::json!([]));
+    assert_eq!(
+        json(&atrium(url, &["top", "--json"])),
+        serde_json::json!([])
+    );
     let indexes = json(&atrium(url, &["indexes", "--json"]));
     assert_eq!(indexes[0]["subdomain"], "acme");
     let one = json(&atrium(url, &["indexes", "acme", "--json"]));
-    assert!(one.as_array().unwrap().iter().any(|i| i["index"] == "contacts_pkey"));
+    assert!(
+        one.as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["index"] == "contacts_pkey")
+    );
     assert!(json(&atrium(url, &["connections", "--json"])).is_array());
     assert!(stdout(&atrium(url, &["indexes"])).contains("UNUSED"));
     assert_fails(&atrium(url, &["indexes", "nobody"]), 1, "not found");

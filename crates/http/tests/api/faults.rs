@@ -26,7 +26,10 @@ async fn a_database_restart_under_load_gives_503s_then_service_without_a_server_
     let maintenance = cluster.maintenance_url();
     let mut ready = false;
     for _ in 0..100 {
-        if atrium_store::ensure_database(&maintenance, "atrium").await.is_ok() {
+        if atrium_store::ensure_database(&maintenance, "atrium")
+            .await
+            .is_ok()
+        {
             ready = true;
             break;
         }
@@ -127,7 +130,10 @@ async fn a_database_restart_under_load_gives_503s_then_service_without_a_server_
         if me().await.map(|r| r.status()).ok() == Some(StatusCode::OK) {
             break;
         }
-        assert!(Instant::now() < deadline, "not serving again after the restart");
+        assert!(
+            Instant::now() < deadline,
+            "not serving again after the restart"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -140,12 +146,17 @@ async fn a_database_restart_under_load_gives_503s_then_service_without_a_server_
     assert!(
         all.iter().all(|(s, _)| *s == 200 || *s == 503),
         "only 200 and 503: {:?}",
-        all.iter().map(|(s, _)| s).collect::<std::collections::BTreeSet<_>>()
+        all.iter()
+            .map(|(s, _)| s)
+            .collect::<std::collections::BTreeSet<_>>()
     );
     assert!(all.iter().any(|(s, _)| *s == 503), "the outage was seen");
     assert!(all.iter().any(|(s, _)| *s == 200));
     let slowest = all.iter().map(|(_, d)| *d).max().unwrap();
-    assert!(slowest < request_timeout + Duration::from_secs(2), "{slowest:?}");
+    assert!(
+        slowest < request_timeout + Duration::from_secs(2),
+        "{slowest:?}"
+    );
     assert!(readiness.contains(&503), "{readiness:?}");
     assert_eq!(readiness.last(), Some(&200), "{readiness:?}");
 

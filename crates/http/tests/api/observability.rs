@@ -117,3 +117,47 @@ async fn a_flooding_tenant_gets_503_beyond_its_limit_and_the_others_are_served()
     let quiet_metrics = metrics_of(&app, quiet.id).await;
     assert_eq!(quiet_metrics["errors"], 0, "{quiet_metrics}");
 }
+
+#[tokio::test]
+async fn a_tenant_past_its_request_rate_waits_then_gets_503_and_the_others_do_not() {
+    let app = TestApp::spawn().await;
+    app.create_tenant("noisy").await;
+    app.create_tenant("quiet").await;
+    // Far more at once than a small tier's 100 requests a second, each
+    // allowed to wait a second for its turn.
+    let flood = join_all((0..400).map(|_| {
+        app.tenant_request(Method::GET, "noisy", "/api/v1/me")
+            .send()
+    }));
+    let quiet = async {
+        let mut statuses = Vec::new();
+        for _ in 0..20 {
+            let response = app
+                .tenant_request(Method::GET, "quiet", "/api/v1/me")
+                .send()
+                .await
+                .unwrap();
+            statuses.push(response.status());
+        }
+        statuses
+    };
+    let (flood, quiet) = tokio::join!(flood, quiet);
+    let mut admitted = 0;
+    let mut turned_away = 0;
+    for response in flood {
+        let response = response.unwrap();
+        match response.status() {
+            StatusCode::UNAUTHORIZED => admitted += 1,
+            StatusCode::SERVICE_UNAVAILABLE => {
+                turned_away += 1;
+                assert!(response.headers().contains_key("retry-after"));
+            }
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert!(turned_away > 0 && admitted >= 100, "{admitted} admitted, {turned_away} turned away");
+    assert!(
+        quiet.iter().all(|s| *s == StatusCode::UNAUTHORIZED),
+        "the quiet tenant is never turned away: {quiet:?}"
+    );
+}

@@ -277,7 +277,10 @@ async fn a_migration_stopped_half_way_leaves_whole_versions_and_a_rerun_finishes
         .await;
         let recorded = scalar_i64(
             &t.db,
-            &format!("SELECT max(version)::bigint FROM {}.schema_migrations", v.schema_name),
+            &format!(
+                "SELECT max(version)::bigint FROM {}.schema_migrations",
+                v.schema_name
+            ),
         )
         .await;
         assert_eq!(

@@ -33,7 +33,9 @@ async fn top_merges_every_live_server_and_orders_by_load() {
         .unwrap();
     publish(&t.db, "two", &[load(a.id, 40, 2.0)]).await.unwrap();
     // A server that stopped long ago without withdrawing.
-    publish(&t.db, "dead", &[load(c.id, 1000, 1.0)]).await.unwrap();
+    publish(&t.db, "dead", &[load(c.id, 1000, 1.0)])
+        .await
+        .unwrap();
     sql(
         &t.db,
         "UPDATE public.tenant_metrics SET reported_at = now() - interval '10 minutes' WHERE server_id = 'dead'",
