@@ -38,15 +38,21 @@ impl Tier {
         }
     }
 
-    /// Requests per second a tenant of this tier may make, sustained (and
-    /// in a burst). Far above what a team of people clicking makes; it
-    /// keeps one tenant's script from taking every CPU of the machine.
+    /// Requests per second a tenant of this tier may make, sustained. Far
+    /// above what a team of people clicking makes; it keeps one tenant's
+    /// script from taking every CPU of the machine.
     pub fn request_rate(self) -> u32 {
         match self {
-            Self::Small => 100,
-            Self::Medium => 300,
-            Self::Large => 1000,
+            Self::Small => 50,
+            Self::Medium => 150,
+            Self::Large => 500,
         }
+    }
+
+    /// Requests a tenant may make at once above its rate, after a quiet
+    /// spell (a page that loads several lists, a script's first burst).
+    pub fn request_burst(self) -> u32 {
+        self.request_rate() * 2
     }
 }
 

@@ -40,8 +40,9 @@ pub struct TenantLimits {
     /// At most `tier.connection_limit()` transactions of this tenant hold a
     /// pooled session at once.
     permits: Arc<Semaphore>,
-    /// At most `tier.request_rate()` requests a second: a flood waits its
-    /// turn (costing nothing), and past `REQUEST_WAIT` is turned away.
+    /// At most `tier.request_rate()` requests a second (after a burst of
+    /// `tier.request_burst()`): a flood waits its turn (costing nothing),
+    /// and past `REQUEST_WAIT` is turned away.
     requests: governor::DefaultDirectRateLimiter,
 }
 
@@ -56,9 +57,12 @@ impl std::fmt::Debug for TenantLimits {
 impl TenantLimits {
     pub fn new(tier: Tier) -> Self {
         let rate = std::num::NonZeroU32::new(tier.request_rate()).expect("positive rate");
+        let burst = std::num::NonZeroU32::new(tier.request_burst()).expect("positive burst");
         Self {
             permits: Arc::new(Semaphore::new(tier.connection_limit())),
-            requests: governor::RateLimiter::direct(governor::Quota::per_second(rate)),
+            requests: governor::RateLimiter::direct(
+                governor::Quota::per_second(rate).allow_burst(burst),
+            ),
         }
     }
 }
