@@ -155,7 +155,10 @@ async fn a_tenant_past_its_request_rate_waits_then_gets_503_and_the_others_do_no
             other => panic!("unexpected {other}"),
         }
     }
-    assert!(turned_away > 0 && admitted >= 100, "{admitted} admitted, {turned_away} turned away");
+    assert!(
+        turned_away > 0 && admitted >= 100,
+        "{admitted} admitted, {turned_away} turned away"
+    );
     assert!(
         quiet.iter().all(|s| *s == StatusCode::UNAUTHORIZED),
         "the quiet tenant is never turned away: {quiet:?}"
