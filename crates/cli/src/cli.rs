@@ -181,6 +181,11 @@ pub struct ServeArgs {
     /// Purge records soft-deleted more than this many days ago (default 30).
     #[arg(long, env = "ATRIUM_RETENTION_DAYS", value_parser = clap::value_parser!(u32).range(1..=36500))]
     pub retention_days: Option<u32>,
+    /// Spare tenant schemas kept made and migrated, so creating a tenant
+    /// is a rename (default 4; 0 turns the pool off). Needs the rights to
+    /// change the schema.
+    #[arg(long, env = "ATRIUM_SPARE_SCHEMAS", value_parser = clap::value_parser!(u32).range(0..=1000))]
+    pub spare_schemas: Option<u32>,
     /// Also create (once) a `demo` tenant with sample data, and say how
     /// to sign in.
     #[arg(long)]

@@ -24,6 +24,7 @@ pub struct FileSettings {
     pub mail_from: Option<String>,
     pub retention_days: Option<u32>,
     pub maintenance_interval_minutes: Option<u32>,
+    pub spare_schemas: Option<u32>,
 }
 
 impl FileSettings {

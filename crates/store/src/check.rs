@@ -68,6 +68,11 @@ pub async fn check(db: &Database) -> anyhow::Result<CheckReport> {
         .iter()
         .map(|r| (r.get(0), r.get(1)))
         .collect();
+    let mut tenants = tenants;
+    // Spares become tenants by a rename: they must match `template` too.
+    for spare in crate::spares::schema_names(&client).await? {
+        tenants.insert(spare, String::new());
+    }
     let mut schemas: Vec<String> = tenants.keys().cloned().collect();
     schemas.push("template".into());
 
@@ -104,7 +109,7 @@ pub async fn check(db: &Database) -> anyhow::Result<CheckReport> {
         for schema in differing {
             let mine = items.remove(&schema).unwrap_or_default();
             drifted.push(SchemaDrift {
-                subdomain: tenants.get(&schema).cloned(),
+                subdomain: tenants.get(&schema).filter(|s| !s.is_empty()).cloned(),
                 missing: if mine.is_empty() {
                     vec!["the whole schema".into()]
                 } else {

@@ -21,6 +21,7 @@ pub mod records;
 pub mod registry;
 pub mod roles;
 pub mod sessions;
+pub mod spares;
 mod tenant;
 pub mod tenant_metrics;
 mod tx;

@@ -180,6 +180,8 @@ pub struct MigrateReport {
     pub control_applied: Vec<i32>,
     pub template_applied: Vec<i32>,
     pub tenants_migrated: usize,
+    /// Spare schemas brought to the newest version with the tenants.
+    pub spares_migrated: usize,
     pub failures: Vec<TenantFailure>,
     /// Statements sent by the coordinating session and the tenant jobs.
     pub queries: usize,
@@ -285,6 +287,7 @@ async fn migrate_locked(
         .buffer_unordered(options.jobs.max(1));
     while let Some((tenant, result)) = results.next().await {
         match result {
+            Ok(()) if tenant.spare => report.spares_migrated += 1,
             Ok(()) => report.tenants_migrated += 1,
             Err(e) => report.failures.push(TenantFailure {
                 tenant_id: tenant.id,
@@ -463,14 +466,19 @@ async fn migrate_tenant(
             file.checksum()
         ));
     }
+    let (role, registry_table) = if tenant.spare {
+        (
+            crate::spares::spare_role_name(role_prefix, tenant.id),
+            "public.spare_schemas",
+        )
+    } else {
+        (tenant_role_name(role_prefix, tenant.id), "public.tenants")
+    };
     if pending.iter().any(|f| f.creates_objects()) {
-        batch.push_str(&grant_tenant_role_sql(
-            &tenant.schema_name,
-            &tenant_role_name(role_prefix, tenant.id),
-        ));
+        batch.push_str(&grant_tenant_role_sql(&tenant.schema_name, &role));
     }
     batch.push_str(&format!(
-        "UPDATE public.tenants SET schema_version = {} WHERE id = {};",
+        "UPDATE {registry_table} SET schema_version = {} WHERE id = {};",
         sets.latest_tenant_version(),
         tenant.id
     ));

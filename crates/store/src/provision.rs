@@ -44,29 +44,40 @@ pub const APPLICATION_ROLE: &str = "atrium_application";
 
 pub async fn provision(db: &Database, new: &NewTenant<'_>) -> Result<(Tenant, i32), StoreError> {
     let mut tx = PooledTx::begin(db, "").await?;
-    let shell = create_shell(&mut tx, new.name, new.subdomain, new.tier).await?;
-    let (id, schema) = (shell.id, &shell.schema);
+    let (id, schema, role_prefix) =
+        insert_registry_row(&mut tx, new.name, new.subdomain, new.tier).await?;
+    let role = tenant_role_name(&role_prefix, id);
+    let claimed = crate::spares::claim(&tx, &schema, &role, &role_prefix).await?;
     let client = tx.client();
-    apply_pending(
-        client,
-        schema,
-        MigrationSets::embedded().tenant,
-        &QueryCounter::default(),
-    )
-    .await
-    .map_err(|e| anyhow::anyhow!(e))?;
-    let stages = DEFAULT_STAGES
-        .iter()
-        .enumerate()
-        .map(|(i, (name, probability, kind))| {
-            format!("('{name}', {}, {probability}, '{kind}')", i + 1)
-        })
-        .collect::<Vec<_>>()
-        .join(", ");
+    if claimed {
+        client
+            .batch_execute(&format!(
+                "INSERT INTO public.tenant_counters (tenant_id) VALUES ({id});
+                 SELECT set_config('search_path', '{}, extensions', true);",
+                quote_ident(&schema)
+            ))
+            .await?;
+    } else {
+        client
+            .batch_execute(&format!(
+                "INSERT INTO public.tenant_counters (tenant_id) VALUES ({id});
+                 {}",
+                empty_schema_sql(&schema, &role, &role_prefix)
+            ))
+            .await?;
+        apply_pending(
+            client,
+            &schema,
+            MigrationSets::embedded().tenant,
+            &QueryCounter::default(),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!(e))?;
+        client.batch_execute(&default_stages_sql()).await?;
+    }
     client
         .batch_execute(&format!(
-            "INSERT INTO pipeline_stages (name, position, probability, kind) VALUES {stages};
-             UPDATE public.tenants SET schema_version = {} WHERE id = {id};",
+            "UPDATE public.tenants SET schema_version = {} WHERE id = {id};",
             latest_tenant_version()
         ))
         .await?;
@@ -102,6 +113,26 @@ pub(crate) async fn create_shell(
     subdomain: &Subdomain,
     tier: Tier,
 ) -> Result<Shell, StoreError> {
+    let (id, schema, role_prefix) = insert_registry_row(tx, name, subdomain, tier).await?;
+    let role = tenant_role_name(&role_prefix, id);
+    tx.client()
+        .batch_execute(&format!(
+            "INSERT INTO public.tenant_counters (tenant_id) VALUES ({id});
+             {}",
+            empty_schema_sql(&schema, &role, &role_prefix)
+        ))
+        .await?;
+    Ok(Shell { id, schema })
+}
+
+/// The registry row of a new tenant: its id, schema name and the role
+/// prefix of this database.
+async fn insert_registry_row(
+    tx: &mut PooledTx,
+    name: &str,
+    subdomain: &Subdomain,
+    tier: Tier,
+) -> Result<(i32, String, String), StoreError> {
     let row = tx
         .client()
         .query_one(
@@ -118,30 +149,46 @@ pub(crate) async fn create_shell(
             }
             _ => e.into(),
         })?;
-    let (id, schema, role_prefix): (i32, String, String) = (row.get(0), row.get(1), row.get(2));
+    let id: i32 = row.get(0);
     tx.note_tenant(id);
-    let role = tenant_role_name(&role_prefix, id);
-    let (q_schema, q_role) = (quote_ident(&schema), quote_ident(&role));
-    let q_group = quote_ident(&tenant_group_role(&role_prefix));
-    tx.client()
-        .batch_execute(&format!(
-            "INSERT INTO public.tenant_counters (tenant_id) VALUES ({id});
-             CREATE SCHEMA {q_schema};
-             CREATE ROLE {q_role} NOLOGIN IN ROLE {q_group};
-             DO $$ BEGIN
-               IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{APPLICATION_ROLE}') THEN
-                 GRANT {q_role} TO {APPLICATION_ROLE};
-               END IF;
-             END $$;
-             SELECT set_config('search_path', '{q_schema}, extensions', true);
-             -- made before the default privileges: the tenant role never gets it
-             {};
-             {}",
-            crate::migrate::SCHEMA_MIGRATIONS_DDL,
-            default_privileges_sql(&q_schema, &q_role),
-        ))
-        .await?;
-    Ok(Shell { id, schema })
+    Ok((id, row.get(1), row.get(2)))
+}
+
+/// An empty schema with its migration history table and its data-only
+/// role (a member of the tenants' group, granted to the application
+/// login), the search path set to it: what a tenant and a spare schema
+/// start from.
+pub(crate) fn empty_schema_sql(schema: &str, role: &str, role_prefix: &str) -> String {
+    let (q_schema, q_role) = (quote_ident(schema), quote_ident(role));
+    let q_group = quote_ident(&tenant_group_role(role_prefix));
+    format!(
+        "CREATE SCHEMA {q_schema};
+         CREATE ROLE {q_role} NOLOGIN IN ROLE {q_group};
+         DO $$ BEGIN
+           IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{APPLICATION_ROLE}') THEN
+             GRANT {q_role} TO {APPLICATION_ROLE};
+           END IF;
+         END $$;
+         SELECT set_config('search_path', '{q_schema}, extensions', true);
+         -- made before the default privileges: the tenant role never gets it
+         {};
+         {}",
+        crate::migrate::SCHEMA_MIGRATIONS_DDL,
+        default_privileges_sql(&q_schema, &q_role),
+    )
+}
+
+/// The pipeline stages every tenant starts with, as one statement.
+pub(crate) fn default_stages_sql() -> String {
+    let stages = DEFAULT_STAGES
+        .iter()
+        .enumerate()
+        .map(|(i, (name, probability, kind))| {
+            format!("('{name}', {}, {probability}, '{kind}')", i + 1)
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!("INSERT INTO pipeline_stages (name, position, probability, kind) VALUES {stages}")
 }
 
 /// Data rights for the tenant role on everything the migrations are about

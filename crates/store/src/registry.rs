@@ -17,6 +17,9 @@ pub struct TenantRef {
     pub subdomain: String,
     pub schema_name: String,
     pub schema_version: i32,
+    /// A spare schema (`spare_<id>`, named by its schema as subdomain),
+    /// which `migrate` keeps at the newest version like a tenant.
+    pub spare: bool,
 }
 
 /// Live record counts kept current by triggers in each tenant schema, so
@@ -190,8 +193,12 @@ pub(crate) async fn tenants_below_version(
 ) -> Result<Vec<TenantRef>, tokio_postgres::Error> {
     let rows = client
         .query(
-            "SELECT id, subdomain, schema_name, schema_version FROM public.tenants
-             WHERE schema_version < $1 ORDER BY id",
+            "SELECT id, subdomain, schema_name, schema_version, false FROM public.tenants
+              WHERE schema_version < $1
+             UNION ALL
+             SELECT id, 'spare_' || id, 'spare_' || id, schema_version, true FROM public.spare_schemas
+              WHERE schema_version < $1
+             ORDER BY 5, 1",
             &[&version],
         )
         .await?;
@@ -202,6 +209,7 @@ pub(crate) async fn tenants_below_version(
             subdomain: r.get(1),
             schema_name: r.get(2),
             schema_version: r.get(3),
+            spare: r.get(4),
         })
         .collect())
 }

@@ -101,6 +101,14 @@ pub async fn run(
                 db, policy, interval,
             ))))
         };
+        let spare_schemas = args
+            .spare_schemas
+            .or(file.spare_schemas)
+            .unwrap_or(DEFAULT_SPARE_SCHEMAS);
+        let _spares = (connected.may_migrate && spare_schemas > 0).then(|| {
+            let db = connected.admin().clone();
+            AbortOnDrop(tokio::spawn(keep_spares(db, spare_schemas as usize)))
+        });
         let port = listener.local_addr()?.port();
         eprintln!(
             "atrium: serving on http://{} (tenants at http://<subdomain>.{}:{port})",
@@ -147,6 +155,24 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()> + S
         }
         tracing::info!("shutting down: finishing requests in flight");
     })
+}
+
+/// Spare tenant schemas kept ready by default.
+const DEFAULT_SPARE_SCHEMAS: u32 = 4;
+
+/// Keeps the spare pool full: checks every ten seconds, and one server at
+/// a time does the work.
+async fn keep_spares(db: atrium_store::Database, size: usize) {
+    let sets = atrium_store::migrate::MigrationSets::embedded();
+    let mut ticks = tokio::time::interval(Duration::from_secs(10));
+    loop {
+        ticks.tick().await;
+        match atrium_store::spares::refill(&db, &sets, size).await {
+            Ok(0) => {}
+            Ok(made) => tracing::info!(made, "spare tenant schemas made"),
+            Err(e) => tracing::warn!(error = format!("{e:#}"), "refilling spare schemas"),
+        }
+    }
 }
 
 /// Stops a background task when the server stops.

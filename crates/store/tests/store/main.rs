@@ -9,4 +9,5 @@ mod observe;
 mod provisioning;
 mod registry_counters;
 mod roles;
+mod spares;
 mod tenant_context;
