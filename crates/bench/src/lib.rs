@@ -8,9 +8,11 @@ pub mod archive;
 mod fleet;
 pub mod import;
 mod load;
+mod memory;
 pub mod migrate;
 pub mod noisy;
 pub mod provision;
+pub mod scale;
 
 use std::time::Duration;
 

@@ -40,7 +40,11 @@ pub async fn run(server: &Database, bench: &MigrateBench) -> anyhow::Result<Stri
 }
 
 /// Adds `extra` tenants, then counts the statements of a no-op migrate.
-async fn noop_queries(db: &Database, sets: MigrationSets, extra: u32) -> anyhow::Result<usize> {
+pub(crate) async fn noop_queries(
+    db: &Database,
+    sets: MigrationSets,
+    extra: u32,
+) -> anyhow::Result<usize> {
     if extra > 0 {
         provision_many(db, "noop", extra, 2).await?;
     }
@@ -102,7 +106,7 @@ async fn measure(
 
 /// Each run starts on fresh sessions, as a migration run of its own would:
 /// a session's catalog caches warm up with every schema it touches.
-async fn raw_loop(db: &Database, column: &str) -> anyhow::Result<Duration> {
+pub(crate) async fn raw_loop(db: &Database, column: &str) -> anyhow::Result<Duration> {
     let session = db.dedicated_session().await?;
     let schemas: Vec<String> = session
         .query("SELECT schema_name FROM public.tenants ORDER BY id", &[])
@@ -122,7 +126,7 @@ async fn raw_loop(db: &Database, column: &str) -> anyhow::Result<Duration> {
     Ok(started.elapsed())
 }
 
-async fn migrator(
+pub(crate) async fn migrator(
     db: &Database,
     sets: &mut MigrationSets,
     column: &str,

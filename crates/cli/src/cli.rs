@@ -311,6 +311,24 @@ pub enum BenchCommand {
     Archive(BenchArchiveArgs),
     /// A small-tier tenant flooding the server beside a quiet one.
     Noisy(BenchNoisyArgs),
+    /// The whole fleet at N tenants: provisioning, migration, commands,
+    /// API spread and memory, in one report.
+    Fleet(BenchFleetArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchFleetArgs {
+    #[arg(long, default_value_t = 1000)]
+    pub tenants: u32,
+    /// Concurrent clients (and database connections on each side).
+    #[arg(long, default_value_t = 8)]
+    pub clients: usize,
+    /// Seconds per API measurement.
+    #[arg(long, default_value_t = 5)]
+    pub seconds: u64,
+    /// Tenants provisioned and filled at once.
+    #[arg(long, default_value_t = 2)]
+    pub jobs: usize,
 }
 
 #[derive(Debug, Args)]

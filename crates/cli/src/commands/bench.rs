@@ -6,6 +6,7 @@ use atrium_bench::import::ImportBench;
 use atrium_bench::migrate::MigrateBench;
 use atrium_bench::noisy::NoisyBench;
 use atrium_bench::provision::ProvisionBench;
+use atrium_bench::scale::FleetBench;
 
 use super::CommandResult;
 use crate::cli::BenchCommand;
@@ -46,6 +47,18 @@ pub async fn run(command: BenchCommand, connected: &Connected) -> CommandResult 
                     tenant_counts,
                     clients: args.clients.max(1),
                     seconds: args.seconds.max(1),
+                },
+            )
+            .await?
+        }
+        BenchCommand::Fleet(args) => {
+            atrium_bench::scale::run(
+                server,
+                &FleetBench {
+                    tenants: args.tenants,
+                    clients: args.clients.max(1),
+                    seconds: args.seconds.max(1),
+                    jobs: args.jobs.max(1),
                 },
             )
             .await?

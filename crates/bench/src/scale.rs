@@ -1,0 +1,231 @@
+//! The whole fleet in one run (`atrium bench fleet --tenants N`):
+//! provisioning at the start and at the end, a fleet migration, the
+//! operator's commands, API throughput spread over every tenant and over a
+//! hot set, and the memory it all leaves behind.
+
+use std::fmt::Write;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use atrium_store::Database;
+use atrium_store::migrate::MigrationSets;
+use futures::StreamExt;
+
+use crate::api::{
+    ApiBench, api_load, fill_records, large_tier_for_all, row, sessions_for_all, sql_load,
+};
+use crate::fleet::{provision_many, provision_one};
+use crate::migrate::{migrator, noop_queries, raw_loop};
+use crate::{Scratch, median, ms};
+
+pub struct FleetBench {
+    pub tenants: u32,
+    pub clients: usize,
+    pub seconds: u64,
+    /// Tenants provisioned and filled at once.
+    pub jobs: usize,
+}
+
+/// The hot set of the API measurements.
+const HOT: usize = 100;
+/// Provisioning samples at the start and at the end.
+const SAMPLES: u32 = 10;
+
+pub async fn run(server: &Database, bench: &FleetBench) -> anyhow::Result<String> {
+    let small = Scratch::create(server).await?;
+    let small_noop = noop_queries(&small.db, MigrationSets::embedded(), 10).await;
+    small.finish(server).await?;
+    let scratch = Scratch::create(server).await?;
+    let result = measure(&scratch, bench, small_noop?).await;
+    scratch.finish(server).await?;
+    result
+}
+
+async fn provision_samples(db: &Database, prefix: &str) -> anyhow::Result<Duration> {
+    let mut samples = Vec::new();
+    for i in 0..SAMPLES {
+        let started = Instant::now();
+        provision_one(db, &format!("{prefix}-{i}")).await?;
+        samples.push(started.elapsed());
+    }
+    Ok(median(&mut samples))
+}
+
+async fn timed<T>(
+    work: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    work.await?;
+    Ok(started.elapsed())
+}
+
+async fn measure(
+    scratch: &Scratch,
+    bench: &FleetBench,
+    small_noop: usize,
+) -> anyhow::Result<String> {
+    let db = &scratch.db;
+    let n = bench.tenants.max(HOT as u32 + 2 * SAMPLES);
+    let whole = Instant::now();
+    let mut report = String::new();
+    writeln!(report, "## A fleet of {n} tenants\n")?;
+
+    // Provisioning at about 100 tenants and at N, the full path each time.
+    provision_many(db, "early", HOT as u32 - SAMPLES, bench.jobs).await?;
+    let at_start = provision_samples(db, "start").await?;
+    let started = Instant::now();
+    provision_many(db, "fleet", n - HOT as u32 - SAMPLES, bench.jobs).await?;
+    let provisioning_all = started.elapsed();
+    let at_end = provision_samples(db, "end").await?;
+
+    // A small, realistic data set in every tenant.
+    let tenants = sessions_for_all(db).await?;
+    let started = Instant::now();
+    let mut fills = futures::stream::iter(tenants.iter())
+        .map(|t| fill_records(db, &t.schema))
+        .buffer_unordered(bench.jobs);
+    while let Some(result) = fills.next().await {
+        result?;
+    }
+    let filling = started.elapsed();
+    writeln!(
+        report,
+        "Provisioned {n} tenants ({} at a time) in {:.0} s and gave each 200 contacts and 100 \
+         deals in {:.0} s.\n",
+        bench.jobs,
+        provisioning_all.as_secs_f64() + (at_start + at_end).as_secs_f64() * f64::from(SAMPLES),
+        filling.as_secs_f64()
+    )?;
+
+    writeln!(
+        report,
+        "### Provisioning one tenant (full path, median of {SAMPLES})\n"
+    )?;
+    writeln!(report, "| at {HOT} tenants | at {n} tenants | ratio |")?;
+    writeln!(report, "| ---: | ---: | ---: |")?;
+    writeln!(
+        report,
+        "| {} | {} | {:.2}× |\n",
+        ms(at_start),
+        ms(at_end),
+        at_end.as_secs_f64() / at_start.as_secs_f64()
+    )?;
+
+    // A fleet migration.
+    let mut sets = MigrationSets::embedded();
+    let raw = raw_loop(db, "fleet_raw").await?;
+    let atrium = migrator(db, &mut sets, "fleet_atrium", 2).await?;
+    let large_noop = noop_queries(db, sets, 0).await?;
+    writeln!(report, "### Migrating every tenant\n")?;
+    writeln!(report, "| run | total | per tenant | vs raw loop |")?;
+    writeln!(report, "| --- | ---: | ---: | ---: |")?;
+    for (label, d) in [
+        ("raw loop, one transaction per tenant", raw),
+        ("atrium migrate --jobs 2", atrium),
+    ] {
+        writeln!(
+            report,
+            "| {label} | {:.1} s | {} | {:.2}× |",
+            d.as_secs_f64(),
+            ms(d / n),
+            d.as_secs_f64() / raw.as_secs_f64()
+        )?;
+    }
+    writeln!(
+        report,
+        "\nWith nothing pending, `migrate` sent {small_noop} statements at 10 tenants and \
+         {large_noop} at {n}.\n"
+    )?;
+
+    // The operator's commands.
+    let check = timed(async { atrium_store::check::check(db).await.map(|_| ()) }).await?;
+    let stats = timed(async { atrium_store::registry::totals(db).await.map(|_| ()) }).await?;
+    let list = timed(async {
+        atrium_services::tenants::list_all(db)
+            .await
+            .map(|_| ())
+            .map_err(anyhow::Error::from)
+    })
+    .await?;
+    writeln!(report, "### The operator's commands at {n} tenants\n")?;
+    writeln!(report, "| `check` | `stats` | `tenant list` |")?;
+    writeln!(report, "| ---: | ---: | ---: |")?;
+    writeln!(report, "| {} | {} | {} |\n", ms(check), ms(stats), ms(list))?;
+
+    // The API, spread over every tenant and over a hot set.
+    let api_bench = ApiBench {
+        tenant_counts: vec![n],
+        clients: bench.clients,
+        seconds: bench.seconds,
+    };
+    large_tier_for_all(db).await?;
+    let tenants = Arc::new(sessions_for_all(db).await?);
+    let hot: Arc<Vec<_>> = Arc::new(tenants.iter().take(HOT).cloned().collect());
+    let mut memory = None;
+    let uniform_api = api_load(db, &tenants, &api_bench, &mut memory).await?;
+    let uniform_sql = sql_load(scratch, &tenants, &api_bench).await?;
+    let hot_api = api_load(db, &hot, &api_bench, &mut None).await?;
+    let hot_sql = sql_load(scratch, &hot, &api_bench).await?;
+    writeln!(
+        report,
+        "### API against direct SQL\n\n{} clients, {} s per measurement. *Uniform*: requests \
+         spread over all {n} tenants. *Hot*: over the first {HOT}. Tenants are large-tier here, \
+         so no tenant's request rate caps the measurement.\n",
+        bench.clients, bench.seconds
+    )?;
+    writeln!(
+        report,
+        "| spread | workload | API req/s | API p50 | API p99 | SQL tx/s | SQL p50 | SQL p99 | API / SQL |"
+    )?;
+    writeln!(
+        report,
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+    )?;
+    let labels = [
+        "GET /api/v1/me",
+        "tenant lookup",
+        "GET /api/v1/contacts/{id}",
+        "GET /api/v1/contacts?q=",
+        "GET /api/v1/pipeline/summary",
+    ];
+    let mut body = String::new();
+    for (spread, api, sql) in [
+        ("uniform", &uniform_api, &uniform_sql),
+        ("hot", &hot_api, &hot_sql),
+    ] {
+        for (i, label) in labels.iter().enumerate() {
+            row(&mut body, 0, label, api[i], sql[i])?;
+        }
+        // `row` writes the tenant count first; here the spread is the key.
+        report.push_str(&body.replace("| 0 |", &format!("| {spread} |")));
+        body.clear();
+    }
+    writeln!(report, "\nUniform API throughput against the hot set's:\n")?;
+    writeln!(report, "| workload | uniform / hot |")?;
+    writeln!(report, "| --- | ---: |")?;
+    for (i, label) in labels.iter().enumerate() {
+        writeln!(
+            report,
+            "| {label} | {:.2}× |",
+            uniform_api[i].per_second / hot_api[i].per_second
+        )?;
+    }
+    if let Some(memory) = memory {
+        writeln!(
+            report,
+            "\n### Memory after the uniform run\n\nThis process (server and load generator): \
+             {:.0} MiB resident. PostgreSQL backends of this database ({}): private memory \
+             median {:.1} MiB, largest {:.1} MiB.",
+            memory.process_mib(),
+            memory.backends_private_kib.len(),
+            memory.median_backend_mib(),
+            memory.max_backend_mib()
+        )?;
+    }
+    writeln!(
+        report,
+        "\nThe whole run took {:.1} min.",
+        whole.elapsed().as_secs_f64() / 60.0
+    )?;
+    Ok(report)
+}
