@@ -49,6 +49,18 @@ impl Tier {
         }
     }
 
+    /// Milliseconds of database time a tenant's requests may use per
+    /// second, sustained: a small tenant gets a tenth of a core however
+    /// heavy its requests. A request is charged what it used when it ends;
+    /// the next one waits while the tenant is over its budget.
+    pub fn db_time_budget_ms(self) -> u32 {
+        match self {
+            Self::Small => 100,
+            Self::Medium => 300,
+            Self::Large => 1000,
+        }
+    }
+
     /// Requests a tenant may make at once above its rate, after a quiet
     /// spell (a page that loads several lists, a script's first burst).
     pub fn request_burst(self) -> u32 {

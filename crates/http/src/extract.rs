@@ -58,7 +58,7 @@ impl FromRequestParts<AppState> for Tenant {
             return Err(ApiError::tenant_suspended());
         }
         if let Some(slot) = parts.extensions.get::<TenantSlot>() {
-            slot.set(tenant.id);
+            slot.set(tenant.id, tenant.limits().clone());
         }
         tenant.admit_request().await.map_err(ServiceError::from)?;
         Ok(Self(Scope {
@@ -70,17 +70,32 @@ impl FromRequestParts<AppState> for Tenant {
 }
 
 /// Filled in when a request resolves its tenant, so the middleware around
-/// the handler can log and count the request by tenant.
+/// the handler can log and count the request by tenant, and charge its
+/// database time to the tenant's limits.
 #[derive(Clone, Default)]
-pub(crate) struct TenantSlot(std::sync::Arc<std::sync::atomic::AtomicI32>);
+pub(crate) struct TenantSlot(
+    std::sync::Arc<std::sync::Mutex<Option<(i32, std::sync::Arc<atrium_store::TenantLimits>)>>>,
+);
 
 impl TenantSlot {
-    fn set(&self, id: i32) {
-        self.0.store(id, std::sync::atomic::Ordering::Relaxed);
+    fn set(&self, id: i32, limits: std::sync::Arc<atrium_store::TenantLimits>) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some((id, limits));
     }
 
     pub fn get(&self) -> Option<i32> {
-        Some(self.0.load(std::sync::atomic::Ordering::Relaxed)).filter(|id| *id > 0)
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|(id, _)| *id)
+    }
+
+    pub fn limits(&self) -> Option<std::sync::Arc<atrium_store::TenantLimits>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|(_, limits)| limits.clone())
     }
 }
 

@@ -113,6 +113,9 @@ async fn observe_and_bound(
             .metrics
             .record(tenant_id, elapsed, status >= 500, db_time);
     }
+    if let Some(limits) = slot.limits() {
+        limits.charge_db_time(db_time);
+    }
     metrics::counter!("atrium_http_requests_total", "route" => route.clone(), "method" => method.to_string(), "status" => status.to_string()).increment(1);
     metrics::histogram!("atrium_http_request_duration_seconds", "route" => route.clone())
         .record(elapsed.as_secs_f64());

@@ -44,6 +44,51 @@ pub struct TenantLimits {
     /// `tier.request_burst()`): a flood waits its turn (costing nothing),
     /// and past `REQUEST_WAIT` is turned away.
     requests: governor::DefaultDirectRateLimiter,
+    /// Database time used against `tier.db_time_budget_ms()` a second.
+    db_time: std::sync::Mutex<DbTimeBudget>,
+}
+
+/// A bucket of database milliseconds that refills at the tier's budget,
+/// holds at most one second of it, and goes into debt (by at most as
+/// much) when a request used more than was left: the tenant's next
+/// requests wait the debt off.
+#[derive(Debug)]
+struct DbTimeBudget {
+    balance_ms: f64,
+    updated: std::time::Instant,
+    per_second_ms: f64,
+}
+
+impl DbTimeBudget {
+    fn new(per_second_ms: f64) -> Self {
+        Self {
+            balance_ms: per_second_ms,
+            updated: std::time::Instant::now(),
+            per_second_ms,
+        }
+    }
+
+    fn refill(&mut self) {
+        let now = std::time::Instant::now();
+        let earned = now.duration_since(self.updated).as_secs_f64() * self.per_second_ms;
+        self.balance_ms = (self.balance_ms + earned).min(self.per_second_ms);
+        self.updated = now;
+    }
+
+    fn charge(&mut self, used: Duration) {
+        self.refill();
+        self.balance_ms = (self.balance_ms - used.as_secs_f64() * 1000.0).max(-self.per_second_ms);
+    }
+
+    /// How long until the balance is positive again.
+    fn wait(&mut self) -> Duration {
+        self.refill();
+        if self.balance_ms > 0.0 {
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64(-self.balance_ms / self.per_second_ms)
+        }
+    }
 }
 
 impl std::fmt::Debug for TenantLimits {
@@ -63,7 +108,23 @@ impl TenantLimits {
             requests: governor::RateLimiter::direct(
                 governor::Quota::per_second(rate).allow_burst(burst),
             ),
+            db_time: std::sync::Mutex::new(DbTimeBudget::new(f64::from(tier.db_time_budget_ms()))),
         }
+    }
+
+    /// Charges a finished request's database time to the tenant.
+    pub fn charge_db_time(&self, used: Duration) {
+        self.db_time
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .charge(used);
+    }
+
+    fn db_time_wait(&self) -> Duration {
+        self.db_time
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .wait()
     }
 }
 
@@ -100,12 +161,22 @@ impl TenantContext {
         }
     }
 
-    /// Admits one request of this tenant within its request rate, waiting
-    /// up to `REQUEST_WAIT` for its turn.
+    /// Admits one request of this tenant within its database time budget
+    /// and its request rate, waiting up to `REQUEST_WAIT` in all for its
+    /// turn.
     pub async fn admit_request(&self) -> Result<(), StoreError> {
-        tokio::time::timeout(REQUEST_WAIT, self.limits.requests.until_ready())
+        let debt = self.limits.db_time_wait();
+        if debt >= REQUEST_WAIT {
+            return Err(StoreError::Busy);
+        }
+        tokio::time::sleep(debt).await;
+        tokio::time::timeout(REQUEST_WAIT - debt, self.limits.requests.until_ready())
             .await
             .map_err(|_| StoreError::Busy)
+    }
+
+    pub fn limits(&self) -> &Arc<TenantLimits> {
+        &self.limits
     }
 
     /// SQL that sets the tenant up inside an open transaction. The schema
