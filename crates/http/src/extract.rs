@@ -73,9 +73,10 @@ impl FromRequestParts<AppState> for Tenant {
 /// the handler can log and count the request by tenant, and charge its
 /// database time to the tenant's limits.
 #[derive(Clone, Default)]
-pub(crate) struct TenantSlot(
-    std::sync::Arc<std::sync::Mutex<Option<(i32, std::sync::Arc<atrium_store::TenantLimits>)>>>,
-);
+pub(crate) struct TenantSlot(std::sync::Arc<std::sync::Mutex<Option<ResolvedTenant>>>);
+
+/// The id and limits of the tenant a request resolved.
+type ResolvedTenant = (i32, std::sync::Arc<atrium_store::TenantLimits>);
 
 impl TenantSlot {
     fn set(&self, id: i32, limits: std::sync::Arc<atrium_store::TenantLimits>) {
