@@ -14,6 +14,18 @@ pub(crate) struct LoadResult {
     pub errors: usize,
 }
 
+impl LoadResult {
+    fn of(mut latencies: Vec<Duration>, errors: usize, elapsed: Duration) -> Self {
+        latencies.sort();
+        Self {
+            per_second: latencies.len() as f64 / elapsed.as_secs_f64(),
+            p50: percentile(&latencies, 0.50),
+            p99: percentile(&latencies, 0.99),
+            errors,
+        }
+    }
+}
+
 /// Runs `work(worker, iteration)` from `clients` workers for `duration`.
 /// `work` returns whether the request succeeded.
 pub(crate) async fn run<F, Fut>(clients: usize, duration: Duration, work: F) -> LoadResult
@@ -48,14 +60,7 @@ where
         latencies.extend(l);
         errors += e;
     }
-    let elapsed = started.elapsed();
-    latencies.sort();
-    LoadResult {
-        per_second: latencies.len() as f64 / elapsed.as_secs_f64(),
-        p50: percentile(&latencies, 0.50),
-        p99: percentile(&latencies, 0.99),
-        errors,
-    }
+    LoadResult::of(latencies, errors, started.elapsed())
 }
 
 /// One client sending `work(0, i)` at a steady `per_second`, whatever the
@@ -81,12 +86,5 @@ where
         latencies.push(t.elapsed());
         i += 1;
     }
-    let elapsed = started.elapsed();
-    latencies.sort();
-    LoadResult {
-        per_second: latencies.len() as f64 / elapsed.as_secs_f64(),
-        p50: percentile(&latencies, 0.50),
-        p99: percentile(&latencies, 0.99),
-        errors,
-    }
+    LoadResult::of(latencies, errors, started.elapsed())
 }

@@ -63,16 +63,21 @@ pub struct TenantFailure {
 
 /// Runs maintenance now; `None` when another run holds the lock.
 pub async fn maintain(db: &Database, policy: &Policy) -> anyhow::Result<Option<MaintenanceReport>> {
-    let lock = db.dedicated_session().await?;
-    let acquired: bool = lock
+    // The lock goes with the session when `_lock` is dropped.
+    let Some(_lock) = lock(db).await? else {
+        return Ok(None);
+    };
+    run(db, policy).await.map(Some)
+}
+
+/// A session holding the maintenance lock, unless another run holds it.
+async fn lock(db: &Database) -> anyhow::Result<Option<tokio_postgres::Client>> {
+    let session = db.dedicated_session().await?;
+    let acquired: bool = session
         .query_one("SELECT pg_try_advisory_lock($1)", &[&MAINTENANCE_LOCK_KEY])
         .await?
         .get(0);
-    if !acquired {
-        return Ok(None);
-    }
-    // The lock goes with the session when `lock` is dropped.
-    run(db, policy).await.map(Some)
+    Ok(acquired.then_some(session))
 }
 
 /// Runs maintenance unless a run started less than `interval` ago (on any
@@ -82,14 +87,9 @@ pub async fn maintain_if_due(
     policy: &Policy,
     interval: Duration,
 ) -> anyhow::Result<Option<MaintenanceReport>> {
-    let lock = db.dedicated_session().await?;
-    let acquired: bool = lock
-        .query_one("SELECT pg_try_advisory_lock($1)", &[&MAINTENANCE_LOCK_KEY])
-        .await?
-        .get(0);
-    if !acquired {
+    let Some(lock) = lock(db).await? else {
         return Ok(None);
-    }
+    };
     let due: bool = lock
         .query_one(
             "SELECT coalesce(max(started_at) < now() - make_interval(secs => $1), true)

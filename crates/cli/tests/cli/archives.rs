@@ -4,10 +4,7 @@ use atrium_testkit::migrated_database;
 
 use crate::helpers::{assert_fails, atrium, json, stderr};
 
-#[tokio::test]
-async fn export_writes_an_owner_only_archive_that_imports_under_a_new_subdomain() {
-    let t = migrated_database().await;
-    let url = &t.url;
+fn create_acme(url: &str) {
     let created = atrium(
         url,
         &[
@@ -24,6 +21,13 @@ async fn export_writes_an_owner_only_archive_that_imports_under_a_new_subdomain(
         ],
     );
     assert!(created.status.success(), "{}", stderr(&created));
+}
+
+#[tokio::test]
+async fn export_writes_an_owner_only_archive_that_imports_under_a_new_subdomain() {
+    let t = migrated_database().await;
+    let url = &t.url;
+    create_acme(url);
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("acme.atrium");
     let file_arg = file.to_str().unwrap();
@@ -127,22 +131,7 @@ async fn export_writes_an_owner_only_archive_that_imports_under_a_new_subdomain(
 async fn backup_and_restore_bring_a_deleted_tenant_back() {
     let t = migrated_database().await;
     let url = &t.url;
-    let created = atrium(
-        url,
-        &[
-            "tenant",
-            "create",
-            "--name",
-            "Acme Inc",
-            "--subdomain",
-            "acme",
-            "--admin-email",
-            "boss@acme.com",
-            "--admin-password",
-            "a-long-password",
-        ],
-    );
-    assert!(created.status.success(), "{}", stderr(&created));
+    create_acme(url);
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("acme.backup");
     let file_arg = file.to_str().unwrap();
