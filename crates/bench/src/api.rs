@@ -332,6 +332,18 @@ fn record_sql() -> [String; 3] {
     ]
 }
 
+/// `BEGIN` and the tenant context, as the server's tenant transaction sends
+/// them.
+fn tenant_setup(t: &BenchTenant) -> String {
+    format!(
+        "BEGIN; SELECT set_config('search_path', '{s}, extensions, pg_temp', true), \
+         set_config('role', '{r}', true), set_config('application_name', '{s}', true), \
+         set_config('statement_timeout', '30000', true)",
+        s = t.schema,
+        r = t.role
+    )
+}
+
 fn tsquery_of(q: &str) -> String {
     q.split_whitespace()
         .map(|w| format!("'{w}':*"))
@@ -378,14 +390,7 @@ pub(crate) async fn sql_load(
             async move {
                 let (client, statement, _, _) = &*clients[worker];
                 let t = &tenants[rand::random_range(0..tenants.len())];
-                let setup = format!(
-                    "BEGIN; SELECT set_config('search_path', '{s}, extensions', true), \
-                     set_config('role', '{r}', true), set_config('application_name', '{s}', true), \
-                     set_config('statement_timeout', '30000', true)",
-                    s = t.schema,
-                    r = t.role
-                );
-                client.batch_execute(&setup).await.is_ok()
+                client.batch_execute(&tenant_setup(t)).await.is_ok()
                     && client
                         .query_opt(statement, &[&t.token_hash, &idle_seconds])
                         .await
@@ -419,19 +424,15 @@ pub(crate) async fn sql_load(
                 async move {
                     let (client, session, _, statements) = &*clients[worker];
                     let t = &tenants[rand::random_range(0..tenants.len())];
-                    let setup = format!(
-                        "BEGIN; SELECT set_config('search_path', '{s}, extensions, pg_temp', true), \
-                         set_config('role', '{r}', true), set_config('application_name', '{s}', true), \
-                         set_config('statement_timeout', '30000', true)",
-                        s = t.schema,
-                        r = t.role
-                    );
+                    let setup = tenant_setup(t);
                     let q = SEARCHES[i % SEARCHES.len()];
                     let id = 1 + (i as i32 * 7919) % CONTACTS_PER_TENANT;
                     let tsq = tsquery_of(q);
                     let work = async {
                         client.batch_execute(&setup).await?;
-                        client.query_opt(session, &[&t.token_hash, &idle_seconds]).await?;
+                        client
+                            .query_opt(session, &[&t.token_hash, &idle_seconds])
+                            .await?;
                         match kind {
                             0 => client.query(&statements[0], &[&id, &false]).await?,
                             1 => client.query(&statements[1], &[&tsq, &q, &q]).await?,

@@ -435,9 +435,9 @@ pub struct Activity {
     deleted_at: Option<String>,
 }
 
-/// Activitys. `q` searches names and email: whole words, prefixes while
-/// typing (`jo`), small typos (`jhon smith`), best matches first. Other
-/// filters: `email` (exact, any case), `company_id`, `cf.<key>`.
+/// Activities. Filters: `contact_id`, `company_id`, `deal_id`,
+/// `owner_id`, `kind`, `open` (not completed), `due_before` (a
+/// timestamp).
 #[utoipa::path(get, path = "/api/v1/activities", tag = "activities", security(("session" = [])),
     params(("contact_id" = Option<i32>, Query), ("company_id" = Option<i32>, Query),
            ("deal_id" = Option<i32>, Query), ("owner_id" = Option<i32>, Query),
