@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use atrium_store::Database;
 use atrium_store::migrate::tenant_role_name;
+use futures::StreamExt;
 
 use crate::fleet::provision_many;
 use crate::load::{self, LoadResult};
@@ -232,16 +233,54 @@ async fn api_get(
     .await
 }
 
+/// The authenticated requests of the workloads, once each.
+const WARM_PATHS: [&str; 4] = [
+    "/api/v1/me",
+    "/api/v1/contacts/1",
+    "/api/v1/contacts?q=jo",
+    "/api/v1/pipeline/summary",
+];
+
+/// One pass over every tenant with each kind of request before measuring:
+/// the figures are the server's steady state, in which each tenant's
+/// catalog entries are warm in its lane's backend, not its first minute.
+async fn warm_api(
+    client: &reqwest::Client,
+    addr: std::net::SocketAddr,
+    tenants: &[BenchTenant],
+    clients: usize,
+) {
+    futures::stream::iter(tenants)
+        .map(|t| async move {
+            for path in WARM_PATHS {
+                let _ = client
+                    .get(format!("http://{addr}{path}"))
+                    .header("host", format!("{}.localhost", t.subdomain))
+                    .bearer_auth(&t.token)
+                    .send()
+                    .await;
+            }
+        })
+        .buffer_unordered(clients)
+        .collect::<()>()
+        .await;
+}
+
 pub(crate) async fn api_load(
     db: &Database,
     tenants: &Arc<Vec<BenchTenant>>,
     bench: &ApiBench,
     memory: &mut Option<crate::memory::Snapshot>,
 ) -> anyhow::Result<Vec<LoadResult>> {
-    // The server gets as many database sessions as the SQL side.
+    // The server runs with the pool `atrium serve` has by default.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    let server_db = db.resized(bench.clients).await?;
+    let server_db = db
+        .named(
+            crate::memory::SERVER_APPLICATION,
+            atrium_store::DEFAULT_POOL_SIZE,
+        )
+        .await?;
     let server = tokio::spawn(atrium_http::serve(
         listener,
         server_db,
@@ -252,6 +291,7 @@ pub(crate) async fn api_load(
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(bench.clients)
         .build()?;
+    warm_api(&client, addr, tenants, bench.clients).await;
     let duration = Duration::from_secs(bench.seconds);
     let me = {
         let (client, tenants) = (client.clone(), tenants.clone());
@@ -381,15 +421,45 @@ pub(crate) async fn sql_load(
         clients.push(Arc::new((client, me, lookup, records)));
     }
     let clients = Arc::new(clients);
-    let duration = Duration::from_secs(bench.seconds);
     let idle_seconds = 7.0 * 24.0 * 3600.0_f64;
+    // As the server's lanes do, each connection serves its own share of
+    // the tenants, and meets each of them once before measuring.
+    let share = |worker: usize| (worker..tenants.len()).step_by(bench.clients);
+    futures::future::try_join_all(clients.iter().enumerate().map(|(worker, c)| {
+        let (client, session, _, statements) = &**c;
+        async move {
+            for t in share(worker).map(|i| &tenants[i]) {
+                client.batch_execute(&tenant_setup(t)).await?;
+                client
+                    .query_opt(session, &[&t.token_hash, &idle_seconds])
+                    .await?;
+                client.query(&statements[0], &[&1_i32, &false]).await?;
+                client
+                    .query(&statements[1], &[&tsquery_of("jo"), &"jo", &"jo"])
+                    .await?;
+                client.query(&statements[2], &[]).await?;
+                client.batch_execute("COMMIT").await?;
+            }
+            Ok::<_, tokio_postgres::Error>(())
+        }
+    }))
+    .await?;
+    let pick = {
+        let (tenants, clients) = (tenants.clone(), bench.clients);
+        move |worker: usize| {
+            let share = (tenants.len() - worker).div_ceil(clients);
+            worker + clients * rand::random_range(0..share)
+        }
+    };
+    let duration = Duration::from_secs(bench.seconds);
     let me = {
-        let (clients, tenants) = (clients.clone(), tenants.clone());
+        let (clients, tenants, pick) = (clients.clone(), tenants.clone(), pick.clone());
         load::run(bench.clients, duration, move |worker, _| {
             let (clients, tenants) = (clients.clone(), tenants.clone());
+            let t = pick(worker);
             async move {
                 let (client, statement, _, _) = &*clients[worker];
-                let t = &tenants[rand::random_range(0..tenants.len())];
+                let t = &tenants[t];
                 client.batch_execute(&tenant_setup(t)).await.is_ok()
                     && client
                         .query_opt(statement, &[&t.token_hash, &idle_seconds])
@@ -417,13 +487,14 @@ pub(crate) async fn sql_load(
     };
     let mut records = Vec::new();
     for kind in 0..3 {
-        let (clients, tenants) = (clients.clone(), tenants.clone());
+        let (clients, tenants, pick) = (clients.clone(), tenants.clone(), pick.clone());
         records.push(
             load::run(bench.clients, duration, move |worker, i| {
                 let (clients, tenants) = (clients.clone(), tenants.clone());
+                let t = pick(worker);
                 async move {
                     let (client, session, _, statements) = &*clients[worker];
-                    let t = &tenants[rand::random_range(0..tenants.len())];
+                    let t = &tenants[t];
                     let setup = tenant_setup(t);
                     let q = SEARCHES[i % SEARCHES.len()];
                     let id = 1 + (i as i32 * 7919) % CONTACTS_PER_TENANT;

@@ -3,27 +3,31 @@
 
 use atrium_store::Database;
 
+/// The `application_name` of the in-process server's sessions, by which
+/// its backends are told from the benchmark's own.
+pub(crate) const SERVER_APPLICATION: &str = "atrium-bench-server";
+
 #[derive(Debug, Clone)]
 pub(crate) struct Snapshot {
     /// This process (server and load generator), resident.
     pub process_rss_kib: u64,
     /// Private memory (`Private_Clean + Private_Dirty` of
-    /// `smaps_rollup`) of each backend connected to the database; RSS
-    /// would count shared buffers.
-    pub backends_private_kib: Vec<u64>,
+    /// `smaps_rollup`) of each backend of the server's pool; RSS would
+    /// count shared buffers.
+    pub server_backends_kib: Vec<u64>,
+    /// The same for the benchmark's own backends of the database.
+    pub other_backends_kib: Vec<u64>,
+}
+
+/// The median and the largest, in MiB.
+pub(crate) fn median_and_max_mib(kib: &[u64]) -> (f64, f64) {
+    let mut all = kib.to_vec();
+    all.sort_unstable();
+    let mib = |k: Option<&u64>| k.copied().unwrap_or(0) as f64 / 1024.0;
+    (mib(all.get(all.len() / 2)), mib(all.last()))
 }
 
 impl Snapshot {
-    pub fn max_backend_mib(&self) -> f64 {
-        self.backends_private_kib.iter().copied().max().unwrap_or(0) as f64 / 1024.0
-    }
-
-    pub fn median_backend_mib(&self) -> f64 {
-        let mut all = self.backends_private_kib.clone();
-        all.sort_unstable();
-        all.get(all.len() / 2).copied().unwrap_or(0) as f64 / 1024.0
-    }
-
     pub fn process_mib(&self) -> f64 {
         self.process_rss_kib as f64 / 1024.0
     }
@@ -38,27 +42,30 @@ fn field_kib(text: &str, field: &str) -> u64 {
 
 pub(crate) async fn snapshot(db: &Database) -> anyhow::Result<Snapshot> {
     let session = db.session().await?;
-    let pids: Vec<i32> = session
+    let backends = session
         .query(
-            "SELECT pid FROM pg_stat_activity
+            "SELECT pid, application_name FROM pg_stat_activity
               WHERE datname = current_database() AND backend_type = 'client backend'
                 AND pid <> pg_backend_pid()",
             &[],
         )
-        .await?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    let mut backends_private_kib = Vec::new();
-    for pid in pids {
+        .await?;
+    let (mut server_backends_kib, mut other_backends_kib) = (Vec::new(), Vec::new());
+    for backend in backends {
+        let (pid, application): (i32, String) = (backend.get(0), backend.get(1));
         if let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")) {
-            backends_private_kib
-                .push(field_kib(&text, "Private_Clean") + field_kib(&text, "Private_Dirty"));
+            let private = field_kib(&text, "Private_Clean") + field_kib(&text, "Private_Dirty");
+            if application == SERVER_APPLICATION {
+                server_backends_kib.push(private);
+            } else {
+                other_backends_kib.push(private);
+            }
         }
     }
     let status = std::fs::read_to_string("/proc/self/status")?;
     Ok(Snapshot {
         process_rss_kib: field_kib(&status, "VmRSS"),
-        backends_private_kib,
+        server_backends_kib,
+        other_backends_kib,
     })
 }

@@ -211,15 +211,20 @@ async fn measure(
         )?;
     }
     if let Some(memory) = memory {
+        let (server_median, server_max) =
+            crate::memory::median_and_max_mib(&memory.server_backends_kib);
+        let (other_median, other_max) =
+            crate::memory::median_and_max_mib(&memory.other_backends_kib);
         writeln!(
             report,
             "\n### Memory after the uniform run\n\nThis process (server and load generator): \
-             {:.0} MiB resident. PostgreSQL backends of this database ({}): private memory \
-             median {:.1} MiB, largest {:.1} MiB.",
+             {:.0} MiB resident.\n\n| PostgreSQL backends | count | private median | private largest |\n\
+             | --- | ---: | ---: | ---: |\n\
+             | the server's pool | {} | {server_median:.1} MiB | {server_max:.1} MiB |\n\
+             | the benchmark's own sessions | {} | {other_median:.1} MiB | {other_max:.1} MiB |",
             memory.process_mib(),
-            memory.backends_private_kib.len(),
-            memory.median_backend_mib(),
-            memory.max_backend_mib()
+            memory.server_backends_kib.len(),
+            memory.other_backends_kib.len(),
         )?;
     }
     writeln!(

@@ -186,6 +186,11 @@ pub struct ServeArgs {
     /// change the schema.
     #[arg(long, env = "ATRIUM_SPARE_SCHEMAS", value_parser = clap::value_parser!(u32).range(0..=1000))]
     pub spare_schemas: Option<u32>,
+    /// Retire a pooled database session once it has served this many
+    /// distinct tenants (default 500). Bounds each PostgreSQL backend's
+    /// catalog memory, about 80 KiB per tenant it has served.
+    #[arg(long, env = "ATRIUM_SESSION_MAX_TENANTS", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub session_max_tenants: Option<u32>,
     /// Also create (once) a `demo` tenant with sample data, and say how
     /// to sign in.
     #[arg(long)]

@@ -11,7 +11,7 @@ use crate::cli::GlobalArgs;
 use crate::settings::{DatabaseTarget, FileSettings};
 
 pub const DEFAULT_DATA_DIR: &str = "./atrium-data";
-pub const DEFAULT_POOL_SIZE: usize = 32;
+pub use atrium_store::DEFAULT_POOL_SIZE;
 
 pub fn database_target(global: &GlobalArgs, file: &FileSettings) -> DatabaseTarget {
     let url = global
@@ -135,9 +135,9 @@ impl Connected {
     /// Closes the pools and leaves the embedded cluster (stopping it if no
     /// other process uses it).
     pub async fn close(mut self) -> anyhow::Result<()> {
-        self.db.pool().close();
+        self.db.close();
         if let Some(admin) = &self.admin {
-            admin.pool().close();
+            admin.close();
         }
         if let Some(cluster) = self.cluster.take() {
             tokio::task::spawn_blocking(move || cluster.leave()).await??;

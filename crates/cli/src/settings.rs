@@ -25,6 +25,7 @@ pub struct FileSettings {
     pub retention_days: Option<u32>,
     pub maintenance_interval_minutes: Option<u32>,
     pub spare_schemas: Option<u32>,
+    pub session_max_tenants: Option<u32>,
 }
 
 impl FileSettings {

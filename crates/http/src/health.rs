@@ -77,7 +77,7 @@ fn process_collector() -> &'static metrics_process::Collector {
 /// and `atrium top`.
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     process_collector().collect();
-    let pool = state.db.pool().status();
+    let pool = state.db.status();
     metrics::gauge!("atrium_db_pool_size").set(pool.size as f64);
     metrics::gauge!("atrium_db_pool_available").set(pool.available as f64);
     metrics::gauge!("atrium_db_pool_waiting").set(pool.waiting as f64);

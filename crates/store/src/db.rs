@@ -14,8 +14,10 @@ use tokio_postgres::{Client, NoTls};
 /// tenants (or reached this age). Each tenant a PostgreSQL backend touches
 /// stays in its catalog caches, which never shrink; retiring sessions
 /// bounds a backend's memory, and the cost of the cache resets that other
-/// sessions' DDL forces on it, whatever the number of tenants.
-pub const SESSION_MAX_TENANTS: usize = 250;
+/// sessions' DDL forces on it, whatever the number of tenants. With tenant
+/// lanes (below) a lane's session serves about `tenants / lanes` tenants,
+/// so the bound is set for a pool of 32 to keep 10,000 tenants warm.
+pub const SESSION_MAX_TENANTS: usize = 500;
 pub const SESSION_MAX_AGE: Duration = Duration::from_secs(15 * 60);
 
 /// A pooled PostgreSQL session and the tenants it has served.
@@ -102,9 +104,38 @@ pub const MIN_SERVER_VERSION: i32 = 150000;
 /// of reading the registry. Registry SQL is always schema-qualified.
 const SESSION_OPTIONS: &str = "-c search_path=pg_catalog";
 
+/// Sessions a server keeps to the database unless configured otherwise.
+pub const DEFAULT_POOL_SIZE: usize = 32;
+
+/// A pool of this size or more keeps part of its sessions as tenant lanes.
+const MIN_POOL_FOR_LANES: usize = 8;
+
+/// How a pool of `max_connections` is split: sessions shared by all work,
+/// and single-session lanes that each tenant prefers one of.
+fn split_pool(max_connections: usize) -> (usize, usize) {
+    let max_connections = max_connections.max(2);
+    if max_connections < MIN_POOL_FOR_LANES {
+        return (max_connections, 0);
+    }
+    let shared = (max_connections / 4).max(2);
+    (shared, max_connections - shared)
+}
+
+/// Takes a session only if one is free now (or can be connected).
+const NO_WAIT: deadpool::managed::Timeouts = deadpool::managed::Timeouts {
+    wait: Some(Duration::ZERO),
+    create: Some(Duration::from_secs(10)),
+    recycle: None,
+};
+
 #[derive(Clone)]
 pub struct Database {
+    /// Registry and operator work, and tenants whose lane is busy.
     pool: Pool,
+    /// One session each. Tenant `t` prefers lane `t mod lanes`, so a
+    /// backend keeps meeting the same few hundred tenants, whose catalog
+    /// entries stay warm in it, instead of every tenant of the fleet cold.
+    lanes: std::sync::Arc<[Pool]>,
     config: tokio_postgres::Config,
     limits: SessionLimits,
 }
@@ -137,25 +168,31 @@ impl Database {
             config.application_name("atrium");
         }
         config.connect_timeout(Duration::from_secs(10));
-        let manager = Manager::from_config(
-            config.clone(),
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(SessionManager {
-            inner: manager,
-            limits,
-        })
-        .max_size(max_connections.max(2))
-        .runtime(deadpool::Runtime::Tokio1)
-        .create_timeout(Some(Duration::from_secs(10)))
-        .wait_timeout(Some(Duration::from_secs(30)))
-        .build()
-        .context("building the connection pool")?;
+        let (shared, lanes) = split_pool(max_connections);
+        let build = |size: usize| {
+            let manager = Manager::from_config(
+                config.clone(),
+                NoTls,
+                ManagerConfig {
+                    recycling_method: RecyclingMethod::Fast,
+                },
+            );
+            Pool::builder(SessionManager {
+                inner: manager,
+                limits,
+            })
+            .max_size(size)
+            .runtime(deadpool::Runtime::Tokio1)
+            .create_timeout(Some(Duration::from_secs(10)))
+            .wait_timeout(Some(Duration::from_secs(30)))
+            .build()
+            .context("building the connection pool")
+        };
+        let pool = build(shared)?;
+        let lanes = (0..lanes).map(|_| build(1)).collect::<Result<_, _>>()?;
         let db = Self {
             pool,
+            lanes,
             config,
             limits,
         };
@@ -163,8 +200,25 @@ impl Database {
         Ok(db)
     }
 
-    pub fn pool(&self) -> &Pool {
-        &self.pool
+    /// The sessions of the pool, lanes included, and how many are in use
+    /// or waited for.
+    pub fn status(&self) -> deadpool::Status {
+        let mut status = self.pool.status();
+        for lane in self.lanes.iter() {
+            let lane = lane.status();
+            status.max_size += lane.max_size;
+            status.size += lane.size;
+            status.available += lane.available;
+        }
+        status
+    }
+
+    /// Closes every session of the pool; later requests for one fail.
+    pub fn close(&self) {
+        self.pool.close();
+        for lane in self.lanes.iter() {
+            lane.close();
+        }
     }
 
     /// The database this connects to.
@@ -211,6 +265,29 @@ impl Database {
             .context("getting a database connection from the pool")
     }
 
+    /// A pooled session for work in tenant `tenant_id`'s schema: its lane if
+    /// free, else a shared session, else any free lane, else the first
+    /// shared session to come free.
+    pub async fn tenant_session(&self, tenant_id: i32) -> anyhow::Result<PooledSession> {
+        use deadpool::managed::{PoolError, TimeoutType};
+        if self.lanes.is_empty() {
+            return self.session().await;
+        }
+        let home = tenant_id.unsigned_abs() as usize % self.lanes.len();
+        let lanes_from_home = self.lanes[home..].iter().chain(&self.lanes[..home]);
+        for pool in std::iter::once(&self.lanes[home])
+            .chain(std::iter::once(&self.pool))
+            .chain(lanes_from_home.skip(1))
+        {
+            match pool.timeout_get(&NO_WAIT).await {
+                Ok(session) => return Ok(session),
+                Err(PoolError::Timeout(TimeoutType::Wait)) => continue,
+                Err(e) => return Err(e).context("getting a database connection from the pool"),
+            }
+        }
+        self.session().await
+    }
+
     /// A session of its own, outside the pool, closed when the client drops.
     pub async fn dedicated_session(&self) -> anyhow::Result<Client> {
         let (client, connection) = self
@@ -251,7 +328,7 @@ impl Database {
                 .map(|r| r.get(0)),
             Err(_) => None,
         };
-        sibling.pool.close();
+        sibling.close();
         let session = self.session().await?;
         session
             .batch_execute(&format!(
@@ -287,6 +364,19 @@ impl Database {
     /// Another pool to the same database, of a different size.
     pub async fn resized(&self, max_connections: usize) -> anyhow::Result<Self> {
         Self::connect_config(self.config.clone(), max_connections, self.limits).await
+    }
+
+    /// Another pool to the same database whose sessions show as
+    /// `application_name` between transactions (benchmarks tell the
+    /// server's backends from their own by it).
+    pub async fn named(
+        &self,
+        application_name: &str,
+        max_connections: usize,
+    ) -> anyhow::Result<Self> {
+        let mut config = self.config.clone();
+        config.application_name(application_name);
+        Self::connect_config(config, max_connections, self.limits).await
     }
 
     /// Another pool to the same database, retiring sessions by `limits`.

@@ -244,8 +244,12 @@ impl TenantTx {
         .await
         .map_err(|_| StoreError::Busy)?
         .expect("tenant semaphores are never closed");
-        let mut tx = timed(PooledTx::begin(db, &tenant.setup_sql(statement_timeout))).await?;
-        tx.note_tenant(tenant.id);
+        let mut tx = timed(PooledTx::begin_for(
+            db,
+            tenant.id,
+            &tenant.setup_sql(statement_timeout),
+        ))
+        .await?;
         tx.hold(slot);
         Ok(Self {
             tx,
@@ -273,8 +277,7 @@ impl TenantTx {
         .await
         .map_err(|_| StoreError::Busy)?
         .expect("tenant semaphores are never closed");
-        let mut tx = PooledTx::open(db).await?;
-        tx.note_tenant(tenant.id);
+        let mut tx = PooledTx::open_for(db, tenant.id).await?;
         tx.hold(slot);
         let client = tx.client();
         let setup = format!("BEGIN; {}", tenant.setup_sql(statement_timeout));

@@ -25,7 +25,22 @@ impl PooledTx {
     /// `BEGIN`, followed in the same message by `prelude` (statements that set
     /// the transaction up), so setting up costs one round trip.
     pub async fn begin(db: &Database, prelude: &str) -> anyhow::Result<Self> {
-        let session = db.session().await?;
+        Self::open_session(db.session().await?, prelude).await
+    }
+
+    /// `begin` on a session of tenant `tenant_id`'s lane (see
+    /// [`Database::tenant_session`]), counted as serving that tenant.
+    pub(crate) async fn begin_for(
+        db: &Database,
+        tenant_id: i32,
+        prelude: &str,
+    ) -> anyhow::Result<Self> {
+        let mut session = db.tenant_session(tenant_id).await?;
+        session.note_tenant(tenant_id);
+        Self::open_session(session, prelude).await
+    }
+
+    async fn open_session(session: PooledSession, prelude: &str) -> anyhow::Result<Self> {
         let tx = Self {
             session: Some(session),
             held: None,
@@ -45,9 +60,11 @@ impl PooledTx {
     /// The session, with its per-connection cache of prepared statements.
     /// A session whose transaction the caller begins itself (pipelined
     /// with its first statement). Dropping it before `BEGIN` is harmless.
-    pub(crate) async fn open(db: &Database) -> anyhow::Result<Self> {
+    pub(crate) async fn open_for(db: &Database, tenant_id: i32) -> anyhow::Result<Self> {
+        let mut session = db.tenant_session(tenant_id).await?;
+        session.note_tenant(tenant_id);
         Ok(Self {
-            session: Some(db.session().await?),
+            session: Some(session),
             held: None,
         })
     }
@@ -117,7 +134,7 @@ pub async fn execute_in_transaction(
     tenant_id: i32,
     body: &str,
 ) -> anyhow::Result<()> {
-    let mut session = db.session().await?;
+    let mut session = db.tenant_session(tenant_id).await?;
     session.note_tenant(tenant_id);
     match session
         .batch_execute(&format!("BEGIN; {body}\nCOMMIT;"))

@@ -55,6 +55,16 @@ pub async fn run(
     let served = async {
         connected.ensure_current().await?;
         let app_db = connected.application_db(pool_size).await?;
+        let app_db = match args.session_max_tenants.or(file.session_max_tenants) {
+            Some(max_tenants) => {
+                let limits = atrium_store::SessionLimits {
+                    max_tenants: max_tenants as usize,
+                    ..Default::default()
+                };
+                app_db.with_session_limits(pool_size, limits).await?
+            }
+            None => app_db,
+        };
         let demo = if args.demo {
             let made = atrium_services::demo::ensure(connected.admin(), &app_db).await?;
             Some(made)

@@ -38,7 +38,7 @@ async fn readyz_is_503_while_the_database_does_not_answer_and_healthz_stays_200(
     let app = TestApp::spawn().await;
     send(app.request(Method::GET, "/readyz"), StatusCode::OK).await;
     // The server shares this pool; closed, no query can run.
-    app.db.pool().close();
+    app.db.close();
     let response = app.request(Method::GET, "/readyz").send().await.unwrap();
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     send(app.request(Method::GET, "/healthz"), StatusCode::OK).await;

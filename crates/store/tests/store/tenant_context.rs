@@ -171,3 +171,42 @@ async fn a_session_that_served_enough_tenants_is_retired() {
         "after two tenants the session was retired"
     );
 }
+
+#[tokio::test]
+async fn each_tenant_keeps_to_its_lane_and_overflows_when_the_lane_is_busy() {
+    let t = migrated_database().await;
+    for name in ["alpha", "bravo"] {
+        new_tenant(&t.db, name).await;
+    }
+    // Eight sessions: two shared, six single-session lanes.
+    let db = t.db.resized(8).await.unwrap();
+    let directory = TenantDirectory::start(t.db.clone()).await.unwrap();
+    let alpha = directory.resolve("alpha").await.unwrap().unwrap();
+    let bravo = directory.resolve("bravo").await.unwrap().unwrap();
+    async fn backend(tx: &TenantTx) -> i32 {
+        tx.query_raw_for_tests("SELECT pg_backend_pid()")
+            .await
+            .unwrap()[0]
+            .get(0)
+    }
+    let mut seen = Vec::new();
+    for tenant in [&alpha, &bravo, &alpha, &bravo, &alpha] {
+        let tx = TenantTx::begin(&db, tenant, TIMEOUT).await.unwrap();
+        seen.push(backend(&tx).await);
+        tx.commit().await.unwrap();
+    }
+    assert_eq!(seen[0], seen[2], "alpha comes back to its backend");
+    assert_eq!(seen[2], seen[4], "alpha comes back to its backend");
+    assert_eq!(seen[1], seen[3], "bravo comes back to its backend");
+    assert_ne!(seen[0], seen[1], "alpha and bravo have lanes of their own");
+
+    let holding = TenantTx::begin(&db, &alpha, TIMEOUT).await.unwrap();
+    assert_eq!(backend(&holding).await, seen[0]);
+    let overflow = TenantTx::begin(&db, &alpha, TIMEOUT).await.unwrap();
+    let other = backend(&overflow).await;
+    assert_ne!(other, seen[0], "a busy lane does not make the tenant wait");
+    assert_ne!(other, seen[1], "a shared session comes before bravo's lane");
+    overflow.commit().await.unwrap();
+    holding.commit().await.unwrap();
+    assert_eq!(db.status().max_size, 8, "lanes count towards the pool size");
+}
