@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use atrium_store::Database;
 use atrium_store::migrate::tenant_role_name;
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 
 use crate::fleet::provision_many;
 use crate::load::{self, LoadResult};
@@ -49,9 +49,29 @@ const DEALS_PER_TENANT: i32 = 100;
 /// Names the search workload looks for (each matches a few contacts).
 const SEARCHES: &[&str] = &["john smith", "jo", "maria", "jhon", "garcia"];
 
+/// Fills the tenants' schemas with a few hundred records each, `jobs` at
+/// a time, on connections that close after a few hundred tenants (a
+/// backend's caches grow with every schema it writes to).
+pub(crate) async fn fill_all(
+    db: &Database,
+    tenants: &[BenchTenant],
+    jobs: usize,
+) -> anyhow::Result<()> {
+    futures::stream::iter(tenants.chunks(atrium_store::SESSION_MAX_TENANTS / jobs.max(1)))
+        .map(|chunk| async move {
+            let session = db.dedicated_session().await?;
+            for t in chunk {
+                fill_records(&session, &t.schema).await?;
+            }
+            anyhow::Ok(())
+        })
+        .buffer_unordered(jobs.max(1))
+        .try_collect::<()>()
+        .await
+}
+
 /// Fills a tenant's schema with a few hundred records, in one statement.
-pub(crate) async fn fill_records(db: &Database, schema: &str) -> anyhow::Result<()> {
-    let session = db.session().await?;
+async fn fill_records(session: &tokio_postgres::Client, schema: &str) -> anyhow::Result<()> {
     session
         .batch_execute(&format!(
             "INSERT INTO {schema}.contacts (first_name, last_name, email, created_by)
@@ -103,9 +123,7 @@ async fn measure(scratch: &Scratch, bench: &ApiBench) -> anyhow::Result<String> 
         provision_many(db, &format!("up-to-{count}"), count - made, 2).await?;
         large_tier_for_all(db).await?;
         let tenants = Arc::new(sessions_for_all(db).await?);
-        for t in tenants.iter().skip(made as usize) {
-            fill_records(db, &t.schema).await?;
-        }
+        fill_all(db, &tenants[made as usize..], 1).await?;
         made = count;
         let api = api_load(db, &tenants, bench, &mut None).await?;
         let sql = sql_load(scratch, &tenants, bench).await?;
@@ -169,37 +187,50 @@ pub(crate) async fn large_tier_for_all(db: &Database) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Gives every tenant's admin a session with a known token.
+/// Gives every tenant's admin a session with a known token. The inserts
+/// run on short-lived connections, so the benchmark's own backends do not
+/// grow a cache of the whole fleet.
 pub(crate) async fn sessions_for_all(db: &Database) -> anyhow::Result<Vec<BenchTenant>> {
-    let session = db.session().await?;
-    let prefix = atrium_store::registry::role_prefix(&session).await?;
-    let rows = session
-        .query(
-            "SELECT id, subdomain, schema_name FROM public.tenants ORDER BY id",
-            &[],
-        )
-        .await?;
-    let mut tenants = Vec::new();
-    for row in rows {
-        let (id, subdomain, schema): (i32, String, String) = (row.get(0), row.get(1), row.get(2));
-        let token = format!("bench-token-{id}-{}", rand::random::<u64>());
-        let token_hash = atrium_services::tokens::hash(&token);
-        session
-            .execute(
-                &format!(
-                    "INSERT INTO {schema}.sessions (user_id, token, expires_at)
-                     VALUES (1, $1, now() + interval '1 day')"
-                ),
-                &[&token_hash],
+    let rows = {
+        let session = db.session().await?;
+        let prefix = atrium_store::registry::role_prefix(&session).await?;
+        let rows = session
+            .query(
+                "SELECT id, subdomain, schema_name FROM public.tenants ORDER BY id",
+                &[],
             )
             .await?;
-        tenants.push(BenchTenant {
-            subdomain,
-            role: tenant_role_name(&prefix, id),
-            schema,
-            token,
-            token_hash,
-        });
+        rows.into_iter()
+            .map(|row| {
+                let (id, subdomain, schema): (i32, String, String) =
+                    (row.get(0), row.get(1), row.get(2));
+                (tenant_role_name(&prefix, id), id, subdomain, schema)
+            })
+            .collect::<Vec<_>>()
+    };
+    let mut tenants = Vec::new();
+    for chunk in rows.chunks(atrium_store::SESSION_MAX_TENANTS) {
+        let session = db.dedicated_session().await?;
+        for (role, id, subdomain, schema) in chunk {
+            let token = format!("bench-token-{id}-{}", rand::random::<u64>());
+            let token_hash = atrium_services::tokens::hash(&token);
+            session
+                .execute(
+                    &format!(
+                        "INSERT INTO {schema}.sessions (user_id, token, expires_at)
+                         VALUES (1, $1, now() + interval '1 day')"
+                    ),
+                    &[&token_hash],
+                )
+                .await?;
+            tenants.push(BenchTenant {
+                subdomain: subdomain.clone(),
+                role: role.clone(),
+                schema: schema.clone(),
+                token,
+                token_hash,
+            });
+        }
     }
     Ok(tenants)
 }

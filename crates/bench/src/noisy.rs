@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use atrium_store::Database;
 
-use crate::api::{fill_records, sessions_for_all};
+use crate::api::{fill_all, sessions_for_all};
 use crate::fleet::provision_many;
 use crate::load::{self, LoadResult};
 use crate::{Scratch, ms};
@@ -35,9 +35,7 @@ const NOISY_PATH: &str = "/api/v1/contacts?q=jo";
 async fn measure(db: &Database, bench: &NoisyBench) -> anyhow::Result<String> {
     provision_many(db, "neighbour", 2, 2).await?;
     let tenants = Arc::new(sessions_for_all(db).await?);
-    for t in tenants.iter() {
-        fill_records(db, &t.schema).await?;
-    }
+    fill_all(db, &tenants, 1).await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     // Room for every tenant's limit and more: the pool is not what
