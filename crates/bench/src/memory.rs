@@ -17,6 +17,8 @@ pub(crate) struct Snapshot {
     pub server_backends_kib: Vec<u64>,
     /// The same for the benchmark's own backends of the database.
     pub other_backends_kib: Vec<u64>,
+    /// The last statement of the largest of those, to say what grew it.
+    pub largest_other_query: Option<String>,
 }
 
 /// The median and the largest, in MiB.
@@ -44,21 +46,26 @@ pub(crate) async fn snapshot(db: &Database) -> anyhow::Result<Snapshot> {
     let session = db.session().await?;
     let backends = session
         .query(
-            "SELECT pid, application_name FROM pg_stat_activity
+            "SELECT pid, application_name, left(query, 100) FROM pg_stat_activity
               WHERE datname = current_database() AND backend_type = 'client backend'
                 AND pid <> pg_backend_pid()",
             &[],
         )
         .await?;
     let (mut server_backends_kib, mut other_backends_kib) = (Vec::new(), Vec::new());
+    let mut largest_other: Option<(u64, String)> = None;
     for backend in backends {
-        let (pid, application): (i32, String) = (backend.get(0), backend.get(1));
+        let (pid, application, query): (i32, String, String) =
+            (backend.get(0), backend.get(1), backend.get(2));
         if let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")) {
             let private = field_kib(&text, "Private_Clean") + field_kib(&text, "Private_Dirty");
             if application == SERVER_APPLICATION {
                 server_backends_kib.push(private);
             } else {
                 other_backends_kib.push(private);
+                if largest_other.as_ref().is_none_or(|(kib, _)| private > *kib) {
+                    largest_other = Some((private, query));
+                }
             }
         }
     }
@@ -67,5 +74,6 @@ pub(crate) async fn snapshot(db: &Database) -> anyhow::Result<Snapshot> {
         process_rss_kib: field_kib(&status, "VmRSS"),
         server_backends_kib,
         other_backends_kib,
+        largest_other_query: largest_other.map(|(_, query)| query),
     })
 }

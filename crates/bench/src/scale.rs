@@ -177,6 +177,7 @@ async fn measure(
         tenant_counts: vec![n],
         clients: bench.clients,
         seconds: bench.seconds,
+        session_max_tenants: atrium_store::SESSION_MAX_TENANTS,
     };
     large_tier_for_all(db).await?;
     let tenants = Arc::new(sessions_for_all(db).await?);
@@ -246,6 +247,13 @@ async fn measure(
             memory.server_backends_kib.len(),
             memory.other_backends_kib.len(),
         )?;
+        if let Some(query) = &memory.largest_other_query {
+            writeln!(
+                report,
+                "\nThe largest of the benchmark's own last ran: `{}`",
+                query.split_whitespace().collect::<Vec<_>>().join(" ")
+            )?;
+        }
     }
     writeln!(
         report,

@@ -372,6 +372,10 @@ pub struct BenchApiArgs {
     /// Seconds per measurement.
     #[arg(long, default_value_t = 5)]
     pub seconds: u64,
+    /// Distinct tenants after which the server's pooled sessions retire
+    /// (as `serve --session-max-tenants`; default 500).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub session_max_tenants: Option<u32>,
 }
 
 #[derive(Debug, Args)]

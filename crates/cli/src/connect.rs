@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use atrium_store::cluster::{EMBEDDED_DATABASE, EmbeddedCluster};
-use atrium_store::{Database, ensure_database, migrate};
+use atrium_store::{Database, SessionLimits, ensure_database, migrate};
 
 use crate::cli::GlobalArgs;
 use crate::settings::{DatabaseTarget, FileSettings};
@@ -50,10 +50,15 @@ pub struct Connected {
 }
 
 impl Connected {
-    pub async fn open(target: &DatabaseTarget, pool_size: usize) -> anyhow::Result<Self> {
+    /// Connects pools of `pool_size` sessions, retired by `limits`.
+    pub async fn open(
+        target: &DatabaseTarget,
+        pool_size: usize,
+        limits: SessionLimits,
+    ) -> anyhow::Result<Self> {
         match target {
             DatabaseTarget::Url { url, admin_url } => {
-                let db = Database::connect(url, pool_size).await?;
+                let db = Database::connect_with_limits(url, pool_size, limits).await?;
                 let admin = match admin_url {
                     Some(u) => Some(
                         Database::connect(u, 8)
@@ -74,7 +79,8 @@ impl Connected {
                 let cluster =
                     tokio::task::spawn_blocking(move || EmbeddedCluster::start(&dir)).await??;
                 ensure_database(&cluster.maintenance_url(), EMBEDDED_DATABASE).await?;
-                let db = Database::connect(&cluster.database_url(), pool_size).await?;
+                let db = Database::connect_with_limits(&cluster.database_url(), pool_size, limits)
+                    .await?;
                 Ok(Self {
                     db,
                     admin: None,

@@ -178,10 +178,10 @@ pub async fn serve(
     let metrics = Arc::new(tenant_metrics::TenantMetrics::default());
     let app = build(db.clone(), admin_db, settings, port, metrics.clone()).await?;
     let server_id = tenant_metrics::server_id(port);
-    let publisher = tokio::spawn(tenant_metrics::publish_every_minute(
-        db.clone(),
-        server_id.clone(),
-        metrics,
+    // Stopped with the server, even when the caller drops this future
+    // instead of resolving `shutdown`: it holds the pool.
+    let publisher = tokio_util::task::AbortOnDropHandle::new(tokio::spawn(
+        tenant_metrics::publish_every_minute(db.clone(), server_id.clone(), metrics),
     ));
     let served = axum::serve(
         listener,

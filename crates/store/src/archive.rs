@@ -126,7 +126,8 @@ where
 {
     let started = Instant::now();
     let mut out = Hashed::new(tokio::io::BufWriter::with_capacity(SEND_BYTES, out));
-    let session = db.session().await?;
+    let mut session = db.tenant_session(tenant.id).await?;
+    session.note_tenant(tenant.id);
     session
         .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         .await?;

@@ -57,10 +57,14 @@ WITH s AS (
 )
 SELECT nspname, replace(item, nspname || '.', '') AS item FROM items";
 
-/// Each schema's fingerprint, read on a session that closes afterwards.
-async fn fingerprints(db: &Database, schemas: &[String]) -> anyhow::Result<Vec<(String, String)>> {
+/// The schemas of `chunk` whose fingerprint differs from `template`'s,
+/// both read in one statement (one snapshot of the catalog) on a session
+/// that closes afterwards.
+async fn differing_in(db: &Database, chunk: &[String]) -> anyhow::Result<Vec<String>> {
     let session = db.dedicated_session().await?;
-    Ok(session
+    let mut schemas = chunk.to_vec();
+    schemas.push("template".into());
+    let prints: BTreeMap<String, String> = session
         .query(
             &format!(
                 "SELECT nspname, md5(string_agg(item, E'\\n' ORDER BY item))
@@ -71,7 +75,31 @@ async fn fingerprints(db: &Database, schemas: &[String]) -> anyhow::Result<Vec<(
         .await?
         .iter()
         .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let template = prints
+        .get("template")
+        .ok_or_else(|| anyhow::anyhow!("schema `template` is missing: run `atrium migrate`"))?;
+    Ok(chunk
+        .iter()
+        .filter(|s| prints.get(*s) != Some(template))
+        .cloned()
         .collect())
+}
+
+/// Every catalog item of the schemas of `chunk` and of `template`, read as
+/// `differing_in` reads them.
+async fn items_of(
+    db: &Database,
+    chunk: &[String],
+) -> anyhow::Result<BTreeMap<String, BTreeSet<String>>> {
+    let session = db.dedicated_session().await?;
+    let mut schemas = chunk.to_vec();
+    schemas.push("template".into());
+    let mut items: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for row in session.query(CATALOG_ITEMS, &[&schemas]).await? {
+        items.entry(row.get(0)).or_default().insert(row.get(1));
+    }
+    Ok(items)
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -106,48 +134,33 @@ pub async fn check(db: &Database) -> anyhow::Result<CheckReport> {
     for spare in crate::spares::schema_names(&client).await? {
         tenants.insert(spare, String::new());
     }
-    let mut schemas: Vec<String> = tenants.keys().cloned().collect();
-    schemas.push("template".into());
+    let schemas: Vec<String> = tenants.keys().cloned().collect();
+    drop(client);
 
-    let fingerprints: BTreeMap<String, String> = futures::stream::iter(schemas.chunks(CHUNK))
-        .map(|chunk| fingerprints(db, chunk))
+    let differing: Vec<String> = futures::stream::iter(schemas.chunks(CHUNK))
+        .map(|chunk| differing_in(db, chunk))
         .buffer_unordered(JOBS)
         .try_concat()
-        .await?
-        .into_iter()
-        .collect();
-    let template_print = fingerprints
-        .get("template")
-        .ok_or_else(|| anyhow::anyhow!("schema `template` is missing: run `atrium migrate`"))?;
-
-    let differing: Vec<String> = tenants
-        .keys()
-        .filter(|s| fingerprints.get(*s) != Some(template_print))
-        .cloned()
-        .collect();
+        .await?;
     let mut drifted = Vec::new();
-    if !differing.is_empty() {
-        let mut detail_for = differing.clone();
-        detail_for.push("template".into());
-        let mut items: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-        for row in client.query(CATALOG_ITEMS, &[&detail_for]).await? {
-            items.entry(row.get(0)).or_default().insert(row.get(1));
-        }
+    for chunk in differing.chunks(CHUNK) {
+        let mut items = items_of(db, chunk).await?;
         let template = items.remove("template").unwrap_or_default();
-        for schema in differing {
-            let mine = items.remove(&schema).unwrap_or_default();
+        for schema in chunk {
+            let mine = items.remove(schema).unwrap_or_default();
             drifted.push(SchemaDrift {
-                subdomain: tenants.get(&schema).filter(|s| !s.is_empty()).cloned(),
+                subdomain: tenants.get(schema).filter(|s| !s.is_empty()).cloned(),
                 missing: if mine.is_empty() {
                     vec!["the whole schema".into()]
                 } else {
                     template.difference(&mine).cloned().collect()
                 },
                 extra: mine.difference(&template).cloned().collect(),
-                schema_name: schema,
+                schema_name: schema.clone(),
             });
         }
     }
+    drifted.sort_by(|a, b| a.schema_name.cmp(&b.schema_name));
     Ok(CheckReport {
         schemas_checked: tenants.len(),
         drifted,

@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use std::collections::HashSet;
 
+use deadpool::managed::Timeouts;
 use deadpool_postgres::{ClientWrapper, Manager, ManagerConfig, RecyclingMethod};
 use tokio_postgres::{Client, NoTls};
 
@@ -19,11 +20,19 @@ use tokio_postgres::{Client, NoTls};
 /// so the bound is set for a pool of 32 to keep 10,000 tenants warm.
 pub const SESSION_MAX_TENANTS: usize = 500;
 pub const SESSION_MAX_AGE: Duration = Duration::from_secs(15 * 60);
+/// A session that has created this many tenant schemas (a tenant or a
+/// spare) is retired too. Every catalog change a session makes is first
+/// applied to its own caches, and some of them (the plan cache, the type
+/// cache) are walked whole for each change: creating a tenant on a session
+/// holding hundreds of tenants' entries took twice as long as on a fresh
+/// one. Reconnecting costs a few milliseconds every so many tenants.
+pub const SESSION_MAX_SCHEMAS_CREATED: usize = 25;
 
 /// A pooled PostgreSQL session and the tenants it has served.
 pub struct Session {
     client: ClientWrapper,
     tenants_seen: HashSet<i32>,
+    schemas_created: usize,
 }
 
 impl std::ops::Deref for Session {
@@ -37,6 +46,10 @@ impl std::ops::Deref for Session {
 impl Session {
     pub(crate) fn note_tenant(&mut self, tenant_id: i32) {
         self.tenants_seen.insert(tenant_id);
+    }
+
+    pub(crate) fn note_schema_created(&mut self) {
+        self.schemas_created += 1;
     }
 }
 
@@ -70,6 +83,7 @@ impl deadpool::managed::Manager for SessionManager {
         Ok(Session {
             client: self.inner.create().await?,
             tenants_seen: HashSet::new(),
+            schemas_created: 0,
         })
     }
 
@@ -79,6 +93,7 @@ impl deadpool::managed::Manager for SessionManager {
         metrics: &deadpool::managed::Metrics,
     ) -> deadpool::managed::RecycleResult<tokio_postgres::Error> {
         if session.tenants_seen.len() >= self.limits.max_tenants
+            || session.schemas_created >= SESSION_MAX_SCHEMAS_CREATED
             || metrics.age() >= self.limits.max_age
         {
             return Err(deadpool::managed::RecycleError::message(
@@ -107,6 +122,10 @@ const SESSION_OPTIONS: &str = "-c search_path=pg_catalog";
 /// Sessions a server keeps to the database unless configured otherwise.
 pub const DEFAULT_POOL_SIZE: usize = 32;
 
+/// How long a tenant transaction waits for its busy lane before taking a
+/// session whose backend has not met the tenant.
+const LANE_WAIT: Duration = Duration::from_millis(10);
+
 /// A pool of this size or more keeps part of its sessions as tenant lanes.
 const MIN_POOL_FOR_LANES: usize = 8;
 
@@ -122,7 +141,7 @@ fn split_pool(max_connections: usize) -> (usize, usize) {
 }
 
 /// Takes a session only if one is free now (or can be connected).
-const NO_WAIT: deadpool::managed::Timeouts = deadpool::managed::Timeouts {
+const NO_WAIT: Timeouts = Timeouts {
     wait: Some(Duration::ZERO),
     create: Some(Duration::from_secs(10)),
     recycle: None,
@@ -153,9 +172,18 @@ impl Database {
     /// Connects a pool of at most `max_connections` sessions and checks the
     /// server's version.
     pub async fn connect(url: &str, max_connections: usize) -> anyhow::Result<Self> {
+        Self::connect_with_limits(url, max_connections, SessionLimits::default()).await
+    }
+
+    /// `connect`, retiring sessions by `limits`.
+    pub async fn connect_with_limits(
+        url: &str,
+        max_connections: usize,
+        limits: SessionLimits,
+    ) -> anyhow::Result<Self> {
         let config: tokio_postgres::Config =
             url.parse().context("the database URL is not valid")?;
-        Self::connect_config(config, max_connections, SessionLimits::default()).await
+        Self::connect_config(config, max_connections, limits).await
     }
 
     async fn connect_config(
@@ -209,6 +237,7 @@ impl Database {
             status.max_size += lane.max_size;
             status.size += lane.size;
             status.available += lane.available;
+            status.waiting += lane.waiting;
         }
         status
     }
@@ -265,24 +294,53 @@ impl Database {
             .context("getting a database connection from the pool")
     }
 
-    /// A pooled session for work in tenant `tenant_id`'s schema: its lane if
-    /// free, else a shared session, else any free lane, else the first
-    /// shared session to come free.
+    /// A pooled session for work in tenant `tenant_id`'s schema.
+    ///
+    /// Its lane if free. If the lane is busy and nobody else waits for it,
+    /// waiting a few milliseconds for it: on a loaded server a request
+    /// on a warm backend costs less than one on a cold one, and the lane's
+    /// current transaction is usually about to end. Then a free shared
+    /// session, then any free lane, then the first shared session to come
+    /// free. Overflow takes shared sessions before other lanes so that a
+    /// lane's backend keeps to its own tenants and is not retired early.
     pub async fn tenant_session(&self, tenant_id: i32) -> anyhow::Result<PooledSession> {
         use deadpool::managed::{PoolError, TimeoutType};
         if self.lanes.is_empty() {
             return self.session().await;
         }
         let home = tenant_id.unsigned_abs() as usize % self.lanes.len();
-        let lanes_from_home = self.lanes[home..].iter().chain(&self.lanes[..home]);
-        for pool in std::iter::once(&self.lanes[home])
-            .chain(std::iter::once(&self.pool))
-            .chain(lanes_from_home.skip(1))
-        {
-            match pool.timeout_get(&NO_WAIT).await {
+        let lane = &self.lanes[home];
+        let wait_for_lane = Timeouts {
+            wait: Some(LANE_WAIT),
+            ..NO_WAIT
+        };
+        let attempts = [
+            (lane, NO_WAIT),
+            (lane, wait_for_lane),
+            (&self.pool, NO_WAIT),
+        ]
+        .into_iter()
+        .chain(
+            self.lanes[home + 1..]
+                .iter()
+                .chain(&self.lanes[..home])
+                .map(|other| (other, NO_WAIT)),
+        );
+        for (i, (pool, timeouts)) in attempts.enumerate() {
+            if i == 1 && pool.status().waiting > 0 {
+                continue;
+            }
+            match pool.timeout_get(&timeouts).await {
                 Ok(session) => return Ok(session),
                 Err(PoolError::Timeout(TimeoutType::Wait)) => continue,
-                Err(e) => return Err(e).context("getting a database connection from the pool"),
+                Err(PoolError::Closed) => {
+                    return Err(PoolError::<tokio_postgres::Error>::Closed)
+                        .context("getting a database connection from the pool");
+                }
+                // A free slot whose connection could not be made: the
+                // server is likely unreachable for every pool alike, so
+                // stop trying slots one by one and wait like other work.
+                Err(_) => break,
             }
         }
         self.session().await
@@ -368,15 +426,16 @@ impl Database {
 
     /// Another pool to the same database whose sessions show as
     /// `application_name` between transactions (benchmarks tell the
-    /// server's backends from their own by it).
+    /// server's backends from their own by it), retiring by `limits`.
     pub async fn named(
         &self,
         application_name: &str,
         max_connections: usize,
+        limits: SessionLimits,
     ) -> anyhow::Result<Self> {
         let mut config = self.config.clone();
         config.application_name(application_name);
-        Self::connect_config(config, max_connections, self.limits).await
+        Self::connect_config(config, max_connections, limits).await
     }
 
     /// Another pool to the same database, retiring sessions by `limits`.

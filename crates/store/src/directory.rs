@@ -12,9 +12,19 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-/// A backstop: even if a notification were lost (a half-open listener
-/// connection), no cached entry is trusted for longer than this.
-const CACHE_TTL: Duration = Duration::from_secs(30);
+/// A backstop: no cached entry is trusted for longer than this, whatever
+/// the listener says. The heartbeat below is what catches a listener
+/// connection that died silently, within seconds; a short TTL would instead
+/// send every tenant's lookup back to the registry every so often, which
+/// at ten thousand tenants is hundreds of registry queries a second.
+const CACHE_TTL: Duration = Duration::from_secs(10 * 60);
+/// How often the listener connection proves it is alive, and how long it
+/// may take. Notifications arrive on it in order, so once a heartbeat is
+/// answered every change committed before it has been received.
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
+const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How the listener's session shows in `pg_stat_activity`.
+pub const LISTENER_APPLICATION: &str = "atrium tenant listener";
 
 use futures::StreamExt;
 use tokio_postgres::AsyncMessage;
@@ -163,16 +173,35 @@ async fn listen_once(dir: &TenantDirectory) -> anyhow::Result<()> {
         }
     });
     client
-        .batch_execute(&format!("LISTEN {TENANT_CHANNEL}"))
+        .batch_execute(&format!(
+            "SET application_name = '{LISTENER_APPLICATION}'; LISTEN {TENANT_CHANNEL}"
+        ))
         .await?;
     // Anything cached before LISTEN took effect may be stale.
     dir.invalidate(None);
     dir.listening.store(true, Ordering::Release);
     tracing::debug!("listening for tenant changes");
-    while let Some(change) = changes.recv().await {
-        dir.invalidate(change);
-    }
+    let mut heartbeat = tokio::time::interval_at(
+        tokio::time::Instant::now() + HEARTBEAT_EVERY,
+        HEARTBEAT_EVERY,
+    );
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let ended = loop {
+        tokio::select! {
+            change = changes.recv() => match change {
+                Some(change) => dir.invalidate(change),
+                None => break Ok(()),
+            },
+            _ = heartbeat.tick() => {
+                match tokio::time::timeout(HEARTBEAT_TIMEOUT, client.simple_query("SELECT 1")).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => break Err(anyhow::Error::from(e)),
+                    Err(_) => break Err(anyhow::anyhow!("no heartbeat answer within {HEARTBEAT_TIMEOUT:?}")),
+                }
+            }
+        }
+    };
     driver.abort();
     drop(client);
-    Ok(())
+    ended
 }

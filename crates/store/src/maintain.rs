@@ -118,10 +118,14 @@ async fn run(db: &Database, policy: &Policy) -> anyhow::Result<MaintenanceReport
             &[],
         )
         .await?;
+    let mut walker = SchemaWalker::new(db);
     for tenant in tenants {
         let (subdomain, schema): (String, String) = (tenant.get(0), tenant.get(1));
         report.tenants += 1;
-        if let Err(e) = tenant_housekeeping(&session, &schema, policy, &mut report).await {
+        let housekeeping = async {
+            tenant_housekeeping(walker.session().await?, &schema, policy, &mut report).await
+        };
+        if let Err(e) = housekeeping.await {
             report.failures.push(TenantFailure {
                 subdomain,
                 error: format!("{e:#}"),
@@ -243,6 +247,38 @@ async fn tenant_housekeeping(
     Ok(())
 }
 
+/// A session for visiting every tenant schema in turn. It is replaced
+/// after as many schemas as a pooled session may serve: a backend's catalog
+/// caches grow with every schema it touches and never shrink, so one
+/// session walking ten thousand schemas would end up holding about a GiB.
+struct SchemaWalker<'a> {
+    db: &'a Database,
+    session: Option<tokio_postgres::Client>,
+    visits: usize,
+}
+
+impl<'a> SchemaWalker<'a> {
+    fn new(db: &'a Database) -> Self {
+        Self {
+            db,
+            session: None,
+            visits: 0,
+        }
+    }
+
+    /// The session for the next schema.
+    async fn session(&mut self) -> anyhow::Result<&tokio_postgres::Client> {
+        if self.visits.is_multiple_of(crate::SESSION_MAX_TENANTS) {
+            self.session = None;
+        }
+        self.visits += 1;
+        if self.session.is_none() {
+            self.session = Some(self.db.dedicated_session().await?);
+        }
+        Ok(self.session.as_ref().expect("connected above"))
+    }
+}
+
 /// `VACUUM ANALYZE` of every tenant schema with a table written since it
 /// was last vacuumed or analyzed; the schemas vacuumed.
 async fn vacuum_written(db: &Database) -> anyhow::Result<Vec<String>> {
@@ -259,6 +295,7 @@ async fn vacuum_written(db: &Database) -> anyhow::Result<Vec<String>> {
         )
         .await?;
     let mut vacuumed = Vec::new();
+    let mut walker = SchemaWalker::new(db);
     for row in rows {
         let schema: String = row.get(0);
         anyhow::ensure!(
@@ -272,7 +309,9 @@ async fn vacuum_written(db: &Database) -> anyhow::Result<Vec<String>> {
             .map(|t| format!("{s}.{}", quote_ident(t)))
             .collect::<Vec<_>>()
             .join(", ");
-        session
+        walker
+            .session()
+            .await?
             .batch_execute(&format!("VACUUM (ANALYZE) {tables}"))
             .await?;
         vacuumed.push(schema);

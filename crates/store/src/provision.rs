@@ -151,6 +151,7 @@ async fn insert_registry_row(
         })?;
     let id: i32 = row.get(0);
     tx.note_tenant(id);
+    tx.note_schema_created();
     Ok((id, row.get(1), row.get(2)))
 }
 

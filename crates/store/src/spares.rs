@@ -84,7 +84,8 @@ pub(crate) async fn schema_names(client: &tokio_postgres::Client) -> anyhow::Res
 
 /// Makes one spare, in one transaction.
 async fn create_one(db: &Database, sets: &MigrationSets) -> anyhow::Result<()> {
-    let tx = PooledTx::begin(db, "").await?;
+    let mut tx = PooledTx::begin(db, "").await?;
+    tx.note_schema_created();
     let client = tx.client();
     let prefix = role_prefix(client).await?;
     let id: i32 = client

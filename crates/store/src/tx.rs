@@ -85,6 +85,13 @@ impl PooledTx {
         }
     }
 
+    /// Counts a tenant schema (or a spare) made or renamed on this session.
+    pub(crate) fn note_schema_created(&mut self) {
+        if let Some(session) = self.session.as_mut() {
+            session.note_schema_created();
+        }
+    }
+
     pub async fn commit(mut self) -> Result<(), tokio_postgres::Error> {
         let result = self.client().batch_execute("COMMIT").await;
         if result.is_ok() {

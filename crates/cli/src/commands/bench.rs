@@ -47,6 +47,9 @@ pub async fn run(command: BenchCommand, connected: &Connected) -> CommandResult 
                     tenant_counts,
                     clients: args.clients.max(1),
                     seconds: args.seconds.max(1),
+                    session_max_tenants: args
+                        .session_max_tenants
+                        .map_or(atrium_store::SESSION_MAX_TENANTS, |n| n as usize),
                 },
             )
             .await?

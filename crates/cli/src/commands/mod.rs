@@ -71,7 +71,7 @@ pub async fn run(cli: Cli) -> CommandResult {
     if let Command::Serve(args) = cli.command {
         return serve::run(args, &file, &target, pool_size).await;
     }
-    let connected = Connected::open(&target, pool_size).await?;
+    let connected = Connected::open(&target, pool_size, Default::default()).await?;
     let result = dispatch(cli.command, &connected, &file).await;
     connected.close().await?;
     result

@@ -51,20 +51,17 @@ pub async fn run(
     // Before anything slow: a SIGTERM during startup still shuts down
     // cleanly (and stops the embedded cluster).
     let shutdown = shutdown_signal()?;
-    let connected = Connected::open(target, pool_size).await?;
+    let limits = atrium_store::SessionLimits {
+        max_tenants: args
+            .session_max_tenants
+            .or(file.session_max_tenants)
+            .map_or(atrium_store::SESSION_MAX_TENANTS, |n| n as usize),
+        ..Default::default()
+    };
+    let connected = Connected::open(target, pool_size, limits).await?;
     let served = async {
         connected.ensure_current().await?;
         let app_db = connected.application_db(pool_size).await?;
-        let app_db = match args.session_max_tenants.or(file.session_max_tenants) {
-            Some(max_tenants) => {
-                let limits = atrium_store::SessionLimits {
-                    max_tenants: max_tenants as usize,
-                    ..Default::default()
-                };
-                app_db.with_session_limits(pool_size, limits).await?
-            }
-            None => app_db,
-        };
         let demo = if args.demo {
             let made = atrium_services::demo::ensure(connected.admin(), &app_db).await?;
             Some(made)

@@ -75,6 +75,7 @@ fn commands_run_while_serve_is_up_share_its_cluster() {
     let data_dir = root.path().join("data");
     let mut server = command(root.path())
         .env("ATRIUM_DATA_DIR", &data_dir)
+        .env("ATRIUM_SESSION_MAX_TENANTS", "3")
         .args(["serve", "--bind", "127.0.0.1:0"])
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -104,6 +105,21 @@ fn commands_run_while_serve_is_up_share_its_cluster() {
     assert!(
         !postmaster_running(&data_dir),
         "serve stops the cluster it started"
+    );
+}
+
+#[test]
+fn serve_refuses_a_session_bound_of_zero_tenants() {
+    let root = tempfile::tempdir().unwrap();
+    let out = command(root.path())
+        .env("ATRIUM_DATA_DIR", root.path().join("data"))
+        .args(["serve", "--session-max-tenants", "0"])
+        .output()
+        .unwrap();
+    crate::helpers::assert_fails(&out, 2, "session-max-tenants");
+    assert!(
+        !root.path().join("data").exists(),
+        "nothing was started or written"
     );
 }
 
