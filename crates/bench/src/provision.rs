@@ -77,6 +77,29 @@ fn row(
     Ok(())
 }
 
+/// `CREATE SCHEMA` and every tenant migration file in one transaction, run
+/// directly and timed; the schema is dropped again afterwards (not timed).
+pub(crate) async fn raw_ddl(db: &Database, schema: &str) -> anyhow::Result<Duration> {
+    let ddl: String = MigrationSets::embedded()
+        .tenant
+        .iter()
+        .map(|f| f.sql)
+        .collect::<Vec<_>>()
+        .join("\n");
+    let session = db.session().await?;
+    let started = Instant::now();
+    session
+        .batch_execute(&format!(
+            "BEGIN; CREATE SCHEMA {schema}; SET LOCAL search_path = {schema}, extensions; {ddl}; COMMIT;"
+        ))
+        .await?;
+    let elapsed = started.elapsed();
+    session
+        .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+        .await?;
+    Ok(elapsed)
+}
+
 async fn round(
     db: &Database,
     samples: u32,
@@ -85,27 +108,9 @@ async fn round(
     let mut raw = Vec::new();
     let mut atrium = Vec::new();
     let mut from_spare = Vec::new();
-    let ddl: String = MigrationSets::embedded()
-        .tenant
-        .iter()
-        .map(|f| f.sql)
-        .collect::<Vec<_>>()
-        .join("\n");
     for _ in 0..samples {
         *serial += 1;
-        let schema = format!("raw_{serial}");
-        let session = db.session().await?;
-        let started = Instant::now();
-        session
-            .batch_execute(&format!(
-                "BEGIN; CREATE SCHEMA {schema}; SET LOCAL search_path = {schema}, extensions; {ddl}; COMMIT;"
-            ))
-            .await?;
-        raw.push(started.elapsed());
-        session
-            .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
-            .await?;
-        drop(session);
+        raw.push(raw_ddl(db, &format!("raw_{serial}")).await?);
 
         let started = Instant::now();
         provision_one(db, &format!("sample-{serial}")).await?;
