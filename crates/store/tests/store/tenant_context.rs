@@ -253,3 +253,42 @@ async fn each_tenant_keeps_to_its_lane_and_overflows_when_the_lane_is_busy() {
     holding.commit().await.unwrap();
     assert_eq!(db.status().max_size, 8, "lanes count towards the pool size");
 }
+
+#[tokio::test]
+async fn a_session_that_made_enough_schemas_is_retired() {
+    let t = migrated_database().await;
+    let db =
+        t.db.named("schema-maker", 2, Default::default())
+            .await
+            .unwrap();
+    let backends = async || -> Vec<i32> {
+        t.db.session()
+            .await
+            .unwrap()
+            .query(
+                "SELECT pid FROM pg_stat_activity
+                 WHERE datname = current_database() AND application_name = 'schema-maker'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    };
+    let made = atrium_store::SESSION_MAX_SCHEMAS_CREATED;
+    for i in 1..made {
+        new_tenant(&db, &format!("maker-{i}")).await;
+    }
+    let before = backends().await;
+    assert_eq!(before.len(), 1, "one at a time: one session did it all");
+    // The last schema it may make; the registry read that follows the
+    // commit already gets a fresh session.
+    new_tenant(&db, "one-more").await;
+    let after = backends().await;
+    assert_eq!(after.len(), 1);
+    assert_ne!(
+        before, after,
+        "after {made} schemas the session was closed and replaced"
+    );
+}
