@@ -87,10 +87,12 @@ async fn measure(
         let raw = raw_loop(db, &format!("raw_{round}")).await?;
         let jobs1 = migrator(db, &mut sets, &format!("atrium_{round}_a"), 1).await?;
         let jobs2 = migrator(db, &mut sets, &format!("atrium_{round}_b"), 2).await?;
+        let jobs4 = migrator(db, &mut sets, &format!("atrium_{round}_c"), 4).await?;
         for (label, d) in [
             ("raw loop", raw),
             ("atrium migrate --jobs 1", jobs1),
             ("atrium migrate --jobs 2", jobs2),
+            ("atrium migrate --jobs 4 (the default)", jobs4),
         ] {
             writeln!(
                 report,

@@ -166,14 +166,18 @@ async fn measure(
     // A fleet migration.
     let mut sets = MigrationSets::embedded();
     let raw = raw_loop(db, "fleet_raw").await?;
-    let atrium = migrator(db, &mut sets, "fleet_atrium", 2).await?;
+    let jobs = atrium_store::migrate::MigrateOptions::default().jobs;
+    let atrium = migrator(db, &mut sets, "fleet_atrium", jobs).await?;
     let large_noop = noop_queries(db, sets, 0).await?;
     writeln!(report, "### Migrating every tenant\n")?;
     writeln!(report, "| run | total | per tenant | vs raw loop |")?;
     writeln!(report, "| --- | ---: | ---: | ---: |")?;
     for (label, d) in [
         ("raw loop, one transaction per tenant", raw),
-        ("atrium migrate --jobs 2", atrium),
+        (
+            &format!("atrium migrate (default --jobs {jobs})") as &str,
+            atrium,
+        ),
     ] {
         writeln!(
             report,
