@@ -339,38 +339,25 @@ pub(crate) async fn api_load(
         .pool_max_idle_per_host(bench.clients)
         .build()?;
     warm_api(&client, addr, tenants, bench.clients).await;
-    let duration = Duration::from_secs(bench.seconds);
-    let me = {
-        let (client, tenants) = (client.clone(), tenants.clone());
-        load::run(bench.clients, duration, move |_, _| {
-            let (client, tenants) = (client.clone(), tenants.clone());
-            async move {
-                let t = &tenants[rand::random_range(0..tenants.len())];
-                client
-                    .get(format!("http://{addr}/api/v1/me"))
-                    .header("host", format!("{}.localhost", t.subdomain))
-                    .bearer_auth(&t.token)
-                    .send()
-                    .await
-                    .is_ok_and(|r| r.status() == 200)
-            }
-        })
-        .await
-    };
+    let me = api_get(&client, addr, tenants, bench, |_| "/api/v1/me".into()).await;
     let lookup = {
         let (client, tenants) = (client.clone(), tenants.clone());
-        load::run(bench.clients, duration, move |_, _| {
-            let (client, tenants) = (client.clone(), tenants.clone());
-            async move {
-                let t = &tenants[rand::random_range(0..tenants.len())];
-                client
-                    .get(format!("http://{addr}/api/v1/me"))
-                    .header("host", format!("{}.localhost", t.subdomain))
-                    .send()
-                    .await
-                    .is_ok_and(|r| r.status() == 401)
-            }
-        })
+        load::run(
+            bench.clients,
+            Duration::from_secs(bench.seconds),
+            move |_, _| {
+                let (client, tenants) = (client.clone(), tenants.clone());
+                async move {
+                    let t = &tenants[rand::random_range(0..tenants.len())];
+                    client
+                        .get(format!("http://{addr}/api/v1/me"))
+                        .header("host", format!("{}.localhost", t.subdomain))
+                        .send()
+                        .await
+                        .is_ok_and(|r| r.status() == 401)
+                }
+            },
+        )
         .await
     };
     let contact = api_get(&client, addr, tenants, bench, |i| {

@@ -23,8 +23,8 @@ use tokio::process::Command;
 
 use crate::cluster::client_program;
 use crate::db::quote_ident;
-use crate::migrate::{tenant_group_role, tenant_role_name};
-use crate::provision::APPLICATION_ROLE;
+use crate::migrate::{grant_tenant_role_sql, tenant_role_name};
+use crate::provision::{default_privileges_sql, tenant_role_sql};
 use crate::registry::{self, Tenant, live_counts_sql, role_prefix};
 use crate::{Database, PooledTx, StoreError, is_tenant_schema_name};
 
@@ -221,9 +221,7 @@ async fn register(db: &Database, header: &BackupHeader) -> Result<(), StoreError
     tx.note_tenant(header.tenant_id);
     let client = tx.client();
     let prefix = role_prefix(client).await?;
-    let role = quote_ident(&tenant_role_name(&prefix, header.tenant_id));
-    let group = quote_ident(&tenant_group_role(&prefix));
-    let schema = quote_ident(&header.schema_name);
+    let role = tenant_role_name(&prefix, header.tenant_id);
     client
         .execute(
             "INSERT INTO public.tenants (id, name, subdomain, schema_name, status, tier, schema_version, created_at)
@@ -247,22 +245,14 @@ async fn register(db: &Database, header: &BackupHeader) -> Result<(), StoreError
                            greatest((SELECT last_value FROM public.tenants_id_seq), {id}));
              INSERT INTO public.tenant_counters (tenant_id, users, companies, contacts, deals, activities)
                SELECT {id}, {counts};
-             CREATE ROLE {role} NOLOGIN IN ROLE {group};
-             DO $$ BEGIN
-               IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{APPLICATION_ROLE}') THEN
-                 GRANT {role} TO {APPLICATION_ROLE};
-               END IF;
-             END $$;
-             GRANT USAGE ON SCHEMA {schema} TO {role};
-             GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {schema} TO {role};
-             GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {schema} TO {role};
-             REVOKE ALL ON {schema}.schema_migrations FROM {role};
-             ALTER DEFAULT PRIVILEGES IN SCHEMA {schema}
-               GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {role};
-             ALTER DEFAULT PRIVILEGES IN SCHEMA {schema}
-               GRANT USAGE, SELECT ON SEQUENCES TO {role};",
+             {}
+             {}
+             {}",
+            tenant_role_sql(&role, &prefix),
+            grant_tenant_role_sql(&header.schema_name, &role),
+            default_privileges_sql(&quote_ident(&header.schema_name), &quote_ident(&role)),
             id = header.tenant_id,
-            counts = live_counts_sql(&schema),
+            counts = live_counts_sql(&quote_ident(&header.schema_name)),
         ))
         .await?;
     tx.commit().await?;

@@ -161,21 +161,31 @@ async fn insert_registry_row(
 /// start from.
 pub(crate) fn empty_schema_sql(schema: &str, role: &str, role_prefix: &str) -> String {
     let (q_schema, q_role) = (quote_ident(schema), quote_ident(role));
-    let q_group = quote_ident(&tenant_group_role(role_prefix));
     format!(
         "CREATE SCHEMA {q_schema};
-         CREATE ROLE {q_role} NOLOGIN IN ROLE {q_group};
-         DO $$ BEGIN
-           IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{APPLICATION_ROLE}') THEN
-             GRANT {q_role} TO {APPLICATION_ROLE};
-           END IF;
-         END $$;
+         {}
          SELECT set_config('search_path', '{q_schema}, extensions', true);
          -- made before the default privileges: the tenant role never gets it
          {};
          {}",
+        tenant_role_sql(role, role_prefix),
         crate::migrate::SCHEMA_MIGRATIONS_DDL,
         default_privileges_sql(&q_schema, &q_role),
+    )
+}
+
+/// A tenant's data-only role: a member of the tenants' group, and granted
+/// to the application login where there is one.
+pub(crate) fn tenant_role_sql(role: &str, role_prefix: &str) -> String {
+    let q_role = quote_ident(role);
+    let q_group = quote_ident(&tenant_group_role(role_prefix));
+    format!(
+        "CREATE ROLE {q_role} NOLOGIN IN ROLE {q_group};
+         DO $$ BEGIN
+           IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{APPLICATION_ROLE}') THEN
+             GRANT {q_role} TO {APPLICATION_ROLE};
+           END IF;
+         END $$;"
     )
 }
 
@@ -198,7 +208,7 @@ pub(crate) fn default_stages_sql() -> String {
 /// which grows with every tenant: at a thousand tenants it doubled the cost
 /// of provisioning. (Objects made later by another role are covered by the
 /// migrator, which grants explicitly when a migration creates relations.)
-fn default_privileges_sql(q_schema: &str, q_role: &str) -> String {
+pub(crate) fn default_privileges_sql(q_schema: &str, q_role: &str) -> String {
     format!(
         "GRANT USAGE ON SCHEMA {q_schema} TO {q_role};
          ALTER DEFAULT PRIVILEGES IN SCHEMA {q_schema}
