@@ -127,6 +127,7 @@ async fn measure(scratch: &Scratch, bench: &ApiBench) -> anyhow::Result<String> 
         "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
     )?;
     let mut made = 0;
+    let mut pool_sentences = Vec::new();
     for &count in &bench.tenant_counts {
         provision_many(db, &format!("up-to-{count}"), count - made, 2).await?;
         large_tier_for_all(db).await?;
@@ -145,9 +146,11 @@ async fn measure(scratch: &Scratch, bench: &ApiBench) -> anyhow::Result<String> 
         .iter()
         .enumerate()
         {
-            row(&mut report, count, label, api[i], sql[i])?;
+            row(&mut report, count, label, api.results[i], sql[i])?;
         }
+        pool_sentences.push(format!("At {count} tenants: {}", api.pool_sentence()));
     }
+    writeln!(report, "\n{}", pool_sentences.join("\n\n"))?;
     writeln!(
         report,
         "\nEach tenant holds {CONTACTS_PER_TENANT} contacts and {DEALS_PER_TENANT} deals; searches \
@@ -305,12 +308,43 @@ async fn warm_api(
         .await;
 }
 
+/// The API side of one measurement: its results, in the order of the
+/// workloads, and what the server's pool did meanwhile.
+pub(crate) struct ApiRun {
+    pub results: Vec<LoadResult>,
+    pub activity: atrium_store::PoolActivity,
+}
+
+impl ApiRun {
+    /// One sentence on where the server's tenant transactions found their
+    /// sessions: a transaction off its lane meets a backend that has most
+    /// likely not seen the tenant, and a retired session starts cold.
+    pub fn pool_sentence(&self) -> String {
+        use atrium_store::TenantSessionSource::{Lane, OtherLane, Shared};
+        let activity = &self.activity;
+        let total: u64 = activity.tenant_sessions.iter().sum();
+        let share =
+            |source| 100.0 * activity.tenant_sessions_from(source) as f64 / total.max(1) as f64;
+        format!(
+            "The server's pool while measuring: {total} tenant transactions, {:.1}% on their own \
+             lane, {:.1}% on a shared session, {:.1}% on another tenant's lane; {:.1}% on a \
+             session that had not served the tenant before; {} sessions opened and {} retired.",
+            share(Lane),
+            share(Shared),
+            share(OtherLane),
+            100.0 * activity.first_visits as f64 / total.max(1) as f64,
+            activity.sessions_opened,
+            activity.sessions_retired,
+        )
+    }
+}
+
 pub(crate) async fn api_load(
     db: &Database,
     tenants: &Arc<Vec<BenchTenant>>,
     bench: &ApiBench,
     memory: &mut Option<crate::memory::Snapshot>,
-) -> anyhow::Result<Vec<LoadResult>> {
+) -> anyhow::Result<ApiRun> {
     // The server runs with the pool `atrium serve` has by default.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
@@ -328,7 +362,7 @@ pub(crate) async fn api_load(
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(atrium_http::serve(
         listener,
-        server_db,
+        server_db.clone(),
         db.clone(),
         atrium_http::ServerSettings::default(),
         async move {
@@ -339,6 +373,7 @@ pub(crate) async fn api_load(
         .pool_max_idle_per_host(bench.clients)
         .build()?;
     warm_api(&client, addr, tenants, bench.clients).await;
+    let before = server_db.activity();
     let me = api_get(&client, addr, tenants, bench, |_| "/api/v1/me".into()).await;
     let lookup = {
         let (client, tenants) = (client.clone(), tenants.clone());
@@ -378,13 +413,18 @@ pub(crate) async fn api_load(
         "/api/v1/pipeline/summary".into()
     })
     .await;
+    let activity = server_db.activity().since(&before);
     *memory = crate::memory::snapshot(db).await.ok();
     // Stopped and awaited, so its sessions are closed before the next
     // measurement opens its own.
     drop(client);
     let _ = stop.send(());
     server.await??;
-    Ok(vec![me, lookup, contact, search, summary])
+    server_db.close();
+    Ok(ApiRun {
+        results: vec![me, lookup, contact, search, summary],
+        activity,
+    })
 }
 
 /// The record reads, as the services write them.

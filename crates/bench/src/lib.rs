@@ -33,7 +33,13 @@ impl Scratch {
         Ok(Self { db, name })
     }
 
+    /// Drops the scratch database, unless `ATRIUM_BENCH_KEEP` is set: then
+    /// it is left, and named on stderr, for looking into a result.
     pub async fn finish(self, server: &Database) -> anyhow::Result<()> {
+        if std::env::var_os("ATRIUM_BENCH_KEEP").is_some() {
+            eprintln!("kept the scratch database {}", self.name);
+            return Ok(());
+        }
         server.drop_sibling(self.db, &self.name).await
     }
 }

@@ -251,12 +251,18 @@ async fn measure(
         ("hot", &hot_api, &hot_sql),
     ] {
         for (i, label) in labels.iter().enumerate() {
-            row(&mut body, 0, label, api[i], sql[i])?;
+            row(&mut body, 0, label, api.results[i], sql[i])?;
         }
         // `row` writes the tenant count first; here the spread is the key.
         report.push_str(&body.replace("| 0 |", &format!("| {spread} |")));
         body.clear();
     }
+    writeln!(
+        report,
+        "\n*Uniform*: {}\n\n*Hot*: {}",
+        uniform_api.pool_sentence(),
+        hot_api.pool_sentence()
+    )?;
     writeln!(report, "\nUniform API throughput against the hot set's:\n")?;
     writeln!(report, "| workload | uniform / hot |")?;
     writeln!(report, "| --- | ---: |")?;
@@ -264,7 +270,7 @@ async fn measure(
         writeln!(
             report,
             "| {label} | {:.2}× |",
-            uniform_api[i].per_second / hot_api[i].per_second
+            uniform_api.results[i].per_second / hot_api.results[i].per_second
         )?;
     }
     if let Some(memory) = memory {

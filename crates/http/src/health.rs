@@ -81,6 +81,14 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     metrics::gauge!("atrium_db_pool_size").set(pool.size as f64);
     metrics::gauge!("atrium_db_pool_available").set(pool.available as f64);
     metrics::gauge!("atrium_db_pool_waiting").set(pool.waiting as f64);
+    let activity = state.db.activity();
+    metrics::counter!("atrium_db_sessions_opened_total").absolute(activity.sessions_opened);
+    metrics::counter!("atrium_db_sessions_retired_total").absolute(activity.sessions_retired);
+    metrics::counter!("atrium_db_tenant_first_visits_total").absolute(activity.first_visits);
+    for source in atrium_store::TenantSessionSource::ALL {
+        metrics::counter!("atrium_db_tenant_sessions_total", "from" => source.label())
+            .absolute(activity.tenant_sessions_from(source));
+    }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         prometheus().render(),

@@ -2,10 +2,12 @@
 //! dedicated sessions for work that must hold a session (advisory locks,
 //! LISTEN).
 
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
-use std::collections::HashSet;
 
 use deadpool::managed::Timeouts;
 use deadpool_postgres::{ClientWrapper, Manager, ManagerConfig, RecyclingMethod};
@@ -19,7 +21,10 @@ use tokio_postgres::{Client, NoTls};
 /// lanes (below) a lane's session serves about `tenants / lanes` tenants,
 /// so the bound is set for a pool of 32 to keep 10,000 tenants warm.
 pub const SESSION_MAX_TENANTS: usize = 500;
-pub const SESSION_MAX_AGE: Duration = Duration::from_secs(15 * 60);
+/// Each session retires at a random point in the last quarter of this
+/// age, so that sessions opened together (a server's lanes, at start) do
+/// not all retire, and meet their tenants cold, in the same minute.
+pub const SESSION_MAX_AGE: Duration = Duration::from_secs(60 * 60);
 /// A session that has created this many tenant schemas (a tenant or a
 /// spare) is retired too. Every catalog change a session makes is first
 /// applied to its own caches, and some of them (the plan cache, the type
@@ -33,6 +38,9 @@ pub struct Session {
     client: ClientWrapper,
     tenants_seen: HashSet<i32>,
     schemas_created: usize,
+    counters: Arc<PoolCounters>,
+    /// `SessionLimits::max_age`, less up to a quarter.
+    max_age: Duration,
 }
 
 impl std::ops::Deref for Session {
@@ -45,7 +53,9 @@ impl std::ops::Deref for Session {
 
 impl Session {
     pub(crate) fn note_tenant(&mut self, tenant_id: i32) {
-        self.tenants_seen.insert(tenant_id);
+        if self.tenants_seen.insert(tenant_id) {
+            self.counters.first_visits.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     pub(crate) fn note_schema_created(&mut self) {
@@ -73,6 +83,81 @@ impl Default for SessionLimits {
 pub struct SessionManager {
     inner: Manager,
     limits: SessionLimits,
+    counters: Arc<PoolCounters>,
+}
+
+/// Where tenant sessions came from, and how many sessions were opened and
+/// retired: an operator sizing `pool_size` and `session_max_tenants` for
+/// a fleet reads from these whether backends keep their tenants warm.
+#[derive(Default)]
+struct PoolCounters {
+    opened: AtomicU64,
+    retired: AtomicU64,
+    first_visits: AtomicU64,
+    /// By [`TenantSessionSource`].
+    tenant_sessions: [AtomicU64; 4],
+}
+
+/// Where a tenant transaction found its session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TenantSessionSource {
+    /// Its own lane, free at once or after a short wait: a backend that
+    /// has most likely met the tenant before.
+    Lane,
+    /// A shared session, free at once or after waiting with other work.
+    Shared,
+    /// Another tenant's lane, free while the tenant's own and every shared
+    /// session were busy.
+    OtherLane,
+    /// The pool has no lanes (it is too small for them).
+    NoLanes,
+}
+
+impl TenantSessionSource {
+    pub const ALL: [Self; 4] = [Self::Lane, Self::Shared, Self::OtherLane, Self::NoLanes];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Lane => "lane",
+            Self::Shared => "shared",
+            Self::OtherLane => "other_lane",
+            Self::NoLanes => "no_lanes",
+        }
+    }
+}
+
+/// Totals since the pool was made.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PoolActivity {
+    pub sessions_opened: u64,
+    /// Sessions closed by the retirement rules (tenants served, schemas
+    /// made, age), each followed by a new one when next needed.
+    pub sessions_retired: u64,
+    /// Tenant transactions on a session that had not served the tenant
+    /// before: its backend reads the tenant's catalog entries afresh
+    /// (milliseconds, against a fraction of one for a warm request).
+    pub first_visits: u64,
+    /// Tenant transactions, by where their session came from, in the
+    /// order of [`TenantSessionSource::ALL`].
+    pub tenant_sessions: [u64; 4],
+}
+
+impl PoolActivity {
+    pub fn tenant_sessions_from(&self, source: TenantSessionSource) -> u64 {
+        self.tenant_sessions[source as usize]
+    }
+
+    /// What happened between `earlier` and `self`.
+    pub fn since(&self, earlier: &Self) -> Self {
+        Self {
+            sessions_opened: self.sessions_opened - earlier.sessions_opened,
+            sessions_retired: self.sessions_retired - earlier.sessions_retired,
+            first_visits: self.first_visits - earlier.first_visits,
+            tenant_sessions: std::array::from_fn(|i| {
+                self.tenant_sessions[i] - earlier.tenant_sessions[i]
+            }),
+        }
+    }
 }
 
 impl deadpool::managed::Manager for SessionManager {
@@ -80,10 +165,14 @@ impl deadpool::managed::Manager for SessionManager {
     type Error = tokio_postgres::Error;
 
     async fn create(&self) -> Result<Session, tokio_postgres::Error> {
+        let client = self.inner.create().await?;
+        self.counters.opened.fetch_add(1, Ordering::Relaxed);
         Ok(Session {
-            client: self.inner.create().await?,
+            client,
             tenants_seen: HashSet::new(),
             schemas_created: 0,
+            counters: self.counters.clone(),
+            max_age: self.limits.max_age.mul_f64(rand::random_range(0.75..=1.0)),
         })
     }
 
@@ -94,8 +183,9 @@ impl deadpool::managed::Manager for SessionManager {
     ) -> deadpool::managed::RecycleResult<tokio_postgres::Error> {
         if session.tenants_seen.len() >= self.limits.max_tenants
             || session.schemas_created >= SESSION_MAX_SCHEMAS_CREATED
-            || metrics.age() >= self.limits.max_age
+            || metrics.age() >= session.max_age
         {
+            self.counters.retired.fetch_add(1, Ordering::Relaxed);
             return Err(deadpool::managed::RecycleError::message(
                 "retired: served enough tenants",
             ));
@@ -154,9 +244,10 @@ pub struct Database {
     /// One session each. Tenant `t` prefers lane `t mod lanes`, so a
     /// backend keeps meeting the same few hundred tenants, whose catalog
     /// entries stay warm in it, instead of every tenant of the fleet cold.
-    lanes: std::sync::Arc<[Pool]>,
+    lanes: Arc<[Pool]>,
     config: tokio_postgres::Config,
     limits: SessionLimits,
+    counters: Arc<PoolCounters>,
 }
 
 impl std::fmt::Debug for Database {
@@ -197,6 +288,7 @@ impl Database {
         }
         config.connect_timeout(Duration::from_secs(10));
         let (shared, lanes) = split_pool(max_connections);
+        let counters = Arc::new(PoolCounters::default());
         let build = |size: usize| {
             let manager = Manager::from_config(
                 config.clone(),
@@ -208,6 +300,7 @@ impl Database {
             Pool::builder(SessionManager {
                 inner: manager,
                 limits,
+                counters: counters.clone(),
             })
             .max_size(size)
             .runtime(deadpool::Runtime::Tokio1)
@@ -223,6 +316,7 @@ impl Database {
             lanes,
             config,
             limits,
+            counters,
         };
         db.check_server_version().await?;
         Ok(db)
@@ -240,6 +334,20 @@ impl Database {
             status.waiting += lane.waiting;
         }
         status
+    }
+
+    /// Sessions opened and retired, and where tenant transactions found
+    /// their sessions, since the pool was made.
+    pub fn activity(&self) -> PoolActivity {
+        let counters = &self.counters;
+        PoolActivity {
+            sessions_opened: counters.opened.load(Ordering::Relaxed),
+            sessions_retired: counters.retired.load(Ordering::Relaxed),
+            first_visits: counters.first_visits.load(Ordering::Relaxed),
+            tenant_sessions: std::array::from_fn(|i| {
+                counters.tenant_sessions[i].load(Ordering::Relaxed)
+            }),
+        }
     }
 
     /// Closes every session of the pool; later requests for one fail.
@@ -304,9 +412,10 @@ impl Database {
     /// free. Overflow takes shared sessions before other lanes so that a
     /// lane's backend keeps to its own tenants and is not retired early.
     pub async fn tenant_session(&self, tenant_id: i32) -> anyhow::Result<PooledSession> {
+        use TenantSessionSource::{Lane, NoLanes, OtherLane, Shared};
         use deadpool::managed::{PoolError, TimeoutType};
         if self.lanes.is_empty() {
-            return self.session().await;
+            return self.session_counted(NoLanes).await;
         }
         let home = tenant_id.unsigned_abs() as usize % self.lanes.len();
         let lane = &self.lanes[home];
@@ -315,23 +424,26 @@ impl Database {
             ..NO_WAIT
         };
         let attempts = [
-            (lane, NO_WAIT),
-            (lane, wait_for_lane),
-            (&self.pool, NO_WAIT),
+            (lane, NO_WAIT, Lane),
+            (lane, wait_for_lane, Lane),
+            (&self.pool, NO_WAIT, Shared),
         ]
         .into_iter()
         .chain(
             self.lanes[home + 1..]
                 .iter()
                 .chain(&self.lanes[..home])
-                .map(|other| (other, NO_WAIT)),
+                .map(|other| (other, NO_WAIT, OtherLane)),
         );
-        for (i, (pool, timeouts)) in attempts.enumerate() {
+        for (i, (pool, timeouts, source)) in attempts.enumerate() {
             if i == 1 && pool.status().waiting > 0 {
                 continue;
             }
             match pool.timeout_get(&timeouts).await {
-                Ok(session) => return Ok(session),
+                Ok(session) => {
+                    self.count(source);
+                    return Ok(session);
+                }
                 Err(PoolError::Timeout(TimeoutType::Wait)) => continue,
                 Err(PoolError::Closed) => {
                     return Err(PoolError::<tokio_postgres::Error>::Closed)
@@ -343,7 +455,17 @@ impl Database {
                 Err(_) => break,
             }
         }
-        self.session().await
+        self.session_counted(Shared).await
+    }
+
+    async fn session_counted(&self, source: TenantSessionSource) -> anyhow::Result<PooledSession> {
+        let session = self.session().await?;
+        self.count(source);
+        Ok(session)
+    }
+
+    fn count(&self, source: TenantSessionSource) {
+        self.counters.tenant_sessions[source as usize].fetch_add(1, Ordering::Relaxed);
     }
 
     /// A session of its own, outside the pool, closed when the client drops.

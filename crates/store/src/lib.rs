@@ -28,8 +28,9 @@ mod tx;
 pub mod users;
 
 pub use db::{
-    DEFAULT_POOL_SIZE, Database, MIN_SERVER_VERSION, SESSION_MAX_AGE, SESSION_MAX_SCHEMAS_CREATED,
-    SESSION_MAX_TENANTS, SessionLimits, ensure_database, quote_ident,
+    DEFAULT_POOL_SIZE, Database, MIN_SERVER_VERSION, PoolActivity, SESSION_MAX_AGE,
+    SESSION_MAX_SCHEMAS_CREATED, SESSION_MAX_TENANTS, SessionLimits, TenantSessionSource,
+    ensure_database, quote_ident,
 };
 pub use tenant::{
     REQUEST_WAIT, TENANT_SLOT_WAIT, TenantContext, TenantLimits, TenantTx, is_tenant_schema_name,

@@ -217,6 +217,34 @@ async fn a_session_that_served_enough_tenants_is_retired() {
 }
 
 #[tokio::test]
+async fn a_session_past_its_age_is_retired() {
+    let t = migrated_database().await;
+    new_tenant(&t.db, "alpha").await;
+    let limits = atrium_store::SessionLimits {
+        max_tenants: 100,
+        max_age: Duration::from_millis(400),
+    };
+    let db = t.db.with_session_limits(1, limits).await.unwrap();
+    let directory = TenantDirectory::start(t.db.clone()).await.unwrap();
+    let alpha = directory.resolve("alpha").await.unwrap().unwrap();
+    let backend = async || -> i32 {
+        let tx = TenantTx::begin(&db, &alpha, TIMEOUT).await.unwrap();
+        let pid = tx
+            .query_raw_for_tests("SELECT pg_backend_pid()")
+            .await
+            .unwrap()[0]
+            .get(0);
+        tx.commit().await.unwrap();
+        pid
+    };
+    let first = backend().await;
+    // Well past the age, which is at most `max_age`.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_ne!(backend().await, first, "an old session is not reused");
+    assert_eq!(db.activity().sessions_retired, 1);
+}
+
+#[tokio::test]
 async fn each_tenant_keeps_to_its_lane_and_overflows_when_the_lane_is_busy() {
     let t = migrated_database().await;
     for name in ["alpha", "bravo"] {
@@ -252,6 +280,22 @@ async fn each_tenant_keeps_to_its_lane_and_overflows_when_the_lane_is_busy() {
     overflow.commit().await.unwrap();
     holding.commit().await.unwrap();
     assert_eq!(db.status().max_size, 8, "lanes count towards the pool size");
+
+    // What the pool reports to the operator (`/metrics`).
+    use atrium_store::TenantSessionSource::{Lane, OtherLane, Shared};
+    let activity = db.activity();
+    assert_eq!(activity.tenant_sessions_from(Lane), 6);
+    assert_eq!(activity.tenant_sessions_from(Shared), 1, "the overflow");
+    assert_eq!(activity.tenant_sessions_from(OtherLane), 0);
+    assert_eq!(
+        activity.first_visits, 3,
+        "alpha and bravo on their lanes, alpha on the shared session"
+    );
+    assert_eq!(
+        activity.sessions_opened, 3,
+        "two lanes and the shared session the version check opened"
+    );
+    assert_eq!(activity.sessions_retired, 0);
 }
 
 #[tokio::test]
@@ -282,13 +326,15 @@ async fn a_session_that_made_enough_schemas_is_retired() {
     }
     let before = backends().await;
     assert_eq!(before.len(), 1, "one at a time: one session did it all");
+    assert_eq!(db.activity().sessions_retired, 0);
     // The last schema it may make; the registry read that follows the
     // commit already gets a fresh session.
     new_tenant(&db, "one-more").await;
+    assert_eq!(db.activity().sessions_retired, 1);
+    // The retired backend may take a moment to leave pg_stat_activity.
     let after = backends().await;
-    assert_eq!(after.len(), 1);
-    assert_ne!(
-        before, after,
+    assert!(
+        after.iter().any(|pid| !before.contains(pid)),
         "after {made} schemas the session was closed and replaced"
     );
 }
