@@ -2,7 +2,8 @@
 //!
 //! The server runs in this process on a loopback port; the direct-SQL side
 //! runs the statements one authenticated `GET /api/v1/me` runs (begin, set
-//! the tenant context, read the session and its user, commit) over the
+//! the tenant context, read the session and its user, write its idle clock
+//! if that is over a minute old, commit) over the
 //! same number of connections. Both sides spread requests uniformly over
 //! the tenants.
 
@@ -109,7 +110,8 @@ async fn measure(scratch: &Scratch, bench: &ApiBench) -> anyhow::Result<String> 
          one warm-up pass over every tenant. *API*: the server with its default pool of {} \
          sessions, retired after {} distinct tenants. *Direct SQL*: the same statements over \
          {} connections of their own, each serving its own share of the tenants (`BEGIN`, the \
-         tenant context in one statement, the prepared session-and-user read, `COMMIT`). \
+         tenant context in one statement, the prepared session-and-user read, the idle clock's \
+         write when it is over a minute old, `COMMIT`). \
          *Lookup*: `GET /api/v1/me` without a token, which resolves the tenant from `Host` and \
          answers 401, against the registry query an uncached lookup would run.\n",
         bench.clients,
@@ -134,18 +136,12 @@ async fn measure(scratch: &Scratch, bench: &ApiBench) -> anyhow::Result<String> 
         let tenants = Arc::new(sessions_for_all(db).await?);
         fill_all(db, &tenants[made as usize..], 1).await?;
         made = count;
-        let api = api_load(db, &tenants, bench, &mut None).await?;
-        let sql = sql_load(scratch, &tenants, bench).await?;
-        for (i, label) in [
-            "GET /api/v1/me",
-            "tenant lookup",
-            "GET /api/v1/contacts/{id}",
-            "GET /api/v1/contacts?q=",
-            "GET /api/v1/pipeline/summary",
-        ]
-        .iter()
-        .enumerate()
-        {
+        let all = [tenants.len()];
+        let api = api_load(db, &tenants, &all, bench, &mut None)
+            .await?
+            .remove(0);
+        let sql = sql_load(scratch, &tenants, &all, bench).await?.remove(0);
+        for (i, label) in WORKLOADS.iter().enumerate() {
             row(&mut report, count, label, api.results[i], sql[i])?;
         }
         pool_sentences.push(format!("At {count} tenants: {}", api.pool_sentence()));
@@ -219,6 +215,12 @@ pub(crate) async fn sessions_for_all(db: &Database) -> anyhow::Result<Vec<BenchT
             })
             .collect::<Vec<_>>()
     };
+    // Each session was last seen at a random point of the idle clock's
+    // interval, as in a steady state: their clocks come due one by one,
+    // not all in the same minute.
+    let touch_seconds = atrium_services::auth::AuthSettings::default()
+        .touch_interval
+        .as_secs_f64();
     let mut tenants = Vec::new();
     for chunk in rows.chunks(atrium_store::SESSION_MAX_TENANTS) {
         let session = db.dedicated_session().await?;
@@ -228,10 +230,10 @@ pub(crate) async fn sessions_for_all(db: &Database) -> anyhow::Result<Vec<BenchT
             session
                 .execute(
                     &format!(
-                        "INSERT INTO {schema}.sessions (user_id, token, expires_at)
-                         VALUES (1, $1, now() + interval '1 day')"
+                        "INSERT INTO {schema}.sessions (user_id, token, expires_at, last_seen_at)
+                         VALUES (1, $1, now() + interval '1 day', now() - random() * make_interval(secs => $2))"
                     ),
-                    &[&token_hash],
+                    &[&token_hash, &touch_seconds],
                 )
                 .await?;
             tenants.push(BenchTenant {
@@ -246,13 +248,42 @@ pub(crate) async fn sessions_for_all(db: &Database) -> anyhow::Result<Vec<BenchT
     Ok(tenants)
 }
 
-/// One closed-loop run of authenticated GETs of `path(worker, i)`.
-async fn api_get(
+/// The workloads, in the order of every result list: `GET /me`, the
+/// token-less tenant lookup, a contact by id, a search, the pipeline
+/// summary.
+pub(crate) const WORKLOADS: [&str; 5] = [
+    "GET /api/v1/me",
+    "tenant lookup",
+    "GET /api/v1/contacts/{id}",
+    "GET /api/v1/contacts?q=",
+    "GET /api/v1/pipeline/summary",
+];
+
+/// The path of request `i` of workload `kind`.
+fn workload_path(kind: usize, i: usize) -> String {
+    match kind {
+        0 | 1 => "/api/v1/me".into(),
+        2 => format!(
+            "/api/v1/contacts/{}",
+            1 + (i as i32 * 7919) % CONTACTS_PER_TENANT
+        ),
+        3 => format!(
+            "/api/v1/contacts?q={}",
+            SEARCHES[i % SEARCHES.len()].replace(' ', "+")
+        ),
+        _ => "/api/v1/pipeline/summary".into(),
+    }
+}
+
+/// One closed-loop run of workload `kind` over the first `spread` tenants.
+/// The lookup sends no token and expects 401; the others expect 200.
+async fn api_workload(
     client: &reqwest::Client,
     addr: std::net::SocketAddr,
     tenants: &Arc<Vec<BenchTenant>>,
+    spread: usize,
+    kind: usize,
     bench: &ApiBench,
-    path: fn(usize) -> String,
 ) -> LoadResult {
     let (client, tenants) = (client.clone(), tenants.clone());
     load::run(
@@ -261,14 +292,16 @@ async fn api_get(
         move |_, i| {
             let (client, tenants) = (client.clone(), tenants.clone());
             async move {
-                let t = &tenants[rand::random_range(0..tenants.len())];
-                client
-                    .get(format!("http://{addr}{}", path(i)))
-                    .header("host", format!("{}.localhost", t.subdomain))
-                    .bearer_auth(&t.token)
-                    .send()
-                    .await
-                    .is_ok_and(|r| r.status() == 200)
+                let t = &tenants[rand::random_range(0..spread)];
+                let request = client
+                    .get(format!("http://{addr}{}", workload_path(kind, i)))
+                    .header("host", format!("{}.localhost", t.subdomain));
+                if kind == 1 {
+                    request.send().await.is_ok_and(|r| r.status() == 401)
+                } else {
+                    let response = request.bearer_auth(&t.token).send().await;
+                    response.is_ok_and(|r| r.status() == 200)
+                }
             }
         },
     )
@@ -308,8 +341,9 @@ async fn warm_api(
         .await;
 }
 
-/// The API side of one measurement: its results, in the order of the
-/// workloads, and what the server's pool did meanwhile.
+/// The API side of one measurement: its results, in the order of
+/// `WORKLOADS`, and what the server's pool did meanwhile.
+#[derive(Default)]
 pub(crate) struct ApiRun {
     pub results: Vec<LoadResult>,
     pub activity: atrium_store::PoolActivity,
@@ -339,12 +373,18 @@ impl ApiRun {
     }
 }
 
+/// Runs the workloads through a server over the first `spread` tenants,
+/// for each of `spreads` (an `ApiRun` each). The server warms up over all
+/// the tenants first, and the spreads take turns workload by workload, so
+/// that a change in the machine's load between measurements falls on
+/// both.
 pub(crate) async fn api_load(
     db: &Database,
     tenants: &Arc<Vec<BenchTenant>>,
+    spreads: &[usize],
     bench: &ApiBench,
     memory: &mut Option<crate::memory::Snapshot>,
-) -> anyhow::Result<ApiRun> {
+) -> anyhow::Result<Vec<ApiRun>> {
     // The server runs with the pool `atrium serve` has by default.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
@@ -373,47 +413,15 @@ pub(crate) async fn api_load(
         .pool_max_idle_per_host(bench.clients)
         .build()?;
     warm_api(&client, addr, tenants, bench.clients).await;
-    let before = server_db.activity();
-    let me = api_get(&client, addr, tenants, bench, |_| "/api/v1/me".into()).await;
-    let lookup = {
-        let (client, tenants) = (client.clone(), tenants.clone());
-        load::run(
-            bench.clients,
-            Duration::from_secs(bench.seconds),
-            move |_, _| {
-                let (client, tenants) = (client.clone(), tenants.clone());
-                async move {
-                    let t = &tenants[rand::random_range(0..tenants.len())];
-                    client
-                        .get(format!("http://{addr}/api/v1/me"))
-                        .header("host", format!("{}.localhost", t.subdomain))
-                        .send()
-                        .await
-                        .is_ok_and(|r| r.status() == 401)
-                }
-            },
-        )
-        .await
-    };
-    let contact = api_get(&client, addr, tenants, bench, |i| {
-        format!(
-            "/api/v1/contacts/{}",
-            1 + (i as i32 * 7919) % CONTACTS_PER_TENANT
-        )
-    })
-    .await;
-    let search = api_get(&client, addr, tenants, bench, |i| {
-        format!(
-            "/api/v1/contacts?q={}",
-            SEARCHES[i % SEARCHES.len()].replace(' ', "+")
-        )
-    })
-    .await;
-    let summary = api_get(&client, addr, tenants, bench, |_| {
-        "/api/v1/pipeline/summary".into()
-    })
-    .await;
-    let activity = server_db.activity().since(&before);
+    let mut runs: Vec<ApiRun> = spreads.iter().map(|_| ApiRun::default()).collect();
+    for kind in 0..WORKLOADS.len() {
+        for (run, &spread) in runs.iter_mut().zip(spreads) {
+            let before = server_db.activity();
+            let result = api_workload(&client, addr, tenants, spread, kind, bench).await;
+            run.activity += server_db.activity().since(&before);
+            run.results.push(result);
+        }
+    }
     *memory = crate::memory::snapshot(db).await.ok();
     // Stopped and awaited, so its sessions are closed before the next
     // measurement opens its own.
@@ -421,10 +429,7 @@ pub(crate) async fn api_load(
     let _ = stop.send(());
     server.await??;
     server_db.close();
-    Ok(ApiRun {
-        results: vec![me, lookup, contact, search, summary],
-        activity,
-    })
+    Ok(runs)
 }
 
 /// The record reads, as the services write them.
@@ -469,11 +474,14 @@ fn tsquery_of(q: &str) -> String {
         .join(" & ")
 }
 
+/// The workloads' SQL run directly, over the first `spread` tenants for
+/// each of `spreads`, taking turns as `api_load` does.
 pub(crate) async fn sql_load(
     scratch: &Scratch,
     tenants: &Arc<Vec<BenchTenant>>,
+    spreads: &[usize],
     bench: &ApiBench,
-) -> anyhow::Result<Vec<LoadResult>> {
+) -> anyhow::Result<Vec<Vec<LoadResult>>> {
     let mut clients = Vec::new();
     for _ in 0..bench.clients {
         let client = scratch.db.dedicated_session().await?;
@@ -491,6 +499,9 @@ pub(crate) async fn sql_load(
             client.prepare(&by_id).await?,
             client.prepare(&search).await?,
             client.prepare(&summary).await?,
+            client
+                .prepare(atrium_store::sessions::TOUCH_SQL_NOT_DURABLE)
+                .await?,
         ];
         client.batch_execute("COMMIT").await?;
         let lookup = client
@@ -499,7 +510,9 @@ pub(crate) async fn sql_load(
         clients.push(Arc::new((client, me, lookup, records)));
     }
     let clients = Arc::new(clients);
-    let idle_seconds = 7.0 * 24.0 * 3600.0_f64;
+    let auth = atrium_services::auth::AuthSettings::default();
+    let idle_seconds = auth.session_idle.as_secs_f64();
+    let touch_interval = auth.touch_interval;
     // As the server's lanes do, each connection serves its own share of
     // the tenants, and meets each of them once before measuring.
     let share = |worker: usize| (worker..tenants.len()).step_by(bench.clients);
@@ -522,78 +535,61 @@ pub(crate) async fn sql_load(
         }
     }))
     .await?;
-    let pick = {
-        let (tenants, clients) = (tenants.clone(), bench.clients);
-        move |worker: usize| {
-            let share = (tenants.len() - worker).div_ceil(clients);
-            worker + clients * rand::random_range(0..share)
-        }
-    };
     let duration = Duration::from_secs(bench.seconds);
-    let me = {
-        let (clients, tenants, pick) = (clients.clone(), tenants.clone(), pick.clone());
-        load::run(bench.clients, duration, move |worker, _| {
+    let mut runs: Vec<Vec<LoadResult>> = spreads.iter().map(|_| Vec::new()).collect();
+    for kind in 0..WORKLOADS.len() {
+        for (run, &spread) in runs.iter_mut().zip(spreads) {
             let (clients, tenants) = (clients.clone(), tenants.clone());
-            let t = pick(worker);
-            async move {
-                let (client, statement, _, _) = &*clients[worker];
-                let t = &tenants[t];
-                client.batch_execute(&tenant_setup(t)).await.is_ok()
-                    && client
-                        .query_opt(statement, &[&t.token_hash, &idle_seconds])
-                        .await
-                        .is_ok_and(|r| r.is_some())
-                    && client.batch_execute("COMMIT").await.is_ok()
-            }
-        })
-        .await
-    };
-    let lookup = {
-        let (clients, tenants) = (clients.clone(), tenants.clone());
-        load::run(bench.clients, duration, move |worker, _| {
-            let (clients, tenants) = (clients.clone(), tenants.clone());
-            async move {
-                let (client, _, statement, _) = &*clients[worker];
-                let t = &tenants[rand::random_range(0..tenants.len())];
-                client
-                    .query_opt(statement, &[&t.subdomain])
-                    .await
-                    .is_ok_and(|r| r.is_some())
-            }
-        })
-        .await
-    };
-    let mut records = Vec::new();
-    for kind in 0..3 {
-        let (clients, tenants, pick) = (clients.clone(), tenants.clone(), pick.clone());
-        records.push(
-            load::run(bench.clients, duration, move |worker, i| {
+            let (workers, tenant_count) = (bench.clients, tenants.len().min(spread));
+            // Worker `w` serves tenants w, w + workers, w + 2 × workers...
+            let pick = move |worker: usize| {
+                let share = (tenant_count - worker.min(tenant_count)).div_ceil(workers);
+                worker + workers * rand::random_range(0..share.max(1))
+            };
+            let result = load::run(bench.clients, duration, move |worker, i| {
                 let (clients, tenants) = (clients.clone(), tenants.clone());
-                let t = pick(worker);
                 async move {
-                    let (client, session, _, statements) = &*clients[worker];
-                    let t = &tenants[t];
-                    let setup = tenant_setup(t);
+                    let (client, session, lookup, statements) = &*clients[worker];
+                    if kind == 1 {
+                        let t = &tenants[rand::random_range(0..tenant_count)];
+                        return client
+                            .query_opt(lookup, &[&t.subdomain])
+                            .await
+                            .is_ok_and(|r| r.is_some());
+                    }
+                    let t = &tenants[pick(worker)];
                     let q = SEARCHES[i % SEARCHES.len()];
                     let id = 1 + (i as i32 * 7919) % CONTACTS_PER_TENANT;
                     let tsq = tsquery_of(q);
                     let work = async {
-                        client.batch_execute(&setup).await?;
-                        client
+                        client.batch_execute(&tenant_setup(t)).await?;
+                        let signed_in = client
                             .query_opt(session, &[&t.token_hash, &idle_seconds])
                             .await?;
+                        // The server's idle clock, written as a read
+                        // request writes it.
+                        if let Some(row) = &signed_in {
+                            let last_seen: std::time::SystemTime = row.get(1);
+                            if last_seen.elapsed().unwrap_or_default() > touch_interval {
+                                let id: i32 = row.get(0);
+                                client.execute(&statements[3], &[&id]).await?;
+                            }
+                        }
                         match kind {
-                            0 => client.query(&statements[0], &[&id, &false]).await?,
-                            1 => client.query(&statements[1], &[&tsq, &q, &q]).await?,
-                            _ => client.query(&statements[2], &[]).await?,
+                            0 => {}
+                            2 => drop(client.query(&statements[0], &[&id, &false]).await?),
+                            3 => drop(client.query(&statements[1], &[&tsq, &q, &q]).await?),
+                            _ => drop(client.query(&statements[2], &[]).await?),
                         };
-                        client.batch_execute("COMMIT").await
+                        client.batch_execute("COMMIT").await?;
+                        Ok::<_, tokio_postgres::Error>(signed_in.is_some())
                     };
-                    work.await.is_ok()
+                    work.await.unwrap_or(false)
                 }
             })
-            .await,
-        );
+            .await;
+            run.push(result);
+        }
     }
-    Ok([vec![me, lookup], records].concat())
+    Ok(runs)
 }

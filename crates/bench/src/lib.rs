@@ -23,6 +23,8 @@ use atrium_store::Database;
 pub struct Scratch {
     pub db: Database,
     name: String,
+    /// An earlier run's database, measured again: never dropped.
+    reused: bool,
 }
 
 impl Scratch {
@@ -30,12 +32,41 @@ impl Scratch {
         let name = format!("atrium_bench_{:08x}", rand_suffix());
         let db = server.create_sibling(&name, 8).await?;
         atrium_store::migrate::migrate(&db, &Default::default(), &|_, _| {}).await?;
-        Ok(Self { db, name })
+        Ok(Self {
+            db,
+            name,
+            reused: false,
+        })
+    }
+
+    /// The scratch database named by `ATRIUM_BENCH_REUSE` (one an earlier
+    /// run kept with `ATRIUM_BENCH_KEEP`), if that is set: measuring a
+    /// large fleet again without making it again.
+    pub async fn reused(server: &Database) -> anyhow::Result<Option<Self>> {
+        let Some(name) = std::env::var_os("ATRIUM_BENCH_REUSE") else {
+            return Ok(None);
+        };
+        let name = name
+            .into_string()
+            .map_err(|_| anyhow::anyhow!("ATRIUM_BENCH_REUSE is not a database name"))?;
+        anyhow::ensure!(
+            name.starts_with("atrium_bench_"),
+            "ATRIUM_BENCH_REUSE names a kept scratch database (atrium_bench_...), not {name}"
+        );
+        let db = server.sibling(&name, 8).await?;
+        Ok(Some(Self {
+            db,
+            name,
+            reused: true,
+        }))
     }
 
     /// Drops the scratch database, unless `ATRIUM_BENCH_KEEP` is set: then
     /// it is left, and named on stderr, for looking into a result.
     pub async fn finish(self, server: &Database) -> anyhow::Result<()> {
+        if self.reused {
+            return Ok(());
+        }
         if std::env::var_os("ATRIUM_BENCH_KEEP").is_some() {
             eprintln!("kept the scratch database {}", self.name);
             return Ok(());

@@ -11,7 +11,7 @@ use atrium_store::Database;
 use atrium_store::migrate::MigrationSets;
 
 use crate::api::{
-    ApiBench, api_load, fill_all, large_tier_for_all, row, sessions_for_all, sql_load,
+    ApiBench, WORKLOADS, api_load, fill_all, large_tier_for_all, row, sessions_for_all, sql_load,
 };
 use crate::fleet::{provision_many, provision_one};
 use crate::migrate::{migrator, noop_queries, raw_loop};
@@ -31,6 +31,16 @@ const HOT: usize = 100;
 const SAMPLES: u32 = 10;
 
 pub async fn run(server: &Database, bench: &FleetBench) -> anyhow::Result<String> {
+    if let Some(scratch) = Scratch::reused(server).await? {
+        // Only the API part, over the fleet an earlier run made and kept.
+        let mut report = String::new();
+        let n = atrium_store::registry::totals(&scratch.db)
+            .await?
+            .tenant_count;
+        writeln!(report, "## The API over a kept fleet of {n} tenants\n")?;
+        api_part(&scratch, bench, &mut report).await?;
+        return Ok(report);
+    }
     let small = Scratch::create(server).await?;
     let small_noop = noop_queries(&small.db, MigrationSets::embedded(), 10).await;
     small.finish(server).await?;
@@ -208,27 +218,54 @@ async fn measure(
     writeln!(report, "| ---: | ---: | ---: |")?;
     writeln!(report, "| {} | {} | {} |\n", ms(check), ms(stats), ms(list))?;
 
-    // The API, spread over every tenant and over a hot set.
+    api_part(scratch, bench, &mut report).await?;
+    writeln!(
+        report,
+        "\nThe whole run took {:.1} min.",
+        whole.elapsed().as_secs_f64() / 60.0
+    )?;
+    Ok(report)
+}
+
+/// The API, spread over every tenant and over a hot set, and the memory of
+/// PostgreSQL's backends afterwards.
+async fn api_part(
+    scratch: &Scratch,
+    bench: &FleetBench,
+    report: &mut String,
+) -> anyhow::Result<()> {
+    let db = &scratch.db;
     let api_bench = ApiBench {
-        tenant_counts: vec![n],
+        tenant_counts: vec![],
         clients: bench.clients,
         seconds: bench.seconds,
         session_max_tenants: atrium_store::SESSION_MAX_TENANTS,
     };
     large_tier_for_all(db).await?;
     let tenants = Arc::new(sessions_for_all(db).await?);
-    let hot: Arc<Vec<_>> = Arc::new(tenants.iter().take(HOT).cloned().collect());
+    // The writes of filling and migrating the fleet are on disk before the
+    // first measurement, not written out during it.
+    db.session().await?.batch_execute("CHECKPOINT").await?;
     let mut memory = None;
-    let uniform_api = api_load(db, &tenants, &api_bench, &mut memory).await?;
-    let uniform_sql = sql_load(scratch, &tenants, &api_bench).await?;
-    let hot_api = api_load(db, &hot, &api_bench, &mut None).await?;
-    let hot_sql = sql_load(scratch, &hot, &api_bench).await?;
+    let spreads = [tenants.len(), HOT];
+    let [uniform_api, hot_api]: [_; 2] = api_load(db, &tenants, &spreads, &api_bench, &mut memory)
+        .await?
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("one API run per spread"))?;
+    let [uniform_sql, hot_sql]: [_; 2] = sql_load(scratch, &tenants, &spreads, &api_bench)
+        .await?
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("one SQL run per spread"))?;
     writeln!(
         report,
         "### API against direct SQL\n\n{} clients, {} s per measurement. *Uniform*: requests \
-         spread over all {n} tenants. *Hot*: over the first {HOT}. Tenants are large-tier here, \
-         so no tenant's request rate caps the measurement.\n",
-        bench.clients, bench.seconds
+         spread over all {n} tenants. *Hot*: over the first {HOT}. The server warms up over \
+         every tenant once, then the two spreads take turns, workload by workload (the direct \
+         SQL likewise). Tenants are large-tier here, so no tenant's request rate caps the \
+         measurement.\n",
+        bench.clients,
+        bench.seconds,
+        n = tenants.len(),
     )?;
     writeln!(
         report,
@@ -238,13 +275,7 @@ async fn measure(
         report,
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
     )?;
-    let labels = [
-        "GET /api/v1/me",
-        "tenant lookup",
-        "GET /api/v1/contacts/{id}",
-        "GET /api/v1/contacts?q=",
-        "GET /api/v1/pipeline/summary",
-    ];
+    let labels = WORKLOADS;
     let mut body = String::new();
     for (spread, api, sql) in [
         ("uniform", &uniform_api, &uniform_sql),
@@ -280,7 +311,7 @@ async fn measure(
             crate::memory::median_and_max_mib(&memory.other_backends_kib);
         writeln!(
             report,
-            "\n### Memory after the uniform run\n\nThis process (server and load generator): \
+            "\n### Memory after the measurements\n\nThis process (server and load generator): \
              {:.0} MiB resident.\n\n| PostgreSQL backends | count | private median | private largest |\n\
              | --- | ---: | ---: | ---: |\n\
              | the server's pool | {} | {server_median:.1} MiB | {server_max:.1} MiB |\n\
@@ -297,10 +328,5 @@ async fn measure(
             )?;
         }
     }
-    writeln!(
-        report,
-        "\nThe whole run took {:.1} min.",
-        whole.elapsed().as_secs_f64() / 60.0
-    )?;
-    Ok(report)
+    Ok(())
 }

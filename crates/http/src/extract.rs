@@ -126,7 +126,12 @@ impl FromRequestParts<AppState> for Authed {
         let token = bearer(parts)
             .ok_or_else(|| ApiError::unauthorized("sign in: send Authorization: Bearer <token>"))?
             .to_owned();
-        let (tx, me) = auth::begin_authenticated(&scope, &state.auth, &token).await?;
+        let writes = if parts.method.is_safe() {
+            auth::RequestWrites::Nothing
+        } else {
+            auth::RequestWrites::Records
+        };
+        let (tx, me) = auth::begin_authenticated(&scope, &state.auth, &token, writes).await?;
         Ok(Self { tx, me, scope })
     }
 }

@@ -142,6 +142,17 @@ pub struct PoolActivity {
     pub tenant_sessions: [u64; 4],
 }
 
+impl std::ops::AddAssign for PoolActivity {
+    fn add_assign(&mut self, other: Self) {
+        self.sessions_opened += other.sessions_opened;
+        self.sessions_retired += other.sessions_retired;
+        self.first_visits += other.first_visits;
+        for (mine, theirs) in self.tenant_sessions.iter_mut().zip(other.tenant_sessions) {
+            *mine += theirs;
+        }
+    }
+}
+
 impl PoolActivity {
     pub fn tenant_sessions_from(&self, source: TenantSessionSource) -> u64 {
         self.tenant_sessions[source as usize]
@@ -404,10 +415,11 @@ impl Database {
 
     /// A pooled session for work in tenant `tenant_id`'s schema.
     ///
-    /// Its lane if free. If the lane is busy and nobody else waits for it,
-    /// waiting a few milliseconds for it: on a loaded server a request
-    /// on a warm backend costs less than one on a cold one, and the lane's
-    /// current transaction is usually about to end. Then a free shared
+    /// Its lane if free, else its lane after waiting up to `LANE_WAIT`,
+    /// however many wait with it: the lane's current transaction is usually
+    /// about to end, and a backend meeting a tenant for the first time
+    /// spends milliseconds of CPU reading its catalog entries, which on a
+    /// loaded server slows every request, not just this one. Then a free shared
     /// session, then any free lane, then the first shared session to come
     /// free. Overflow takes shared sessions before other lanes so that a
     /// lane's backend keeps to its own tenants and is not retired early.
@@ -435,10 +447,7 @@ impl Database {
                 .chain(&self.lanes[..home])
                 .map(|other| (other, NO_WAIT, OtherLane)),
         );
-        for (i, (pool, timeouts, source)) in attempts.enumerate() {
-            if i == 1 && pool.status().waiting > 0 {
-                continue;
-            }
+        for (pool, timeouts, source) in attempts {
             match pool.timeout_get(&timeouts).await {
                 Ok(session) => {
                     self.count(source);
@@ -491,6 +500,11 @@ impl Database {
             .batch_execute(&format!("CREATE DATABASE {}", quote_ident(name)))
             .await
             .with_context(|| format!("creating database {name}"))?;
+        self.sibling(name, max_connections).await
+    }
+
+    /// A pool to database `name` on the same server.
+    pub async fn sibling(&self, name: &str, max_connections: usize) -> anyhow::Result<Self> {
         let mut config = self.config.clone();
         config.dbname(name);
         Self::connect_config(config, max_connections, self.limits).await

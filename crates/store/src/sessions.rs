@@ -80,14 +80,23 @@ pub async fn begin_authenticated(
     ))
 }
 
-pub async fn touch(tx: &TenantTx, session_id: i32) -> Result<(), StoreError> {
-    tx.execute(
-        "UPDATE sessions SET last_seen_at = now() WHERE id = $1",
-        &[&session_id],
-    )
-    .await?;
+/// Sets the session's idle clock. Unless `durable`, the transaction then
+/// commits without waiting for the WAL flush (`synchronous_commit` off for
+/// this transaction only): for transactions whose only write this is.
+pub async fn touch(tx: &TenantTx, session_id: i32, durable: bool) -> Result<(), StoreError> {
+    let sql = if durable {
+        TOUCH_SQL
+    } else {
+        TOUCH_SQL_NOT_DURABLE
+    };
+    tx.execute(sql, &[&session_id]).await?;
     Ok(())
 }
+
+pub const TOUCH_SQL: &str = "UPDATE sessions SET last_seen_at = now() WHERE id = $1";
+pub const TOUCH_SQL_NOT_DURABLE: &str =
+    "WITH touched AS (UPDATE sessions SET last_seen_at = now() WHERE id = $1 RETURNING 1)
+     SELECT set_config('synchronous_commit', 'off', true) FROM touched";
 
 pub async fn revoke(tx: &TenantTx, session_id: i32) -> Result<(), StoreError> {
     tx.execute(

@@ -304,6 +304,71 @@ async fn logout_is_204_and_that_token_stops_working_while_other_sessions_go_on()
     .await;
 }
 
+/// Seconds since the tenant's newest session was last seen.
+async fn seconds_since_seen(app: &TestApp, t: &TestTenant) -> i64 {
+    app.sql_i64(&format!(
+        "SELECT extract(epoch FROM now() - last_seen_at)::bigint
+           FROM tenant_{}.sessions ORDER BY id DESC LIMIT 1",
+        t.id
+    ))
+    .await
+}
+
+async fn last_seen_ago(app: &TestApp, t: &TestTenant, seconds: u64) {
+    app.sql_execute(&format!(
+        "UPDATE tenant_{}.sessions SET last_seen_at = now() - make_interval(secs => {seconds})",
+        t.id
+    ))
+    .await;
+}
+
+#[tokio::test]
+async fn a_request_moves_the_idle_clock_only_when_it_is_older_than_the_touch_interval() {
+    let app = TestApp::spawn().await;
+    let t = app.create_tenant("clock").await;
+    let interval = atrium_services::auth::AuthSettings::default()
+        .touch_interval
+        .as_secs();
+
+    // Seen within the interval: left alone, so a busy session does not
+    // write on every request.
+    last_seen_ago(&app, &t, interval / 2).await;
+    assert_eq!(me_status(&app, &t, &t.admin_token).await, StatusCode::OK);
+    assert!(seconds_since_seen(&app, &t).await >= (interval / 2) as i64 - 1);
+
+    // Older: a read moves it (its commit need not wait for the disk, but
+    // it is committed all the same)...
+    last_seen_ago(&app, &t, interval * 2).await;
+    assert_eq!(me_status(&app, &t, &t.admin_token).await, StatusCode::OK);
+    assert!(seconds_since_seen(&app, &t).await < 60);
+
+    // ...and so does a write, with the write.
+    last_seen_ago(&app, &t, interval * 2).await;
+    let created = app
+        .authed(
+            Method::POST,
+            &t.subdomain,
+            &t.admin_token,
+            "/api/v1/companies",
+        )
+        .json(&json!({"name": "Clockwork Ltd"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+    assert!(seconds_since_seen(&app, &t).await < 60);
+
+    // Past the idle limit the session is over.
+    let idle = atrium_services::auth::AuthSettings::default()
+        .session_idle
+        .as_secs();
+    last_seen_ago(&app, &t, idle + 60).await;
+    assert_eq!(
+        me_status(&app, &t, &t.admin_token).await,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
 #[tokio::test]
 async fn me_without_a_valid_token_is_401() {
     let app = TestApp::spawn().await;
