@@ -38,6 +38,7 @@ pub async fn run(server: &Database, bench: &FleetBench) -> anyhow::Result<String
             .await?
             .tenant_count;
         writeln!(report, "## The API over a kept fleet of {n} tenants\n")?;
+        writeln!(report, "{}\n", server_settings(&scratch.db).await?)?;
         api_part(&scratch, bench, &mut report).await?;
         return Ok(report);
     }
@@ -115,6 +116,7 @@ async fn measure(
     let whole = Instant::now();
     let mut report = String::new();
     writeln!(report, "## A fleet of {n} tenants\n")?;
+    writeln!(report, "{}\n", server_settings(db).await?)?;
 
     // Provisioning at about 100 tenants and at N, the full path each time.
     provision_many(db, "early", HOT as u32 - 2 * SAMPLES, bench.jobs).await?;
@@ -225,6 +227,24 @@ async fn measure(
         whole.elapsed().as_secs_f64() / 60.0
     )?;
     Ok(report)
+}
+
+/// The PostgreSQL settings the fleet's figures depend on most.
+async fn server_settings(db: &Database) -> anyhow::Result<String> {
+    let row = db
+        .session()
+        .await?
+        .query_one(
+            "SELECT current_setting('server_version'), current_setting('shared_buffers'),
+                    current_setting('max_files_per_process')",
+            &[],
+        )
+        .await?;
+    let (version, buffers, files): (String, String, String) = (row.get(0), row.get(1), row.get(2));
+    Ok(format!(
+        "PostgreSQL {version}: `shared_buffers` {buffers}, `max_files_per_process` {files} \
+         (docs/operations.md, \"PostgreSQL for a large fleet\")."
+    ))
 }
 
 /// The API, spread over every tenant and over a hot set, and the memory of

@@ -267,8 +267,10 @@ impl EmbeddedCluster {
 
     fn pg_ctl_start(&self) -> anyhow::Result<()> {
         let options = format!(
-            "-c listen_addresses='' -c unix_socket_directories='{}' -c max_connections=300",
-            self.socket_dir().display()
+            "-c listen_addresses='' -c unix_socket_directories='{}' -c max_connections=300 \
+             -c max_files_per_process={}",
+            self.socket_dir().display(),
+            open_files_for_postgres(),
         );
         let out = self
             .binaries
@@ -520,4 +522,25 @@ fn remove_stale_throwaways() {
             let _ = fs::remove_dir_all(entry.path());
         }
     }
+}
+
+/// How many files each PostgreSQL backend may keep open, raising this
+/// process's soft limit (which the cluster inherits) to its hard limit.
+/// A backend opens a file per table and index it touches; past its limit
+/// it closes and reopens them, and a lane serving a few hundred tenants
+/// touches some 20,000 (docs/operations.md, "PostgreSQL for a large
+/// fleet"). PostgreSQL's default of 1,000 makes every request of a
+/// large fleet reopen files.
+fn open_files_for_postgres() -> u64 {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    const WANTED: u64 = 65_536;
+    const DEFAULT: u64 = 1_000;
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return DEFAULT;
+    };
+    let raised = hard.min(WANTED).max(soft);
+    if raised > soft && setrlimit(Resource::RLIMIT_NOFILE, raised, hard).is_err() {
+        return soft.max(DEFAULT);
+    }
+    raised.max(DEFAULT)
 }

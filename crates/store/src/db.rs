@@ -241,6 +241,30 @@ fn split_pool(max_connections: usize) -> (usize, usize) {
     (shared, max_connections - shared)
 }
 
+/// The warning of [`Database::open_files_advice`]: a lane's backend meets
+/// about `tenants / lanes` tenants (at most `session_max_tenants` before
+/// it retires), each with `files_per_tenant` tables and indexes.
+fn open_files_advice(
+    max_files_per_process: usize,
+    tenants: usize,
+    lanes: usize,
+    session_max_tenants: usize,
+    files_per_tenant: usize,
+) -> Option<String> {
+    let per_backend = tenants.div_ceil(lanes.max(1)).min(session_max_tenants);
+    let needed = per_backend * files_per_tenant;
+    (needed > max_files_per_process).then(|| {
+        format!(
+            "PostgreSQL lets a backend keep {max_files_per_process} files open \
+             (max_files_per_process), but each of this server's lanes serves about \
+             {per_backend} tenants with {files_per_tenant} tables and indexes each, about \
+             {needed} files: backends will close and reopen files on most requests. Raise \
+             max_files_per_process and the service's open-files limit (docs/operations.md, \
+             \"PostgreSQL for a large fleet\")"
+        )
+    })
+}
+
 /// Takes a session only if one is free now (or can be connected).
 const NO_WAIT: Timeouts = Timeouts {
     wait: Some(Duration::ZERO),
@@ -345,6 +369,36 @@ impl Database {
             status.waiting += lane.waiting;
         }
         status
+    }
+
+    /// Single-session lanes of this pool (none below `MIN_POOL_FOR_LANES`).
+    pub fn lane_count(&self) -> usize {
+        self.lanes.len()
+    }
+
+    /// A warning for the operator when PostgreSQL lets a backend keep fewer
+    /// files open than one of this pool's lanes needs for its share of the
+    /// fleet; `None` when it is enough.
+    pub async fn open_files_advice(&self) -> anyhow::Result<Option<String>> {
+        let row = self
+            .session()
+            .await?
+            .query_one(
+                "SELECT current_setting('max_files_per_process')::int,
+                        (SELECT count(*)::int FROM public.tenants),
+                        (SELECT count(*)::int FROM pg_class c
+                           JOIN pg_namespace n ON n.oid = c.relnamespace
+                          WHERE n.nspname = 'template' AND c.relkind IN ('r', 'i', 'S'))",
+                &[],
+            )
+            .await?;
+        Ok(open_files_advice(
+            row.get::<_, i32>(0).max(0) as usize,
+            row.get::<_, i32>(1).max(0) as usize,
+            self.lane_count(),
+            self.limits.max_tenants,
+            row.get::<_, i32>(2).max(0) as usize,
+        ))
     }
 
     /// Sessions opened and retired, and where tenant transactions found
@@ -647,4 +701,22 @@ pub fn sql_state(err: &tokio_postgres::Error) -> Option<&tokio_postgres::error::
 /// The constraint a database error names, if any.
 pub fn constraint_of(err: &tokio_postgres::Error) -> Option<&str> {
     err.as_db_error().and_then(|e| e.constraint())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn open_files_advice_speaks_up_only_when_a_lanes_share_needs_more_files() {
+        // 10,000 tenants over 24 lanes: about 417 tenants per backend.
+        let advice = open_files_advice(1_000, 10_000, 24, 500, 60).unwrap();
+        assert!(advice.contains("417 tenants"), "{advice}");
+        assert!(advice.contains("25020 files"), "{advice}");
+        assert_eq!(open_files_advice(65_536, 10_000, 24, 500, 60), None);
+        assert_eq!(open_files_advice(1_000, 100, 24, 500, 60), None);
+        // No lanes: every session meets every tenant, up to its retirement.
+        let advice = open_files_advice(1_000, 10_000, 0, 500, 60).unwrap();
+        assert!(advice.contains("500 tenants"), "{advice}");
+    }
 }

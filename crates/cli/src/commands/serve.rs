@@ -72,6 +72,11 @@ pub async fn run(
             .await
             .with_context(|| format!("listening on {bind}"))?;
         tracing::info!(address = %listener.local_addr()?, ?settings, "atrium is serving");
+        match app_db.open_files_advice().await {
+            Ok(Some(advice)) => tracing::warn!("{advice}"),
+            Ok(None) => {}
+            Err(e) => tracing::debug!(error = format!("{e:#}"), "reading max_files_per_process"),
+        }
         let _sender = smtp_url.map(|url| {
             let db = connected.db.clone();
             AbortOnDrop(tokio::spawn(async move {

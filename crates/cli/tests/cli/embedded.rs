@@ -44,6 +44,21 @@ fn the_embedded_default_starts_from_nothing_keeps_its_data_and_stops_after_use()
     let list = json(&atrium_in(&data_dir, &["tenant", "list", "--json"]));
     assert_eq!(list[0]["subdomain"], "acme");
 
+    // Each backend may keep as many files open as the limits allow, not
+    // PostgreSQL's default 1,000: a lane of a large fleet touches tens of
+    // thousands of tables and indexes.
+    let options = std::fs::read_to_string(data_dir.join("postgres/data/postmaster.opts")).unwrap();
+    let files: u64 = options
+        .split("max_files_per_process=")
+        .nth(1)
+        .and_then(|v| v.split(|c: char| !c.is_ascii_digit()).next())
+        .unwrap_or_else(|| panic!("no max_files_per_process in {options}"))
+        .parse()
+        .unwrap();
+    let (soft, hard) =
+        nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).unwrap();
+    assert_eq!(files, hard.min(65_536).max(soft).max(1_000));
+
     if nix::unistd::Uid::effective().is_root() {
         use std::os::unix::fs::MetadataExt;
         let owner = std::fs::metadata(data_dir.join("postgres/data"))
