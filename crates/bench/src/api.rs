@@ -27,6 +27,17 @@ pub struct ApiBench {
     pub seconds: u64,
     /// Distinct tenants after which the server's sessions retire.
     pub session_max_tenants: usize,
+    /// Measurements per workload and spread; the median by throughput is
+    /// reported, so that a burst of other work on the machine during one
+    /// of them does not decide the figure.
+    pub rounds: usize,
+}
+
+/// The run of median throughput among `samples` (each a measurement of the
+/// same workload), with its own latencies.
+fn median_run(mut samples: Vec<LoadResult>) -> LoadResult {
+    samples.sort_by(|a, b| a.per_second.total_cmp(&b.per_second));
+    samples[samples.len() / 2]
 }
 
 /// The SQL of an authenticated request's session check, as the server
@@ -415,11 +426,16 @@ pub(crate) async fn api_load(
     warm_api(&client, addr, tenants, bench.clients).await;
     let mut runs: Vec<ApiRun> = spreads.iter().map(|_| ApiRun::default()).collect();
     for kind in 0..WORKLOADS.len() {
-        for (run, &spread) in runs.iter_mut().zip(spreads) {
-            let before = server_db.activity();
-            let result = api_workload(&client, addr, tenants, spread, kind, bench).await;
-            run.activity += server_db.activity().since(&before);
-            run.results.push(result);
+        let mut samples: Vec<Vec<LoadResult>> = spreads.iter().map(|_| Vec::new()).collect();
+        for _ in 0..bench.rounds.max(1) {
+            for ((run, samples), &spread) in runs.iter_mut().zip(&mut samples).zip(spreads) {
+                let before = server_db.activity();
+                samples.push(api_workload(&client, addr, tenants, spread, kind, bench).await);
+                run.activity += server_db.activity().since(&before);
+            }
+        }
+        for (run, samples) in runs.iter_mut().zip(samples) {
+            run.results.push(median_run(samples));
         }
     }
     *memory = crate::memory::snapshot(db).await.ok();
@@ -538,7 +554,9 @@ pub(crate) async fn sql_load(
     let duration = Duration::from_secs(bench.seconds);
     let mut runs: Vec<Vec<LoadResult>> = spreads.iter().map(|_| Vec::new()).collect();
     for kind in 0..WORKLOADS.len() {
-        for (run, &spread) in runs.iter_mut().zip(spreads) {
+        let mut samples: Vec<Vec<LoadResult>> = spreads.iter().map(|_| Vec::new()).collect();
+        let turns = (0..bench.rounds.max(1)).flat_map(|_| spreads.iter().enumerate());
+        for (nth_spread, &spread) in turns {
             let (clients, tenants) = (clients.clone(), tenants.clone());
             let (workers, tenant_count) = (bench.clients, tenants.len().min(spread));
             // Worker `w` serves tenants w, w + workers, w + 2 × workers...
@@ -588,7 +606,10 @@ pub(crate) async fn sql_load(
                 }
             })
             .await;
-            run.push(result);
+            samples[nth_spread].push(result);
+        }
+        for (run, samples) in runs.iter_mut().zip(samples) {
+            run.push(median_run(samples));
         }
     }
     Ok(runs)

@@ -50,6 +50,7 @@ pub async fn run(command: BenchCommand, connected: &Connected) -> CommandResult 
                     session_max_tenants: args
                         .session_max_tenants
                         .map_or(atrium_store::SESSION_MAX_TENANTS, |n| n as usize),
+                    rounds: 1,
                 },
             )
             .await?
