@@ -489,18 +489,16 @@ impl Database {
             wait: Some(LANE_WAIT),
             ..NO_WAIT
         };
-        let attempts = [
-            (lane, NO_WAIT, Lane),
-            (lane, wait_for_lane, Lane),
-            (&self.pool, NO_WAIT, Shared),
-        ]
-        .into_iter()
-        .chain(
-            self.lanes[home + 1..]
-                .iter()
-                .chain(&self.lanes[..home])
-                .map(|other| (other, NO_WAIT, OtherLane)),
-        );
+        // A free lane is taken at once; `wait_for_lane` only bounds the wait
+        // for a busy one.
+        let attempts = [(lane, wait_for_lane, Lane), (&self.pool, NO_WAIT, Shared)]
+            .into_iter()
+            .chain(
+                self.lanes[home + 1..]
+                    .iter()
+                    .chain(&self.lanes[..home])
+                    .map(|other| (other, NO_WAIT, OtherLane)),
+            );
         for (pool, timeouts, source) in attempts {
             match pool.timeout_get(&timeouts).await {
                 Ok(session) => {
