@@ -5,7 +5,9 @@ use std::time::Duration;
 use futures::future::join_all;
 use reqwest::{Method, StatusCode};
 
-use crate::helpers::{TestApp, send, send_problem};
+use atrium_http::ServerSettings;
+
+use crate::helpers::{PLATFORM_TOKEN, TestApp, send, send_problem};
 
 async fn metrics_of(app: &TestApp, id: i64) -> serde_json::Value {
     send(
@@ -64,14 +66,25 @@ async fn metrics_move_for_the_tenant_used_and_not_for_others() {
 
 #[tokio::test]
 async fn a_flooding_tenant_gets_503_beyond_its_limit_and_the_others_are_served() {
-    let app = TestApp::spawn().await;
+    // Only the slot wait may turn a request away: on a loaded machine the
+    // quiet tenant's requests below can take long enough that the default
+    // request timeout would end the admitted (locked) ones too.
+    let app = TestApp::spawn_with(ServerSettings {
+        platform_token: Some(PLATFORM_TOKEN.into()),
+        request_timeout: Duration::from_secs(600),
+        ..Default::default()
+    })
+    .await;
     let noisy = app.create_tenant("noisy").await;
     let quiet = app.create_tenant("quiet").await;
     // The noisy tenant's requests are slow: its sessions table is locked,
     // so each one holds its connection slot until the lock goes.
     let locker = app.db.dedicated_session().await.unwrap();
     locker
-        .batch_execute("BEGIN; LOCK TABLE tenant_1.sessions IN ACCESS EXCLUSIVE MODE")
+        .batch_execute(&format!(
+            "BEGIN; LOCK TABLE tenant_{}.sessions IN ACCESS EXCLUSIVE MODE",
+            noisy.id
+        ))
         .await
         .unwrap();
     let flood = {
