@@ -59,9 +59,13 @@ pub async fn run(
         ..Default::default()
     };
     let connected = Connected::open(target, pool_size, limits).await?;
+    // Closed before the embedded cluster stops, so that its sessions end
+    // from this side and none is cut off by the cluster's shutdown.
+    let mut application_pool = None;
     let served = async {
         connected.ensure_current().await?;
         let app_db = connected.application_db(pool_size).await?;
+        application_pool = Some(app_db.clone());
         let demo = if args.demo {
             let made = atrium_services::demo::ensure(connected.admin(), &app_db).await?;
             Some(made)
@@ -149,6 +153,9 @@ pub async fn run(
         .await
     }
     .await;
+    if let Some(app_db) = application_pool {
+        app_db.close();
+    }
     connected.close().await?;
     served?;
     Ok(ExitCode::SUCCESS)
