@@ -33,11 +33,19 @@ pub struct ApiBench {
     pub rounds: usize,
 }
 
-/// The run of median throughput among `samples` (each a measurement of the
-/// same workload), with its own latencies.
-fn median_run(mut samples: Vec<LoadResult>) -> LoadResult {
-    samples.sort_by(|a, b| a.per_second.total_cmp(&b.per_second));
-    samples[samples.len() / 2]
+/// The order of one workload's measurements: every spread in turn, `rounds`
+/// times over, each as (its index in `spreads`, the spread).
+fn turns(spreads: &[usize], rounds: usize) -> impl Iterator<Item = (usize, usize)> + '_ {
+    (0..rounds.max(1)).flat_map(move |_| spreads.iter().copied().enumerate())
+}
+
+/// For each spread, the run of median throughput among its samples (each a
+/// measurement of the same workload), with its own latencies.
+fn median_runs(samples: Vec<Vec<LoadResult>>) -> impl Iterator<Item = LoadResult> {
+    samples.into_iter().map(|mut runs| {
+        runs.sort_by(|a, b| a.per_second.total_cmp(&b.per_second));
+        runs[runs.len() / 2]
+    })
 }
 
 /// The SQL of an authenticated request's session check, as the server
@@ -426,16 +434,15 @@ pub(crate) async fn api_load(
     warm_api(&client, addr, tenants, bench.clients).await;
     let mut runs: Vec<ApiRun> = spreads.iter().map(|_| ApiRun::default()).collect();
     for kind in 0..WORKLOADS.len() {
-        let mut samples: Vec<Vec<LoadResult>> = spreads.iter().map(|_| Vec::new()).collect();
-        for _ in 0..bench.rounds.max(1) {
-            for ((run, samples), &spread) in runs.iter_mut().zip(&mut samples).zip(spreads) {
-                let before = server_db.activity();
-                samples.push(api_workload(&client, addr, tenants, spread, kind, bench).await);
-                run.activity += server_db.activity().since(&before);
-            }
+        let mut samples = vec![Vec::new(); spreads.len()];
+        for (nth_spread, spread) in turns(spreads, bench.rounds) {
+            let before = server_db.activity();
+            samples[nth_spread]
+                .push(api_workload(&client, addr, tenants, spread, kind, bench).await);
+            runs[nth_spread].activity += server_db.activity().since(&before);
         }
-        for (run, samples) in runs.iter_mut().zip(samples) {
-            run.results.push(median_run(samples));
+        for (run, median) in runs.iter_mut().zip(median_runs(samples)) {
+            run.results.push(median);
         }
     }
     *memory = crate::memory::snapshot(db).await.ok();
@@ -554,9 +561,8 @@ pub(crate) async fn sql_load(
     let duration = Duration::from_secs(bench.seconds);
     let mut runs: Vec<Vec<LoadResult>> = spreads.iter().map(|_| Vec::new()).collect();
     for kind in 0..WORKLOADS.len() {
-        let mut samples: Vec<Vec<LoadResult>> = spreads.iter().map(|_| Vec::new()).collect();
-        let turns = (0..bench.rounds.max(1)).flat_map(|_| spreads.iter().enumerate());
-        for (nth_spread, &spread) in turns {
+        let mut samples = vec![Vec::new(); spreads.len()];
+        for (nth_spread, spread) in turns(spreads, bench.rounds) {
             let (clients, tenants) = (clients.clone(), tenants.clone());
             let (workers, tenant_count) = (bench.clients, tenants.len().min(spread));
             // Worker `w` serves tenants w, w + workers, w + 2 × workers...
@@ -608,8 +614,8 @@ pub(crate) async fn sql_load(
             .await;
             samples[nth_spread].push(result);
         }
-        for (run, samples) in runs.iter_mut().zip(samples) {
-            run.push(median_run(samples));
+        for (run, median) in runs.iter_mut().zip(median_runs(samples)) {
+            run.push(median);
         }
     }
     Ok(runs)

@@ -76,21 +76,17 @@ struct ProvisionSamples {
 /// invalidations would land in the other samples.
 async fn provision_samples(db: &Database, prefix: &str) -> anyhow::Result<ProvisionSamples> {
     let (mut raw, mut full, mut spare) = (Vec::new(), Vec::new(), Vec::new());
-    let checkpoint = async || -> anyhow::Result<()> {
-        db.session().await?.batch_execute("CHECKPOINT").await?;
-        Ok(())
-    };
-    checkpoint().await?;
+    checkpoint(db).await?;
     for i in 0..SAMPLES {
         raw.push(crate::provision::raw_ddl(db, &format!("raw_{prefix}_{i}")).await?);
     }
-    checkpoint().await?;
+    checkpoint(db).await?;
     for i in 0..SAMPLES {
         let started = Instant::now();
         provision_one(db, &format!("{prefix}-{i}")).await?;
         full.push(started.elapsed());
     }
-    checkpoint().await?;
+    checkpoint(db).await?;
     for i in 0..SAMPLES {
         atrium_store::spares::refill(db, &MigrationSets::embedded(), 1).await?;
         let started = Instant::now();
@@ -188,9 +184,9 @@ async fn measure(
     // falls during one of them weighs on both sides alike.
     let (mut raw, mut atrium) = (Duration::ZERO, Duration::ZERO);
     for round in 0..MIGRATION_ROUNDS {
-        db.session().await?.batch_execute("CHECKPOINT").await?;
+        checkpoint(db).await?;
         raw += raw_loop(db, &format!("fleet_raw_{round}")).await?;
-        db.session().await?.batch_execute("CHECKPOINT").await?;
+        checkpoint(db).await?;
         atrium += migrator(db, &mut sets, &format!("fleet_atrium_{round}"), jobs).await?;
     }
     let (raw, atrium) = (raw / MIGRATION_ROUNDS, atrium / MIGRATION_ROUNDS);
@@ -284,7 +280,7 @@ async fn api_part(
     let tenants = Arc::new(sessions_for_all(db).await?);
     // The writes of filling and migrating the fleet are on disk before the
     // first measurement, not written out during it.
-    db.session().await?.batch_execute("CHECKPOINT").await?;
+    checkpoint(db).await?;
     let mut memory = None;
     let spreads = [tenants.len(), HOT];
     let [uniform_api, hot_api]: [_; 2] = api_load(db, &tenants, &spreads, &api_bench, &mut memory)
@@ -367,5 +363,13 @@ async fn api_part(
             )?;
         }
     }
+    Ok(())
+}
+
+/// Writes out every dirty page now, so that the next measurement neither
+/// waits for the writes of what came before it nor logs whole pages
+/// because a checkpoint started during it.
+async fn checkpoint(db: &Database) -> anyhow::Result<()> {
+    db.session().await?.batch_execute("CHECKPOINT").await?;
     Ok(())
 }
