@@ -16,17 +16,16 @@ fn main() -> ExitCode {
         Err(e) if !e.use_stderr() => e.exit(), // --help, --version
         Err(e) => {
             // CLI.md: one line on stderr, exit 2.
-            let rendered = e.render().to_string();
-            let first = rendered.lines().next().unwrap_or_default();
-            let message = first.strip_prefix("error: ").unwrap_or(first);
-            eprintln!("atrium: {message} (see atrium --help)");
+            eprintln!("atrium: {} (see atrium --help)", usage_line(&e));
             return ExitCode::from(2);
         }
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("ATRIUM_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(cli.default_log_filter()));
+    // Colour codes only for a person at a terminal, never in a log file.
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     if cli.log_json() {
         logs.json().init();
@@ -48,4 +47,24 @@ fn main() -> ExitCode {
             ExitCode::from(failure.exit_code)
         }
     }
+}
+
+/// Clap's message in one line: what is wrong, the missing arguments it
+/// names and its "did you mean" tip, without the usage block after it.
+fn usage_line(e: &clap::Error) -> String {
+    let rendered = e.render().to_string();
+    let mut message = String::new();
+    for line in rendered
+        .lines()
+        .take_while(|line| !line.starts_with("Usage:"))
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+    {
+        let line = line.strip_prefix("error: ").unwrap_or(line);
+        if !message.is_empty() {
+            message.push_str(if line.starts_with("tip:") { "; " } else { " " });
+        }
+        message.push_str(line);
+    }
+    message
 }

@@ -13,7 +13,7 @@ use atrium_store::custom_fields::FieldDefinition;
 use crate::AppState;
 use crate::error::{ApiResult, Problem};
 use crate::extract::{Authed, Id, Json};
-use crate::list::{Page, Query};
+use crate::list::{Page, Query, id_page};
 
 pub(crate) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -58,15 +58,19 @@ impl From<&FieldDefinition> for FieldView {
 
 /// Definitions (any role), optionally of one `entity`.
 #[utoipa::path(get, path = "/api/v1/custom-fields", tag = "custom fields", security(("session" = [])),
-    params(("entity" = Option<String>, Query)),
+    params(("entity" = Option<String>, Query), ("limit" = Option<i64>, Query),
+           ("cursor" = Option<String>, Query)),
     responses((status = 200, body = Page<FieldView>), (status = 422, body = Problem)))]
 async fn list_fields(authed: Authed, query: Query) -> ApiResult<axum::Json<Page<FieldView>>> {
-    let result = custom_fields::list(&authed.tx, query.str("entity")).await;
+    let (limit, after) = (query.limit()?, query.id_cursor()?);
+    let result = custom_fields::list(&authed.tx, query.str("entity"), after, limit + 1).await;
     let fields = authed.finish(result).await?;
-    Ok(axum::Json(Page {
-        data: fields.iter().map(FieldView::from).collect(),
-        next_cursor: None,
-    }))
+    Ok(axum::Json(id_page(
+        fields,
+        limit,
+        |f| f.id,
+        |f| FieldView::from(f),
+    )))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]

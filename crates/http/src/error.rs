@@ -152,6 +152,11 @@ impl From<ServiceError> for ApiError {
                     .collect(),
             ),
             ServiceError::Conflict(detail) => Self::new(StatusCode::CONFLICT, "conflict", detail),
+            ServiceError::Damaged(detail) => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation_failed",
+                detail,
+            ),
             ServiceError::NotFound(what) => Self::not_found(format!("{what} not found")),
             ServiceError::Unauthorized(detail) => Self::unauthorized(detail),
             ServiceError::Forbidden(detail) => {

@@ -56,9 +56,30 @@ pub(crate) fn prometheus() -> &'static PrometheusHandle {
         // Another recorder may already be installed (a test harness); then
         // this handle still renders what it records, which is nothing.
         let _ = metrics::set_global_recorder(recorder);
+        // Histogram samples wait in buffers until the recorder's upkeep
+        // folds them in, and `build_recorder` starts none: with nobody
+        // scraping `/metrics`, every request's samples would stay for
+        // good. A thread, not a task: the recorder outlives any runtime.
+        let upkept = handle.clone();
+        std::thread::Builder::new()
+            .name("metrics-upkeep".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(METRICS_UPKEEP_INTERVAL);
+                    upkept.run_upkeep();
+                    UPKEEPS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            })
+            .expect("starting the metrics upkeep thread");
         handle
     })
 }
+
+/// How often buffered histogram samples are folded into their summaries.
+const METRICS_UPKEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Upkeep passes run so far (a test watches the thread work).
+static UPKEEPS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// CPU, memory, open files and threads of this process, as the standard
 /// `process_*` metrics.
@@ -93,4 +114,21 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         prometheus().render(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn histogram_samples_are_folded_in_without_a_scrape() {
+        super::prometheus();
+        let before = super::UPKEEPS.load(std::sync::atomic::Ordering::Relaxed);
+        let deadline = std::time::Instant::now() + 4 * super::METRICS_UPKEEP_INTERVAL;
+        while super::UPKEEPS.load(std::sync::atomic::Ordering::Relaxed) == before {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no upkeep ran: unscraped histogram samples would pile up"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
 }

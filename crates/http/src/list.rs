@@ -79,29 +79,61 @@ impl Query {
 
     /// The id after which an id-ordered list continues.
     pub fn id_cursor(&self) -> ApiResult<i32> {
+        self.cursor(ID)
+    }
+
+    /// The position after which a short ordered list (stages, a summary
+    /// per stage) continues.
+    pub fn position_cursor(&self) -> ApiResult<i32> {
+        self.cursor(POSITION)
+    }
+
+    fn cursor(&self, kind: &str) -> ApiResult<i32> {
         match self.str("cursor") {
             None | Some("") => Ok(0),
-            Some(raw) => decode_id_cursor(raw).ok_or_else(|| {
+            Some(raw) => decode_cursor(kind, raw).ok_or_else(|| {
                 ApiError::invalid_field("cursor", "is not a cursor this list gave out")
             }),
         }
     }
 }
 
+const ID: &str = "id";
+const POSITION: &str = "at";
+
 pub(crate) fn encode_id_cursor(id: i32) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("id:{id}"))
+    encode_cursor(ID, id)
 }
 
-fn decode_id_cursor(raw: &str) -> Option<i32> {
+fn encode_cursor(kind: &str, n: i32) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{kind}:{n}"))
+}
+
+fn decode_cursor(kind: &str, raw: &str) -> Option<i32> {
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(raw)
         .ok()?;
     std::str::from_utf8(&bytes)
         .ok()?
-        .strip_prefix("id:")?
+        .strip_prefix(kind)?
+        .strip_prefix(':')?
         .parse()
         .ok()
-        .filter(|id| *id >= 0)
+        .filter(|n| *n >= 0)
+}
+
+/// One page of a short list held whole in order (a pipeline's stages):
+/// the cursor is the 1-based position of the page's last item.
+pub(crate) fn position_page<T>(items: Vec<T>, query: &Query) -> ApiResult<Page<T>> {
+    let (limit, after) = (query.limit()?, query.position_cursor()?);
+    let rest = items.into_iter().skip(after as usize);
+    let mut data: Vec<T> = rest.take(limit as usize + 1).collect();
+    let more = data.len() as i64 > limit;
+    data.truncate(limit as usize);
+    Ok(Page {
+        next_cursor: more.then(|| encode_cursor(POSITION, after + limit as i32)),
+        data,
+    })
 }
 
 /// A page from `limit + 1` rows ordered by id: the extra row only says
@@ -128,9 +160,10 @@ mod tests {
 
     #[test]
     fn cursors_round_trip_and_garbage_is_refused() {
-        assert_eq!(decode_id_cursor(&encode_id_cursor(42)), Some(42));
+        assert_eq!(decode_cursor(ID, &encode_id_cursor(42)), Some(42));
+        assert_eq!(decode_cursor(POSITION, &encode_id_cursor(42)), None);
         for bad in ["x", "aWQ6", "aWQ6LTE", "bm9wZQ"] {
-            assert_eq!(decode_id_cursor(bad), None, "{bad}");
+            assert_eq!(decode_cursor(ID, bad), None, "{bad}");
         }
     }
 
@@ -139,7 +172,9 @@ mod tests {
         let page = id_page(vec![1, 2, 3], 2, |r| *r, |r| *r);
         assert_eq!(page.data, vec![1, 2]);
         assert_eq!(
-            page.next_cursor.as_deref().and_then(decode_id_cursor),
+            page.next_cursor
+                .as_deref()
+                .and_then(|c| decode_cursor(ID, c)),
             Some(2)
         );
         let last = id_page(vec![1, 2], 2, |r| *r, |r| *r);

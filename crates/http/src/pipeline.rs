@@ -13,7 +13,7 @@ use atrium_store::pipeline::Stage;
 use crate::AppState;
 use crate::error::{ApiResult, Problem};
 use crate::extract::{Authed, Json};
-use crate::list::{Page, Query};
+use crate::list::{Page, Query, position_page};
 
 pub(crate) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -43,16 +43,17 @@ impl From<&Stage> for StageView {
     }
 }
 
-/// The tenant's stages in order (one page: a pipeline is short).
+/// The tenant's stages in order; the cursor is a position in the pipeline.
 #[utoipa::path(get, path = "/api/v1/pipeline/stages", tag = "pipeline", security(("session" = [])),
-    responses((status = 200, body = Page<StageView>)))]
-async fn list_stages(authed: Authed) -> ApiResult<axum::Json<Page<StageView>>> {
+    params(("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)),
+    responses((status = 200, body = Page<StageView>), (status = 422, body = Problem)))]
+async fn list_stages(authed: Authed, query: Query) -> ApiResult<axum::Json<Page<StageView>>> {
     let result = pipeline::list(&authed.tx).await;
     let stages = authed.finish(result).await?;
-    Ok(axum::Json(Page {
-        data: stages.iter().map(StageView::from).collect(),
-        next_cursor: None,
-    }))
+    Ok(axum::Json(position_page(
+        stages.iter().map(StageView::from).collect(),
+        &query,
+    )?))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -145,21 +146,20 @@ pub struct StageSummaryView {
 /// counting deleted deals.
 #[utoipa::path(get, path = "/api/v1/pipeline/summary", tag = "pipeline", security(("session" = [])),
     params(("owner_id" = Option<i32>, Query), ("expected_close_from" = Option<String>, Query),
-           ("expected_close_to" = Option<String>, Query)),
+           ("expected_close_to" = Option<String>, Query),
+           ("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)),
     responses((status = 200, body = Page<StageSummaryView>), (status = 422, body = Problem)))]
 async fn summary(authed: Authed, query: Query) -> ApiResult<axum::Json<Page<StageSummaryView>>> {
     let result = pipeline::summary(&authed.tx, query.all()).await;
     let rows = authed.finish(result).await?;
-    Ok(axum::Json(Page {
-        data: rows
-            .into_iter()
-            .map(|r| StageSummaryView {
-                stage: r.stage,
-                count: r.count,
-                total_value: r.total_value,
-                weighted_value: r.weighted_value,
-            })
-            .collect(),
-        next_cursor: None,
-    }))
+    let data = rows
+        .into_iter()
+        .map(|r| StageSummaryView {
+            stage: r.stage,
+            count: r.count,
+            total_value: r.total_value,
+            weighted_value: r.weighted_value,
+        })
+        .collect();
+    Ok(axum::Json(position_page(data, &query)?))
 }

@@ -12,7 +12,7 @@ use atrium_services::records::{self, ACTIVITY, COMPANY, CONTACT, DEAL, Entity, L
 use crate::AppState;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::{Authed, Id, Json};
-use crate::list::{Page, Query, encode_id_cursor};
+use crate::list::{Page, Query, encode_id_cursor, id_page};
 
 pub(crate) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -513,15 +513,18 @@ pub struct DealContact {
 
 /// The contacts of a deal, with their roles.
 #[utoipa::path(get, path = "/api/v1/deals/{id}/contacts", tag = "deals", security(("session" = [])),
-    params(("id" = i32, Path)),
-    responses((status = 200, body = Page<DealContact>), (status = 404, body = Problem)))]
-async fn list_deal_contacts(authed: Authed, Id(id): Id) -> ApiResult<axum::Json<Page<Value>>> {
-    let result = records::deal_contacts(&authed.tx, &authed.me, id).await;
-    let data = authed.finish(result).await?;
-    Ok(axum::Json(Page {
-        data,
-        next_cursor: None,
-    }))
+    params(("id" = i32, Path), ("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)),
+    responses((status = 200, body = Page<DealContact>), (status = 404, body = Problem),
+              (status = 422, body = Problem)))]
+async fn list_deal_contacts(
+    authed: Authed,
+    Id(id): Id,
+    query: Query,
+) -> ApiResult<axum::Json<Page<Value>>> {
+    let (limit, after) = (query.limit()?, query.id_cursor()?);
+    let result = records::deal_contacts(&authed.tx, &authed.me, id, after, limit + 1).await;
+    let rows = authed.finish(result).await?;
+    Ok(axum::Json(id_page(rows, limit, |r| r.0, |r| r.1.clone())))
 }
 
 #[derive(serde::Deserialize, utoipa::ToSchema)]

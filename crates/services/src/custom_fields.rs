@@ -10,12 +10,15 @@ use atrium_store::custom_fields::{self, FieldDefinition, NewDefinition};
 use crate::tenants::parse_name;
 use crate::{CurrentUser, Problems, ServiceError};
 
+/// Definitions in id order after id `after`, at most `limit` of them.
 pub async fn list(
     tx: &TenantTx,
     entity: Option<&str>,
+    after: i32,
+    limit: i64,
 ) -> Result<Vec<FieldDefinition>, ServiceError> {
     let entity = entity.map(CustomEntity::parse).transpose()?;
-    Ok(custom_fields::list(tx, entity.map(CustomEntity::as_str)).await?)
+    Ok(custom_fields::page(tx, entity.map(CustomEntity::as_str), after, limit).await?)
 }
 
 pub struct NewField {

@@ -29,6 +29,9 @@ pub enum ServiceError {
     Invalid(Vec<Invalid>),
     #[error("{0}")]
     Conflict(String),
+    /// A file given as a whole (an archive, a backup) is damaged.
+    #[error("{0}")]
+    Damaged(String),
     #[error("{0} not found")]
     NotFound(String),
     /// Not signed in, or the credentials are wrong (one answer for both).
@@ -54,7 +57,7 @@ impl ServiceError {
             StoreError::NotFound => Self::NotFound(what.to_owned()),
             StoreError::Conflict(m) => Self::Conflict(m),
             StoreError::Busy => Self::Busy,
-            StoreError::Invalid(m) => Self::Invalid(vec![Invalid::new(what.to_owned(), m)]),
+            StoreError::Damaged(m) => Self::Damaged(m),
             StoreError::Other(e) => Self::Other(e),
         }
     }

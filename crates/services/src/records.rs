@@ -1158,9 +1158,11 @@ pub async fn deal_contacts(
     tx: &TenantTx,
     me: &CurrentUser,
     deal_id: i32,
-) -> Result<Vec<Value>, ServiceError> {
+    after: i32,
+    limit: i64,
+) -> Result<Vec<(i32, Value)>, ServiceError> {
     get(tx, me, &DEAL, deal_id, false).await?;
-    Ok(records::deal_contacts(tx, deal_id).await?)
+    Ok(records::deal_contacts(tx, deal_id, after, limit).await?)
 }
 
 pub async fn put_deal_contact(

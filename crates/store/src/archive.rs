@@ -359,7 +359,7 @@ async fn load<R: AsyncRead + Unpin>(
 }
 
 fn refused(message: impl Into<String>) -> StoreError {
-    StoreError::Invalid(message.into())
+    StoreError::Damaged(message.into())
 }
 
 /// The columns `COPY` carries: every stored column, generated ones left

@@ -100,7 +100,7 @@ where
         .await
         .map_err(|e| anyhow::anyhow!("reading the backup: {e}"))?;
     if line.trim_end() != MAGIC {
-        return Err(StoreError::Invalid(
+        return Err(StoreError::Damaged(
             "this is not an Atrium tenant backup".into(),
         ));
     }
@@ -110,13 +110,13 @@ where
         .await
         .map_err(|e| anyhow::anyhow!("reading the backup: {e}"))?;
     let header: BackupHeader = serde_json::from_str(&line)
-        .map_err(|e| StoreError::Invalid(format!("the backup's header cannot be read: {e}")))?;
+        .map_err(|e| StoreError::Damaged(format!("the backup's header cannot be read: {e}")))?;
     // The schema name goes into SQL: it must have the registry's shape and
     // agree with the id.
     if !is_tenant_schema_name(&header.schema_name)
         || header.schema_name != format!("tenant_{}", header.tenant_id)
     {
-        return Err(StoreError::Invalid(format!(
+        return Err(StoreError::Damaged(format!(
             "the backup names schema {:?} for tenant {}",
             header.schema_name, header.tenant_id
         )));
@@ -157,7 +157,7 @@ where
     let status = child.wait().await.map_err(anyhow::Error::from)?;
     if !status.success() {
         let errors = errors.split_whitespace().collect::<Vec<_>>().join(" ");
-        return Err(StoreError::Invalid(format!(
+        return Err(StoreError::Damaged(format!(
             "pg_restore refused the backup: {errors}"
         )));
     }
@@ -238,7 +238,7 @@ async fn register(db: &Database, header: &BackupHeader) -> Result<(), StoreError
             ],
         )
         .await
-        .map_err(|e| StoreError::Invalid(format!("the backup's tenant cannot be registered: {e}")))?;
+        .map_err(|e| StoreError::Damaged(format!("the backup's tenant cannot be registered: {e}")))?;
     client
         .batch_execute(&format!(
             "SELECT setval('public.tenants_id_seq',

@@ -56,6 +56,26 @@ pub async fn list(tx: &TenantTx, entity: Option<&str>) -> Result<Vec<FieldDefini
     Ok(found)
 }
 
+/// One page of definitions in id order, after id `after`.
+pub async fn page(
+    tx: &TenantTx,
+    entity: Option<&str>,
+    after: i32,
+    limit: i64,
+) -> Result<Vec<FieldDefinition>, StoreError> {
+    let rows = tx
+        .query(
+            &format!(
+                "SELECT {COLUMNS} FROM custom_field_definitions
+                 WHERE deleted_at IS NULL AND ($1::text IS NULL OR entity = $1) AND id > $2
+                 ORDER BY id LIMIT $3"
+            ),
+            &[&entity, &after, &limit],
+        )
+        .await?;
+    Ok(rows.iter().map(from_row).collect())
+}
+
 fn memo(tx: &TenantTx) -> std::sync::MutexGuard<'_, crate::tenant::DefinitionsMemo> {
     tx.definitions
         .lock()

@@ -218,7 +218,9 @@ pub const MIN_SERVER_VERSION: i32 = 150000;
 /// Every pooled session starts with a search path that resolves none of our
 /// tables, so a query run outside a tenant transaction fails loudly instead
 /// of reading the registry. Registry SQL is always schema-qualified.
-const SESSION_OPTIONS: &str = "-c search_path=pg_catalog";
+/// The server's NOTICEs ("already exists, skipping" from idempotent DDL,
+/// once per tenant on every start) are not news: only warnings come back.
+const SESSION_OPTIONS: &str = "-c search_path=pg_catalog -c client_min_messages=warning";
 
 /// Sessions a server keeps to the database unless configured otherwise.
 pub const DEFAULT_POOL_SIZE: usize = 32;

@@ -45,9 +45,10 @@ pub enum StoreError {
     NotFound,
     #[error("{0}")]
     Conflict(String),
-    /// Input the store refuses as a whole (a damaged archive).
+    /// A file the store refuses as a whole (a truncated or tampered
+    /// archive or backup): the work failed, the command line was fine.
     #[error("{0}")]
-    Invalid(String),
+    Damaged(String),
     /// The tenant already uses all the connections its tier allows.
     #[error("the tenant is at its connection limit")]
     Busy,

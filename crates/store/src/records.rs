@@ -476,20 +476,27 @@ pub async fn history(
 }
 
 /// A contact's part in a deal.
-pub async fn deal_contacts(tx: &TenantTx, deal_id: i32) -> Result<Vec<Value>, StoreError> {
+/// The deal's contacts in contact id order, after contact `after`.
+pub async fn deal_contacts(
+    tx: &TenantTx,
+    deal_id: i32,
+    after: i32,
+    limit: i64,
+) -> Result<Vec<(i32, Value)>, StoreError> {
     let contact = CONTACTS.json();
     let rows = tx
         .query(
             &format!(
-                "SELECT jsonb_build_object('contact_id', dc.contact_id, 'role', dc.role, 'contact', {contact})
+                "SELECT dc.contact_id,
+                        jsonb_build_object('contact_id', dc.contact_id, 'role', dc.role, 'contact', {contact})
                  FROM deal_contacts dc JOIN contacts t ON t.id = dc.contact_id
-                 WHERE dc.deal_id = $1 AND t.deleted_at IS NULL
-                 ORDER BY dc.contact_id LIMIT 1000"
+                 WHERE dc.deal_id = $1 AND t.deleted_at IS NULL AND dc.contact_id > $2
+                 ORDER BY dc.contact_id LIMIT $3"
             ),
-            &[&deal_id],
+            &[&deal_id, &after, &limit],
         )
         .await?;
-    Ok(rows.iter().map(|r| r.get(0)).collect())
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
 /// Links a contact to a deal with a role, or changes the role.

@@ -49,6 +49,11 @@ impl From<ServiceError> for Failure {
         match e {
             // A value the command line gave that the rules refuse.
             ServiceError::Invalid(_) => Self::usage(e.to_string()),
+            // A damaged archive is work that failed, not a wrong command line.
+            ServiceError::Damaged(message) => Self {
+                message,
+                exit_code: 1,
+            },
             ServiceError::Other(e) => e.into(),
             other => Self {
                 message: other.to_string(),

@@ -51,6 +51,11 @@ pub async fn run(
     // Before anything slow: a SIGTERM during startup still shuts down
     // cleanly (and stops the embedded cluster).
     let shutdown = shutdown_signal()?;
+    // The port before anything is written: a taken port must fail the
+    // command before the demo tenant or the embedded cluster exist.
+    let listener = tokio::net::TcpListener::bind(bind)
+        .await
+        .with_context(|| format!("listening on {bind}"))?;
     let limits = atrium_store::SessionLimits {
         max_tenants: args
             .session_max_tenants
@@ -72,9 +77,6 @@ pub async fn run(
         } else {
             None
         };
-        let listener = tokio::net::TcpListener::bind(bind)
-            .await
-            .with_context(|| format!("listening on {bind}"))?;
         tracing::info!(address = %listener.local_addr()?, ?settings, "atrium is serving");
         match app_db.open_files_advice().await {
             Ok(Some(advice)) => tracing::warn!("{advice}"),

@@ -160,7 +160,7 @@ fn serve_demo_creates_a_varied_demo_tenant_once() {
             line.contains(expect) && line.contains("admin@demo.example"),
             "{line}"
         );
-        std::thread::spawn(move || lines.for_each(drop));
+        let rest = std::thread::spawn(move || lines.map(|l| l.unwrap()).collect::<Vec<_>>());
         let shown = json(&atrium_in(&data_dir, &["tenant", "show", "demo", "--json"]));
         nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(server.id() as i32),
@@ -168,6 +168,11 @@ fn serve_demo_creates_a_varied_demo_tenant_once() {
         )
         .unwrap();
         assert!(server.wait().unwrap().success());
+        // Logs to a pipe: no colour codes, and no PostgreSQL NOTICEs from
+        // idempotent DDL at every start.
+        let logs = rest.join().unwrap().join("\n");
+        assert!(!logs.contains('\u{1b}'), "ANSI codes in {logs}");
+        assert!(!logs.contains("NOTICE"), "{logs}");
         shown
     };
     let first = run("created");
@@ -177,4 +182,22 @@ fn serve_demo_creates_a_varied_demo_tenant_once() {
     assert!(first["activity_count"].as_i64().unwrap() >= 100, "{first}");
     let second = run("ready");
     assert_eq!(second["contact_count"], first["contact_count"], "made once");
+}
+
+#[test]
+fn serve_demo_on_a_taken_port_fails_before_writing_anything() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = taken.local_addr().unwrap().to_string();
+    let root = tempfile::tempdir().unwrap();
+    let data_dir = root.path().join("data");
+    let out = command(root.path())
+        .env("ATRIUM_DATA_DIR", &data_dir)
+        .args(["serve", "--bind", &address, "--demo"])
+        .output()
+        .unwrap();
+    crate::helpers::assert_fails(&out, 1, "listening on");
+    assert!(
+        !data_dir.exists(),
+        "no cluster was made and no demo tenant written"
+    );
 }

@@ -186,6 +186,18 @@ async fn bad_input_gets_one_clear_line_the_right_exit_code_and_writes_nothing() 
         2,
         "required",
     );
+    // Clap's detail survives the one line: the missing argument is named,
+    // and a near miss gets its suggestion.
+    assert_fails(
+        &atrium(url, &["tenant", "export", "acme"]),
+        2,
+        "not provided: --out <OUT>",
+    );
+    assert_fails(
+        &atrium(url, &["tenant", "suspnd", "acme"]),
+        2,
+        "; tip: a similar subcommand exists: 'suspend'",
+    );
 
     // Nothing was written by any of the refused commands.
     let list = json(&atrium(url, &["tenant", "list", "--json"]));

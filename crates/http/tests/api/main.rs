@@ -15,6 +15,7 @@ mod helpers;
 mod hosts;
 mod invitations;
 mod isolation;
+mod lists;
 mod observability;
 mod pipeline;
 mod platform;

@@ -391,7 +391,7 @@ async fn damaged_or_altered_archives_are_refused_and_leave_nothing() {
             .await
             .expect_err(case);
         assert!(
-            matches!(&err, atrium_store::StoreError::Invalid(m) if m.contains(expected)),
+            matches!(&err, atrium_store::StoreError::Damaged(m) if m.contains(expected)),
             "{case}: {err}"
         );
         assert_eq!(footprint(&t.db).await, before, "{case} left something");
@@ -497,7 +497,7 @@ async fn a_backup_restores_a_deleted_tenant_and_never_replaces_a_live_one() {
             .await
             .expect_err(case);
         assert!(
-            matches!(err, atrium_store::StoreError::Invalid(_)),
+            matches!(err, atrium_store::StoreError::Damaged(_)),
             "{case}: {err}"
         );
         assert_eq!(footprint(&t.db).await, before, "{case} left something");
