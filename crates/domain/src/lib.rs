@@ -37,3 +37,7 @@ impl Invalid {
         }
     }
 }
+
+/// What a text holding U+0000 is told, wherever it came from (JSON, CSV,
+/// a query string): PostgreSQL cannot store that character in `text`.
+pub const NUL_MESSAGE: &str = "must not contain the NUL character (U+0000)";

@@ -152,6 +152,9 @@ impl From<ServiceError> for ApiError {
                     .collect(),
             ),
             ServiceError::Conflict(detail) => Self::new(StatusCode::CONFLICT, "conflict", detail),
+            ServiceError::TooLarge(detail) => {
+                Self::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", detail)
+            }
             ServiceError::Damaged(detail) => Self::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "validation_failed",

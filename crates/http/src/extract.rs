@@ -296,11 +296,62 @@ pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
     // its first bytes would have had.
     let value: serde_json::Value = serde_json::from_slice(bytes)
         .map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))?;
+    let mut with_nul = Vec::new();
+    nul_fields(&value, "", &mut with_nul);
+    if !with_nul.is_empty() {
+        return Err(ApiError::validation(
+            with_nul
+                .into_iter()
+                .map(|field| crate::error::FieldError {
+                    field,
+                    message: NUL_MESSAGE.to_owned(),
+                })
+                .collect(),
+        ));
+    }
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         let message = e.into_inner().to_string();
         ApiError::invalid_field(field_of(&path, &message), message)
     })
+}
+
+pub(crate) use atrium_domain::NUL_MESSAGE;
+
+/// The dotted paths of every string (or key) in `value` holding U+0000.
+fn nul_fields(value: &serde_json::Value, path: &str, found: &mut Vec<String>) {
+    let join = |name: &str| {
+        if path.is_empty() {
+            name.to_owned()
+        } else {
+            format!("{path}.{name}")
+        }
+    };
+    match value {
+        serde_json::Value::String(s) if s.contains('\0') => {
+            found.push(if path.is_empty() {
+                "body".into()
+            } else {
+                path.to_owned()
+            });
+        }
+        serde_json::Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                nul_fields(item, &join(&i.to_string()), found);
+            }
+        }
+        serde_json::Value::Object(members) => {
+            for (key, member) in members {
+                let field = join(&key.replace('\0', "\\u0000"));
+                if key.contains('\0') {
+                    found.push(field);
+                } else {
+                    nul_fields(member, &field, found);
+                }
+            }
+        }
+        _ => {}
+    }
 }
 
 /// The field an error is about: the path (which for an unknown field ends

@@ -32,6 +32,12 @@ impl<S: Send + Sync> FromRequestParts<S> for Query {
             .map_err(|_| ApiError::bad_request("the query string could not be read"))?;
         let mut pairs = HashMap::new();
         for (key, value) in form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
+            if key.contains('\0') || value.contains('\0') {
+                return Err(ApiError::invalid_field(
+                    key.replace('\0', "\\u0000"),
+                    crate::extract::NUL_MESSAGE,
+                ));
+            }
             if pairs.insert(key.to_string(), value.to_string()).is_some() {
                 return Err(ApiError::invalid_field(
                     key.to_string(),

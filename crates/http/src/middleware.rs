@@ -78,24 +78,18 @@ async fn observe_and_bound(
         if !has_body {
             return next.run(request).await;
         }
+        if limit == IMPORT_BODY_LIMIT {
+            // The import handler signs the user in before it reads a byte
+            // of the file (to disk, see `spool_to_file`): an anonymous
+            // upload is refused without costing 20 MiB.
+            return next.run(request).await;
+        }
         let (parts, body) = request.into_parts();
-        let body = if limit == IMPORT_BODY_LIMIT {
-            // Imports go to disk, not memory: a 20 MiB file times a few
-            // concurrent imports would otherwise sit in the heap.
-            match spool_to_file(body, limit).await {
-                Ok(Some(file)) => {
-                    axum::body::Body::from_stream(tokio_util::io::ReaderStream::new(file))
-                }
-                Ok(None) => return ApiError::payload_too_large(limit_text).into_response(),
-                Err(e) => return ApiError::from(e).into_response(),
-            }
-        } else {
-            let Ok(bytes) = axum::body::to_bytes(body, limit).await else {
-                return ApiError::payload_too_large(limit_text).into_response();
-            };
-            axum::body::Body::from(bytes)
+        let Ok(bytes) = axum::body::to_bytes(body, limit).await else {
+            return ApiError::payload_too_large(limit_text).into_response();
         };
-        next.run(Request::from_parts(parts, body)).await
+        next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
+            .await
     };
     let (response, db_time) =
         match tokio::time::timeout(timeout, atrium_store::db_time::measured(handled)).await {
@@ -135,7 +129,9 @@ async fn observe_and_bound(
 
 /// Writes a body to an anonymous temporary file (gone when dropped) and
 /// rewinds it; `None` when the body is longer than `limit` or breaks off.
-async fn spool_to_file(
+/// Imports go to disk, not memory: a 20 MiB file times a few concurrent
+/// imports would otherwise sit in the heap.
+pub(crate) async fn spool_to_file(
     body: axum::body::Body,
     limit: usize,
 ) -> anyhow::Result<Option<tokio::fs::File>> {

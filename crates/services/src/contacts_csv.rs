@@ -5,8 +5,8 @@ use std::collections::{HashMap, HashSet};
 
 use serde_json::{Map, Value, json};
 
-use atrium_domain::Action;
 use atrium_domain::custom_fields::CustomEntity;
+use atrium_domain::{Action, NUL_MESSAGE};
 use atrium_store::TenantTx;
 use atrium_store::custom_fields as definitions;
 use atrium_store::records as store;
@@ -20,12 +20,36 @@ const FIELDS: &[&str] = &["first_name", "last_name", "email", "phone"];
 /// the `company` name links the company.
 const IGNORED: &[&str] = &["id", "company_id"];
 
+/// Data rows one import may hold: a larger file is refused before any row
+/// is written (split it). 100,000 contacts of a typical export are about
+/// 10 MiB, half the body limit.
+pub const MAX_IMPORT_ROWS: u64 = 100_000;
+
+/// Row errors an import report lists; `error_count` counts them all. A
+/// file of millions of bad rows must not become gigabytes of answer.
+pub const MAX_REPORTED_ERRORS: usize = 1_000;
+
 #[derive(Debug, Default, serde::Serialize)]
 pub struct ImportReport {
     pub created: u64,
     pub updated: u64,
     pub failed: u64,
+    /// Every row error found; `errors` holds the first
+    /// [`MAX_REPORTED_ERRORS`] of them.
+    pub error_count: u64,
     pub errors: Vec<RowError>,
+}
+
+impl ImportReport {
+    fn fail_row(&mut self, problems: impl IntoIterator<Item = RowError>) {
+        self.failed += 1;
+        for problem in problems {
+            self.error_count += 1;
+            if self.errors.len() < MAX_REPORTED_ERRORS {
+                self.errors.push(problem);
+            }
+        }
+    }
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -41,6 +65,34 @@ enum Column {
     Company,
     Custom(String),
     Ignored,
+}
+
+/// Refuses a file of more than [`MAX_IMPORT_ROWS`] data rows, reading it
+/// once without keeping anything: run before [`import`] writes a row.
+pub async fn check_row_count<R>(csv_text: R) -> Result<u64, ServiceError>
+where
+    R: tokio::io::AsyncRead + Unpin + Send,
+{
+    let mut reader = csv_async::AsyncReaderBuilder::new()
+        .flexible(true)
+        .create_reader(csv_text);
+    let mut record = csv_async::ByteRecord::new();
+    let mut rows = 0;
+    loop {
+        match reader.read_byte_record(&mut record).await {
+            Ok(false) => return Ok(rows),
+            Ok(true) => rows += 1,
+            Err(e) if matches!(e.kind(), csv_async::ErrorKind::Io(_)) => {
+                return Err(anyhow::anyhow!("reading the CSV body: {e}").into());
+            }
+            Err(_) => rows += 1, // a malformed row is still a row
+        }
+        if rows > MAX_IMPORT_ROWS {
+            return Err(ServiceError::TooLarge(format!(
+                "the file holds more than {MAX_IMPORT_ROWS} rows; split it into smaller files"
+            )));
+        }
+    }
 }
 
 /// Rows per transaction. A whole file in one transaction would hold back
@@ -175,15 +227,24 @@ where
                 return Err(anyhow::anyhow!("reading the CSV body: {e}").into());
             }
             Err(e) => {
-                report.failed += 1;
-                report.errors.push(RowError {
+                report.fail_row([RowError {
                     row: e.position().map_or(0, |p| p.line()),
                     field: None,
                     message: format!("the row cannot be read: {e}"),
-                });
+                }]);
                 continue;
             }
         };
+        // PostgreSQL cannot store U+0000 in text: the row fails, naming
+        // the column, before anything of it is tried.
+        if let Some(column) = record.iter().position(|cell| cell.contains('\0')) {
+            report.fail_row([RowError {
+                row: line,
+                field: Some(headers.get(column).unwrap_or_default().trim().to_owned()),
+                message: NUL_MESSAGE.to_owned(),
+            }]);
+            continue;
+        }
         let tx = &batch.tx;
         match import_row(tx, me, &columns, &record, &mut companies).await {
             Ok(Imported { created, email }) => {
@@ -198,16 +259,13 @@ where
             }
             Err(problems) => {
                 tx.rollback_to_savepoint().await?;
-                report.failed += 1;
                 // Companies made for this row were rolled back too.
                 companies.retain(|_, id| *id > 0);
-                for (field, message) in problems {
-                    report.errors.push(RowError {
-                        row: line,
-                        field,
-                        message,
-                    });
-                }
+                report.fail_row(problems.into_iter().map(|(field, message)| RowError {
+                    row: line,
+                    field,
+                    message,
+                }));
             }
         }
         if batch.next_if_full(scope).await? && batch.dry_run {

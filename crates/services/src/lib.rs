@@ -29,6 +29,9 @@ pub enum ServiceError {
     Invalid(Vec<Invalid>),
     #[error("{0}")]
     Conflict(String),
+    /// The input is larger than the use case takes (rows of an import).
+    #[error("{0}")]
+    TooLarge(String),
     /// A file given as a whole (an archive, a backup) is damaged.
     #[error("{0}")]
     Damaged(String),

@@ -354,3 +354,80 @@ async fn an_import_of_several_batches_counts_alike_dry_and_real() {
         599
     );
 }
+
+#[tokio::test]
+async fn an_import_lists_the_first_1000_row_errors_and_counts_them_all() {
+    let app = TestApp::spawn().await;
+    let t = app.create_tenant("alpha").await;
+    // Rows of the wrong width fail without reaching the database.
+    let mut csv = String::from("first_name,last_name\nAnn,Lee\n");
+    for _ in 0..1_500 {
+        csv.push_str("x\n");
+    }
+    let report = import(&app, "alpha", &t.admin_token, &csv, "").await;
+    assert_eq!(report["created"], 1);
+    assert_eq!(report["failed"], 1_500);
+    assert_eq!(report["error_count"], 1_500);
+    assert_eq!(report["errors"].as_array().unwrap().len(), 1_000);
+    assert_eq!(report["errors"][0]["row"], 3);
+}
+
+#[tokio::test]
+async fn an_import_of_more_than_100000_rows_is_413_before_any_row_is_written() {
+    let app = TestApp::spawn().await;
+    let t = app.create_tenant("alpha").await;
+    let mut csv = String::from("first_name,last_name\n");
+    for i in 0..100_001 {
+        csv.push_str(&format!("A{i},B\n"));
+    }
+    send_problem(
+        app.authed(Method::POST, "alpha", &t.admin_token, IMPORT)
+            .header("content-type", "text/csv")
+            .body(csv),
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+    )
+    .await;
+    assert_eq!(
+        app.sql_i64("SELECT count(*) FROM tenant_1.contacts").await,
+        0
+    );
+}
+
+#[tokio::test]
+async fn an_anonymous_or_forbidden_import_is_refused_before_the_file_is_read() {
+    let app = TestApp::spawn().await;
+    let t = app.create_tenant("alpha").await;
+    let (_, viewer) = app.add_user(&t, "v@alpha.example", "viewer").await;
+    let csv = "first_name,last_name\nAnn,Lee\n".repeat(1_000);
+    send_problem(
+        app.tenant_request(Method::POST, "alpha", IMPORT)
+            .header("content-type", "text/csv")
+            .body(csv.clone()),
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    )
+    .await;
+    send_problem(
+        app.authed(Method::POST, "alpha", &viewer, IMPORT)
+            .header("content-type", "text/csv")
+            .body(csv),
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_nul_character_in_a_csv_cell_fails_its_row_naming_the_column() {
+    let app = TestApp::spawn().await;
+    let t = app.create_tenant("alpha").await;
+    let csv = "first_name,last_name,email\nAnn,Lee,ann@x.com\nB\u{0}b,Ray,bob@x.com\n";
+    let report = import(&app, "alpha", &t.admin_token, csv, "").await;
+    assert_eq!(
+        (report["created"].as_i64(), report["failed"].as_i64()),
+        (Some(1), Some(1))
+    );
+    assert_eq!(report["errors"][0]["row"], 3);
+    assert_eq!(report["errors"][0]["field"], "first_name");
+}

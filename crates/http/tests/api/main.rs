@@ -19,4 +19,5 @@ mod lists;
 mod observability;
 mod pipeline;
 mod platform;
+mod text;
 mod users;
