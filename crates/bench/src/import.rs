@@ -73,29 +73,37 @@ async fn measure(db: &Database, bench: &ImportBench) -> anyhow::Result<String> {
         ),
     );
     let baseline = memory_kib("VmRSS")?;
-    reset_peak_memory()?;
-    let started = Instant::now();
-    let response = reqwest::Client::new()
-        .post(format!("http://{addr}/api/v1/contacts/import"))
-        .header("host", format!("{}.localhost", api_tenant.subdomain))
-        .header("content-type", "text/csv")
-        .bearer_auth(&api_tenant.token)
-        .timeout(Duration::from_secs(30 * 60))
-        .body(reqwest::Body::wrap_stream(body))
-        .send()
-        .await?;
-    let status = response.status();
-    let report_text = response.text().await?;
-    let api_time = started.elapsed();
-    let peak = memory_kib("VmHWM")?;
-    server.abort();
-    anyhow::ensure!(status == 200, "the import answered {status}: {report_text}");
-    let import_report: serde_json::Value = serde_json::from_str(&report_text)?;
+    let good = send_import(addr, api_tenant, reqwest::Body::wrap_stream(body)).await?;
+    anyhow::ensure!(
+        good.status == 200,
+        "the import answered {}: {}",
+        good.status,
+        good.text
+    );
+    let import_report: serde_json::Value = serde_json::from_str(&good.text)?;
     anyhow::ensure!(
         import_report["created"] == rows && import_report["failed"] == 0,
-        "the import did not create every row: {report_text}"
+        "the import did not create every row: {}",
+        good.text
     );
-
+    let api_time = good.time;
+    // Hostile files of the body limit's size: millions of malformed rows
+    // (refused whole for their row count), and the most malformed rows an
+    // import takes, each as wide as fits (every row fails).
+    let many = send_import(addr, api_tenant, generated("", "x\n", HOSTILE_BYTES / 2)).await?;
+    anyhow::ensure!(
+        many.status == 413,
+        "millions of rows answered {}",
+        many.status
+    );
+    let wide_row = format!("{}\n", "x".repeat(HOSTILE_BYTES / 100_000 - 1));
+    let failing = send_import(addr, api_tenant, generated(HEADER, &wide_row, 99_999)).await?;
+    anyhow::ensure!(
+        failing.status == 200,
+        "wide bad rows answered {}",
+        failing.status
+    );
+    server.abort();
     let copy_time = copy_rows(db, &copy_tenant.schema, rows).await?;
     let mut report = String::new();
     writeln!(report, "## Contact import against COPY\n")?;
@@ -120,14 +128,99 @@ async fn measure(db: &Database, bench: &ImportBench) -> anyhow::Result<String> {
     }
     writeln!(
         report,
-        "\nThe import takes {:.1}× the time of `COPY`. Peak resident memory of the whole process during the import: \
-         {:.1} MiB above the {:.1} MiB before it (the file is {:.1} MiB).",
+        "\nThe import takes {:.1}× the time of `COPY`.\n",
         api_time.as_secs_f64() / copy_time.as_secs_f64(),
-        (peak.saturating_sub(baseline)) as f64 / 1024.0,
-        baseline as f64 / 1024.0,
-        file_bytes as f64 / (1024.0 * 1024.0)
     )?;
+    writeln!(
+        report,
+        "Peak resident memory of the whole process (server and client) while each file was \
+         sent, above the {:.1} MiB before the first:\n",
+        baseline as f64 / 1024.0
+    )?;
+    writeln!(report, "| file | answer | time | peak above baseline |")?;
+    writeln!(report, "| --- | --- | ---: | ---: |")?;
+    let hostile_mib = HOSTILE_BYTES as f64 / (1024.0 * 1024.0);
+    for (label, sent) in [
+        (
+            format!(
+                "{rows} good rows ({:.1} MiB)",
+                file_bytes as f64 / (1024.0 * 1024.0)
+            ),
+            &good,
+        ),
+        (
+            format!(
+                "{} one-column rows ({hostile_mib:.0} MiB)",
+                HOSTILE_BYTES / 2
+            ),
+            &many,
+        ),
+        (
+            format!("99,999 malformed wide rows ({hostile_mib:.0} MiB)"),
+            &failing,
+        ),
+    ] {
+        writeln!(
+            report,
+            "| {label} | {} ({} bytes) | {:.1} s | {:.1} MiB |",
+            sent.status,
+            sent.text.len(),
+            sent.time.as_secs_f64(),
+            sent.peak_kib.saturating_sub(baseline) as f64 / 1024.0
+        )?;
+    }
     Ok(report)
+}
+
+/// Size of the hostile files: just under the import body limit.
+const HOSTILE_BYTES: usize = 19 * 1024 * 1024;
+
+/// A body of `head` and `count` copies of `row`, made while it is sent
+/// (the client holds one chunk at a time, so the peak is the server's).
+fn generated(head: &str, row: &str, count: usize) -> reqwest::Body {
+    let per_chunk = (64 * 1024 / row.len()).max(1);
+    let chunk = bytes::Bytes::from(row.repeat(per_chunk));
+    let (full, rest) = (count / per_chunk, count % per_chunk);
+    let chunks = std::iter::once(bytes::Bytes::from(head.to_owned()))
+        .chain(std::iter::repeat_n(chunk, full))
+        .chain(std::iter::once(bytes::Bytes::from(row.repeat(rest))))
+        .map(Ok::<_, std::io::Error>);
+    reqwest::Body::wrap_stream(futures::stream::iter(chunks))
+}
+
+/// What one import request answered, and the process's peak memory while
+/// it ran.
+struct Sent {
+    status: reqwest::StatusCode,
+    text: String,
+    time: Duration,
+    peak_kib: u64,
+}
+
+async fn send_import(
+    addr: std::net::SocketAddr,
+    tenant: &crate::api::BenchTenant,
+    body: reqwest::Body,
+) -> anyhow::Result<Sent> {
+    reset_peak_memory()?;
+    let started = Instant::now();
+    let response = reqwest::Client::new()
+        .post(format!("http://{addr}/api/v1/contacts/import"))
+        .header("host", format!("{}.localhost", tenant.subdomain))
+        .header("content-type", "text/csv")
+        .bearer_auth(&tenant.token)
+        .timeout(Duration::from_secs(30 * 60))
+        .body(body)
+        .send()
+        .await?;
+    let status = response.status();
+    let text = response.text().await?;
+    Ok(Sent {
+        status,
+        text,
+        time: started.elapsed(),
+        peak_kib: memory_kib("VmHWM")?,
+    })
 }
 
 /// The same rows by `COPY`: companies first, then contacts linked to them.
