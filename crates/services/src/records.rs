@@ -891,34 +891,78 @@ fn prefix_tsquery(q: &str) -> Option<String> {
 }
 
 /// Contact search: full-text words as prefixes (`jo` finds John), the
-/// email, and trigram similarity for typos (`jhon smith`); best first.
+/// email, and word similarity for typos (`jhon`, `jhon smith`); best
+/// first. Word similarity (`%>`) compares the query with the best-matching
+/// stretch of the name, so one misspelt word is enough; trigrams forgive a
+/// wrong or missing letter but hardly two letters swapped in a short word
+/// (`jhon` and `john` share one trigram of five), so the query also runs
+/// with each pair of neighbouring letters swapped. Every path is on the
+/// name's and the email's trigram indexes or the search vector's.
 fn contact_search(q: &str) -> (Condition, Condition) {
-    let q = q.trim().to_lowercase();
+    let q = q
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_lowercase();
     let name = "lower(t.first_name || ' ' || t.last_name)";
+    let variants = typo_variants(&q).join("\n");
+    let similar_name = format!("{name} %> ANY(string_to_array({{}}, E'\\n'))");
+    let name_similarity = format!(
+        "(SELECT max(word_similarity(v, {name})) FROM unnest(string_to_array({{}}, E'\\n')) v)"
+    );
     match prefix_tsquery(&q) {
         Some(tsquery) => (
             condition(
                 &format!(
-                    "(t.search_vector @@ to_tsquery('simple', {{}}) OR {name} % {{}} OR lower(t.email) % {{}})"
+                    "(t.search_vector @@ to_tsquery('simple', {{}}) OR {similar_name} OR lower(t.email) % {{}})"
                 ),
-                vec![Some(tsquery.clone()), Some(q.clone()), Some(q.clone())],
+                vec![
+                    Some(tsquery.clone()),
+                    Some(variants.clone()),
+                    Some(q.clone()),
+                ],
             ),
             condition(
                 &format!(
-                    "ts_rank(t.search_vector, to_tsquery('simple', {{}})) + similarity({name}, {{}}) \
+                    "ts_rank(t.search_vector, to_tsquery('simple', {{}})) + {name_similarity} \
                      + similarity(lower(coalesce(t.email, '')), {{}})"
                 ),
-                vec![Some(tsquery), Some(q.clone()), Some(q)],
+                vec![Some(tsquery), Some(variants), Some(q)],
             ),
         ),
         None => (
             condition(
-                &format!("({name} % {{}} OR lower(t.email) % {{}})"),
-                vec![Some(q.clone()), Some(q.clone())],
+                &format!("({similar_name} OR lower(t.email) % {{}})"),
+                vec![Some(variants.clone()), Some(q.clone())],
             ),
-            condition(&format!("similarity({name}, {{}})"), vec![Some(q)]),
+            condition(&name_similarity, vec![Some(variants)]),
         ),
     }
+}
+
+/// The query, then the query with each pair of neighbouring letters
+/// swapped (`jhon` gives `hjon`, `john`, `jhno`). Long queries are taken
+/// as they are: the swaps grow with their length, and long words keep
+/// enough trigrams to forgive a swap on their own.
+fn typo_variants(q: &str) -> Vec<String> {
+    const MAX_SWAPPED_LEN: usize = 40;
+    let mut variants = vec![q.to_owned()];
+    let chars: Vec<char> = q.chars().collect();
+    if chars.len() > MAX_SWAPPED_LEN {
+        return variants;
+    }
+    for i in 1..chars.len() {
+        let (a, b) = (chars[i - 1], chars[i]);
+        if a != b && a.is_alphanumeric() && b.is_alphanumeric() {
+            let mut swapped = chars.clone();
+            swapped.swap(i - 1, i);
+            let swapped: String = swapped.into_iter().collect();
+            if !variants.contains(&swapped) {
+                variants.push(swapped);
+            }
+        }
+    }
+    variants
 }
 
 /// The entity's own filters, and a relevance order when it searches.
@@ -1203,6 +1247,14 @@ pub async fn delete_deal_contact(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn typo_variants_swap_each_pair_of_neighbouring_letters_once() {
+        assert_eq!(typo_variants("jhon"), ["jhon", "hjon", "john", "jhno"]);
+        assert_eq!(typo_variants("aab"), ["aab", "aba"]);
+        assert_eq!(typo_variants("a b"), ["a b"], "not across words");
+        assert_eq!(typo_variants(&"x".repeat(41)).len(), 1);
+    }
 
     #[test]
     fn fields_follow_the_table_columns() {
