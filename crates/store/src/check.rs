@@ -2,7 +2,13 @@
 //!
 //! Each schema's tables, columns and types, defaults, indexes, constraints
 //! and triggers are rendered as text with the schema name taken out, then
-//! fingerprinted in the database. Only schemas whose fingerprint differs
+//! fingerprinted in the database. The text is compared by meaning, not by
+//! how PostgreSQL happened to print it: casts and parentheses are left out
+//! of expressions, because the same constraint reads differently once
+//! `pg_dump` and a restore have been through it (a `varchar` column's
+//! `IN` list is stored as an array cast to `text[]`, and comes back as
+//! each element cast to `text`). Column types are compared in full: they
+//! come from `format_type`, not from expressions. Only schemas whose fingerprint differs
 //! from the template's are read in detail, so checking ten thousand healthy
 //! tenants moves one row per tenant, not their whole catalogs.
 //!
@@ -55,7 +61,13 @@ WITH s AS (
   UNION ALL
   SELECT c.nspname, 'sequence ' || c.relname FROM rel c WHERE c.relkind = 'S'
 )
-SELECT nspname, replace(item, nspname || '.', '') AS item FROM items";
+SELECT nspname, regexp_replace(regexp_replace(regexp_replace(
+         replace(item, nspname || '.', ''),
+         '::(character varying|bit varying|double precision|time(stamp)? with(out)? time zone|[a-z_][a-z0-9_]*)(\\[\\])?',
+         '', 'g'),
+       '[()]', '', 'g'),
+       '\\s+', ' ', 'g') AS item
+FROM items";
 
 /// The schemas of `chunk` whose fingerprint differs from `template`'s,
 /// both read in one statement (one snapshot of the catalog) on a session
@@ -114,7 +126,10 @@ pub struct SchemaDrift {
 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct CheckReport {
+    /// Tenant schemas checked.
     pub schemas_checked: usize,
+    /// Spare schemas (made ready for new tenants) checked besides them.
+    pub spares_checked: usize,
     pub drifted: Vec<SchemaDrift>,
 }
 
@@ -130,8 +145,11 @@ pub async fn check(db: &Database) -> anyhow::Result<CheckReport> {
         .map(|r| (r.get(0), r.get(1)))
         .collect();
     let mut tenants = tenants;
+    let tenant_count = tenants.len();
     // Spares become tenants by a rename: they must match `template` too.
-    for spare in crate::spares::schema_names(&client).await? {
+    let spares = crate::spares::schema_names(&client).await?;
+    let spares_checked = spares.len();
+    for spare in spares {
         tenants.insert(spare, String::new());
     }
     let schemas: Vec<String> = tenants.keys().cloned().collect();
@@ -162,7 +180,8 @@ pub async fn check(db: &Database) -> anyhow::Result<CheckReport> {
     }
     drifted.sort_by(|a, b| a.schema_name.cmp(&b.schema_name));
     Ok(CheckReport {
-        schemas_checked: tenants.len(),
+        schemas_checked: tenant_count,
+        spares_checked,
         drifted,
     })
 }

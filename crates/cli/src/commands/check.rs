@@ -12,13 +12,16 @@ pub async fn run(args: JsonArg, connected: &Connected) -> CommandResult {
     if args.json {
         print_json(&report)?;
     } else if report.drifted.is_empty() {
-        println!("{} tenant schema(s) match template", report.schemas_checked);
+        println!(
+            "{} tenant schema(s) and {} spare schema(s) match template",
+            report.schemas_checked, report.spares_checked
+        );
     } else {
         for drift in &report.drifted {
             println!(
                 "{} ({}) differs from template:",
                 drift.schema_name,
-                drift.subdomain.as_deref().unwrap_or("?")
+                drift.subdomain.as_deref().unwrap_or("a spare schema")
             );
             for item in &drift.missing {
                 println!("  - missing: {item}");
@@ -32,9 +35,10 @@ pub async fn run(args: JsonArg, connected: &Connected) -> CommandResult {
         Ok(ExitCode::SUCCESS)
     } else {
         eprintln!(
-            "atrium: {} of {} tenant schema(s) differ from template",
+            "atrium: {} of {} tenant and {} spare schema(s) differ from template",
             report.drifted.len(),
-            report.schemas_checked
+            report.schemas_checked,
+            report.spares_checked
         );
         Ok(ExitCode::from(1))
     }

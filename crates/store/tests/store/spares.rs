@@ -21,7 +21,13 @@ async fn provisioning_takes_a_ready_spare_and_the_tenant_works_as_any_other() {
         0,
         "already full"
     );
-    assert!(check(&t.db).await.unwrap().drifted.is_empty());
+    let report = check(&t.db).await.unwrap();
+    assert!(report.drifted.is_empty());
+    assert_eq!(
+        (report.schemas_checked, report.spares_checked),
+        (0, 2),
+        "spares are counted apart from tenants"
+    );
 
     let tenant = new_tenant(&t.db, "alpha").await;
     assert_eq!(spares::ready_count(&t.db).await.unwrap(), 1);
