@@ -137,8 +137,11 @@ async fn update_tenant(
             status: body.status,
         },
     )
-    .await?;
-    Ok(axum::Json(TenantView::from(&tenant)))
+    .await;
+    // Before answering, whether or not the change went through: a caller
+    // that saw the answer must not be served the old entry next.
+    state.directory.forget(id);
+    Ok(axum::Json(TenantView::from(&tenant?)))
 }
 
 /// Delete a tenant: its schema, every row in it, its role and its registry row.
@@ -150,7 +153,9 @@ async fn delete_tenant(
     State(state): State<AppState>,
     Id(id): Id,
 ) -> ApiResult<StatusCode> {
-    tenants::delete(&state.admin_db, id).await?;
+    let deleted = tenants::delete(&state.admin_db, id).await;
+    state.directory.forget(id);
+    deleted?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -125,6 +125,15 @@ impl TenantDirectory {
         self.listening.load(Ordering::Acquire)
     }
 
+    /// Drops tenant `id` from this process's cache now. The process that
+    /// changed a tenant calls this before it answers, so its next request
+    /// never meets the old entry, whenever the notification arrives; a
+    /// lookup that read the row before the change does not store it (see
+    /// `generation`).
+    pub fn forget(&self, tenant_id: i32) {
+        self.invalidate(Some(tenant_id));
+    }
+
     fn invalidate(&self, tenant_id: Option<i32>) {
         let mut cache = self.by_subdomain.write().expect("not poisoned");
         self.generation.fetch_add(1, Ordering::AcqRel);

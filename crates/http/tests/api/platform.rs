@@ -738,3 +738,73 @@ async fn an_unknown_or_non_integer_tenant_id_is_404() {
     }
     assert_eq!(app.sql_i64("SELECT count(*) FROM public.tenants").await, 1);
 }
+
+#[tokio::test]
+async fn once_a_rename_or_suspension_is_answered_the_same_server_never_serves_the_old_state() {
+    let app = std::sync::Arc::new(TestApp::spawn().await);
+    let t = app.create_tenant("alpha").await;
+    // Others keep looking the tenant up by both names, so lookups race
+    // with every change and the cache is always warm.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut load = Vec::new();
+    for host in ["alpha", "omega", "alpha", "omega"] {
+        let (app, stop) = (app.clone(), stop.clone());
+        load.push(tokio::spawn(async move {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = app
+                    .tenant_request(Method::GET, host, "/api/v1/me")
+                    .send()
+                    .await;
+            }
+        }));
+    }
+    let status_of = |host: &'static str| {
+        let app = app.clone();
+        async move {
+            let response = app
+                .tenant_request(Method::GET, host, "/api/v1/me")
+                .send()
+                .await
+                .unwrap();
+            let status = response.status();
+            let body: Value = response.json().await.unwrap();
+            (status, body["code"].as_str().unwrap_or_default().to_owned())
+        }
+    };
+    let patch = |body: Value| {
+        send(
+            app.platform(Method::PATCH, &format!("/platform/v1/tenants/{}", t.id))
+                .json(&body),
+            StatusCode::OK,
+        )
+    };
+    for round in 0..25 {
+        let (old, new) = if round % 2 == 0 {
+            ("alpha", "omega")
+        } else {
+            ("omega", "alpha")
+        };
+        patch(json!({"subdomain": new})).await;
+        assert_eq!(
+            status_of(old).await,
+            (StatusCode::NOT_FOUND, "tenant_not_found".into()),
+            "round {round}: the old host answered after the rename"
+        );
+        patch(json!({"status": "suspended"})).await;
+        assert_eq!(
+            status_of(new).await,
+            (StatusCode::FORBIDDEN, "tenant_suspended".into()),
+            "round {round}"
+        );
+        patch(json!({"status": "active"})).await;
+        assert_eq!(
+            status_of(new).await.0,
+            StatusCode::UNAUTHORIZED,
+            "round {round}: active again, asks for a token"
+        );
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for task in load {
+        task.await.unwrap();
+    }
+}

@@ -338,3 +338,36 @@ async fn a_session_that_made_enough_schemas_is_retired() {
         "after {made} schemas the session was closed and replaced"
     );
 }
+
+#[tokio::test]
+async fn the_process_that_changes_a_tenant_forgets_its_cached_entry_without_waiting_for_notify() {
+    let t = migrated_database().await;
+    let tenant = new_tenant(&t.db, "alpha").await;
+    let directory = TenantDirectory::start(t.db.clone()).await.unwrap();
+    let deadline = Instant::now() + TIMEOUT;
+    while !directory.is_listening() {
+        assert!(Instant::now() < deadline, "the listener never started");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(directory.resolve("alpha").await.unwrap().is_some());
+    // A change whose notification has not arrived (here: none is sent).
+    let session = t.db.session().await.unwrap();
+    session
+        .batch_execute(
+            "ALTER TABLE public.tenants DISABLE TRIGGER USER;
+             UPDATE public.tenants SET subdomain = 'omega' WHERE subdomain = 'alpha';
+             ALTER TABLE public.tenants ENABLE TRIGGER USER;",
+        )
+        .await
+        .unwrap();
+    assert!(
+        directory.resolve("alpha").await.unwrap().is_some(),
+        "still cached: only the notification or forget() drops it"
+    );
+    directory.forget(tenant.id);
+    assert!(directory.resolve("alpha").await.unwrap().is_none());
+    assert_eq!(
+        directory.resolve("omega").await.unwrap().unwrap().id,
+        tenant.id
+    );
+}
