@@ -51,6 +51,14 @@ impl ApiError {
         Self::new(StatusCode::BAD_REQUEST, "bad_request", detail)
     }
 
+    /// 429 with `Retry-After`.
+    pub fn rate_limited(detail: impl Into<String>, retry_after: u64) -> Self {
+        Self {
+            retry_after: Some(retry_after),
+            ..Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", detail)
+        }
+    }
+
     pub fn unauthorized(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, "unauthorized", detail)
     }

@@ -33,40 +33,51 @@ pub(crate) fn subdomain_of(host: &str, base_domain: &str) -> Option<String> {
     valid.then(|| label.to_owned())
 }
 
-/// The tenant a request is for. Unknown hosts are 404 `tenant_not_found`,
-/// suspended tenants 403 `tenant_suspended`.
+/// The tenant a request is for, for work done without signing in (sign
+/// in, password reset, invitations): counted against the anonymous
+/// allowance of its address and of the tenant, never against the tenant's
+/// own budget. Unknown hosts are 404 `tenant_not_found`, suspended tenants
+/// 403 `tenant_suspended`.
 pub(crate) struct Tenant(pub Scope);
 
 impl FromRequestParts<AppState> for Tenant {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> ApiResult<Self> {
-        let host = parts
-            .headers
-            .get(HOST)
-            .and_then(|h| h.to_str().ok())
-            .or_else(|| parts.uri.authority().map(|a| a.as_str()))
-            .ok_or_else(ApiError::tenant_not_found)?;
-        let subdomain = subdomain_of(host, &state.settings.base_domain)
-            .ok_or_else(ApiError::tenant_not_found)?;
-        let tenant = state
-            .directory
-            .resolve(&subdomain)
-            .await?
-            .ok_or_else(ApiError::tenant_not_found)?;
-        if tenant.status == TenantStatus::Suspended {
-            return Err(ApiError::tenant_suspended());
-        }
-        if let Some(slot) = parts.extensions.get::<TenantSlot>() {
-            slot.set(tenant.id, tenant.limits().clone());
-        }
-        tenant.admit_request().await.map_err(ServiceError::from)?;
-        Ok(Self(Scope {
-            db: state.db.clone(),
-            tenant,
-            statement_timeout: state.settings.request_timeout,
-        }))
+        let scope = resolve_tenant(parts, state).await?;
+        state
+            .anonymous
+            .admit(scope.tenant.id, client_ip(parts, state))?;
+        Ok(Self(scope))
     }
+}
+
+/// The request's tenant by its host, admitted to nothing yet.
+async fn resolve_tenant(parts: &Parts, state: &AppState) -> ApiResult<Scope> {
+    let host = parts
+        .headers
+        .get(HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| parts.uri.authority().map(|a| a.as_str()))
+        .ok_or_else(ApiError::tenant_not_found)?;
+    let subdomain =
+        subdomain_of(host, &state.settings.base_domain).ok_or_else(ApiError::tenant_not_found)?;
+    let tenant = state
+        .directory
+        .resolve(&subdomain)
+        .await?
+        .ok_or_else(ApiError::tenant_not_found)?;
+    if tenant.status == TenantStatus::Suspended {
+        return Err(ApiError::tenant_suspended());
+    }
+    if let Some(slot) = parts.extensions.get::<TenantSlot>() {
+        slot.set(tenant.id);
+    }
+    Ok(Scope {
+        db: state.db.clone(),
+        tenant,
+        statement_timeout: state.settings.request_timeout,
+    })
 }
 
 /// Filled in when a request resolves its tenant, so the middleware around
@@ -75,12 +86,21 @@ impl FromRequestParts<AppState> for Tenant {
 #[derive(Clone, Default)]
 pub(crate) struct TenantSlot(std::sync::Arc<std::sync::Mutex<Option<ResolvedTenant>>>);
 
-/// The id and limits of the tenant a request resolved.
-type ResolvedTenant = (i32, std::sync::Arc<atrium_store::TenantLimits>);
+/// The id of the tenant a request resolved, and its limits once the
+/// request is signed in.
+type ResolvedTenant = (i32, Option<std::sync::Arc<atrium_store::TenantLimits>>);
 
 impl TenantSlot {
-    fn set(&self, id: i32, limits: std::sync::Arc<atrium_store::TenantLimits>) {
-        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some((id, limits));
+    fn set(&self, id: i32) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some((id, None));
+    }
+
+    /// From here on the request's database time is the tenant's: a user
+    /// of it is signed in.
+    fn charge_to(&self, limits: std::sync::Arc<atrium_store::TenantLimits>) {
+        if let Some((_, charged)) = self.0.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+            *charged = Some(limits);
+        }
     }
 
     pub fn get(&self) -> Option<i32> {
@@ -96,7 +116,7 @@ impl TenantSlot {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .as_ref()
-            .map(|(_, limits)| limits.clone())
+            .and_then(|(_, limits)| limits.clone())
     }
 }
 
@@ -122,16 +142,38 @@ impl FromRequestParts<AppState> for Authed {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> ApiResult<Self> {
-        let Tenant(scope) = Tenant::from_request_parts(parts, state).await?;
-        let token = bearer(parts)
-            .ok_or_else(|| ApiError::unauthorized("sign in: send Authorization: Bearer <token>"))?
-            .to_owned();
+        let scope = resolve_tenant(parts, state).await?;
+        let address = client_ip(parts, state);
+        let Some(token) = bearer(parts).map(str::to_owned) else {
+            state.anonymous.admit(scope.tenant.id, address)?;
+            return Err(ApiError::unauthorized(
+                "sign in: send Authorization: Bearer <token>",
+            ));
+        };
+        state.anonymous.refuse_blocked(address, &token)?;
         let writes = if parts.method.is_safe() {
             auth::RequestWrites::Nothing
         } else {
             auth::RequestWrites::Records
         };
-        let (tx, me) = auth::begin_authenticated(&scope, &state.auth, &token, writes).await?;
+        let (tx, me) = match auth::begin_authenticated(&scope, &state.auth, &token, writes).await {
+            Ok(signed_in) => signed_in,
+            Err(e @ ServiceError::Unauthorized(_)) => {
+                state.anonymous.admit(scope.tenant.id, address)?;
+                return Err(e.into());
+            }
+            Err(e) => return Err(e.into()),
+        };
+        state.anonymous.vouch(&token);
+        // Signed in: from here the request is the tenant's own work, and
+        // waits for (or is refused by) the tenant's rate and budget.
+        if let Some(slot) = parts.extensions.get::<TenantSlot>() {
+            slot.charge_to(scope.tenant.limits().clone());
+        }
+        if let Err(e) = scope.tenant.admit_request().await {
+            let _ = tx.rollback().await;
+            return Err(ServiceError::from(e).into());
+        }
         Ok(Self { tx, me, scope })
     }
 }
@@ -192,13 +234,8 @@ impl FromRequestParts<AppState> for ClientInfo {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> ApiResult<Self> {
-        let peer = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip());
-        let address = peer.map(|peer| client_address(peer, parts, &state.settings.trusted_proxies));
         Ok(Self {
-            address,
+            address: client_ip(parts, state),
             user_agent: parts
                 .headers
                 .get(USER_AGENT)
@@ -215,6 +252,15 @@ impl ClientInfo {
             user_agent: self.user_agent.as_deref(),
         }
     }
+}
+
+/// The client's address: the peer, or the client a trusted proxy names.
+fn client_ip(parts: &Parts, state: &AppState) -> Option<IpAddr> {
+    let peer = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    peer.map(|peer| client_address(peer, parts, &state.settings.trusted_proxies))
 }
 
 /// Walks `X-Forwarded-For` from the right while the hop is a trusted proxy;

@@ -1,6 +1,7 @@
 //! The HTTP adapter: axum routes over the services, the tenant resolved
 //! from the `Host` header, every error a problem document.
 
+mod anonymous;
 mod custom_fields;
 mod error;
 mod extract;
@@ -81,6 +82,7 @@ pub(crate) struct AppState {
     pub auth: Arc<AuthSettings>,
     pub links: Arc<Links>,
     pub limiter: Arc<LoginLimiter>,
+    pub anonymous: Arc<anonymous::AnonymousLimits>,
     pub metrics: Arc<tenant_metrics::TenantMetrics>,
 }
 
@@ -145,6 +147,7 @@ async fn build(
         auth: Arc::new(AuthSettings::default()),
         links: Arc::new(links),
         limiter: Arc::new(LoginLimiter::default()),
+        anonymous: Arc::default(),
         metrics,
     };
     let (api_router, mut openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())

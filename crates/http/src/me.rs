@@ -102,11 +102,13 @@ pub struct PasswordChangeBody {
     request_body = PasswordChangeBody,
     responses((status = 204), (status = 401, body = Problem), (status = 422, body = Problem)))]
 async fn change_password(
+    State(state): State<AppState>,
     authed: Authed,
     Json(body): Json<PasswordChangeBody>,
 ) -> ApiResult<StatusCode> {
     let result = auth::change_password(
         &authed.tx,
+        &state.limiter,
         &authed.me,
         &body.current_password,
         &body.new_password,
@@ -129,9 +131,18 @@ pub struct ResetRequestBody {
 async fn request_reset(
     State(state): State<AppState>,
     Tenant(scope): Tenant,
+    client: ClientInfo,
     Json(body): Json<ResetRequestBody>,
 ) -> ApiResult<StatusCode> {
-    auth::request_password_reset(&scope, &state.auth, &state.links, &body.email).await?;
+    auth::request_password_reset(
+        &scope,
+        &state.auth,
+        &state.limiter,
+        &state.links,
+        &body.email,
+        client.address,
+    )
+    .await?;
     Ok(StatusCode::ACCEPTED)
 }
 

@@ -1,6 +1,6 @@
 //! Signing in and out, sessions, and passwords.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -53,15 +53,30 @@ pub struct Client<'a> {
     pub user_agent: Option<&'a str>,
 }
 
-/// Counts failed sign-ins per email (per tenant) and per client address
-/// over a sliding window. In memory, per server process: behind a load
-/// balancer each process limits on its own (see docs/operations.md).
+/// Limits on guessing, in memory and per server process (behind a load
+/// balancer each process limits on its own; see docs/operations.md):
+/// failed sign-ins per email and per client address, password reset
+/// requests per email and per address, and wrong current passwords per
+/// user. Every key names its tenant, so one noisy address (a proxy, an
+/// office) cannot block sign-in to every organisation at once. Memory is
+/// bounded: each window keeps its most recently used keys only.
 pub struct LoginLimiter {
-    window: Duration,
+    sign_in: SlidingWindow,
     per_email: usize,
     per_address: usize,
-    failures: Mutex<HashMap<String, VecDeque<Instant>>>,
+    resets: SlidingWindow,
+    password_changes: SlidingWindow,
 }
+
+/// Reset emails one address may ask for an hour (per tenant), and one
+/// email address may be sent.
+const RESETS_PER_EMAIL: usize = 5;
+const RESETS_PER_ADDRESS: usize = 20;
+/// Wrong current passwords a signed-in user may give in 15 minutes.
+const PASSWORD_CHANGE_FAILURES: usize = 10;
+/// Keys each window remembers; the least recently used go first. Each
+/// key holds at most 50 instants (16 bytes each): about 1 KiB.
+const MAX_KEYS: usize = 20_000;
 
 impl Default for LoginLimiter {
     fn default() -> Self {
@@ -72,49 +87,64 @@ impl Default for LoginLimiter {
 impl LoginLimiter {
     pub fn new(window: Duration, per_email: usize, per_address: usize) -> Self {
         Self {
-            window,
+            sign_in: SlidingWindow::new(window),
             per_email,
             per_address,
-            failures: Mutex::default(),
+            resets: SlidingWindow::new(Duration::from_secs(3600)),
+            password_changes: SlidingWindow::new(window),
         }
     }
 
-    fn keys(tenant_id: i32, email: &str, address: Option<IpAddr>) -> (String, Option<String>) {
-        (
-            format!("e:{tenant_id}:{}", email.trim().to_lowercase()),
-            address.map(|a| format!("a:{a}")),
-        )
-    }
-
-    /// Counts an attempt as a failure up front, under the same lock as the
-    /// check, so parallel attempts cannot all slip past the limit; a
-    /// successful sign-in gives it back with [`LoginLimiter::forgive`].
-    /// Refuses when either key is at its limit, saying how long to wait.
-    fn reserve(
+    /// The keys of a sign-in: the email only when it is one (a garbage
+    /// string must not become a key), and the address, both per tenant.
+    fn keys(
         &self,
         tenant_id: i32,
         email: &str,
         address: Option<IpAddr>,
-    ) -> Result<Instant, ServiceError> {
-        let (email_key, address_key) = Self::keys(tenant_id, email, address);
-        let now = Instant::now();
-        let mut failures = self.failures.lock().expect("not poisoned");
-        if failures.len() > 100_000 {
-            let window = self.window;
-            failures.retain(|_, times| {
-                times
-                    .back()
-                    .is_some_and(|t| now.duration_since(*t) < window)
-            });
+    ) -> [(Option<String>, usize); 2] {
+        [
+            (
+                atrium_domain::Email::parse(email)
+                    .ok()
+                    .map(|e| format!("e:{tenant_id}:{}", e.as_str().to_lowercase())),
+                self.per_email,
+            ),
+            (
+                address.map(|a| format!("a:{tenant_id}:{a}")),
+                self.per_address,
+            ),
+        ]
+    }
+}
+
+/// Attempts per key over a sliding window.
+struct SlidingWindow {
+    window: Duration,
+    attempts: Mutex<lru::LruCache<String, VecDeque<Instant>>>,
+}
+
+impl SlidingWindow {
+    fn new(window: Duration) -> Self {
+        Self {
+            window,
+            attempts: Mutex::new(lru::LruCache::new(
+                std::num::NonZeroUsize::new(MAX_KEYS).expect("positive"),
+            )),
         }
+    }
+
+    /// Counts an attempt up front, under the same lock as the check, so
+    /// parallel attempts cannot all slip past the limit; an attempt that
+    /// turns out fine is given back with [`SlidingWindow::forgive`].
+    /// Refuses when any key is at its limit, saying how long to wait.
+    fn reserve(&self, keys: &[(Option<String>, usize)]) -> Result<Instant, ServiceError> {
+        let now = Instant::now();
+        let mut attempts = self.attempts.lock().unwrap_or_else(|e| e.into_inner());
         let mut wait = Duration::ZERO;
-        let keys = [
-            (Some(email_key), self.per_email),
-            (address_key, self.per_address),
-        ];
-        for (key, limit) in &keys {
+        for (key, limit) in keys {
             let Some(key) = key else { continue };
-            if let Some(times) = failures.get_mut(key) {
+            if let Some(times) = attempts.get_mut(key) {
                 while times
                     .front()
                     .is_some_and(|t| now.duration_since(*t) >= self.window)
@@ -132,29 +162,36 @@ impl LoginLimiter {
                 retry_after_seconds: wait.as_secs().max(1),
             });
         }
-        let cap = self.per_email.max(self.per_address);
-        for (key, _) in keys {
+        for (key, limit) in keys {
             let Some(key) = key else { continue };
-            let times = failures.entry(key).or_default();
+            let times = attempts.get_or_insert_mut(key.clone(), VecDeque::new);
             times.push_back(now);
-            while times.len() > cap {
+            while times.len() > *limit {
                 times.pop_front();
             }
         }
         Ok(now)
     }
 
-    /// Gives back an attempt reserved at `at` (the sign-in succeeded).
-    fn forgive(&self, tenant_id: i32, email: &str, address: Option<IpAddr>, at: Instant) {
-        let (email_key, address_key) = Self::keys(tenant_id, email, address);
-        let mut failures = self.failures.lock().expect("not poisoned");
-        for key in [Some(email_key), address_key].into_iter().flatten() {
-            if let Some(times) = failures.get_mut(&key)
+    /// Gives back an attempt reserved at `at`.
+    fn forgive(&self, keys: &[(Option<String>, usize)], at: Instant) {
+        let mut attempts = self.attempts.lock().unwrap_or_else(|e| e.into_inner());
+        for (key, _) in keys {
+            let Some(key) = key else { continue };
+            if let Some(times) = attempts.get_mut(key)
                 && let Some(i) = times.iter().rposition(|t| *t == at)
             {
                 times.remove(i);
             }
         }
+    }
+
+    #[cfg(test)]
+    fn keys_kept(&self) -> usize {
+        self.attempts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
     }
 }
 
@@ -182,8 +219,8 @@ pub async fn login(
     password: &str,
     client: Client<'_>,
 ) -> Result<SignedIn, ServiceError> {
-    let tenant_id = scope.tenant.id;
-    let attempt = limiter.reserve(tenant_id, email, client.address)?;
+    let keys = limiter.keys(scope.tenant.id, email, client.address);
+    let attempt = limiter.sign_in.reserve(&keys)?;
     // Read, then verify outside any transaction: bcrypt is slow on purpose
     // and must not hold one of the tenant's connections.
     let tx = scope.begin().await?;
@@ -197,7 +234,7 @@ pub async fn login(
     let Some(user) = user.filter(|u| password_ok && u.active) else {
         return Err(ServiceError::Unauthorized(BAD_CREDENTIALS.into()));
     };
-    limiter.forgive(tenant_id, email, client.address, attempt);
+    limiter.sign_in.forgive(&keys, attempt);
     let tx = scope.begin().await?;
     let result = start_session_for(&tx, settings, user, &client).await;
     finish(tx, result).await
@@ -297,11 +334,18 @@ pub async fn logout(tx: &TenantTx, me: &CurrentUser) -> Result<(), ServiceError>
 /// Changes the signed-in user's password; their other sessions end.
 pub async fn change_password(
     tx: &TenantTx,
+    limiter: &LoginLimiter,
     me: &CurrentUser,
     current_password: &str,
     new_password: &str,
 ) -> Result<(), ServiceError> {
     let new_password = Password::parse_field("new_password", new_password)?;
+    // A stolen session must not become a way to guess the password.
+    let keys = [(
+        Some(format!("u:{}:{}", tx.tenant().id, me.id())),
+        PASSWORD_CHANGE_FAILURES,
+    )];
+    let attempt = limiter.password_changes.reserve(&keys)?;
     let hash = users::get_password_hash(tx, me.id())
         .await?
         .ok_or_else(|| ServiceError::NotFound("user".into()))?;
@@ -311,6 +355,7 @@ pub async fn change_password(
             "is not your current password",
         )]));
     }
+    limiter.password_changes.forgive(&keys, attempt);
     let new_hash = passwords::hash(&new_password).await?;
     users::set_password(tx, me.id(), &new_hash).await?;
     sessions::revoke_all_for_user(tx, me.id(), Some(me.session_id)).await?;
@@ -323,9 +368,26 @@ pub async fn change_password(
 pub async fn request_password_reset(
     scope: &Scope,
     settings: &AuthSettings,
+    limiter: &LoginLimiter,
     links: &crate::invitations::Links,
     email: &str,
+    address: Option<IpAddr>,
 ) -> Result<(), ServiceError> {
+    // Counted whether or not the email is a user's: a 429 tells nothing
+    // about who has an account, and nobody's inbox is flooded.
+    let tenant_id = scope.tenant.id;
+    limiter.resets.reserve(&[
+        (
+            atrium_domain::Email::parse(email)
+                .ok()
+                .map(|e| format!("e:{tenant_id}:{}", e.as_str().to_lowercase())),
+            RESETS_PER_EMAIL,
+        ),
+        (
+            address.map(|a| format!("a:{tenant_id}:{a}")),
+            RESETS_PER_ADDRESS,
+        ),
+    ])?;
     let tx = scope.begin().await?;
     let result = async {
         let Some((user, _)) = users::find_for_login(&tx, email).await? else {
@@ -405,14 +467,23 @@ pub async fn confirm_password_reset(
 mod tests {
     use super::*;
 
+    fn sign_in(
+        limiter: &LoginLimiter,
+        tenant: i32,
+        email: &str,
+        ip: Option<IpAddr>,
+    ) -> Result<Instant, ServiceError> {
+        limiter.sign_in.reserve(&limiter.keys(tenant, email, ip))
+    }
+
     #[test]
-    fn the_limiter_counts_failures_per_email_and_per_address() {
+    fn the_limiter_counts_failures_per_email_and_per_address_of_each_tenant() {
         let limiter = LoginLimiter::new(Duration::from_secs(60), 3, 5);
         let ip: IpAddr = "10.0.0.1".parse().unwrap();
         for _ in 0..3 {
-            limiter.reserve(1, "A@x.com", Some(ip)).unwrap();
+            sign_in(&limiter, 1, "A@x.com", Some(ip)).unwrap();
         }
-        match limiter.reserve(1, "a@X.com", None) {
+        match sign_in(&limiter, 1, "a@X.com", None) {
             Err(ServiceError::RateLimited {
                 retry_after_seconds,
             }) => {
@@ -421,26 +492,44 @@ mod tests {
             other => panic!("expected a limit, got {:?}", other.err()),
         }
         assert!(
-            limiter.reserve(2, "a@x.com", None).is_ok(),
+            sign_in(&limiter, 2, "a@x.com", None).is_ok(),
             "another tenant's email"
         );
-        limiter.reserve(1, "b@x.com", Some(ip)).unwrap();
-        limiter.reserve(1, "c@x.com", Some(ip)).unwrap();
+        sign_in(&limiter, 1, "b@x.com", Some(ip)).unwrap();
+        sign_in(&limiter, 1, "c@x.com", Some(ip)).unwrap();
         assert!(
-            limiter.reserve(1, "d@x.com", Some(ip)).is_err(),
+            sign_in(&limiter, 1, "d@x.com", Some(ip)).is_err(),
             "the address is at 5"
         );
-        assert!(limiter.reserve(1, "d@x.com", None).is_ok());
+        assert!(sign_in(&limiter, 1, "d@x.com", None).is_ok());
+        assert!(
+            sign_in(&limiter, 2, "d@x.com", Some(ip)).is_ok(),
+            "the noisy address still signs in elsewhere"
+        );
     }
 
     #[test]
     fn a_forgiven_attempt_does_not_count() {
         let limiter = LoginLimiter::new(Duration::from_secs(60), 2, 50);
         for _ in 0..5 {
-            let at = limiter.reserve(1, "ok@x.com", None).unwrap();
-            limiter.forgive(1, "ok@x.com", None, at);
+            let keys = limiter.keys(1, "ok@x.com", None);
+            let at = limiter.sign_in.reserve(&keys).unwrap();
+            limiter.sign_in.forgive(&keys, at);
         }
-        assert!(limiter.reserve(1, "ok@x.com", None).is_ok());
+        assert!(sign_in(&limiter, 1, "ok@x.com", None).is_ok());
+    }
+
+    #[test]
+    fn garbage_emails_make_no_keys_and_the_keys_kept_are_bounded() {
+        let limiter = LoginLimiter::default();
+        for i in 0..1000 {
+            sign_in(&limiter, 1, &format!("not an email {i}"), None).unwrap();
+        }
+        assert_eq!(limiter.sign_in.keys_kept(), 0);
+        for i in 0..MAX_KEYS + 500 {
+            sign_in(&limiter, 1, &format!("u{i}@x.com"), None).unwrap();
+        }
+        assert_eq!(limiter.sign_in.keys_kept(), MAX_KEYS);
     }
 
     #[tokio::test]

@@ -109,3 +109,104 @@ async fn using_one_reset_token_ends_the_others() {
     send(confirm(&second), StatusCode::NO_CONTENT).await;
     send(confirm(&first), StatusCode::UNPROCESSABLE_ENTITY).await;
 }
+
+#[tokio::test]
+async fn anonymous_floods_spend_their_own_allowance_not_the_tenants() {
+    // Behind a proxy, so the flood and the users have addresses of their own.
+    let app = std::sync::Arc::new(
+        TestApp::spawn_with(atrium_http::ServerSettings {
+            platform_token: Some(crate::helpers::PLATFORM_TOKEN.into()),
+            trusted_proxies: vec!["127.0.0.0/8".parse().unwrap()],
+            ..Default::default()
+        })
+        .await,
+    );
+    let t = app.create_tenant("alpha").await;
+    const NOISE: &str = "203.0.113.7";
+    // A colleague behind the noisy address whose token worked a moment ago.
+    let (_, colleague) = app.add_user(&t, "rep@alpha.example", "sales_rep").await;
+    send(
+        app.authed(Method::GET, "alpha", &colleague, "/api/v1/me")
+            .header("x-forwarded-for", NOISE),
+        StatusCode::OK,
+    )
+    .await;
+    // Token-less and garbage-token requests at the tenant, all at once.
+    let flood = futures::future::join_all((0..600).map(|i| {
+        let app = app.clone();
+        async move {
+            let request = app
+                .tenant_request(Method::GET, "alpha", "/api/v1/me")
+                .header("x-forwarded-for", NOISE);
+            let request = if i % 2 == 0 {
+                request
+            } else {
+                request.bearer_auth(format!("garbage-{i}"))
+            };
+            request.send().await.unwrap().status()
+        }
+    }));
+    let signed_in = futures::future::join_all((0..40).map(|i| {
+        let app = app.clone();
+        let (token, address) = if i % 4 == 0 {
+            (colleague.clone(), NOISE)
+        } else {
+            (t.admin_token.clone(), "198.51.100.1")
+        };
+        async move {
+            app.authed(Method::GET, "alpha", &token, "/api/v1/me")
+                .header("x-forwarded-for", address)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    }));
+    let (flood, signed_in) = tokio::join!(flood, signed_in);
+    assert!(
+        signed_in.iter().all(|s| *s == StatusCode::OK),
+        "signed-in users are served: {signed_in:?}"
+    );
+    let limited = flood
+        .iter()
+        .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    assert!(limited > 0, "the flood runs out of its allowance");
+    assert!(
+        flood
+            .iter()
+            .all(|s| *s == StatusCode::UNAUTHORIZED || *s == StatusCode::TOO_MANY_REQUESTS)
+    );
+    // Another address signs in as usual.
+    app.login("alpha", &t.admin_email, crate::helpers::ADMIN_PASSWORD)
+        .await;
+}
+
+#[tokio::test]
+async fn password_reset_requests_and_wrong_current_passwords_are_rate_limited() {
+    let app = TestApp::spawn().await;
+    let t = app.create_tenant("alpha").await;
+    let reset = || {
+        app.tenant_request(Method::POST, "alpha", "/api/v1/auth/password-reset")
+            .json(&json!({"email": "nobody@alpha.example"}))
+    };
+    for _ in 0..5 {
+        send(reset(), StatusCode::ACCEPTED).await;
+    }
+    crate::helpers::send_problem(reset(), StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+    let change = || {
+        app.authed(Method::POST, "alpha", &t.admin_token, "/api/v1/me/password")
+            .json(
+                &json!({"current_password": "wrong-password", "new_password": "another-long-one"}),
+            )
+    };
+    for _ in 0..10 {
+        crate::helpers::send_problem(
+            change(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+        )
+        .await;
+    }
+    crate::helpers::send_problem(change(), StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+}

@@ -134,19 +134,19 @@ async fn a_flooding_tenant_gets_503_beyond_its_limit_and_the_others_are_served()
 #[tokio::test]
 async fn a_tenant_past_its_request_rate_waits_then_gets_503_and_the_others_do_not() {
     let app = TestApp::spawn().await;
-    app.create_tenant("noisy").await;
-    app.create_tenant("quiet").await;
-    // Far more at once than a small tier's 100 requests a second, each
-    // allowed to wait a second for its turn.
+    let noisy = app.create_tenant("noisy").await;
+    let quiet = app.create_tenant("quiet").await;
+    // Far more signed-in requests at once than a small tier's rate and
+    // burst, each allowed to wait a second for its turn.
     let flood = join_all((0..400).map(|_| {
-        app.tenant_request(Method::GET, "noisy", "/api/v1/me")
+        app.authed(Method::GET, "noisy", &noisy.admin_token, "/api/v1/me")
             .send()
     }));
     let quiet = async {
         let mut statuses = Vec::new();
         for _ in 0..20 {
             let response = app
-                .tenant_request(Method::GET, "quiet", "/api/v1/me")
+                .authed(Method::GET, "quiet", &quiet.admin_token, "/api/v1/me")
                 .send()
                 .await
                 .unwrap();
@@ -160,7 +160,7 @@ async fn a_tenant_past_its_request_rate_waits_then_gets_503_and_the_others_do_no
     for response in flood {
         let response = response.unwrap();
         match response.status() {
-            StatusCode::UNAUTHORIZED => admitted += 1,
+            StatusCode::OK => admitted += 1,
             StatusCode::SERVICE_UNAVAILABLE => {
                 turned_away += 1;
                 assert!(response.headers().contains_key("retry-after"));
@@ -169,11 +169,11 @@ async fn a_tenant_past_its_request_rate_waits_then_gets_503_and_the_others_do_no
         }
     }
     assert!(
-        turned_away > 0 && admitted >= 100,
+        turned_away > 0 && admitted >= 50,
         "{admitted} admitted, {turned_away} turned away"
     );
     assert!(
-        quiet.iter().all(|s| *s == StatusCode::UNAUTHORIZED),
+        quiet.iter().all(|s| *s == StatusCode::OK),
         "the quiet tenant is never turned away: {quiet:?}"
     );
 }

@@ -797,10 +797,12 @@ async fn once_a_rename_or_suspension_is_answered_the_same_server_never_serves_th
             "round {round}"
         );
         patch(json!({"status": "active"})).await;
-        assert_eq!(
-            status_of(new).await.0,
-            StatusCode::UNAUTHORIZED,
-            "round {round}: active again, asks for a token"
+        // Active again: asks for a token (or, with the anonymous load
+        // around, for patience).
+        let (status, code) = status_of(new).await;
+        assert!(
+            code == "unauthorized" || code == "rate_limited",
+            "round {round}: {status} {code}"
         );
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
