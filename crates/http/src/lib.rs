@@ -2,6 +2,7 @@
 //! from the `Host` header, every error a problem document.
 
 mod anonymous;
+mod connections;
 mod custom_fields;
 mod error;
 mod extract;
@@ -16,7 +17,6 @@ mod records;
 pub mod tenant_metrics;
 mod users;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -41,6 +41,14 @@ pub struct ServerSettings {
     pub request_timeout: Duration,
     /// Peers whose `X-Forwarded-For` is believed (load balancers).
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Open connections at most; past it new ones are closed at once, so
+    /// idle or slow clients cannot use up the process's file descriptors.
+    pub max_connections: usize,
+    /// Requests being answered at most; past it 503 with `Retry-After`.
+    pub max_requests_in_flight: usize,
+    /// A client has this long to send a request's headers (slow-loris
+    /// connections are closed).
+    pub header_read_timeout: Duration,
 }
 
 impl std::fmt::Debug for ServerSettings {
@@ -54,6 +62,9 @@ impl std::fmt::Debug for ServerSettings {
             .field("public_url", &self.public_url)
             .field("request_timeout", &self.request_timeout)
             .field("trusted_proxies", &self.trusted_proxies)
+            .field("max_connections", &self.max_connections)
+            .field("max_requests_in_flight", &self.max_requests_in_flight)
+            .field("header_read_timeout", &self.header_read_timeout)
             .finish()
     }
 }
@@ -66,9 +77,19 @@ impl Default for ServerSettings {
             public_url: None,
             request_timeout: Duration::from_secs(30),
             trusted_proxies: Vec::new(),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_requests_in_flight: DEFAULT_MAX_REQUESTS_IN_FLIGHT,
+            header_read_timeout: Duration::from_secs(10),
         }
     }
 }
+
+/// Open connections by default: well inside a default open-files limit
+/// of 1,024 with the database sessions and files beside them.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 768;
+/// Requests answered at once by default: far more than the database
+/// sessions can serve, so the bound only turns away a pile-up.
+pub const DEFAULT_MAX_REQUESTS_IN_FLIGHT: usize = 512;
 
 #[derive(Clone)]
 pub(crate) struct AppState {
@@ -83,6 +104,8 @@ pub(crate) struct AppState {
     pub links: Arc<Links>,
     pub limiter: Arc<LoginLimiter>,
     pub anonymous: Arc<anonymous::AnonymousLimits>,
+    /// Permits for requests being answered (`max_requests_in_flight`).
+    pub in_flight: Arc<tokio::sync::Semaphore>,
     pub metrics: Arc<tenant_metrics::TenantMetrics>,
 }
 
@@ -139,6 +162,7 @@ async fn build(
         base_domain: settings.base_domain.clone(),
         port,
     };
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(settings.max_requests_in_flight));
     let state = AppState {
         db,
         admin_db,
@@ -148,6 +172,7 @@ async fn build(
         links: Arc::new(links),
         limiter: Arc::new(LoginLimiter::default()),
         anonymous: Arc::default(),
+        in_flight,
         metrics,
     };
     let (api_router, mut openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
@@ -178,6 +203,7 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let port = listener.local_addr()?.port();
+    let settings_of_connections = connections::Limits::from(&settings);
     let metrics = Arc::new(tenant_metrics::TenantMetrics::default());
     let app = build(db.clone(), admin_db, settings, port, metrics.clone()).await?;
     let server_id = tenant_metrics::server_id(port);
@@ -186,12 +212,7 @@ pub async fn serve(
     let publisher = tokio_util::task::AbortOnDropHandle::new(tokio::spawn(
         tenant_metrics::publish_every_minute(db.clone(), server_id.clone(), metrics),
     ));
-    let served = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await;
+    let served = connections::serve(listener, app, &settings_of_connections, shutdown).await;
     publisher.abort();
     if let Err(e) = atrium_store::tenant_metrics::withdraw(&db, &server_id).await {
         tracing::debug!(

@@ -37,6 +37,19 @@ async fn observe_and_bound(
     mut request: Request,
     next: Next,
 ) -> Response {
+    // A pile-up is turned away at once, cheaply, instead of queueing for
+    // memory and sessions; the health endpoints answer all the same.
+    let _in_flight = match request.uri().path() {
+        "/healthz" | "/readyz" | "/metrics" => None,
+        _ => match state.in_flight.clone().try_acquire_owned() {
+            Ok(permit) => Some(permit),
+            Err(_) => {
+                metrics::counter!("atrium_http_requests_shed_total").increment(1);
+                return ApiError::unavailable("the server is at capacity; retry shortly", 1)
+                    .into_response();
+            }
+        },
+    };
     let started = Instant::now();
     let slot = TenantSlot::default();
     request.extensions_mut().insert(slot.clone());

@@ -39,6 +39,8 @@ pub async fn run(
         } else {
             args.trusted_proxies
         },
+        max_connections: max_connections(),
+        ..Default::default()
     };
     let smtp_url = args
         .smtp_url
@@ -176,6 +178,15 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()> + S
         }
         tracing::info!("shutting down: finishing requests in flight");
     })
+}
+
+/// Client connections kept open at most: three quarters of what the
+/// open-files limit leaves after the database sessions and files (a few
+/// hundred), between 64 and 10,000.
+fn max_connections() -> usize {
+    use nix::sys::resource::{Resource, getrlimit};
+    let soft = getrlimit(Resource::RLIMIT_NOFILE).map_or(1_024, |(soft, _)| soft);
+    (soft.saturating_sub(256) * 3 / 4).clamp(64, 10_000) as usize
 }
 
 /// Spare tenant schemas kept ready by default.

@@ -210,3 +210,113 @@ async fn password_reset_requests_and_wrong_current_passwords_are_rate_limited() 
     }
     crate::helpers::send_problem(change(), StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
 }
+
+fn limited(settings: atrium_http::ServerSettings) -> atrium_http::ServerSettings {
+    atrium_http::ServerSettings {
+        platform_token: Some(crate::helpers::PLATFORM_TOKEN.into()),
+        ..settings
+    }
+}
+
+#[tokio::test]
+async fn a_client_that_never_finishes_its_headers_is_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = TestApp::spawn_with(limited(atrium_http::ServerSettings {
+        header_read_timeout: Duration::from_secs(1),
+        ..Default::default()
+    }))
+    .await;
+    let mut slow = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let mut buffer = [0u8; 512];
+    let read = tokio::time::timeout(Duration::from_secs(20), slow.read(&mut buffer))
+        .await
+        .expect("the server closed the connection");
+    // Closed (0 bytes or reset), perhaps after a 408 answer.
+    match read {
+        Ok(0) | Err(_) => {}
+        Ok(n) => assert!(
+            String::from_utf8_lossy(&buffer[..n]).starts_with("HTTP/1.1 408"),
+            "{}",
+            String::from_utf8_lossy(&buffer[..n])
+        ),
+    }
+}
+
+#[tokio::test]
+async fn connections_past_the_limit_are_closed_and_the_others_served() {
+    use tokio::io::AsyncReadExt;
+    let app = TestApp::spawn_with(limited(atrium_http::ServerSettings {
+        max_connections: 3,
+        ..Default::default()
+    }))
+    .await;
+    let mut idle = Vec::new();
+    for _ in 0..3 {
+        idle.push(tokio::net::TcpStream::connect(app.addr).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut extra = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let mut buffer = [0u8; 16];
+    let read = tokio::time::timeout(Duration::from_secs(10), extra.read(&mut buffer))
+        .await
+        .expect("the extra connection is closed at once");
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    drop(idle);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    send(app.request(Method::GET, "/healthz"), StatusCode::OK).await;
+}
+
+#[tokio::test]
+async fn requests_past_the_in_flight_limit_are_503_with_retry_after() {
+    let app = std::sync::Arc::new(
+        TestApp::spawn_with(limited(atrium_http::ServerSettings {
+            max_requests_in_flight: 1,
+            ..Default::default()
+        }))
+        .await,
+    );
+    let t = app.create_tenant("alpha").await;
+    // An import whose body trickles in holds the one place.
+    let trickle = futures::stream::unfold(0, |sent| async move {
+        if sent == 3 {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        let chunk = if sent == 0 {
+            "first_name,last_name\n".to_owned()
+        } else {
+            format!("Ann{sent},Lee\n")
+        };
+        Some((Ok::<_, std::io::Error>(chunk), sent + 1))
+    });
+    let importing = {
+        let (app, token) = (app.clone(), t.admin_token.clone());
+        tokio::spawn(async move {
+            app.authed(Method::POST, "alpha", &token, "/api/v1/contacts/import")
+                .header("content-type", "text/csv")
+                .body(reqwest::Body::wrap_stream(trickle))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let response = app
+        .authed(Method::GET, "alpha", &t.admin_token, "/api/v1/me")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(response.headers()["retry-after"], "1");
+    send(app.request(Method::GET, "/healthz"), StatusCode::OK).await;
+    assert_eq!(importing.await.unwrap(), StatusCode::OK);
+    send(
+        app.authed(Method::GET, "alpha", &t.admin_token, "/api/v1/me"),
+        StatusCode::OK,
+    )
+    .await;
+}
