@@ -310,6 +310,7 @@ async fn import_row(
     let mut body = Map::new();
     let mut custom = Map::new();
     for (column, value) in columns.iter().zip(record.iter()) {
+        let value = restored(value);
         match column {
             Column::Field(name) => {
                 let value = if value.is_empty() {
@@ -386,6 +387,29 @@ async fn import_row(
     Ok(Imported { created, email })
 }
 
+/// What a spreadsheet would run as a formula when a cell starts with it
+/// (and the quote that marks a neutralised cell, so it round-trips).
+const FORMULA_STARTS: &[char] = &['=', '+', '-', '@', '\t', '\r', '\''];
+
+/// A cell a spreadsheet shows as text: one that starts like a formula
+/// gets a leading `'` (OWASP's advice against CSV injection).
+fn neutralised(cell: String) -> String {
+    if cell.starts_with(FORMULA_STARTS) {
+        format!("'{cell}")
+    } else {
+        cell
+    }
+}
+
+/// A cell as it was before [`neutralised`]: the import takes back what
+/// the export wrote.
+fn restored(cell: &str) -> &str {
+    match cell.strip_prefix('\'') {
+        Some(rest) if rest.starts_with(FORMULA_STARTS) => rest,
+        _ => cell,
+    }
+}
+
 /// The export's header: the contact columns, then each defined custom
 /// field.
 pub async fn export_header(tx: &TenantTx, me: &CurrentUser) -> Result<Vec<String>, ServiceError> {
@@ -445,7 +469,7 @@ pub async fn export_page(
         };
         let mut row = Vec::with_capacity(header.len());
         for column in header {
-            row.push(match column.as_str() {
+            row.push(neutralised(match column.as_str() {
                 "company" => contact["company_id"]
                     .as_i64()
                     .and_then(|id| names.get(&(id as i32)).cloned())
@@ -461,7 +485,7 @@ pub async fn export_page(
                     }
                 }
                 c => text(&contact[c]),
-            });
+            }));
         }
         writer
             .write_record(&row)
@@ -471,4 +495,31 @@ pub async fn export_page(
         .into_inner()
         .map_err(|e| anyhow::anyhow!("writing CSV: {e}"))?;
     Ok((bytes, page.next_cursor))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formula_cells_are_neutralised_and_read_back_as_they_were() {
+        for cell in [
+            "=1+2",
+            "+1 555 0100",
+            "-5",
+            "@SUM(A1)",
+            "\tx",
+            "\rx",
+            "'=x",
+            "'plain",
+        ] {
+            let written = neutralised(cell.to_owned());
+            assert!(written.starts_with('\''), "{cell:?} -> {written:?}");
+            assert_eq!(restored(&written), cell);
+        }
+        for cell in ["Ann", "O'Brien", "", "5", "a=b"] {
+            assert_eq!(neutralised(cell.to_owned()), cell);
+            assert_eq!(restored(cell), cell);
+        }
+    }
 }

@@ -155,9 +155,16 @@ async fn an_export_imports_into_another_tenant_as_the_same_rows() {
     let source = "first_name,last_name,email,phone,company,cf.priority,cf.score\n\
                   Ann,Lee,ann@x.com,+1 555,Initech,high,3\n\
                   \"O'Brien, Jr.\",Müller,,,\"Acme, Inc.\",,\n\
-                  Zoë,\"Say \"\"hi\"\"\",z@y.org,,Initech,low,2.5\n";
+                  Zoë,\"Say \"\"hi\"\"\",z@y.org,,Initech,low,2.5\n\
+                  \"=HYPERLINK(\"\"http://x\"\")\",@evil,e@x.com,-1,,,-4\n";
     import(&app, "alpha", &a.admin_token, source, "").await;
     let exported = export(&app, "alpha", &a.admin_token).await;
+    // Cells a spreadsheet would run as formulas are written as text.
+    assert!(
+        exported.contains("\"'=HYPERLINK(\"\"http://x\"\")\",'@evil,e@x.com,'-1,"),
+        "{exported}"
+    );
+    assert!(exported.contains(",'+1 555,"), "{exported}");
     assert!(
         exported.starts_with(
             "id,first_name,last_name,email,phone,company_id,company,cf.priority,cf.score\n"
@@ -167,7 +174,7 @@ async fn an_export_imports_into_another_tenant_as_the_same_rows() {
     let report = import(&app, "bravo", &b.admin_token, &exported, "").await;
     assert_eq!(
         (report["created"].as_u64(), report["failed"].as_u64()),
-        (Some(3), Some(0)),
+        (Some(4), Some(0)),
         "{report}"
     );
     let strip = |csv: &str| -> Vec<Vec<String>> {
@@ -188,6 +195,22 @@ async fn an_export_imports_into_another_tenant_as_the_same_rows() {
     };
     let again = export(&app, "bravo", &b.admin_token).await;
     assert_eq!(strip(&exported), strip(&again));
+    // And the values themselves came back as they were.
+    let found = send(
+        app.authed(
+            Method::GET,
+            "bravo",
+            &b.admin_token,
+            "/api/v1/contacts?email=e@x.com",
+        ),
+        StatusCode::OK,
+    )
+    .await;
+    let contact = &found["data"][0];
+    assert_eq!(contact["first_name"], "=HYPERLINK(\"http://x\")");
+    assert_eq!(contact["last_name"], "@evil");
+    assert_eq!(contact["phone"], "-1");
+    assert_eq!(contact["custom_fields"]["score"], -4);
 }
 
 #[tokio::test]
