@@ -61,6 +61,19 @@ impl Tier {
         }
     }
 
+    /// The longest one statement of the tenant's may run (PostgreSQL's
+    /// `statement_timeout`, set in every tenant transaction; never longer
+    /// than the request timeout). A CRM's requests take milliseconds; a
+    /// statement that runs for seconds is a runaway whose cost the
+    /// database-time budget then charges.
+    pub fn statement_timeout(self) -> std::time::Duration {
+        std::time::Duration::from_secs(match self {
+            Self::Small => 5,
+            Self::Medium => 15,
+            Self::Large => 30,
+        })
+    }
+
     /// Requests a tenant may make at once above its rate, after a quiet
     /// spell (a page that loads several lists, a script's first burst).
     pub fn request_burst(self) -> u32 {

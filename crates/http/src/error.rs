@@ -188,6 +188,15 @@ impl From<ServiceError> for ApiError {
                 "this organisation is using all of its capacity; retry shortly",
                 1,
             ),
+            ServiceError::OverBudget {
+                retry_after_seconds,
+            } => Self::unavailable(
+                format!(
+                    "this organisation used more database time than its plan allows; \
+                     retry in {retry_after_seconds} s"
+                ),
+                retry_after_seconds,
+            ),
             ServiceError::Other(e) => {
                 if is_unavailable(&e) {
                     tracing::warn!(error = format!("{e:#}"), "database unavailable");

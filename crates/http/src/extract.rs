@@ -75,8 +75,11 @@ async fn resolve_tenant(parts: &Parts, state: &AppState) -> ApiResult<Scope> {
     }
     Ok(Scope {
         db: state.db.clone(),
+        statement_timeout: state
+            .settings
+            .request_timeout
+            .min(tenant.tier.statement_timeout()),
         tenant,
-        statement_timeout: state.settings.request_timeout,
     })
 }
 

@@ -52,6 +52,10 @@ pub enum StoreError {
     /// The tenant already uses all the connections its tier allows.
     #[error("the tenant is at its connection limit")]
     Busy,
+    /// The tenant used more database time than its tier allows and is
+    /// paying it back.
+    #[error("the tenant is over its database-time budget")]
+    OverBudget { retry_after: std::time::Duration },
     #[error(transparent)]
     Other(#[from] anyhow::Error),
 }

@@ -49,15 +49,22 @@ pub struct TenantLimits {
 }
 
 /// A bucket of database milliseconds that refills at the tier's budget,
-/// holds at most one second of it, and goes into debt (by at most as
-/// much) when a request used more than was left: the tenant's next
-/// requests wait the debt off.
+/// holds at most one second of it, and goes into debt when a request used
+/// more than was left: the tenant's next requests wait a small debt off,
+/// and are refused (503 with `Retry-After`) while a large one is paid
+/// back, so a tenant whose requests each run for seconds cannot keep its
+/// connections busy. The debt is bounded by [`MAX_DEBT_SECONDS`] of the
+/// tenant's budget, so one runaway statement (itself bounded by the
+/// tier's statement timeout) costs the tenant at most that long.
 #[derive(Debug)]
 struct DbTimeBudget {
     balance_ms: f64,
     updated: std::time::Instant,
     per_second_ms: f64,
 }
+
+/// The longest a tenant's database-time debt can keep it waiting.
+pub const MAX_DEBT_SECONDS: f64 = 30.0;
 
 impl DbTimeBudget {
     fn new(per_second_ms: f64) -> Self {
@@ -77,7 +84,8 @@ impl DbTimeBudget {
 
     fn charge(&mut self, used: Duration) {
         self.refill();
-        self.balance_ms = (self.balance_ms - used.as_secs_f64() * 1000.0).max(-self.per_second_ms);
+        self.balance_ms = (self.balance_ms - used.as_secs_f64() * 1000.0)
+            .max(-self.per_second_ms * MAX_DEBT_SECONDS);
     }
 
     /// How long until the balance is positive again.
@@ -167,7 +175,7 @@ impl TenantContext {
     pub async fn admit_request(&self) -> Result<(), StoreError> {
         let debt = self.limits.db_time_wait();
         if debt >= REQUEST_WAIT {
-            return Err(StoreError::Busy);
+            return Err(StoreError::OverBudget { retry_after: debt });
         }
         // The common case waits for nothing and must not touch a timer: a
         // zero sleep still waits for the timer wheel's next tick (~1 ms).
@@ -425,7 +433,51 @@ impl TenantTx {
 
 #[cfg(test)]
 mod tests {
-    use super::is_tenant_schema_name;
+    use super::*;
+
+    #[test]
+    fn a_long_request_puts_its_tenant_in_debt_for_as_long_as_it_takes_to_pay() {
+        // Small tier: 100 ms of database time a second.
+        let mut budget = DbTimeBudget::new(100.0);
+        assert_eq!(budget.wait(), Duration::ZERO);
+        budget.charge(Duration::from_millis(2_100));
+        let wait = budget.wait();
+        assert!(
+            (Duration::from_millis(19_900)..=Duration::from_secs(20)).contains(&wait),
+            "{wait:?}: 2 s over a 100 ms/s budget is 20 s of debt"
+        );
+        budget.charge(Duration::from_secs(3600));
+        assert!(
+            budget.wait() <= Duration::from_secs_f64(MAX_DEBT_SECONDS),
+            "the debt is bounded"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_tenant_in_debt_past_the_request_wait_is_refused_saying_how_long() {
+        let limits = Arc::new(TenantLimits::new(Tier::Small));
+        let tenant = TenantContext::new(
+            1,
+            "Acme".into(),
+            "acme".into(),
+            "tenant_1".into(),
+            "x_tenant_1".into(),
+            TenantStatus::Active,
+            Tier::Small,
+            limits.clone(),
+        );
+        assert!(tenant.admit_request().await.is_ok());
+        limits.charge_db_time(Duration::from_secs(5));
+        match tenant.admit_request().await {
+            Err(StoreError::OverBudget { retry_after }) => {
+                assert!(
+                    retry_after > Duration::from_secs(25),
+                    "{retry_after:?}: capped at 30 s"
+                )
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
 
     #[test]
     fn only_registry_shaped_names_are_tenant_schemas() {

@@ -121,8 +121,11 @@ async fn a_flooding_tenant_gets_503_beyond_its_limit_and_the_others_are_served()
             other => panic!("unexpected {other}"),
         }
     }
+    // At most 5 run at once; and the first of those to finish has spent
+    // seconds of database time waiting on the lock, which puts the tenant
+    // in debt, so the others may be refused after signing in too.
     assert!(
-        (1..=27).contains(&turned_away),
+        (27..=31).contains(&turned_away),
         "{turned_away} of 32 turned away; at most 5 run at once"
     );
     let noisy_metrics = metrics_of(&app, noisy.id).await;
