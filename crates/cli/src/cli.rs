@@ -195,6 +195,11 @@ pub struct ServeArgs {
     /// to sign in.
     #[arg(long)]
     pub demo: bool,
+    /// Serve even when the database login is a superuser, has CREATEROLE
+    /// or owns the tenant tables. For development only: such a login
+    /// turns a query mistake into a reach across tenants.
+    #[arg(long)]
+    pub unsafe_allow_privileged_login: bool,
     /// Log one JSON object per line instead of text.
     #[arg(long, env = "ATRIUM_LOG_JSON")]
     pub log_json: bool,

@@ -22,6 +22,40 @@ pub const READONLY: &str = "atrium_readonly";
 pub const BACKUP: &str = "atrium_backup";
 pub const ADMIN: &str = "atrium_admin";
 
+/// Why the login of `db` is too powerful to serve requests with: it is a
+/// superuser, may create roles, or owns the tenant tables (through
+/// membership too). Empty for `atrium_application`. Requests must run
+/// with a login whose own rights are nothing but the registry: then a
+/// query mistake in tenant context is refused by PostgreSQL instead of
+/// reaching other tenants or changing the schema.
+pub async fn excess_privileges(db: &Database) -> anyhow::Result<Vec<String>> {
+    let session = db.session().await?;
+    let row = session
+        .query_one(
+            "SELECT r.rolname::text, r.rolsuper, r.rolcreaterole,
+                    EXISTS (SELECT 1 FROM pg_class c
+                             JOIN pg_namespace n ON n.oid = c.relnamespace
+                            WHERE n.nspname = 'template' AND c.relkind = 'r'
+                              AND pg_has_role(r.oid, c.relowner, 'USAGE'))
+               FROM pg_roles r WHERE r.rolname = current_user",
+            &[],
+        )
+        .await?;
+    let (name, superuser, createrole, owner): (String, bool, bool, bool) =
+        (row.get(0), row.get(1), row.get(2), row.get(3));
+    let mut excess = Vec::new();
+    if superuser {
+        excess.push(format!("{name} is a superuser"));
+    }
+    if createrole {
+        excess.push(format!("{name} has CREATEROLE"));
+    }
+    if owner {
+        excess.push(format!("{name} owns the tenant tables"));
+    }
+    Ok(excess)
+}
+
 #[derive(Debug, Default, serde::Serialize)]
 pub struct RolesReport {
     pub created: Vec<String>,

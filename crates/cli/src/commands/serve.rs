@@ -73,6 +73,21 @@ pub async fn run(
         connected.ensure_current().await?;
         let app_db = connected.application_db(pool_size).await?;
         application_pool = Some(app_db.clone());
+        let excess = atrium_store::roles::excess_privileges(&app_db).await?;
+        if !excess.is_empty() {
+            let excess = excess.join(", ");
+            if !args.unsafe_allow_privileged_login {
+                anyhow::bail!(
+                    "refusing to serve tenant requests: the database login {excess}; \
+                     run `atrium db roles` and connect as atrium_application \
+                     (with --admin-database-url for migrations), or pass \
+                     --unsafe-allow-privileged-login for development"
+                );
+            }
+            tracing::warn!(
+                "serving with a privileged database login ({excess}): for development only"
+            );
+        }
         let demo = if args.demo {
             let made = atrium_services::demo::ensure(connected.admin(), &app_db).await?;
             Some(made)

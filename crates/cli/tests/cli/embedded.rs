@@ -201,3 +201,43 @@ fn serve_demo_on_a_taken_port_fails_before_writing_anything() {
         "no cluster was made and no demo tenant written"
     );
 }
+
+#[tokio::test]
+async fn serve_refuses_a_privileged_database_login_unless_told_it_is_for_development() {
+    use std::io::{BufRead, BufReader};
+    let t = atrium_testkit::migrated_database().await;
+    let root = tempfile::tempdir().unwrap();
+    // The test database's login is a superuser.
+    let out = command(root.path())
+        .env("ATRIUM_DATABASE_URL", &t.url)
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    crate::helpers::assert_fails(&out, 1, "is a superuser");
+    assert!(stderr(&out).contains("--unsafe-allow-privileged-login"));
+
+    let mut server = command(root.path())
+        .env("ATRIUM_DATABASE_URL", &t.url)
+        .args([
+            "serve",
+            "--bind",
+            "127.0.0.1:0",
+            "--unsafe-allow-privileged-login",
+        ])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(server.stderr.take().unwrap()).lines();
+    lines
+        .by_ref()
+        .map(|l| l.unwrap())
+        .find(|l| l.contains("serving on"))
+        .expect("serves when told it is for development");
+    std::thread::spawn(move || lines.for_each(drop));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(server.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    assert!(server.wait().unwrap().success());
+}

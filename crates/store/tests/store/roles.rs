@@ -38,6 +38,11 @@ async fn the_application_login_reaches_tenant_data_only_through_tenant_roles_and
         .unwrap();
 
     let app = t.db.as_user(roles::APPLICATION, 2).await.unwrap();
+    assert_eq!(roles::excess_privileges(&app).await.unwrap(), Vec::<String>::new());
+    assert!(
+        !roles::excess_privileges(&t.db).await.unwrap().is_empty(),
+        "the test login is a superuser"
+    );
     refused(&app, "CREATE TABLE public.sneaky (id int)").await;
     refused(&app, "CREATE TABLE tenant_1.sneaky (id int)").await;
     refused(&app, "ALTER TABLE tenant_1.users ADD COLUMN x int").await;
@@ -67,6 +72,23 @@ async fn the_application_login_reaches_tenant_data_only_through_tenant_roles_and
         .await
         .unwrap_err();
     assert_eq!(err.code(), Some(&SqlState::INSUFFICIENT_PRIVILEGE));
+    session.batch_execute("ROLLBACK").await.unwrap();
+    // What the tenant roles do not stop: SQL that switches role itself.
+    // The application login is a member of every tenant role, so injected
+    // SQL could call set_config('role', ...) and reach another tenant.
+    // They guard against mistakes (a missing filter, a wrong search_path),
+    // not against injection; parameterised SQL is what stops that.
+    let other = tenant_role_name(&prefix, 2);
+    session
+        .batch_execute(&format!(
+            "BEGIN; SET LOCAL ROLE \"{role}\"; SELECT set_config('role', '{other}', true)"
+        ))
+        .await
+        .unwrap();
+    session
+        .batch_execute("SELECT count(*) FROM tenant_2.users")
+        .await
+        .expect("a role switch inside the transaction reaches the other tenant");
     session.batch_execute("ROLLBACK").await.unwrap();
 
     let readonly = t.db.as_user(roles::READONLY, 2).await.unwrap();
