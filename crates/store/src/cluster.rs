@@ -386,10 +386,27 @@ fn socket_url(socket_dir: &Path, database: &str) -> String {
 pub struct ThrowawayCluster {
     pub dir: PathBuf,
     binaries: ServerBinaries,
+    /// Set when the cluster also listens on TCP with TLS.
+    tls_port: Option<u16>,
 }
 
 impl ThrowawayCluster {
     pub fn start() -> anyhow::Result<Self> {
+        Self::start_with(None)
+    }
+
+    /// A cluster that also listens on `127.0.0.1` with TLS, presenting
+    /// `cert_pem` (and its `key_pem`); for tests of `sslmode`.
+    pub fn start_with_tls(cert_pem: &str, key_pem: &str) -> anyhow::Result<Self> {
+        Self::start_with(Some((cert_pem, key_pem)))
+    }
+
+    /// The TCP port of a cluster started with TLS.
+    pub fn tls_port(&self) -> Option<u16> {
+        self.tls_port
+    }
+
+    fn start_with(tls: Option<(&str, &str)>) -> anyhow::Result<Self> {
         let binaries = ServerBinaries::locate()?;
         remove_stale_throwaways();
         let dir = std::env::temp_dir().join(format!(
@@ -421,8 +438,27 @@ impl ThrowawayCluster {
                 String::from_utf8_lossy(&out.stderr).trim()
             );
         }
-        run_postmaster(binaries.clone(), &dir)?;
-        Ok(Self { dir, binaries })
+        let tls_port = match tls {
+            None => None,
+            Some((cert, key)) => {
+                for (name, pem) in [("server.crt", cert), ("server.key", key)] {
+                    let path = pgdata.join(name);
+                    fs::write(&path, pem)?;
+                    fs::set_permissions(&path, fs::Permissions::from_mode(0o600))?;
+                    binaries.give_to_server_user(&path)?;
+                }
+                let port = std::net::TcpListener::bind("127.0.0.1:0")?
+                    .local_addr()?
+                    .port();
+                Some(port)
+            }
+        };
+        run_postmaster(binaries.clone(), &dir, tls_port)?;
+        Ok(Self {
+            dir,
+            binaries,
+            tls_port,
+        })
     }
 
     /// Stops the server (fast shutdown: sessions are cut) and starts it
@@ -443,7 +479,7 @@ impl ThrowawayCluster {
             );
         }
         std::thread::sleep(down_for);
-        run_postmaster(self.binaries.clone(), &self.dir)
+        run_postmaster(self.binaries.clone(), &self.dir, self.tls_port)
     }
     /// URL of the cluster's maintenance database.
     pub fn maintenance_url(&self) -> String {
@@ -458,35 +494,50 @@ impl ThrowawayCluster {
 /// Starts postgres from a thread that lives as long as the process, so the
 /// server gets SIGINT when the process ends; returns once it accepts
 /// connections.
-fn run_postmaster(binaries: ServerBinaries, dir: &Path) -> anyhow::Result<()> {
+fn run_postmaster(
+    binaries: ServerBinaries,
+    dir: &Path,
+    tls_port: Option<u16>,
+) -> anyhow::Result<()> {
     let (tx, rx) = std::sync::mpsc::channel::<anyhow::Result<()>>();
     let postgres_dir = dir.to_path_buf();
     std::thread::Builder::new()
         .name("throwaway-postgres".into())
-        .spawn(move || match spawn_postgres(&binaries, &postgres_dir) {
-            Ok(child) => {
-                let _ = tx.send(Ok(()));
-                // Keep the parent thread alive for the process's life.
-                let _child: Child = child;
-                loop {
-                    std::thread::park();
+        .spawn(
+            move || match spawn_postgres(&binaries, &postgres_dir, tls_port) {
+                Ok(child) => {
+                    let _ = tx.send(Ok(()));
+                    // Keep the parent thread alive for the process's life.
+                    let _child: Child = child;
+                    loop {
+                        std::thread::park();
+                    }
                 }
-            }
-            Err(e) => {
-                let _ = tx.send(Err(e));
-            }
-        })?;
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                }
+            },
+        )?;
     rx.recv()?
 }
 
-fn spawn_postgres(binaries: &ServerBinaries, dir: &Path) -> anyhow::Result<Child> {
+fn spawn_postgres(
+    binaries: &ServerBinaries,
+    dir: &Path,
+    tls_port: Option<u16>,
+) -> anyhow::Result<Child> {
     let log = File::create(dir.join("server.log"))?;
     let mut cmd = binaries.command("postgres", dir);
-    cmd.arg("-D")
-        .arg(dir.join("data"))
-        .arg("-k")
-        .arg(dir)
-        .args(["-c", "listen_addresses=", "-c", "fsync=off"])
+    cmd.arg("-D").arg(dir.join("data")).arg("-k").arg(dir);
+    match tls_port {
+        None => cmd.args(["-c", "listen_addresses="]),
+        Some(port) => cmd
+            .args(["-c", "listen_addresses=127.0.0.1", "-c"])
+            .arg(format!("port={port}"))
+            .args(["-c", "ssl=on", "-c", "ssl_cert_file=server.crt"])
+            .args(["-c", "ssl_key_file=server.key"]),
+    };
+    cmd.args(["-c", "fsync=off"])
         .args(["-c", "synchronous_commit=off", "-c", "full_page_writes=off"])
         .args(["-c", "max_connections=300"])
         .stdout(log.try_clone()?)

@@ -11,7 +11,9 @@ use anyhow::Context;
 
 use deadpool::managed::Timeouts;
 use deadpool_postgres::{ClientWrapper, Manager, ManagerConfig, RecyclingMethod};
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
+
+use crate::tls::Connector;
 
 /// A pooled session is retired once it has served this many distinct
 /// tenants (or reached this age). Each tenant a PostgreSQL backend touches
@@ -283,6 +285,7 @@ pub struct Database {
     /// entries stay warm in it, instead of every tenant of the fleet cold.
     lanes: Arc<[Pool]>,
     config: tokio_postgres::Config,
+    tls: Connector,
     limits: SessionLimits,
     counters: Arc<PoolCounters>,
 }
@@ -309,13 +312,13 @@ impl Database {
         max_connections: usize,
         limits: SessionLimits,
     ) -> anyhow::Result<Self> {
-        let config: tokio_postgres::Config =
-            url.parse().context("the database URL is not valid")?;
-        Self::connect_config(config, max_connections, limits).await
+        let (config, tls) = crate::tls::parse_url(url)?;
+        Self::connect_config(config, tls, max_connections, limits).await
     }
 
     async fn connect_config(
         mut config: tokio_postgres::Config,
+        tls: Connector,
         max_connections: usize,
         limits: SessionLimits,
     ) -> anyhow::Result<Self> {
@@ -329,7 +332,7 @@ impl Database {
         let build = |size: usize| {
             let manager = Manager::from_config(
                 config.clone(),
-                NoTls,
+                tls.clone(),
                 ManagerConfig {
                     recycling_method: RecyclingMethod::Fast,
                 },
@@ -352,6 +355,7 @@ impl Database {
             pool,
             lanes,
             config,
+            tls,
             limits,
             counters,
         };
@@ -535,7 +539,7 @@ impl Database {
     pub async fn dedicated_session(&self) -> anyhow::Result<Client> {
         let (client, connection) = self
             .config
-            .connect(NoTls)
+            .connect(self.tls.clone())
             .await
             .context("connecting to the database")?;
         tokio::spawn(async move {
@@ -561,7 +565,7 @@ impl Database {
     pub async fn sibling(&self, name: &str, max_connections: usize) -> anyhow::Result<Self> {
         let mut config = self.config.clone();
         config.dbname(name);
-        Self::connect_config(config, max_connections, self.limits).await
+        Self::connect_config(config, self.tls.clone(), max_connections, self.limits).await
     }
 
     /// Drops database `name` (closing its sessions) and the tenant roles
@@ -606,12 +610,18 @@ impl Database {
     pub async fn as_user(&self, user: &str, max_connections: usize) -> anyhow::Result<Self> {
         let mut config = self.config.clone();
         config.user(user);
-        Self::connect_config(config, max_connections, self.limits).await
+        Self::connect_config(config, self.tls.clone(), max_connections, self.limits).await
     }
 
     /// Another pool to the same database, of a different size.
     pub async fn resized(&self, max_connections: usize) -> anyhow::Result<Self> {
-        Self::connect_config(self.config.clone(), max_connections, self.limits).await
+        Self::connect_config(
+            self.config.clone(),
+            self.tls.clone(),
+            max_connections,
+            self.limits,
+        )
+        .await
     }
 
     /// Another pool to the same database whose sessions show as
@@ -625,7 +635,7 @@ impl Database {
     ) -> anyhow::Result<Self> {
         let mut config = self.config.clone();
         config.application_name(application_name);
-        Self::connect_config(config, max_connections, limits).await
+        Self::connect_config(config, self.tls.clone(), max_connections, limits).await
     }
 
     /// Another pool to the same database, retiring sessions by `limits`.
@@ -634,7 +644,13 @@ impl Database {
         max_connections: usize,
         limits: SessionLimits,
     ) -> anyhow::Result<Self> {
-        Self::connect_config(self.config.clone(), max_connections, limits).await
+        Self::connect_config(
+            self.config.clone(),
+            self.tls.clone(),
+            max_connections,
+            limits,
+        )
+        .await
     }
 
     /// A session of its own whose connection the caller drives, for
@@ -644,11 +660,11 @@ impl Database {
     ) -> Result<
         (
             Client,
-            tokio_postgres::Connection<tokio_postgres::Socket, tokio_postgres::tls::NoTlsStream>,
+            tokio_postgres::Connection<tokio_postgres::Socket, crate::tls::TlsStream>,
         ),
         tokio_postgres::Error,
     > {
-        self.config.connect(NoTls).await
+        self.config.connect(self.tls.clone()).await
     }
 
     async fn check_server_version(&self) -> anyhow::Result<()> {
@@ -670,7 +686,9 @@ impl Database {
 /// Creates database `name` through a connection to the server's maintenance
 /// database, unless it exists.
 pub async fn ensure_database(maintenance_url: &str, name: &str) -> anyhow::Result<()> {
-    let (client, connection) = tokio_postgres::connect(maintenance_url, NoTls)
+    let (config, tls) = crate::tls::parse_url(maintenance_url)?;
+    let (client, connection) = config
+        .connect(tls)
         .await
         .context("connecting to the PostgreSQL server")?;
     tokio::spawn(connection);

@@ -24,6 +24,7 @@ pub mod sessions;
 pub mod spares;
 mod tenant;
 pub mod tenant_metrics;
+pub mod tls;
 mod tx;
 pub mod users;
 

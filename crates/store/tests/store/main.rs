@@ -11,3 +11,4 @@ mod registry_counters;
 mod roles;
 mod spares;
 mod tenant_context;
+mod tls;

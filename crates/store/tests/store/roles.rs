@@ -38,7 +38,10 @@ async fn the_application_login_reaches_tenant_data_only_through_tenant_roles_and
         .unwrap();
 
     let app = t.db.as_user(roles::APPLICATION, 2).await.unwrap();
-    assert_eq!(roles::excess_privileges(&app).await.unwrap(), Vec::<String>::new());
+    assert_eq!(
+        roles::excess_privileges(&app).await.unwrap(),
+        Vec::<String>::new()
+    );
     assert!(
         !roles::excess_privileges(&t.db).await.unwrap().is_empty(),
         "the test login is a superuser"
