@@ -11,6 +11,7 @@ mod invitations;
 mod list;
 mod me;
 mod middleware;
+mod openapi;
 mod pipeline;
 mod platform;
 mod records;
@@ -185,7 +186,7 @@ async fn build(
         .merge(records::router())
         .split_for_parts();
     openapi.info.version = env!("CARGO_PKG_VERSION").to_owned();
-    let openapi = Arc::new(openapi);
+    let openapi = Arc::new(openapi::complete(serde_json::to_value(&openapi)?));
     let router = api_router
         .merge(health::router(openapi))
         .fallback(|| async { ApiError::not_found("no such path") })

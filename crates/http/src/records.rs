@@ -123,33 +123,10 @@ async fn restore(authed: Authed, entity: &Entity, id: i32) -> ApiResult<impl Int
     Ok(with_etag(StatusCode::OK, authed.finish(result).await?))
 }
 
-/// A company as stored: `annual_revenue` is a decimal string
-/// (`"12500.00"`); audit fields are read-only.
+/// Names the company schema; the schema itself is made from the
+/// record's field definitions (see `openapi.rs`).
 #[derive(utoipa::ToSchema)]
-#[allow(dead_code)] // describes the JSON for the OpenAPI document
-pub struct Company {
-    id: i32,
-    name: String,
-    domain: Option<String>,
-    industry: Option<String>,
-    street: Option<String>,
-    city: Option<String>,
-    state: Option<String>,
-    country: Option<String>,
-    postal_code: Option<String>,
-    parent_company_id: Option<i32>,
-    #[schema(value_type = Object)]
-    custom_fields: Value,
-    company_size: Option<String>,
-    employee_count: Option<i32>,
-    annual_revenue: Option<String>,
-    revenue_currency: String,
-    created_by: i32,
-    updated_by: Option<i32>,
-    created_at: String,
-    updated_at: String,
-    deleted_at: Option<String>,
-}
+pub struct Company;
 
 /// Companies, newest first by default. Filters: `q` (name or domain
 /// prefix), `industry`, `parent_company_id`, `domain`, `cf.<key>`.
@@ -256,24 +233,10 @@ async fn audit_history(authed: Authed, query: Query) -> ApiResult<axum::Json<Pag
     Ok(axum::Json(authed.finish(result).await?))
 }
 
-/// A contact as stored.
+/// Names the contact schema; the schema itself is made from the
+/// record's field definitions (see `openapi.rs`).
 #[derive(utoipa::ToSchema)]
-#[allow(dead_code)] // describes the JSON for the OpenAPI document
-pub struct Contact {
-    id: i32,
-    first_name: String,
-    last_name: String,
-    email: Option<String>,
-    phone: Option<String>,
-    company_id: Option<i32>,
-    #[schema(value_type = Object)]
-    custom_fields: Value,
-    created_by: i32,
-    updated_by: Option<i32>,
-    created_at: String,
-    updated_at: String,
-    deleted_at: Option<String>,
-}
+pub struct Contact;
 
 /// Contacts. `q` searches names and email: whole words, prefixes while
 /// typing (`jo`), small typos (`jhon smith`), best matches first. Other
@@ -330,31 +293,10 @@ async fn delete_contact(authed: Authed, Id(id): Id) -> ApiResult<StatusCode> {
 async fn restore_contact(authed: Authed, Id(id): Id) -> ApiResult<impl IntoResponse> {
     restore(authed, &CONTACT, id).await
 }
-/// A deal as stored.
+/// Names the deal schema; the schema itself is made from the
+/// record's field definitions (see `openapi.rs`).
 #[derive(utoipa::ToSchema)]
-#[allow(dead_code)] // describes the JSON for the OpenAPI document
-pub struct Deal {
-    id: i32,
-    title: String,
-    value: Option<String>,
-    probability: Option<String>,
-    stage: String,
-    primary_contact_id: Option<i32>,
-    company_id: Option<i32>,
-    owner_id: Option<i32>,
-    expected_close_date: Option<String>,
-    actual_close_date: Option<String>,
-    deal_source: Option<String>,
-    description: Option<String>,
-    notes: Option<String>,
-    #[schema(value_type = Object)]
-    custom_fields: Value,
-    created_by: i32,
-    updated_by: Option<i32>,
-    created_at: String,
-    updated_at: String,
-    deleted_at: Option<String>,
-}
+pub struct Deal;
 
 /// Deals. Filters: `stage`, `owner_id`, `company_id`,
 /// `primary_contact_id`, `expected_close_from` and `expected_close_to`
@@ -413,27 +355,10 @@ async fn delete_deal(authed: Authed, Id(id): Id) -> ApiResult<StatusCode> {
 async fn restore_deal(authed: Authed, Id(id): Id) -> ApiResult<impl IntoResponse> {
     restore(authed, &DEAL, id).await
 }
-/// An activity as stored.
+/// Names the activity schema; the schema itself is made from the
+/// record's field definitions (see `openapi.rs`).
 #[derive(utoipa::ToSchema)]
-#[allow(dead_code)] // describes the JSON for the OpenAPI document
-pub struct Activity {
-    id: i32,
-    /// call, email, meeting, task or note
-    kind: String,
-    subject: String,
-    body: Option<String>,
-    due_at: Option<String>,
-    completed_at: Option<String>,
-    contact_id: Option<i32>,
-    company_id: Option<i32>,
-    deal_id: Option<i32>,
-    owner_id: Option<i32>,
-    created_by: i32,
-    updated_by: Option<i32>,
-    created_at: String,
-    updated_at: String,
-    deleted_at: Option<String>,
-}
+pub struct Activity;
 
 /// Activities. Filters: `contact_id`, `company_id`, `deal_id`,
 /// `owner_id`, `kind`, `open` (not completed), `due_before` (a

@@ -8,6 +8,7 @@ mod conventions;
 mod csv_io;
 mod custom_fields;
 mod deals;
+mod document;
 mod faults;
 mod hardening;
 mod health;

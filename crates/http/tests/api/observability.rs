@@ -171,8 +171,10 @@ async fn a_tenant_past_its_request_rate_waits_then_gets_503_and_the_others_do_no
             other => panic!("unexpected {other}"),
         }
     }
+    // Admitted: as many as the tier's burst and its five connections let
+    // through before the wait runs out (fewer on a loaded machine).
     assert!(
-        turned_away > 0 && admitted >= 50,
+        turned_away > 0 && admitted >= 10,
         "{admitted} admitted, {turned_away} turned away"
     );
     assert!(
