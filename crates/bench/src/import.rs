@@ -72,7 +72,7 @@ async fn measure(db: &Database, bench: &ImportBench) -> anyhow::Result<String> {
                 .map(move |from| Ok(csv_rows(from, (from + CHUNK_ROWS).min(rows)).into())),
         ),
     );
-    let baseline = memory_kib("VmRSS")?;
+    let baseline = crate::memory::own_kib("VmRSS")?;
     let good = send_import(addr, api_tenant, reqwest::Body::wrap_stream(body)).await?;
     anyhow::ensure!(
         good.status == 200,
@@ -219,7 +219,7 @@ async fn send_import(
         status,
         text,
         time: started.elapsed(),
-        peak_kib: memory_kib("VmHWM")?,
+        peak_kib: crate::memory::own_kib("VmHWM")?,
     })
 }
 
@@ -259,16 +259,6 @@ async fn copy_rows(db: &Database, schema: &str, rows: u32) -> anyhow::Result<Dur
     }
     contacts.as_mut().finish().await?;
     Ok(started.elapsed())
-}
-
-/// A figure from `/proc/self/status`, in KiB.
-fn memory_kib(field: &str) -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string("/proc/self/status")?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
-        .ok_or_else(|| anyhow::anyhow!("no {field} in /proc/self/status"))
 }
 
 /// Resets `VmHWM` to the current resident size (Linux `clear_refs` 5).

@@ -11,6 +11,7 @@ mod load;
 mod memory;
 pub mod migrate;
 pub mod noisy;
+pub mod soak;
 pub mod provision;
 pub mod scale;
 

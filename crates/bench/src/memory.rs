@@ -35,6 +35,16 @@ impl Snapshot {
     }
 }
 
+/// A figure (`VmRSS`, `VmHWM`) of this process from `/proc/self/status`,
+/// in KiB.
+pub(crate) fn own_kib(field: &str) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    match field_kib(&status, field) {
+        0 => anyhow::bail!("no {field} in /proc/self/status"),
+        kib => Ok(kib),
+    }
+}
+
 fn field_kib(text: &str, field: &str) -> u64 {
     text.lines()
         .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))

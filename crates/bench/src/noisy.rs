@@ -31,6 +31,10 @@ const QUIET_PATH: &str = "/api/v1/contacts/7";
 /// tier's request rate.
 const QUIET_RATE: u32 = 50;
 const NOISY_PATH: &str = "/api/v1/contacts?q=jo";
+/// Token-less requests a second at the quiet tenant: twenty times what its
+/// anonymous allowance admits, well short of what saturates two cores (a
+/// flood that saturates the CPU slows everyone whatever the budgets).
+const ANONYMOUS_RATE: u32 = 2_000;
 
 async fn measure(db: &Database, bench: &NoisyBench) -> anyhow::Result<String> {
     provision_many(db, "neighbour", 2, 2).await?;
@@ -82,6 +86,31 @@ async fn measure(db: &Database, bench: &NoisyBench) -> anyhow::Result<String> {
     let beside = load::paced(QUIET_RATE, duration, get(0, QUIET_PATH, true)).await;
     let flood = flood.await?;
     let solo_again = load::paced(QUIET_RATE, duration, get(0, QUIET_PATH, true)).await;
+    // The same quiet user while anonymous requests flood its own tenant:
+    // they spend their own allowance (429), never the tenant's budget.
+    let anonymous = {
+        let client = client.clone();
+        let tenants = tenants.clone();
+        move |_: usize, _: usize| {
+            let (client, tenants) = (client.clone(), tenants.clone());
+            async move {
+                client
+                    .get(format!("http://{addr}/api/v1/me"))
+                    .header("host", format!("{}.localhost", tenants[0].subdomain))
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status() == 401 || r.status() == 429)
+            }
+        }
+    };
+    let anonymous_flood = tokio::spawn(load::paced(
+        ANONYMOUS_RATE,
+        duration + Duration::from_secs(1),
+        anonymous,
+    ));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let beside_anonymous = load::paced(QUIET_RATE, duration, get(0, QUIET_PATH, true)).await;
+    let anonymous_flood = anonymous_flood.await?;
     server.abort();
 
     let mut report = String::new();
@@ -103,6 +132,7 @@ async fn measure(db: &Database, bench: &NoisyBench) -> anyhow::Result<String> {
         ("alone", solo),
         ("beside the flood", beside),
         ("alone again", solo_again),
+        ("beside an anonymous flood of itself", beside_anonymous),
     ] {
         row(&mut report, label, r)?;
     }
@@ -115,6 +145,16 @@ async fn measure(db: &Database, bench: &NoisyBench) -> anyhow::Result<String> {
         ms(flood.p50),
         ms(flood.p99),
         beside.p99.as_secs_f64() / baseline.as_secs_f64()
+    )?;
+    writeln!(
+        report,
+        "\nThen token-less `GET /api/v1/me` flood the quiet tenant itself at {ANONYMOUS_RATE} a \
+         second ({:.0} answered a second, 401 or 429, {} not): they spend the anonymous \
+         allowance of their address and of the tenant, not the tenant's budget. Quiet p99 \
+         beside them / alone: {:.2}× (target at most 2×).",
+        anonymous_flood.per_second,
+        anonymous_flood.errors,
+        beside_anonymous.p99.as_secs_f64() / baseline.as_secs_f64()
     )?;
     Ok(report)
 }

@@ -321,6 +321,8 @@ pub enum BenchCommand {
     Archive(BenchArchiveArgs),
     /// A small-tier tenant flooding the server beside a quiet one.
     Noisy(BenchNoisyArgs),
+    /// Memory over time under a steady load with nobody scraping /metrics.
+    Soak(BenchSoakArgs),
     /// The whole fleet at N tenants: provisioning, migration, commands,
     /// API spread and memory, in one report.
     Fleet(BenchFleetArgs),
@@ -339,6 +341,16 @@ pub struct BenchFleetArgs {
     /// Tenants provisioned and filled at once.
     #[arg(long, default_value_t = 2)]
     pub jobs: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchSoakArgs {
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 8)]
+    pub clients: usize,
+    /// How long to run.
+    #[arg(long, default_value_t = 300)]
+    pub seconds: u64,
 }
 
 #[derive(Debug, Args)]

@@ -154,6 +154,10 @@ impl FromRequestParts<AppState> for Authed {
             ));
         };
         state.anonymous.refuse_blocked(address, &token)?;
+        scope
+            .tenant
+            .refuse_while_in_debt()
+            .map_err(ServiceError::from)?;
         let writes = if parts.method.is_safe() {
             auth::RequestWrites::Nothing
         } else {

@@ -172,6 +172,19 @@ impl TenantContext {
     /// Admits one request of this tenant within its database time budget
     /// and its request rate, waiting up to `REQUEST_WAIT` in all for its
     /// turn.
+    /// Refuses at once, before any database work, while the tenant is
+    /// paying back more database time than a request may wait for: only
+    /// the tenant's own signed-in work can put it in that debt, so this
+    /// check cannot be used against it, and its refused requests cost
+    /// nothing (not even the session lookup).
+    pub fn refuse_while_in_debt(&self) -> Result<(), StoreError> {
+        let debt = self.limits.db_time_wait();
+        if debt >= REQUEST_WAIT {
+            return Err(StoreError::OverBudget { retry_after: debt });
+        }
+        Ok(())
+    }
+
     pub async fn admit_request(&self) -> Result<(), StoreError> {
         let debt = self.limits.db_time_wait();
         if debt >= REQUEST_WAIT {

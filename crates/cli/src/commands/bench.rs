@@ -67,6 +67,16 @@ pub async fn run(command: BenchCommand, connected: &Connected) -> CommandResult 
             )
             .await?
         }
+        BenchCommand::Soak(args) => {
+            atrium_bench::soak::run(
+                server,
+                &atrium_bench::soak::SoakBench {
+                    clients: args.clients.max(1),
+                    seconds: args.seconds.max(10),
+                },
+            )
+            .await?
+        }
         BenchCommand::Noisy(args) => {
             atrium_bench::noisy::run(
                 server,
