@@ -11,9 +11,9 @@ mod load;
 mod memory;
 pub mod migrate;
 pub mod noisy;
-pub mod soak;
 pub mod provision;
 pub mod scale;
+pub mod soak;
 
 use std::time::Duration;
 

@@ -49,8 +49,12 @@ async fn measure(db: &Database, bench: &SoakBench) -> anyhow::Result<String> {
     let stop = Arc::new(AtomicBool::new(false));
     let mut workers = Vec::new();
     for worker in 0..bench.clients {
-        let (client, tenants, served, stop) =
-            (client.clone(), tenants.clone(), served.clone(), stop.clone());
+        let (client, tenants, served, stop) = (
+            client.clone(),
+            tenants.clone(),
+            served.clone(),
+            stop.clone(),
+        );
         // Counts only: a latency kept per request would itself grow.
         workers.push(tokio::spawn(async move {
             let mut i = worker;
@@ -116,8 +120,8 @@ async fn measure(db: &Database, bench: &SoakBench) -> anyhow::Result<String> {
     // From the second sample on (the first includes warming up).
     let (_, first_requests, first_kib) = samples[1];
     let (_, last_requests, last_kib) = samples[samples.len() - 1];
-    let per_request =
-        (last_kib as f64 - first_kib as f64) * 1024.0 / (last_requests - first_requests).max(1) as f64;
+    let per_request = (last_kib as f64 - first_kib as f64) * 1024.0
+        / (last_requests - first_requests).max(1) as f64;
     writeln!(
         report,
         "\nGrowth after the first sample: {:.2} bytes per request ({:+.1} MiB over {} requests).",
