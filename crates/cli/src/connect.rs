@@ -79,6 +79,11 @@ impl Connected {
                 let cluster =
                     tokio::task::spawn_blocking(move || EmbeddedCluster::start(&dir)).await??;
                 ensure_database(&cluster.maintenance_url(), EMBEDDED_DATABASE).await?;
+                if !atrium_store::outbox::seals() {
+                    std::fs::create_dir_all(data_dir)?;
+                    let key = atrium_store::outbox::key_in_file(&data_dir.join("secret.key"))?;
+                    atrium_store::outbox::use_key(key);
+                }
                 let db = Database::connect_with_limits(&cluster.database_url(), pool_size, limits)
                     .await?;
                 Ok(Self {

@@ -21,6 +21,9 @@ pub struct FileSettings {
     pub pool_size: Option<usize>,
     pub trusted_proxies: Option<Vec<ipnet::IpNet>>,
     pub smtp_url: Option<String>,
+    /// Seals queued emails' bodies at rest (64 hex digits); else
+    /// `ATRIUM_SECRET_KEY`, else the embedded default's own key file.
+    pub secret_key: Option<String>,
     pub mail_from: Option<String>,
     pub retention_days: Option<u32>,
     pub maintenance_interval_minutes: Option<u32>,

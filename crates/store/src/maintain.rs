@@ -18,7 +18,6 @@ use serde::Serialize;
 
 use crate::archive::{ARCHIVED_TABLES, NOT_ARCHIVED};
 use crate::db::quote_ident;
-use crate::outbox::blank_token;
 use crate::{Database, is_tenant_schema_name};
 
 /// Session-level advisory lock held by the one maintenance run at a time.
@@ -142,13 +141,14 @@ async fn run(db: &Database, policy: &Policy) -> anyhow::Result<MaintenanceReport
     let expired = session
         .query(
             "SELECT id, body FROM public.outbox
-              WHERE token_expires_at <= now() AND body ~ 'token=[A-Za-z0-9_-]'",
+              WHERE token_expires_at <= now()
+                AND (body ~ 'token=[A-Za-z0-9_-]' OR body LIKE 'sealed:v1:%')",
             &[],
         )
         .await?;
     for row in expired {
         let (id, body): (i64, String) = (row.get(0), row.get(1));
-        let blanked = blank_token(&body);
+        let blanked = crate::outbox::expired_body(&body);
         if blanked != body {
             session
                 .execute(

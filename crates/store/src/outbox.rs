@@ -1,6 +1,21 @@
 //! Queued emails. Tenants queue them (insert only, their own tenant); the
 //! operator's tools and the sender read and send them.
+//!
+//! An invitation or reset email carries a working token until it is sent
+//! or the token expires. The application's login must read the outbox to
+//! send it, so SQL run as that login (an injection that resets its role)
+//! could read every pending token. When the process holds a key
+//! ([`use_key`]: the embedded default keeps one in its data directory, a
+//! server elsewhere takes `ATRIUM_SECRET_KEY`), bodies are sealed with
+//! ChaCha20-Poly1305 before they are stored, and only processes holding
+//! the key read them. Bodies stored without a key stay readable as they
+//! are.
 
+use std::sync::OnceLock;
+
+use base64::Engine;
+use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng};
+use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 use chrono::{DateTime, Utc};
 
 use crate::{Database, StoreError, TenantTx};
@@ -13,6 +28,114 @@ pub struct NewEmail<'a> {
     pub token_expires_at: Option<DateTime<Utc>>,
 }
 
+/// How a sealed body starts; the rest is base64 of nonce and ciphertext.
+const SEALED: &str = "sealed:v1:";
+/// What a process without the key shows of a sealed body.
+const UNREADABLE: &str = "[sealed: this process has no key to read it]";
+
+static KEY: OnceLock<Key> = OnceLock::new();
+
+/// The key this process seals and opens bodies with, set once at start.
+pub fn use_key(key: [u8; 32]) {
+    let _ = KEY.set(Key::from(key));
+}
+
+/// A key written as 64 hexadecimal digits (`ATRIUM_SECRET_KEY`).
+pub fn key_from_hex(text: &str) -> anyhow::Result<[u8; 32]> {
+    let bytes = hex::decode(text.trim())
+        .ok()
+        .filter(|b| b.len() == 32)
+        .ok_or_else(|| {
+            anyhow::anyhow!("the secret key must be 64 hexadecimal digits (32 bytes)")
+        })?;
+    let mut key = [0u8; 32];
+    key.copy_from_slice(&bytes);
+    Ok(key)
+}
+
+/// The key kept in `file` (readable by its owner only), made on first use.
+pub fn key_in_file(file: &std::path::Path) -> anyhow::Result<[u8; 32]> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::read_to_string(file) {
+        Ok(text) => key_from_hex(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let key: [u8; 32] = rand::random();
+            let mut out = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(file)
+                .map_err(|e| anyhow::anyhow!("creating {}: {e}", file.display()))?;
+            writeln!(out, "{}", hex::encode(key))?;
+            Ok(key)
+        }
+        Err(e) => Err(anyhow::anyhow!("reading {}: {e}", file.display())),
+    }
+}
+
+/// Whether this process seals the bodies it queues.
+pub fn seals() -> bool {
+    KEY.get().is_some()
+}
+
+fn seal(body: &str) -> String {
+    match KEY.get() {
+        Some(key) => seal_with(key, body),
+        None => body.to_owned(),
+    }
+}
+
+fn seal_with(key: &Key, body: &str) -> String {
+    let nonce = ChaCha20Poly1305::generate_nonce(&mut OsRng);
+    let sealed = ChaCha20Poly1305::new(key)
+        .encrypt(&nonce, body.as_bytes())
+        .expect("sealing a short text cannot fail");
+    let mut bytes = nonce.to_vec();
+    bytes.extend(sealed);
+    format!(
+        "{SEALED}{}",
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    )
+}
+
+/// The body as written: opened when sealed (if this process can).
+fn open(stored: &str) -> String {
+    match stored.strip_prefix(SEALED) {
+        None => stored.to_owned(),
+        Some(_) => KEY
+            .get()
+            .and_then(|key| open_with(key, stored))
+            .unwrap_or_else(|| UNREADABLE.to_owned()),
+    }
+}
+
+fn open_with(key: &Key, stored: &str) -> Option<String> {
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(stored.strip_prefix(SEALED)?)
+        .ok()?;
+    if bytes.len() < 12 {
+        return None;
+    }
+    let (nonce, sealed) = bytes.split_at(12);
+    let plain = ChaCha20Poly1305::new(key)
+        .decrypt(Nonce::from_slice(nonce), sealed)
+        .ok()?;
+    String::from_utf8(plain).ok()
+}
+
+/// What maintenance keeps of an email whose token expired: the body with
+/// the token blanked (no secret is left, so it is stored readable), or,
+/// when this process cannot open it, a line saying the link expired.
+pub(crate) fn expired_body(stored: &str) -> String {
+    let body = open(stored);
+    if body == UNREADABLE {
+        "[the link in this email has expired]".to_owned()
+    } else {
+        blank_token(&body)
+    }
+}
+
 pub async fn enqueue(tx: &TenantTx, email: &NewEmail<'_>) -> Result<(), StoreError> {
     tx.execute(
         "INSERT INTO public.outbox (tenant_id, to_email, kind, subject, body, token_expires_at)
@@ -22,7 +145,7 @@ pub async fn enqueue(tx: &TenantTx, email: &NewEmail<'_>) -> Result<(), StoreErr
             &email.to,
             &email.kind,
             &email.subject,
-            &email.body,
+            &seal(email.body),
             &email.token_expires_at,
         ],
     )
@@ -59,7 +182,7 @@ pub async fn list(db: &Database, limit: i64) -> anyhow::Result<Vec<QueuedEmail>>
         .iter()
         .map(|r| {
             let expired: bool = r.get(8);
-            let body: String = r.get(5);
+            let body = open(r.get(5));
             QueuedEmail {
                 id: r.get(0),
                 tenant: r.get(1),
@@ -129,7 +252,7 @@ pub async fn claim_due(db: &Database, limit: i64) -> Result<Vec<Claimed>, StoreE
             id: r.get(0),
             to: r.get(1),
             subject: r.get(2),
-            body: r.get(3),
+            body: open(r.get(3)),
         })
         .collect())
 }
@@ -164,7 +287,39 @@ pub async fn mark_failed(db: &Database, id: i64, error: &str) -> Result<(), Stor
 
 #[cfg(test)]
 mod tests {
-    use super::blank_token;
+    use super::*;
+
+    #[test]
+    fn sealed_bodies_open_with_their_key_only() {
+        let key = Key::from([7u8; 32]);
+        let body = "Join us: https://acme.example/accept-invitation?token=abc123";
+        let sealed = seal_with(&key, body);
+        assert!(sealed.starts_with(SEALED) && !sealed.contains("abc123"));
+        assert_ne!(sealed, seal_with(&key, body), "a fresh nonce each time");
+        assert_eq!(open_with(&key, &sealed).as_deref(), Some(body));
+        assert_eq!(open_with(&Key::from([8u8; 32]), &sealed), None);
+        let mut tampered = sealed.clone();
+        tampered.insert(SEALED.len() + 20, 'A');
+        assert_eq!(open_with(&key, &tampered), None);
+    }
+
+    #[test]
+    fn keys_are_64_hex_digits_and_a_key_file_is_made_once_for_its_owner() {
+        use std::os::unix::fs::PermissionsExt;
+        assert!(key_from_hex(&"ab".repeat(32)).is_ok());
+        assert!(key_from_hex("abc").is_err());
+        assert!(key_from_hex(&"zz".repeat(32)).is_err());
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("secret.key");
+        let made = key_in_file(&file).unwrap();
+        assert_eq!(
+            key_in_file(&file).unwrap(),
+            made,
+            "read back, not made again"
+        );
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
 
     #[test]
     fn tokens_in_links_are_blanked_and_the_rest_kept() {

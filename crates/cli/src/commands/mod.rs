@@ -63,6 +63,21 @@ impl From<ServiceError> for Failure {
     }
 }
 
+/// The key that seals queued emails (see `atrium_store::outbox`):
+/// `ATRIUM_SECRET_KEY`, else `secret_key` in the settings file; the
+/// embedded default otherwise keeps one in its data directory (made when
+/// the cluster starts, see `connect`).
+fn outbox_key(file: &FileSettings) -> anyhow::Result<()> {
+    let given = std::env::var("ATRIUM_SECRET_KEY")
+        .ok()
+        .filter(|k| !k.is_empty())
+        .or_else(|| file.secret_key.clone());
+    if let Some(hex) = given {
+        atrium_store::outbox::use_key(atrium_store::outbox::key_from_hex(&hex)?);
+    }
+    Ok(())
+}
+
 fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
@@ -72,6 +87,7 @@ pub type CommandResult = Result<ExitCode, Failure>;
 pub async fn run(cli: Cli) -> CommandResult {
     let file = FileSettings::load(cli.global.config.as_deref())?;
     let target = database_target(&cli.global, &file);
+    outbox_key(&file)?;
     let pool_size = file.pool_size.unwrap_or(DEFAULT_POOL_SIZE);
     if let Command::Serve(args) = cli.command {
         return serve::run(args, &file, &target, pool_size).await;

@@ -95,6 +95,12 @@ pub async fn run(
             None
         };
         tracing::info!(address = %listener.local_addr()?, ?settings, "atrium is serving");
+        if !atrium_store::outbox::seals() {
+            tracing::warn!(
+                "queued emails are stored with their tokens readable: set ATRIUM_SECRET_KEY \
+                 (64 hex digits, the same on every server) to seal them"
+            );
+        }
         match app_db.open_files_advice().await {
             Ok(Some(advice)) => tracing::warn!("{advice}"),
             Ok(None) => {}

@@ -5,4 +5,5 @@ mod archives;
 mod embedded;
 mod faults;
 mod helpers;
+mod sealed;
 mod tenants;
