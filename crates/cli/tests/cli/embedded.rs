@@ -1,7 +1,7 @@
 use std::path::Path;
 use std::process::Output;
 
-use crate::helpers::{command, json, stderr};
+use crate::helpers::{Serving, command, json, stderr};
 
 fn atrium_in(data_dir: &Path, args: &[&str]) -> Output {
     command(data_dir.parent().unwrap())
@@ -85,24 +85,19 @@ fn without_server_programs_it_says_what_to_install() {
 
 #[test]
 fn commands_run_while_serve_is_up_share_its_cluster() {
-    use std::io::{BufRead, BufReader};
     let root = tempfile::tempdir().unwrap();
     let data_dir = root.path().join("data");
-    let mut server = command(root.path())
-        .env("ATRIUM_DATA_DIR", &data_dir)
-        .env("ATRIUM_SESSION_MAX_TENANTS", "3")
-        .args(["serve", "--bind", "127.0.0.1:0"])
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(server.stderr.take().unwrap()).lines();
-    let serving = lines
-        .by_ref()
-        .map(|l| l.unwrap())
-        .find(|l| l.contains("serving on"))
-        .expect("serve announces its address");
-    assert!(serving.contains("http://127.0.0.1:"), "{serving}");
-    std::thread::spawn(move || lines.for_each(drop));
+    let server = Serving::start(
+        command(root.path())
+            .env("ATRIUM_DATA_DIR", &data_dir)
+            .env("ATRIUM_SESSION_MAX_TENANTS", "3")
+            .args(["serve", "--bind", "127.0.0.1:0"]),
+    );
+    assert!(
+        server.announced.contains("http://127.0.0.1:"),
+        "{}",
+        server.announced
+    );
 
     let listed = atrium_in(&data_dir, &["tenant", "list", "--json"]);
     assert_eq!(json(&listed), serde_json::json!([]));
@@ -111,12 +106,7 @@ fn commands_run_while_serve_is_up_share_its_cluster() {
         "a command leaves serve's cluster running"
     );
 
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(server.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    assert!(server.wait().unwrap().success());
+    server.stop();
     assert!(
         !postmaster_running(&data_dir),
         "serve stops the cluster it started"
@@ -140,37 +130,23 @@ fn serve_refuses_a_session_bound_of_zero_tenants() {
 
 #[test]
 fn serve_demo_creates_a_varied_demo_tenant_once() {
-    use std::io::{BufRead, BufReader};
     let root = tempfile::tempdir().unwrap();
     let data_dir = root.path().join("data");
     let run = |expect: &str| {
-        let mut server = command(root.path())
-            .env("ATRIUM_DATA_DIR", &data_dir)
-            .args(["serve", "--bind", "127.0.0.1:0", "--demo"])
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(server.stderr.take().unwrap()).lines();
-        let line = lines
-            .by_ref()
-            .map(|l| l.unwrap())
-            .find(|l| l.contains("demo tenant"))
-            .expect("serve --demo says how to sign in");
+        let mut server = Serving::start(
+            command(root.path())
+                .env("ATRIUM_DATA_DIR", &data_dir)
+                .args(["serve", "--bind", "127.0.0.1:0", "--demo"]),
+        );
+        let line = server.wait_for("demo tenant");
         assert!(
             line.contains(expect) && line.contains("admin@demo.example"),
             "{line}"
         );
-        let rest = std::thread::spawn(move || lines.map(|l| l.unwrap()).collect::<Vec<_>>());
         let shown = json(&atrium_in(&data_dir, &["tenant", "show", "demo", "--json"]));
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(server.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        )
-        .unwrap();
-        assert!(server.wait().unwrap().success());
         // Logs to a pipe: no colour codes, and no PostgreSQL NOTICEs from
         // idempotent DDL at every start.
-        let logs = rest.join().unwrap().join("\n");
+        let logs = server.stop().join("\n");
         assert!(!logs.contains('\u{1b}'), "ANSI codes in {logs}");
         assert!(!logs.contains("NOTICE"), "{logs}");
         shown
@@ -204,7 +180,6 @@ fn serve_demo_on_a_taken_port_fails_before_writing_anything() {
 
 #[tokio::test]
 async fn serve_refuses_a_privileged_database_login_unless_told_it_is_for_development() {
-    use std::io::{BufRead, BufReader};
     let t = atrium_testkit::migrated_database().await;
     let root = tempfile::tempdir().unwrap();
     // The test database's login is a superuser.
@@ -216,28 +191,15 @@ async fn serve_refuses_a_privileged_database_login_unless_told_it_is_for_develop
     crate::helpers::assert_fails(&out, 1, "is a superuser");
     assert!(stderr(&out).contains("--unsafe-allow-privileged-login"));
 
-    let mut server = command(root.path())
-        .env("ATRIUM_DATABASE_URL", &t.url)
-        .args([
-            "serve",
-            "--bind",
-            "127.0.0.1:0",
-            "--unsafe-allow-privileged-login",
-        ])
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(server.stderr.take().unwrap()).lines();
-    lines
-        .by_ref()
-        .map(|l| l.unwrap())
-        .find(|l| l.contains("serving on"))
-        .expect("serves when told it is for development");
-    std::thread::spawn(move || lines.for_each(drop));
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(server.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
+    Serving::start(
+        command(root.path())
+            .env("ATRIUM_DATABASE_URL", &t.url)
+            .args([
+                "serve",
+                "--bind",
+                "127.0.0.1:0",
+                "--unsafe-allow-privileged-login",
+            ]),
     )
-    .unwrap();
-    assert!(server.wait().unwrap().success());
+    .stop();
 }

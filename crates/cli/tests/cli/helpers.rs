@@ -52,3 +52,70 @@ pub fn json(out: &Output) -> serde_json::Value {
     serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}): {}", stdout(out)))
 }
+
+/// A running `atrium serve`, its stderr read line by line in the
+/// background.
+pub struct Serving {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    /// The line that announced the address.
+    pub announced: String,
+    pub port: u16,
+}
+
+impl Serving {
+    /// Starts `serve` from `cmd` (its arguments given) and waits until it
+    /// announces its address.
+    pub fn start(cmd: &mut Command) -> Self {
+        use std::io::{BufRead, BufReader};
+        let mut child = cmd
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("starting atrium serve");
+        let stderr = child.stderr.take().unwrap();
+        let (sender, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = sender.send(line);
+            }
+        });
+        let mut serving = Self {
+            child,
+            lines,
+            announced: String::new(),
+            port: 0,
+        };
+        serving.announced = serving.wait_for("serving on");
+        serving.port = serving
+            .announced
+            .split("http://127.0.0.1:")
+            .nth(1)
+            .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+            .and_then(|port| port.parse().ok())
+            .unwrap_or_else(|| panic!("no address in {:?}", serving.announced));
+        serving
+    }
+
+    /// The next line of stderr that contains `needle`.
+    pub fn wait_for(&mut self, needle: &str) -> String {
+        loop {
+            match self.lines.recv_timeout(std::time::Duration::from_secs(120)) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => {}
+                Err(e) => panic!("serve never said {needle:?}: {e}"),
+            }
+        }
+    }
+
+    /// Stops the server with SIGTERM, asserts it ended well, and returns
+    /// what it printed after the lines already read.
+    pub fn stop(mut self) -> Vec<String> {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
+        assert!(self.child.wait().unwrap().success(), "serve ends cleanly");
+        self.lines.iter().collect()
+    }
+}

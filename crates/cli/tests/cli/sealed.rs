@@ -2,11 +2,11 @@
 //! database holds no working token, and `atrium outbox` with the key reads
 //! the email as it was written.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 
 use atrium_testkit::migrated_database;
 
-use crate::helpers::{atrium, command, json, stderr};
+use crate::helpers::{Serving, atrium, command, json, stderr};
 
 const KEY: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
@@ -51,45 +51,25 @@ async fn reset_emails_are_sealed_in_the_database_and_read_back_with_the_key() {
     assert!(created.status.success(), "{}", stderr(&created));
 
     let dir = tempfile::tempdir().unwrap();
-    let mut server = command(dir.path())
-        .env("ATRIUM_DATABASE_URL", &t.url)
-        .env("ATRIUM_SECRET_KEY", KEY)
-        .args([
-            "serve",
-            "--bind",
-            "127.0.0.1:0",
-            "--unsafe-allow-privileged-login",
-        ])
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(server.stderr.take().unwrap()).lines();
-    let serving = lines
-        .by_ref()
-        .map(|l| l.unwrap())
-        .find(|l| l.contains("serving on"))
-        .expect("serve announces its address");
-    std::thread::spawn(move || lines.for_each(drop));
-    let port: u16 = serving
-        .split("http://127.0.0.1:")
-        .nth(1)
-        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
-        .unwrap()
-        .parse()
-        .unwrap();
+    let server = Serving::start(
+        command(dir.path())
+            .env("ATRIUM_DATABASE_URL", &t.url)
+            .env("ATRIUM_SECRET_KEY", KEY)
+            .args([
+                "serve",
+                "--bind",
+                "127.0.0.1:0",
+                "--unsafe-allow-privileged-login",
+            ]),
+    );
     let answer = post(
-        port,
+        server.port,
         "acme.localhost",
         "/api/v1/auth/password-reset",
         r#"{"email": "boss@acme.com"}"#,
     );
     assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(server.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    assert!(server.wait().unwrap().success());
+    server.stop();
 
     let stored: String =
         t.db.session()
