@@ -49,15 +49,7 @@ async fn measure(db: &Database, bench: &ImportBench) -> anyhow::Result<String> {
     provision_many(db, "import", 2, 2).await?;
     let tenants = sessions_for_all(db).await?;
     let (api_tenant, copy_tenant) = (&tenants[0], &tenants[1]);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let server = tokio::spawn(atrium_http::serve(
-        listener,
-        db.clone(),
-        db.clone(),
-        atrium_http::ServerSettings::default(),
-        std::future::pending(),
-    ));
+    let (addr, server) = crate::serve_in_process(db.clone(), db).await?;
 
     let rows = bench.rows;
     let file_bytes: usize = HEADER.len()

@@ -83,6 +83,28 @@ fn rand_suffix() -> u32 {
         .unwrap_or_default()
 }
 
+/// The server in this process on a random local port, over `server_db`
+/// (admin work on `db`), with default settings; stopped by aborting the
+/// handle.
+pub(crate) async fn serve_in_process(
+    server_db: Database,
+    db: &Database,
+) -> anyhow::Result<(
+    std::net::SocketAddr,
+    tokio::task::JoinHandle<anyhow::Result<()>>,
+)> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let server = tokio::spawn(atrium_http::serve(
+        listener,
+        server_db,
+        db.clone(),
+        atrium_http::ServerSettings::default(),
+        std::future::pending(),
+    ));
+    Ok((addr, server))
+}
+
 pub(crate) fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;

@@ -40,18 +40,10 @@ async fn measure(db: &Database, bench: &NoisyBench) -> anyhow::Result<String> {
     provision_many(db, "neighbour", 2, 2).await?;
     let tenants = Arc::new(sessions_for_all(db).await?);
     fill_all(db, &tenants, 1).await?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
     // Room for every tenant's limit and more: the pool is not what
     // protects the quiet tenant.
     let server_db = db.resized(16).await?;
-    let server = tokio::spawn(atrium_http::serve(
-        listener,
-        server_db,
-        db.clone(),
-        atrium_http::ServerSettings::default(),
-        std::future::pending(),
-    ));
+    let (addr, server) = crate::serve_in_process(server_db, db).await?;
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(bench.flood_clients + 1)
         .build()?;

@@ -33,15 +33,7 @@ async fn measure(db: &Database, bench: &SoakBench) -> anyhow::Result<String> {
     large_tier_for_all(db).await?;
     let tenants = Arc::new(sessions_for_all(db).await?);
     fill_all(db, &tenants, 1).await?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let server = tokio::spawn(atrium_http::serve(
-        listener,
-        db.clone(),
-        db.clone(),
-        atrium_http::ServerSettings::default(),
-        std::future::pending(),
-    ));
+    let (addr, server) = crate::serve_in_process(db.clone(), db).await?;
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(bench.clients)
         .build()?;
