@@ -73,6 +73,7 @@ async fn resolve_tenant(parts: &Parts, state: &AppState) -> ApiResult<Scope> {
     if let Some(slot) = parts.extensions.get::<TenantSlot>() {
         slot.set(tenant.id);
     }
+    tracing::Span::current().record("tenant", tenant.id);
     Ok(Scope {
         db: state.db.clone(),
         statement_timeout: state
@@ -172,6 +173,7 @@ impl FromRequestParts<AppState> for Authed {
             Err(e) => return Err(e.into()),
         };
         state.anonymous.vouch(&token);
+        tracing::Span::current().record("user", me.id());
         // Signed in: from here the request is the tenant's own work, and
         // waits for (or is refused by) the tenant's rate and budget.
         if let Some(slot) = parts.extensions.get::<TenantSlot>() {

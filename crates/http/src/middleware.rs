@@ -105,6 +105,17 @@ async fn observe_and_bound(
         next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
             .await
     };
+    // Every log line of the request, an internal error's included, carries
+    // its id, route, tenant and user (the last two once known).
+    let span = tracing::info_span!(
+        "request",
+        request_id = %request_id,
+        %method,
+        route = %route,
+        tenant = tracing::field::Empty,
+        user = tracing::field::Empty,
+    );
+    let handled = tracing::Instrument::instrument(handled, span.clone());
     let (response, db_time) =
         match tokio::time::timeout(timeout, atrium_store::db_time::measured(handled)).await {
             Ok(measured) => measured,
@@ -134,9 +145,17 @@ async fn observe_and_bound(
     metrics::histogram!("atrium_http_request_duration_seconds", "route" => route.clone())
         .record(elapsed.as_secs_f64());
     if elapsed > Duration::from_secs(1) {
-        tracing::warn!(%method, route, status, tenant, request_id, elapsed_ms = elapsed.as_millis() as u64, "slow request");
+        span.in_scope(|| {
+            tracing::warn!(
+                status,
+                elapsed_ms = elapsed.as_millis() as u64,
+                "slow request"
+            )
+        });
     } else {
-        tracing::info!(%method, route, status, tenant, request_id, elapsed_ms = elapsed.as_millis() as u64, "request");
+        span.in_scope(|| {
+            tracing::info!(status, elapsed_ms = elapsed.as_millis() as u64, "request")
+        });
     }
     let mut response = response;
     if !response.headers().contains_key(REQUEST_ID)

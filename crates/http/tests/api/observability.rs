@@ -182,3 +182,55 @@ async fn a_tenant_past_its_request_rate_waits_then_gets_503_and_the_others_do_no
         "the quiet tenant is never turned away: {quiet:?}"
     );
 }
+
+/// Log lines written in this test (the server runs on the test's thread).
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn an_internal_errors_log_line_names_the_request_its_tenant_route_and_user() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .with_writer(move || writer.clone())
+        .finish();
+    let _logging = tracing::subscriber::set_default(subscriber);
+    let app = TestApp::spawn().await;
+    let t = app.create_tenant("alpha").await;
+    // A table gone from under the server: the next list is a 500.
+    app.sql_execute(&format!(
+        "ALTER TABLE tenant_{}.contacts RENAME TO contacts_gone",
+        t.id
+    ))
+    .await;
+    let response = app
+        .authed(Method::GET, "alpha", &t.admin_token, "/api/v1/contacts")
+        .header("x-request-id", "trace-me-42")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let line: serde_json::Value = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|l| l["fields"]["message"] == "internal error")
+        .unwrap_or_else(|| panic!("no internal error logged: {logs}"));
+    let span = &line["span"];
+    assert_eq!(span["request_id"], "trace-me-42", "{line}");
+    assert_eq!(span["route"], "/api/v1/contacts", "{line}");
+    assert_eq!(span["tenant"], t.id, "{line}");
+    assert!(span["user"].as_i64().is_some_and(|u| u > 0), "{line}");
+}
