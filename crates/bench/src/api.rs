@@ -79,9 +79,9 @@ pub(crate) async fn fill_all(
     tenants: &[BenchTenant],
     jobs: usize,
 ) -> anyhow::Result<()> {
-    futures::stream::iter(tenants.chunks(atrium_store::SESSION_MAX_TENANTS / jobs.max(1)))
+    futures::stream::iter(tenants.chunks(atrium_store::CONNECTION_MAX_TENANTS / jobs.max(1)))
         .map(|chunk| async move {
-            let session = db.dedicated_session().await?;
+            let session = db.dedicated_connection().await?;
             for t in chunk {
                 fill_records(&session, &t.schema).await?;
             }
@@ -206,7 +206,7 @@ pub(crate) fn row(
 /// and a small tier's request rate (50/s) would cap a hot set of 100
 /// tenants at 5,000 requests a second.
 pub(crate) async fn large_tier_for_all(db: &Database) -> anyhow::Result<()> {
-    db.session()
+    db.connection()
         .await?
         .execute("UPDATE public.tenants SET tier = 'large'", &[])
         .await?;
@@ -218,7 +218,7 @@ pub(crate) async fn large_tier_for_all(db: &Database) -> anyhow::Result<()> {
 /// grow a cache of the whole fleet.
 pub(crate) async fn sessions_for_all(db: &Database) -> anyhow::Result<Vec<BenchTenant>> {
     let rows = {
-        let session = db.session().await?;
+        let session = db.connection().await?;
         let prefix = atrium_store::registry::role_prefix(&session).await?;
         let rows = session
             .query(
@@ -241,8 +241,8 @@ pub(crate) async fn sessions_for_all(db: &Database) -> anyhow::Result<Vec<BenchT
         .touch_interval
         .as_secs_f64();
     let mut tenants = Vec::new();
-    for chunk in rows.chunks(atrium_store::SESSION_MAX_TENANTS) {
-        let session = db.dedicated_session().await?;
+    for chunk in rows.chunks(atrium_store::CONNECTION_MAX_TENANTS) {
+        let session = db.dedicated_connection().await?;
         for (role, id, subdomain, schema) in chunk {
             let token = format!("bench-token-{id}-{}", rand::random::<u64>());
             let token_hash = atrium_services::tokens::hash(&token);
@@ -373,7 +373,7 @@ impl ApiRun {
     /// sessions: a transaction off its lane meets a backend that has most
     /// likely not seen the tenant, and a retired session starts cold.
     pub fn pool_sentence(&self) -> String {
-        use atrium_store::TenantSessionSource::{Lane, OtherLane, Shared};
+        use atrium_store::TenantConnectionSource::{Lane, OtherLane, Shared};
         let activity = &self.activity;
         let total: u64 = activity.tenant_sessions.iter().sum();
         let share =
@@ -407,7 +407,7 @@ pub(crate) async fn api_load(
     // The server runs with the pool `atrium serve` has by default.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    let limits = atrium_store::SessionLimits {
+    let limits = atrium_store::ConnectionLimits {
         max_tenants: bench.session_max_tenants,
         ..Default::default()
     };
@@ -507,7 +507,7 @@ pub(crate) async fn sql_load(
 ) -> anyhow::Result<Vec<Vec<LoadResult>>> {
     let mut clients = Vec::new();
     for _ in 0..bench.clients {
-        let client = scratch.db.dedicated_session().await?;
+        let client = scratch.db.dedicated_connection().await?;
         // Names resolve when a statement is prepared: prepare it in a
         // tenant's context, as the server does on first use.
         client

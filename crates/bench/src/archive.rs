@@ -30,7 +30,7 @@ async fn fill(db: &Database, schema: &str, contacts: u32) -> anyhow::Result<()> 
     let companies = (contacts / 10).max(1);
     let deals = (contacts / 5).max(1);
     let activities = contacts / 2;
-    let session = db.session().await?;
+    let session = db.connection().await?;
     session
         .batch_execute(&format!(
             "SET search_path = {schema};
@@ -142,7 +142,7 @@ async fn measure(db: &Database, bench: &ArchiveBench) -> anyhow::Result<String> 
 }
 
 async fn copy_out(db: &Database, schema: &str, dir: &std::path::Path) -> anyhow::Result<Duration> {
-    let session = db.session().await?;
+    let session = db.connection().await?;
     let started = Instant::now();
     for table in ARCHIVED_TABLES {
         let mut file = tokio::io::BufWriter::new(tokio::fs::File::create(dir.join(table)).await?);
@@ -159,7 +159,7 @@ async fn copy_out(db: &Database, schema: &str, dir: &std::path::Path) -> anyhow:
 }
 
 async fn copy_in(db: &Database, schema: &str, dir: &std::path::Path) -> anyhow::Result<Duration> {
-    let session = db.session().await?;
+    let session = db.connection().await?;
     let q_schema = quote_ident(schema);
     let all: Vec<String> = ARCHIVED_TABLES
         .iter()

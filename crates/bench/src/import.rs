@@ -218,7 +218,7 @@ async fn send_import(
 /// The same rows by `COPY`: companies first, then contacts linked to them.
 async fn copy_rows(db: &Database, schema: &str, rows: u32) -> anyhow::Result<Duration> {
     use futures::SinkExt;
-    let session = db.session().await?;
+    let session = db.connection().await?;
     let started = Instant::now();
     let companies = session
         .copy_in::<_, bytes::Bytes>(&format!(

@@ -53,7 +53,7 @@ fn field_kib(text: &str, field: &str) -> u64 {
 }
 
 pub(crate) async fn snapshot(db: &Database) -> anyhow::Result<Snapshot> {
-    let session = db.session().await?;
+    let session = db.connection().await?;
     let backends = session
         .query(
             "SELECT pid, application_name, left(query, 100) FROM pg_stat_activity

@@ -109,7 +109,7 @@ async fn measure(
 /// Each run starts on fresh sessions, as a migration run of its own would:
 /// a session's catalog caches warm up with every schema it touches.
 pub(crate) async fn raw_loop(db: &Database, column: &str) -> anyhow::Result<Duration> {
-    let session = db.dedicated_session().await?;
+    let session = db.dedicated_connection().await?;
     let schemas: Vec<String> = session
         .query("SELECT schema_name FROM public.tenants ORDER BY id", &[])
         .await?

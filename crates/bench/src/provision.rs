@@ -86,7 +86,7 @@ pub(crate) async fn raw_ddl(db: &Database, schema: &str) -> anyhow::Result<Durat
         .map(|f| f.sql)
         .collect::<Vec<_>>()
         .join("\n");
-    let session = db.session().await?;
+    let session = db.connection().await?;
     let started = Instant::now();
     session
         .batch_execute(&format!(

@@ -246,7 +246,7 @@ async fn measure(
 /// The PostgreSQL settings the fleet's figures depend on most.
 async fn server_settings(db: &Database) -> anyhow::Result<String> {
     let row = db
-        .session()
+        .connection()
         .await?
         .query_one(
             "SELECT current_setting('server_version'), current_setting('shared_buffers'),
@@ -273,7 +273,7 @@ async fn api_part(
         tenant_counts: vec![],
         clients: bench.clients,
         seconds: bench.seconds,
-        session_max_tenants: atrium_store::SESSION_MAX_TENANTS,
+        session_max_tenants: atrium_store::CONNECTION_MAX_TENANTS,
         rounds: API_ROUNDS,
     };
     large_tier_for_all(db).await?;
@@ -370,6 +370,6 @@ async fn api_part(
 /// waits for the writes of what came before it nor logs whole pages
 /// because a checkpoint started during it.
 async fn checkpoint(db: &Database) -> anyhow::Result<()> {
-    db.session().await?.batch_execute("CHECKPOINT").await?;
+    db.connection().await?.batch_execute("CHECKPOINT").await?;
     Ok(())
 }

@@ -189,7 +189,7 @@ pub struct ServeArgs {
     /// Retire a pooled database session once it has served this many
     /// distinct tenants (default 500). Bounds each PostgreSQL backend's
     /// catalog memory, about 230 KiB per tenant it has served.
-    #[arg(long, env = "ATRIUM_SESSION_MAX_TENANTS", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    #[arg(long, env = "ATRIUM_CONNECTION_MAX_TENANTS", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub session_max_tenants: Option<u32>,
     /// Also create (once) a `demo` tenant with sample data, and say how
     /// to sign in.

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use atrium_store::cluster::{EMBEDDED_DATABASE, EmbeddedCluster};
-use atrium_store::{Database, SessionLimits, ensure_database, migrate};
+use atrium_store::{ConnectionLimits, Database, ensure_database, migrate};
 
 use crate::cli::GlobalArgs;
 use crate::settings::{DatabaseTarget, FileSettings};
@@ -54,7 +54,7 @@ impl Connected {
     pub async fn open(
         target: &DatabaseTarget,
         pool_size: usize,
-        limits: SessionLimits,
+        limits: ConnectionLimits,
     ) -> anyhow::Result<Self> {
         match target {
             DatabaseTarget::Url { url, admin_url } => {

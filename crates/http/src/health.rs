@@ -33,7 +33,7 @@ async fn healthz() -> Json<Value> {
 /// Ready when the database answers a query within a second.
 async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let probe = async {
-        let session = state.db.session().await?;
+        let session = state.db.connection().await?;
         session.simple_query("SELECT 1").await?;
         anyhow::Ok(())
     };
@@ -106,7 +106,7 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     metrics::counter!("atrium_db_sessions_opened_total").absolute(activity.sessions_opened);
     metrics::counter!("atrium_db_sessions_retired_total").absolute(activity.sessions_retired);
     metrics::counter!("atrium_db_tenant_first_visits_total").absolute(activity.first_visits);
-    for source in atrium_store::TenantSessionSource::ALL {
+    for source in atrium_store::TenantConnectionSource::ALL {
         metrics::counter!("atrium_db_tenant_sessions_total", "from" => source.label())
             .absolute(activity.tenant_sessions_from(source));
     }

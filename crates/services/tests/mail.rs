@@ -63,7 +63,7 @@ async fn smtp_sink() -> (u16, Arc<Mutex<Vec<String>>>) {
 #[tokio::test]
 async fn queued_emails_are_delivered_once_and_keep_no_token_after_sending() {
     let t = migrated_database().await;
-    let session = t.db.session().await.unwrap();
+    let session = t.db.connection().await.unwrap();
     session
         .batch_execute(
             "INSERT INTO public.outbox (to_email, kind, subject, body, token_expires_at) VALUES
@@ -126,7 +126,7 @@ async fn queued_emails_are_delivered_once_and_keep_no_token_after_sending() {
 #[tokio::test]
 async fn a_refused_delivery_is_retried_later_with_the_error_recorded() {
     let t = migrated_database().await;
-    let session = t.db.session().await.unwrap();
+    let session = t.db.connection().await.unwrap();
     session
         .batch_execute(
             "INSERT INTO public.outbox (to_email, kind, subject, body) VALUES

@@ -167,7 +167,7 @@ where
         Ok(()) => Ok(registry::find_by_id(db, header.tenant_id).await?),
         Err(e) => {
             // The schema is restored but not registered: take it back out.
-            if let Ok(session) = db.session().await {
+            if let Ok(session) = db.connection().await {
                 let _ = session
                     .batch_execute(&format!(
                         "DROP SCHEMA IF EXISTS {} CASCADE",
@@ -181,7 +181,7 @@ where
 }
 
 async fn refuse_if_present(db: &Database, header: &BackupHeader) -> Result<(), StoreError> {
-    let session = db.session().await?;
+    let session = db.connection().await?;
     let row = session
         .query_one(
             "SELECT

@@ -73,7 +73,7 @@ FROM items";
 /// both read in one statement (one snapshot of the catalog) on a session
 /// that closes afterwards.
 async fn differing_in(db: &Database, chunk: &[String]) -> anyhow::Result<Vec<String>> {
-    let session = db.dedicated_session().await?;
+    let session = db.dedicated_connection().await?;
     let mut schemas = chunk.to_vec();
     schemas.push("template".into());
     let prints: BTreeMap<String, String> = session
@@ -104,7 +104,7 @@ async fn items_of(
     db: &Database,
     chunk: &[String],
 ) -> anyhow::Result<BTreeMap<String, BTreeSet<String>>> {
-    let session = db.dedicated_session().await?;
+    let session = db.dedicated_connection().await?;
     let mut schemas = chunk.to_vec();
     schemas.push("template".into());
     let mut items: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
@@ -134,7 +134,7 @@ pub struct CheckReport {
 }
 
 pub async fn check(db: &Database) -> anyhow::Result<CheckReport> {
-    let client = db.session().await?;
+    let client = db.connection().await?;
     let tenants: BTreeMap<String, String> = client
         .query(
             "SELECT schema_name, subdomain FROM public.tenants ORDER BY id",

@@ -22,18 +22,18 @@ use crate::tls::Connector;
 /// sessions' DDL forces on it, whatever the number of tenants. With tenant
 /// lanes (below) a lane's session serves about `tenants / lanes` tenants,
 /// so the bound is set for a pool of 32 to keep 10,000 tenants warm.
-pub const SESSION_MAX_TENANTS: usize = 500;
+pub const CONNECTION_MAX_TENANTS: usize = 500;
 /// Each session retires at a random point in the last quarter of this
 /// age, so that sessions opened together (a server's lanes, at start) do
 /// not all retire, and meet their tenants cold, in the same minute.
-pub const SESSION_MAX_AGE: Duration = Duration::from_secs(60 * 60);
+pub const CONNECTION_MAX_AGE: Duration = Duration::from_secs(60 * 60);
 /// A session that has created this many tenant schemas (a tenant or a
 /// spare) is retired too. Every catalog change a session makes is first
 /// applied to its own caches, and some of them (the plan cache, the type
 /// cache) are walked whole for each change: creating a tenant on a session
 /// holding hundreds of tenants' entries took twice as long as on a fresh
 /// one. Reconnecting costs a few milliseconds every so many tenants.
-pub const SESSION_MAX_SCHEMAS_CREATED: usize = 25;
+pub const CONNECTION_MAX_SCHEMAS_CREATED: usize = 25;
 
 /// A pooled PostgreSQL session and the tenants it has served.
 pub struct Session {
@@ -41,7 +41,7 @@ pub struct Session {
     tenants_seen: HashSet<i32>,
     schemas_created: usize,
     counters: Arc<PoolCounters>,
-    /// `SessionLimits::max_age`, less up to a quarter.
+    /// `ConnectionLimits::max_age`, less up to a quarter.
     max_age: Duration,
 }
 
@@ -67,16 +67,16 @@ impl Session {
 
 /// When a pooled session is retired.
 #[derive(Debug, Clone, Copy)]
-pub struct SessionLimits {
+pub struct ConnectionLimits {
     pub max_tenants: usize,
     pub max_age: Duration,
 }
 
-impl Default for SessionLimits {
+impl Default for ConnectionLimits {
     fn default() -> Self {
         Self {
-            max_tenants: SESSION_MAX_TENANTS,
-            max_age: SESSION_MAX_AGE,
+            max_tenants: CONNECTION_MAX_TENANTS,
+            max_age: CONNECTION_MAX_AGE,
         }
     }
 }
@@ -84,7 +84,7 @@ impl Default for SessionLimits {
 /// deadpool's PostgreSQL manager, plus retirement by tenants served.
 pub struct SessionManager {
     inner: Manager,
-    limits: SessionLimits,
+    limits: ConnectionLimits,
     counters: Arc<PoolCounters>,
 }
 
@@ -96,13 +96,13 @@ struct PoolCounters {
     opened: AtomicU64,
     retired: AtomicU64,
     first_visits: AtomicU64,
-    /// By [`TenantSessionSource`].
+    /// By [`TenantConnectionSource`].
     tenant_sessions: [AtomicU64; 4],
 }
 
 /// Where a tenant transaction found its session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TenantSessionSource {
+pub enum TenantConnectionSource {
     /// Its own lane, free at once or after a short wait: a backend that
     /// has most likely met the tenant before.
     Lane,
@@ -115,7 +115,7 @@ pub enum TenantSessionSource {
     NoLanes,
 }
 
-impl TenantSessionSource {
+impl TenantConnectionSource {
     pub const ALL: [Self; 4] = [Self::Lane, Self::Shared, Self::OtherLane, Self::NoLanes];
 
     pub fn label(self) -> &'static str {
@@ -140,7 +140,7 @@ pub struct PoolActivity {
     /// (milliseconds, against a fraction of one for a warm request).
     pub first_visits: u64,
     /// Tenant transactions, by where their session came from, in the
-    /// order of [`TenantSessionSource::ALL`].
+    /// order of [`TenantConnectionSource::ALL`].
     pub tenant_sessions: [u64; 4],
 }
 
@@ -156,7 +156,7 @@ impl std::ops::AddAssign for PoolActivity {
 }
 
 impl PoolActivity {
-    pub fn tenant_sessions_from(&self, source: TenantSessionSource) -> u64 {
+    pub fn tenant_sessions_from(&self, source: TenantConnectionSource) -> u64 {
         self.tenant_sessions[source as usize]
     }
 
@@ -195,7 +195,7 @@ impl deadpool::managed::Manager for SessionManager {
         metrics: &deadpool::managed::Metrics,
     ) -> deadpool::managed::RecycleResult<tokio_postgres::Error> {
         if session.tenants_seen.len() >= self.limits.max_tenants
-            || session.schemas_created >= SESSION_MAX_SCHEMAS_CREATED
+            || session.schemas_created >= CONNECTION_MAX_SCHEMAS_CREATED
             || metrics.age() >= session.max_age
         {
             self.counters.retired.fetch_add(1, Ordering::Relaxed);
@@ -212,7 +212,7 @@ impl deadpool::managed::Manager for SessionManager {
 }
 
 pub type Pool = deadpool::managed::Pool<SessionManager>;
-pub type PooledSession = deadpool::managed::Object<SessionManager>;
+pub type PooledConnection = deadpool::managed::Object<SessionManager>;
 
 /// The lowest PostgreSQL major version Atrium runs on.
 pub const MIN_SERVER_VERSION: i32 = 150000;
@@ -286,7 +286,7 @@ pub struct Database {
     lanes: Arc<[Pool]>,
     config: tokio_postgres::Config,
     tls: Connector,
-    limits: SessionLimits,
+    limits: ConnectionLimits,
     counters: Arc<PoolCounters>,
 }
 
@@ -303,14 +303,14 @@ impl Database {
     /// Connects a pool of at most `max_connections` sessions and checks the
     /// server's version.
     pub async fn connect(url: &str, max_connections: usize) -> anyhow::Result<Self> {
-        Self::connect_with_limits(url, max_connections, SessionLimits::default()).await
+        Self::connect_with_limits(url, max_connections, ConnectionLimits::default()).await
     }
 
     /// `connect`, retiring sessions by `limits`.
     pub async fn connect_with_limits(
         url: &str,
         max_connections: usize,
-        limits: SessionLimits,
+        limits: ConnectionLimits,
     ) -> anyhow::Result<Self> {
         let (config, tls) = crate::tls::parse_url(url)?;
         Self::connect_config(config, tls, max_connections, limits).await
@@ -320,7 +320,7 @@ impl Database {
         mut config: tokio_postgres::Config,
         tls: Connector,
         max_connections: usize,
-        limits: SessionLimits,
+        limits: ConnectionLimits,
     ) -> anyhow::Result<Self> {
         config.options(SESSION_OPTIONS);
         if config.get_application_name().is_none() {
@@ -387,7 +387,7 @@ impl Database {
     /// fleet; `None` when it is enough.
     pub async fn open_files_advice(&self) -> anyhow::Result<Option<String>> {
         let row = self
-            .session()
+            .connection()
             .await?
             .query_one(
                 "SELECT current_setting('max_files_per_process')::int,
@@ -466,7 +466,7 @@ impl Database {
     }
 
     /// A pooled session.
-    pub async fn session(&self) -> anyhow::Result<PooledSession> {
+    pub async fn connection(&self) -> anyhow::Result<PooledConnection> {
         self.pool
             .get()
             .await
@@ -483,11 +483,11 @@ impl Database {
     /// session, then any free lane, then the first shared session to come
     /// free. Overflow takes shared sessions before other lanes so that a
     /// lane's backend keeps to its own tenants and is not retired early.
-    pub async fn tenant_session(&self, tenant_id: i32) -> anyhow::Result<PooledSession> {
-        use TenantSessionSource::{Lane, NoLanes, OtherLane, Shared};
+    pub async fn tenant_session(&self, tenant_id: i32) -> anyhow::Result<PooledConnection> {
+        use TenantConnectionSource::{Lane, NoLanes, OtherLane, Shared};
         use deadpool::managed::{PoolError, TimeoutType};
         if self.lanes.is_empty() {
-            return self.session_counted(NoLanes).await;
+            return self.connection_counted(NoLanes).await;
         }
         let home = tenant_id.unsigned_abs() as usize % self.lanes.len();
         let lane = &self.lanes[home];
@@ -522,21 +522,24 @@ impl Database {
                 Err(_) => break,
             }
         }
-        self.session_counted(Shared).await
+        self.connection_counted(Shared).await
     }
 
-    async fn session_counted(&self, source: TenantSessionSource) -> anyhow::Result<PooledSession> {
-        let session = self.session().await?;
+    async fn connection_counted(
+        &self,
+        source: TenantConnectionSource,
+    ) -> anyhow::Result<PooledConnection> {
+        let session = self.connection().await?;
         self.count(source);
         Ok(session)
     }
 
-    fn count(&self, source: TenantSessionSource) {
+    fn count(&self, source: TenantConnectionSource) {
         self.counters.tenant_sessions[source as usize].fetch_add(1, Ordering::Relaxed);
     }
 
     /// A session of its own, outside the pool, closed when the client drops.
-    pub async fn dedicated_session(&self) -> anyhow::Result<Client> {
+    pub async fn dedicated_connection(&self) -> anyhow::Result<Client> {
         let (client, connection) = self
             .config
             .connect(self.tls.clone())
@@ -553,7 +556,7 @@ impl Database {
     /// Creates database `name` on the same server and connects a pool to
     /// it (benchmarks work in a scratch database of their own).
     pub async fn create_sibling(&self, name: &str, max_connections: usize) -> anyhow::Result<Self> {
-        let session = self.session().await?;
+        let session = self.connection().await?;
         session
             .batch_execute(&format!("CREATE DATABASE {}", quote_ident(name)))
             .await
@@ -571,7 +574,7 @@ impl Database {
     /// Drops database `name` (closing its sessions) and the tenant roles
     /// its registry made: roles belong to the server, not the database.
     pub async fn drop_sibling(&self, sibling: Self, name: &str) -> anyhow::Result<()> {
-        let prefix: Option<String> = match sibling.session().await {
+        let prefix: Option<String> = match sibling.connection().await {
             Ok(s) => s
                 .query_opt("SELECT role_prefix FROM public.installation", &[])
                 .await
@@ -581,7 +584,7 @@ impl Database {
             Err(_) => None,
         };
         sibling.close();
-        let session = self.session().await?;
+        let session = self.connection().await?;
         session
             .batch_execute(&format!(
                 "DROP DATABASE IF EXISTS {} WITH (FORCE)",
@@ -631,7 +634,7 @@ impl Database {
         &self,
         application_name: &str,
         max_connections: usize,
-        limits: SessionLimits,
+        limits: ConnectionLimits,
     ) -> anyhow::Result<Self> {
         let mut config = self.config.clone();
         config.application_name(application_name);
@@ -642,7 +645,7 @@ impl Database {
     pub async fn with_session_limits(
         &self,
         max_connections: usize,
-        limits: SessionLimits,
+        limits: ConnectionLimits,
     ) -> anyhow::Result<Self> {
         Self::connect_config(
             self.config.clone(),
@@ -655,7 +658,7 @@ impl Database {
 
     /// A session of its own whose connection the caller drives, for
     /// receiving notifications (LISTEN).
-    pub async fn raw_session(
+    pub async fn raw_connection(
         &self,
     ) -> Result<
         (
@@ -668,7 +671,7 @@ impl Database {
     }
 
     async fn check_server_version(&self) -> anyhow::Result<()> {
-        let client = self.session().await?;
+        let client = self.connection().await?;
         let row = client
             .query_one(
                 "SELECT current_setting('server_version_num')::int, current_setting('server_version')",

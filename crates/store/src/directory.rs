@@ -55,7 +55,7 @@ impl TenantDirectory {
     /// for as long as the directory lives).
     pub async fn start(db: Database) -> anyhow::Result<Arc<Self>> {
         let role_prefix = {
-            let session = db.session().await?;
+            let session = db.connection().await?;
             crate::registry::role_prefix(&session).await?
         };
         let directory = Arc::new(Self {
@@ -83,7 +83,7 @@ impl TenantDirectory {
             return Ok(Some(hit.clone()));
         }
         let generation = self.generation.load(Ordering::Acquire);
-        let session = self.db.session().await?;
+        let session = self.db.connection().await?;
         let row = session
             .query_opt(
                 "SELECT id, name, subdomain, schema_name, status, tier FROM public.tenants
@@ -164,7 +164,7 @@ async fn listen(directory: std::sync::Weak<TenantDirectory>) {
 
 /// Listens until the connection ends.
 async fn listen_once(dir: &TenantDirectory) -> anyhow::Result<()> {
-    let (client, mut connection) = dir.db.raw_session().await?;
+    let (client, mut connection) = dir.db.raw_connection().await?;
     let (sender, mut changes) = tokio::sync::mpsc::unbounded_channel();
     let driver = tokio::spawn(async move {
         let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));

@@ -29,8 +29,8 @@ mod tx;
 pub mod users;
 
 pub use db::{
-    DEFAULT_POOL_SIZE, Database, MIN_SERVER_VERSION, PoolActivity, SESSION_MAX_AGE,
-    SESSION_MAX_SCHEMAS_CREATED, SESSION_MAX_TENANTS, SessionLimits, TenantSessionSource,
+    CONNECTION_MAX_AGE, CONNECTION_MAX_SCHEMAS_CREATED, CONNECTION_MAX_TENANTS, ConnectionLimits,
+    DEFAULT_POOL_SIZE, Database, MIN_SERVER_VERSION, PoolActivity, TenantConnectionSource,
     ensure_database, quote_ident,
 };
 pub use tenant::{

@@ -71,7 +71,7 @@ pub async fn maintain(db: &Database, policy: &Policy) -> anyhow::Result<Option<M
 
 /// A session holding the maintenance lock, unless another run holds it.
 async fn lock(db: &Database) -> anyhow::Result<Option<tokio_postgres::Client>> {
-    let session = db.dedicated_session().await?;
+    let session = db.dedicated_connection().await?;
     let acquired: bool = session
         .query_one("SELECT pg_try_advisory_lock($1)", &[&MAINTENANCE_LOCK_KEY])
         .await?
@@ -110,7 +110,7 @@ async fn run(db: &Database, policy: &Policy) -> anyhow::Result<MaintenanceReport
         started_at: Some(started_at),
         ..Default::default()
     };
-    let session = db.session().await?;
+    let session = db.connection().await?;
     let tenants = session
         .query(
             "SELECT subdomain, schema_name FROM public.tenants ORDER BY id",
@@ -122,7 +122,7 @@ async fn run(db: &Database, policy: &Policy) -> anyhow::Result<MaintenanceReport
         let (subdomain, schema): (String, String) = (tenant.get(0), tenant.get(1));
         report.tenants += 1;
         let housekeeping = async {
-            tenant_housekeeping(walker.session().await?, &schema, policy, &mut report).await
+            tenant_housekeeping(walker.connection().await?, &schema, policy, &mut report).await
         };
         if let Err(e) = housekeeping.await {
             report.failures.push(TenantFailure {
@@ -267,13 +267,13 @@ impl<'a> SchemaWalker<'a> {
     }
 
     /// The session for the next schema.
-    async fn session(&mut self) -> anyhow::Result<&tokio_postgres::Client> {
-        if self.visits.is_multiple_of(crate::SESSION_MAX_TENANTS) {
+    async fn connection(&mut self) -> anyhow::Result<&tokio_postgres::Client> {
+        if self.visits.is_multiple_of(crate::CONNECTION_MAX_TENANTS) {
             self.session = None;
         }
         self.visits += 1;
         if self.session.is_none() {
-            self.session = Some(self.db.dedicated_session().await?);
+            self.session = Some(self.db.dedicated_connection().await?);
         }
         Ok(self.session.as_ref().expect("connected above"))
     }
@@ -282,7 +282,7 @@ impl<'a> SchemaWalker<'a> {
 /// `VACUUM ANALYZE` of every tenant schema with a table written since it
 /// was last vacuumed or analyzed; the schemas vacuumed.
 async fn vacuum_written(db: &Database) -> anyhow::Result<Vec<String>> {
-    let session = db.session().await?;
+    let session = db.connection().await?;
     let rows = session
         .query(
             "SELECT t.schema_name
@@ -310,7 +310,7 @@ async fn vacuum_written(db: &Database) -> anyhow::Result<Vec<String>> {
             .collect::<Vec<_>>()
             .join(", ");
         walker
-            .session()
+            .connection()
             .await?
             .batch_execute(&format!("VACUUM (ANALYZE) {tables}"))
             .await?;

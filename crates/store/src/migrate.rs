@@ -205,7 +205,7 @@ pub async fn migrate_sets(
     on_progress: &(dyn Fn(usize, usize) + Sync),
 ) -> Result<MigrateReport, MigrationError> {
     let counter = QueryCounter::default();
-    let session = db.dedicated_session().await?;
+    let session = db.dedicated_connection().await?;
     acquire_lock(&session, options.wait_for_lock, &counter).await?;
     let result = migrate_locked(db, &session, sets, options, on_progress, &counter).await;
     // The lock also ends with the session; unlocking is for tidiness.
@@ -521,7 +521,7 @@ pub struct MigrationStatus {
 }
 
 pub async fn status(db: &Database) -> anyhow::Result<MigrationStatus> {
-    let client = db.session().await?;
+    let client = db.connection().await?;
     let versions = client
         .query_one(
             "SELECT
@@ -547,7 +547,7 @@ pub async fn status(db: &Database) -> anyhow::Result<MigrationStatus> {
 /// Whether the registry has been created and is at this program's version:
 /// a server without rights to migrate refuses to start otherwise.
 pub async fn pending_control_or_template(db: &Database) -> anyhow::Result<bool> {
-    let client = db.session().await?;
+    let client = db.connection().await?;
     let row = client
         .query_one(
             "SELECT to_regclass('public.schema_migrations') IS NOT NULL
@@ -581,7 +581,7 @@ pub struct TenantVersion {
 
 /// Every tenant's version, from the registry.
 pub async fn tenant_versions(db: &Database) -> anyhow::Result<Vec<TenantVersion>> {
-    let client = db.session().await?;
+    let client = db.connection().await?;
     let rows = client
         .query(
             "SELECT id, subdomain, schema_name, schema_version FROM public.tenants ORDER BY id",

@@ -34,7 +34,7 @@ const UNUSED: &str = "s.idx_scan = 0 AND NOT i.indisunique AND NOT i.indisprimar
 
 /// Every tenant's index totals, by tenant id.
 pub async fn indexes_by_tenant(db: &Database) -> anyhow::Result<Vec<TenantIndexes>> {
-    let session = db.session().await?;
+    let session = db.connection().await?;
     let rows = session
         .query(
             &format!(
@@ -65,7 +65,7 @@ pub async fn indexes_by_tenant(db: &Database) -> anyhow::Result<Vec<TenantIndexe
 
 /// One tenant's indexes, largest first.
 pub async fn indexes_of(db: &Database, schema_name: &str) -> anyhow::Result<Vec<IndexUsage>> {
-    let session = db.session().await?;
+    let session = db.connection().await?;
     let rows = session
         .query(
             &format!(
@@ -105,7 +105,7 @@ pub struct ConnectionGroup {
 }
 
 pub async fn connections(db: &Database) -> anyhow::Result<Vec<ConnectionGroup>> {
-    let session = db.session().await?;
+    let session = db.connection().await?;
     let rows = session
         .query(
             "SELECT t.subdomain, coalesce(a.application_name, ''), coalesce(a.state, 'unknown'),

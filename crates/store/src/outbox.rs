@@ -168,7 +168,7 @@ pub struct QueuedEmail {
 /// The newest emails first. A body whose token has expired is shown with
 /// the token blanked even before maintenance blanks it in the table.
 pub async fn list(db: &Database, limit: i64) -> anyhow::Result<Vec<QueuedEmail>> {
-    let session = db.session().await?;
+    let session = db.connection().await?;
     let rows = session
         .query(
             "SELECT o.id, t.subdomain, o.to_email, o.kind, o.subject, o.body, o.created_at,
@@ -232,7 +232,7 @@ pub struct Claimed {
 /// died is retried after the lease. Emails whose token has expired are not
 /// sent.
 pub async fn claim_due(db: &Database, limit: i64) -> Result<Vec<Claimed>, StoreError> {
-    let session = db.session().await?;
+    let session = db.connection().await?;
     let rows = session
         .query(
             "UPDATE public.outbox SET next_attempt_at = now() + interval '5 minutes'
@@ -259,7 +259,7 @@ pub async fn claim_due(db: &Database, limit: i64) -> Result<Vec<Claimed>, StoreE
 
 /// Records a delivery: the token leaves the stored body with it.
 pub async fn mark_sent(db: &Database, id: i64, body: &str) -> Result<(), StoreError> {
-    db.session()
+    db.connection()
         .await?
         .execute(
             "UPDATE public.outbox SET sent_at = now(), attempts = attempts + 1, body = $2,
@@ -273,7 +273,7 @@ pub async fn mark_sent(db: &Database, id: i64, body: &str) -> Result<(), StoreEr
 
 /// Records a failed attempt and when to try again (exponential backoff).
 pub async fn mark_failed(db: &Database, id: i64, error: &str) -> Result<(), StoreError> {
-    db.session()
+    db.connection()
         .await?
         .execute(
             "UPDATE public.outbox SET attempts = attempts + 1, last_error = $2,

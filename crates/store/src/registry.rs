@@ -84,7 +84,7 @@ fn tenant_from_row(row: &Row) -> anyhow::Result<Tenant> {
 
 /// Tenants ordered by id, a page at a time (`after` is the last id seen).
 pub async fn list(db: &Database, after: i32, limit: i64) -> anyhow::Result<Vec<Tenant>> {
-    let client = db.session().await?;
+    let client = db.connection().await?;
     let rows = client
         .query(
             &format!(
@@ -97,7 +97,7 @@ pub async fn list(db: &Database, after: i32, limit: i64) -> anyhow::Result<Vec<T
 }
 
 pub async fn find_by_id(db: &Database, id: i32) -> Result<Tenant, StoreError> {
-    let client = db.session().await?;
+    let client = db.connection().await?;
     let row = client
         .query_opt(
             &format!("SELECT {TENANT_COLUMNS} FROM {TENANT_FROM} WHERE t.id = $1"),
@@ -109,7 +109,7 @@ pub async fn find_by_id(db: &Database, id: i32) -> Result<Tenant, StoreError> {
 }
 
 pub async fn find_by_subdomain(db: &Database, subdomain: &str) -> Result<Tenant, StoreError> {
-    let client = db.session().await?;
+    let client = db.connection().await?;
     let row = client
         .query_opt(
             &format!("SELECT {TENANT_COLUMNS} FROM {TENANT_FROM} WHERE t.subdomain = lower($1)"),
@@ -235,7 +235,7 @@ pub struct Totals {
 }
 
 pub async fn totals(db: &Database) -> anyhow::Result<Totals> {
-    let client = db.session().await?;
+    let client = db.connection().await?;
     let row = client
         .query_one(
             "SELECT count(*),
@@ -259,7 +259,7 @@ pub async fn totals(db: &Database) -> anyhow::Result<Totals> {
 /// Counts a tenant's live rows the slow way, by reading its tables: for
 /// checking the counters, never for serving a request.
 pub async fn count_rows(db: &Database, schema_name: &str) -> anyhow::Result<TenantCounts> {
-    let client = db.session().await?;
+    let client = db.connection().await?;
     let s = quote_ident(schema_name);
     let row = client
         .query_one(&format!("SELECT {}", live_counts_sql(&s)), &[])

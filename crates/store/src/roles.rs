@@ -29,7 +29,7 @@ pub const ADMIN: &str = "atrium_admin";
 /// query mistake in tenant context is refused by PostgreSQL instead of
 /// reaching other tenants or changing the schema.
 pub async fn excess_privileges(db: &Database) -> anyhow::Result<Vec<String>> {
-    let session = db.session().await?;
+    let session = db.connection().await?;
     let row = session
         .query_one(
             "SELECT r.rolname::text, r.rolsuper, r.rolcreaterole,
@@ -65,7 +65,7 @@ pub struct RolesReport {
 /// Creates or updates the four roles and their grants in this database.
 /// Needs a superuser (or a role with CREATEROLE that owns the registry).
 pub async fn ensure(db: &Database) -> anyhow::Result<RolesReport> {
-    let session = db.session().await?;
+    let session = db.connection().await?;
     let mut report = RolesReport::default();
     let roles = [
         (APPLICATION, "LOGIN NOINHERIT"),

@@ -62,7 +62,7 @@ pub(crate) async fn claim(
 /// Spares at the newest version.
 pub async fn ready_count(db: &Database) -> anyhow::Result<i64> {
     Ok(db
-        .session()
+        .connection()
         .await?
         .query_one(
             "SELECT count(*) FROM public.spare_schemas WHERE schema_version = $1",
@@ -135,7 +135,7 @@ async fn drop_one(db: &Database, id: i32) -> anyhow::Result<()> {
 /// Brings the pool to `size` spares at the newest version (making or
 /// dropping spares) unless another process is doing it; the number made.
 pub async fn refill(db: &Database, sets: &MigrationSets, size: usize) -> anyhow::Result<usize> {
-    let lock = db.dedicated_session().await?;
+    let lock = db.dedicated_connection().await?;
     let acquired: bool = lock
         .query_one("SELECT pg_try_advisory_lock($1)", &[&REFILL_LOCK_KEY])
         .await?

@@ -24,7 +24,7 @@ const FRESH_SECONDS: f64 = 180.0;
 /// Replaces `server_id`'s figures with `rows` (tenants without traffic in
 /// the last hour drop out).
 pub async fn publish(db: &Database, server_id: &str, rows: &[Published]) -> anyhow::Result<()> {
-    let session = db.session().await?;
+    let session = db.connection().await?;
     let ids: Vec<i32> = rows.iter().map(|r| r.tenant_id).collect();
     session
         .execute(
@@ -49,7 +49,7 @@ pub async fn publish(db: &Database, server_id: &str, rows: &[Published]) -> anyh
 
 /// Removes a stopping server's figures.
 pub async fn withdraw(db: &Database, server_id: &str) -> anyhow::Result<()> {
-    db.session()
+    db.connection()
         .await?
         .execute(
             "DELETE FROM public.tenant_metrics WHERE server_id = $1",
@@ -74,7 +74,7 @@ pub struct TenantLoad {
 
 /// The busiest tenants of the last hour, most requests first.
 pub async fn busiest(db: &Database, limit: usize) -> anyhow::Result<Vec<TenantLoad>> {
-    let session = db.session().await?;
+    let session = db.connection().await?;
     let rows = session
         .query(
             "SELECT m.tenant_id, t.subdomain, m.requests, m.errors, m.db_time_ms, m.latency_histogram

@@ -6,7 +6,7 @@ use deadpool_postgres::ClientWrapper;
 
 use tokio::sync::OwnedSemaphorePermit;
 
-use crate::db::PooledSession;
+use crate::db::PooledConnection;
 
 use crate::Database;
 
@@ -16,7 +16,7 @@ use crate::Database;
 /// transaction — nor its transaction-local tenant settings — is handed to
 /// the next borrower.
 pub struct PooledTx {
-    session: Option<PooledSession>,
+    session: Option<PooledConnection>,
     /// Released only once the session is back in the pool.
     held: Option<OwnedSemaphorePermit>,
 }
@@ -25,7 +25,7 @@ impl PooledTx {
     /// `BEGIN`, followed in the same message by `prelude` (statements that set
     /// the transaction up), so setting up costs one round trip.
     pub async fn begin(db: &Database, prelude: &str) -> anyhow::Result<Self> {
-        Self::open_session(db.session().await?, prelude).await
+        Self::open_session(db.connection().await?, prelude).await
     }
 
     /// `begin` on a session of tenant `tenant_id`'s lane (see
@@ -40,7 +40,7 @@ impl PooledTx {
         Self::open_session(session, prelude).await
     }
 
-    async fn open_session(session: PooledSession, prelude: &str) -> anyhow::Result<Self> {
+    async fn open_session(session: PooledConnection, prelude: &str) -> anyhow::Result<Self> {
         let tx = Self {
             session: Some(session),
             held: None,

@@ -49,7 +49,7 @@ pub async fn run(command: BenchCommand, connected: &Connected) -> CommandResult 
                     seconds: args.seconds.max(1),
                     session_max_tenants: args
                         .session_max_tenants
-                        .map_or(atrium_store::SESSION_MAX_TENANTS, |n| n as usize),
+                        .map_or(atrium_store::CONNECTION_MAX_TENANTS, |n| n as usize),
                     rounds: 1,
                 },
             )

@@ -58,11 +58,11 @@ pub async fn run(
     let listener = tokio::net::TcpListener::bind(bind)
         .await
         .with_context(|| format!("listening on {bind}"))?;
-    let limits = atrium_store::SessionLimits {
+    let limits = atrium_store::ConnectionLimits {
         max_tenants: args
             .session_max_tenants
             .or(file.session_max_tenants)
-            .map_or(atrium_store::SESSION_MAX_TENANTS, |n| n as usize),
+            .map_or(atrium_store::CONNECTION_MAX_TENANTS, |n| n as usize),
         ..Default::default()
     };
     let connected = Connected::open(target, pool_size, limits).await?;

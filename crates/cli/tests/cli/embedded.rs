@@ -90,7 +90,7 @@ fn commands_run_while_serve_is_up_share_its_cluster() {
     let server = Serving::start(
         command(root.path())
             .env("ATRIUM_DATA_DIR", &data_dir)
-            .env("ATRIUM_SESSION_MAX_TENANTS", "3")
+            .env("ATRIUM_CONNECTION_MAX_TENANTS", "3")
             .args(["serve", "--bind", "127.0.0.1:0"]),
     );
     assert!(

@@ -9,7 +9,7 @@ use crate::helpers::{atrium, command};
 
 /// Registry rows, schemas and tenant roles must match one to one.
 async fn assert_whole(db: &Database) -> i64 {
-    let session = db.session().await.unwrap();
+    let session = db.connection().await.unwrap();
     let row = session
         .query_one(
             "SELECT

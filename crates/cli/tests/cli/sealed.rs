@@ -72,7 +72,7 @@ async fn reset_emails_are_sealed_in_the_database_and_read_back_with_the_key() {
     server.stop();
 
     let stored: String =
-        t.db.session()
+        t.db.connection()
             .await
             .unwrap()
             .query_one("SELECT body FROM public.outbox", &[])

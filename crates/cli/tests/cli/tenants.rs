@@ -68,7 +68,7 @@ async fn the_tenant_lifecycle_from_create_to_delete() {
         "not found",
     );
     let exists: i64 =
-        t.db.session()
+        t.db.connection()
             .await
             .unwrap()
             .query_one(
@@ -105,7 +105,7 @@ async fn a_generated_admin_password_is_printed_once_and_works() {
         .to_owned();
     assert!(password.len() >= 16);
     let hash: String =
-        t.db.session()
+        t.db.connection()
             .await
             .unwrap()
             .query_one("SELECT password_hash FROM tenant_1.users", &[])
@@ -249,7 +249,7 @@ async fn stats_and_check_read_the_registry() {
 
     let clean = atrium(&t.url, &["check"]);
     assert!(clean.status.success(), "{}", stderr(&clean));
-    t.db.session()
+    t.db.connection()
         .await
         .unwrap()
         .batch_execute("ALTER TABLE tenant_1.deals ADD COLUMN mood TEXT")

@@ -174,7 +174,7 @@ async fn each_way_of_searching_runs_on_an_index() {
     let app = TestApp::spawn().await;
     let t = app.create_tenant("alpha").await;
     let schema = format!("tenant_{}", t.id);
-    let session = app.db.session().await.unwrap();
+    let session = app.db.connection().await.unwrap();
     session
         .batch_execute(&format!(
             "INSERT INTO {schema}.contacts (first_name, last_name, email, created_by)

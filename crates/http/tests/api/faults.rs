@@ -163,7 +163,7 @@ async fn a_database_restart_under_load_gives_503s_then_service_without_a_server_
     // The tenant cache listens again: a suspension made in psql reaches
     // the server well before its 30 s expiry.
     assert_eq!(me().await.unwrap().status(), StatusCode::OK);
-    db.session()
+    db.connection()
         .await
         .unwrap()
         .execute(

@@ -44,7 +44,7 @@ async fn a_tenant_suspended_by_hand_in_psql_is_refused_within_a_second() {
     )
     .await;
     app.db
-        .session()
+        .connection()
         .await
         .unwrap()
         .batch_execute("UPDATE public.tenants SET status = 'suspended' WHERE subdomain = 'alpha'")
@@ -81,7 +81,7 @@ async fn using_one_reset_token_ends_the_others() {
         )
         .await;
     }
-    let session = app.db.session().await.unwrap();
+    let session = app.db.connection().await.unwrap();
     let bodies: Vec<String> = session
         .query(
             "SELECT body FROM public.outbox WHERE kind = 'password_reset' ORDER BY id",

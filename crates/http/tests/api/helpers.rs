@@ -407,18 +407,18 @@ impl TestApp {
 
     /// One value from the database (as the superuser, outside any tenant).
     pub async fn sql_i64(&self, sql: &str) -> i64 {
-        let session = self.db.session().await.unwrap();
+        let session = self.db.connection().await.unwrap();
         session.query_one(sql, &[]).await.unwrap().get(0)
     }
 
     pub async fn sql_execute(&self, sql: &str) -> u64 {
-        let session = self.db.session().await.unwrap();
+        let session = self.db.connection().await.unwrap();
         session.execute(sql, &[]).await.unwrap()
     }
 
     /// The token of the newest password-reset email queued for `to`.
     pub async fn reset_token_from_outbox(&self, to: &str) -> String {
-        let session = self.db.session().await.unwrap();
+        let session = self.db.connection().await.unwrap();
         let row = session
             .query_one(
                 "SELECT body FROM public.outbox WHERE kind = 'password_reset' AND lower(to_email) = lower($1)

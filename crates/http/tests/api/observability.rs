@@ -79,7 +79,7 @@ async fn a_flooding_tenant_gets_503_beyond_its_limit_and_the_others_are_served()
     let quiet = app.create_tenant("quiet").await;
     // The noisy tenant's requests are slow: its sessions table is locked,
     // so each one holds its connection slot until the lock goes.
-    let locker = app.db.dedicated_session().await.unwrap();
+    let locker = app.db.dedicated_connection().await.unwrap();
     locker
         .batch_execute(&format!(
             "BEGIN; LOCK TABLE tenant_{}.sessions IN ACCESS EXCLUSIVE MODE",
@@ -198,15 +198,27 @@ impl std::io::Write for Captured {
     }
 }
 
+/// The test binary's log, captured by a global subscriber: a thread-local
+/// one races with other tests' threads over tracing's callsite cache.
+fn captured_logs() -> &'static Captured {
+    static CAPTURED: std::sync::OnceLock<Captured> = std::sync::OnceLock::new();
+    CAPTURED.get_or_init(|| {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        tracing::subscriber::set_global_default(
+            tracing_subscriber::fmt()
+                .json()
+                .with_writer(move || writer.clone())
+                .finish(),
+        )
+        .expect("no other global subscriber in this test binary");
+        captured
+    })
+}
+
 #[tokio::test]
 async fn an_internal_errors_log_line_names_the_request_its_tenant_route_and_user() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .json()
-        .with_writer(move || writer.clone())
-        .finish();
-    let _logging = tracing::subscriber::set_default(subscriber);
+    let captured = captured_logs();
     let app = TestApp::spawn().await;
     let t = app.create_tenant("alpha").await;
     // A table gone from under the server: the next list is a 500.
@@ -226,10 +238,11 @@ async fn an_internal_errors_log_line_names_the_request_its_tenant_route_and_user
     let line: serde_json::Value = logs
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .find(|l| l["fields"]["message"] == "internal error")
-        .unwrap_or_else(|| panic!("no internal error logged: {logs}"));
+        .find(|l| {
+            l["fields"]["message"] == "internal error" && l["span"]["request_id"] == "trace-me-42"
+        })
+        .unwrap_or_else(|| panic!("no internal error logged for the request: {logs}"));
     let span = &line["span"];
-    assert_eq!(span["request_id"], "trace-me-42", "{line}");
     assert_eq!(span["route"], "/api/v1/contacts", "{line}");
     assert_eq!(span["tenant"], t.id, "{line}");
     assert!(span["user"].as_i64().is_some_and(|u| u > 0), "{line}");

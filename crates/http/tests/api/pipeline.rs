@@ -196,7 +196,7 @@ async fn a_stage_used_by_a_deal_cannot_be_deleted_and_a_rename_moves_its_deals()
     let app = TestApp::spawn().await;
     let t = app.create_tenant("alpha").await;
     app.db
-        .session()
+        .connection()
         .await
         .unwrap()
         .batch_execute(&format!(
@@ -229,7 +229,7 @@ async fn a_stage_used_by_a_deal_cannot_be_deleted_and_a_rename_moves_its_deals()
     .await;
     let stage: String = app
         .db
-        .session()
+        .connection()
         .await
         .unwrap()
         .query_one(&format!("SELECT stage FROM tenant_{}.deals", t.id), &[])

@@ -169,7 +169,7 @@ async fn an_import_equals_its_source_row_for_row_in_every_table() {
 #[tokio::test]
 async fn the_archived_tables_are_every_table_of_a_tenant_schema() {
     let t = migrated_database().await;
-    let session = t.db.session().await.unwrap();
+    let session = t.db.connection().await.unwrap();
     let rows = session
         .query(
             "SELECT relname::text FROM pg_class
@@ -547,7 +547,7 @@ async fn a_backup_restores_a_deleted_tenant_and_never_replaces_a_live_one() {
         ),
     )
     .await;
-    let session = t.db.session().await.unwrap();
+    let session = t.db.connection().await.unwrap();
     let denied = session
         .batch_execute(&format!(
             "BEGIN; SET LOCAL ROLE \"{tenant_role}\"; SELECT * FROM {}.schema_migrations",
@@ -562,7 +562,7 @@ async fn a_backup_restores_a_deleted_tenant_and_never_replaces_a_live_one() {
 }
 
 async fn scalar_text(db: &Database, query: &str) -> String {
-    db.session()
+    db.connection()
         .await
         .unwrap()
         .query_one(query, &[])

@@ -41,7 +41,7 @@ pub async fn new_tenant_with_hash(
 /// Runs SQL as the test's superuser session (for setting up and checking
 /// what the application itself may not do).
 pub async fn sql(db: &Database, statements: &str) {
-    db.session()
+    db.connection()
         .await
         .unwrap()
         .batch_execute(statements)
@@ -50,7 +50,7 @@ pub async fn sql(db: &Database, statements: &str) {
 }
 
 pub async fn scalar_i64(db: &Database, query: &str) -> i64 {
-    db.session()
+    db.connection()
         .await
         .unwrap()
         .query_one(query, &[])

@@ -236,7 +236,7 @@ async fn vacuum_runs_only_on_schemas_written_since_they_were_last_vacuumed() {
 async fn one_maintenance_run_at_a_time() {
     let t = migrated_database().await;
     new_tenant(&t.db, "alpha").await;
-    let holder = t.db.dedicated_session().await.unwrap();
+    let holder = t.db.dedicated_connection().await.unwrap();
     holder
         .execute("SELECT pg_advisory_lock($1)", &[&MAINTENANCE_LOCK_KEY])
         .await

@@ -78,7 +78,7 @@ async fn one_broken_tenant_fails_alone_and_a_rerun_after_the_fix_completes() {
 #[tokio::test]
 async fn a_second_migrator_is_refused_while_one_holds_the_lock() {
     let t = migrated_database().await;
-    let holder = t.db.dedicated_session().await.unwrap();
+    let holder = t.db.dedicated_connection().await.unwrap();
     holder
         .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK_KEY])
         .await
@@ -174,7 +174,7 @@ async fn a_migration_waiting_on_a_busy_table_retries_instead_of_blocking_it() {
     let t = migrated_database().await;
     new_tenant(&t.db, "alpha").await;
     // A long request holds a lock on contacts for a moment.
-    let blocker = t.db.dedicated_session().await.unwrap();
+    let blocker = t.db.dedicated_connection().await.unwrap();
     blocker
         .batch_execute("BEGIN; LOCK TABLE tenant_1.contacts IN ACCESS SHARE MODE")
         .await
@@ -189,7 +189,7 @@ async fn a_migration_waiting_on_a_busy_table_retries_instead_of_blocking_it() {
         tokio::spawn(async move { migrate::migrate_sets(&db, sets, &opts, &|_, _| {}).await });
     tokio::time::sleep(Duration::from_millis(400)).await;
     // While it retries, the table is not queued behind the migration.
-    let reader = t.db.dedicated_session().await.unwrap();
+    let reader = t.db.dedicated_connection().await.unwrap();
     reader
         .batch_execute("SET statement_timeout = 1000; SELECT count(*) FROM tenant_1.contacts")
         .await

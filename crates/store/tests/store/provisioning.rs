@@ -28,7 +28,7 @@ async fn two_tenants_get_their_own_id_sequences_and_real_foreign_keys() {
     // A foreign key points into the tenant's own schema: company 2 exists
     // nowhere, and tenant_1's contact cannot reference tenant_2's rows.
     let err =
-        t.db.session()
+        t.db.connection()
             .await
             .unwrap()
             .batch_execute(
@@ -49,7 +49,7 @@ async fn a_new_tenant_starts_with_the_default_pipeline_and_one_admin() {
     let tenant = new_tenant(&t.db, "acme").await;
     let rows = t
         .db
-        .session()
+        .connection()
         .await
         .unwrap()
         .query(
@@ -102,7 +102,7 @@ async fn a_failure_after_the_schema_was_made_leaves_nothing_behind() {
         .await,
         0
     );
-    let session = t.db.session().await.unwrap();
+    let session = t.db.connection().await.unwrap();
     let prefix = registry::role_prefix(&session).await.unwrap();
     let role = tenant_role_name(&prefix, 1);
     let roles = session
@@ -146,7 +146,7 @@ async fn two_databases_on_one_server_each_hold_a_tenant_1_without_a_role_clash()
     let prefix = |db: &atrium_store::Database| {
         let db = db.clone();
         async move {
-            registry::role_prefix(&db.session().await.unwrap())
+            registry::role_prefix(&db.connection().await.unwrap())
                 .await
                 .unwrap()
         }
@@ -159,7 +159,7 @@ async fn a_tenant_role_reaches_its_own_schema_only() {
     let t = migrated_database().await;
     new_tenant(&t.db, "alpha").await;
     new_tenant(&t.db, "bravo").await;
-    let session = t.db.session().await.unwrap();
+    let session = t.db.connection().await.unwrap();
     let role = tenant_role_name(&registry::role_prefix(&session).await.unwrap(), 1);
     session
         .batch_execute(&format!(

@@ -7,7 +7,7 @@ use atrium_testkit::migrated_database;
 use crate::helpers::new_tenant;
 
 async fn refused(db: &Database, sql: &str) {
-    let session = db.session().await.unwrap();
+    let session = db.connection().await.unwrap();
     let err = session.batch_execute(sql).await.expect_err(sql);
     assert_eq!(
         err.code(),
@@ -17,7 +17,7 @@ async fn refused(db: &Database, sql: &str) {
 }
 
 async fn allowed(db: &Database, sql: &str) {
-    let session = db.session().await.unwrap();
+    let session = db.connection().await.unwrap();
     session
         .batch_execute(sql)
         .await
@@ -33,7 +33,7 @@ async fn the_application_login_reaches_tenant_data_only_through_tenant_roles_and
     assert_eq!(report.tenant_roles_granted, 1);
     // A tenant made after `db roles` is granted at provisioning.
     new_tenant(&t.db, "bravo").await;
-    let prefix = registry::role_prefix(&t.db.session().await.unwrap())
+    let prefix = registry::role_prefix(&t.db.connection().await.unwrap())
         .await
         .unwrap();
 
@@ -65,7 +65,7 @@ async fn the_application_login_reaches_tenant_data_only_through_tenant_roles_and
     }
     // As tenant 1's role, tenant 2 stays out of reach.
     let role = tenant_role_name(&prefix, 1);
-    let session = app.session().await.unwrap();
+    let session = app.connection().await.unwrap();
     session
         .batch_execute(&format!("BEGIN; SET LOCAL ROLE \"{role}\""))
         .await

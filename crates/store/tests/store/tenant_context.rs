@@ -98,7 +98,7 @@ async fn when_the_listener_connection_drops_the_cache_is_not_trusted_until_it_is
     let directory = TenantDirectory::start(t.db.clone()).await.unwrap();
     assert!(wait_for(async || directory.is_listening()).await);
     directory.resolve("acme").await.unwrap();
-    let session = t.db.session().await.unwrap();
+    let session = t.db.connection().await.unwrap();
     let killed: i64 = session
         .query_one(
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
@@ -141,7 +141,7 @@ async fn a_listener_that_stops_answering_is_no_longer_trusted() {
     let directory = TenantDirectory::start(t.db.clone()).await.unwrap();
     assert!(wait_for(async || directory.is_listening()).await);
     let pid: i32 =
-        t.db.session()
+        t.db.connection()
             .await
             .unwrap()
             .query_one(
@@ -184,7 +184,7 @@ async fn a_session_that_served_enough_tenants_is_retired() {
     for name in ["alpha", "bravo", "charlie"] {
         new_tenant(&t.db, name).await;
     }
-    let limits = atrium_store::SessionLimits {
+    let limits = atrium_store::ConnectionLimits {
         max_tenants: 2,
         max_age: Duration::from_secs(3600),
     };
@@ -220,7 +220,7 @@ async fn a_session_that_served_enough_tenants_is_retired() {
 async fn a_session_past_its_age_is_retired() {
     let t = migrated_database().await;
     new_tenant(&t.db, "alpha").await;
-    let limits = atrium_store::SessionLimits {
+    let limits = atrium_store::ConnectionLimits {
         max_tenants: 100,
         max_age: Duration::from_millis(400),
     };
@@ -282,7 +282,7 @@ async fn each_tenant_keeps_to_its_lane_and_overflows_when_the_lane_is_busy() {
     assert_eq!(db.status().max_size, 8, "lanes count towards the pool size");
 
     // What the pool reports to the operator (`/metrics`).
-    use atrium_store::TenantSessionSource::{Lane, OtherLane, Shared};
+    use atrium_store::TenantConnectionSource::{Lane, OtherLane, Shared};
     let activity = db.activity();
     assert_eq!(activity.tenant_sessions_from(Lane), 6);
     assert_eq!(activity.tenant_sessions_from(Shared), 1, "the overflow");
@@ -306,7 +306,7 @@ async fn a_session_that_made_enough_schemas_is_retired() {
             .await
             .unwrap();
     let backends = async || -> Vec<i32> {
-        t.db.session()
+        t.db.connection()
             .await
             .unwrap()
             .query(
@@ -320,7 +320,7 @@ async fn a_session_that_made_enough_schemas_is_retired() {
             .map(|r| r.get(0))
             .collect()
     };
-    let made = atrium_store::SESSION_MAX_SCHEMAS_CREATED;
+    let made = atrium_store::CONNECTION_MAX_SCHEMAS_CREATED;
     for i in 1..made {
         new_tenant(&db, &format!("maker-{i}")).await;
     }
@@ -351,7 +351,7 @@ async fn the_process_that_changes_a_tenant_forgets_its_cached_entry_without_wait
     }
     assert!(directory.resolve("alpha").await.unwrap().is_some());
     // A change whose notification has not arrived (here: none is sent).
-    let session = t.db.session().await.unwrap();
+    let session = t.db.connection().await.unwrap();
     session
         .batch_execute(
             "ALTER TABLE public.tenants DISABLE TRIGGER USER;

@@ -22,7 +22,7 @@ fn certificates() -> (String, String, String) {
 
 async fn uses_tls(url: &str) -> anyhow::Result<bool> {
     let db = Database::connect(url, 1).await?;
-    let session = db.session().await?;
+    let session = db.connection().await?;
     let row = session
         .query_one(
             "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
