@@ -186,11 +186,13 @@ pub struct ServeArgs {
     /// change the schema.
     #[arg(long, env = "ATRIUM_SPARE_SCHEMAS", value_parser = clap::value_parser!(u32).range(0..=1000))]
     pub spare_schemas: Option<u32>,
-    /// Retire a pooled database session once it has served this many
+    /// Retire a pooled database connection once it has served this many
     /// distinct tenants (default 500). Bounds each PostgreSQL backend's
-    /// catalog memory, about 230 KiB per tenant it has served.
-    #[arg(long, env = "ATRIUM_CONNECTION_MAX_TENANTS", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
-    pub session_max_tenants: Option<u32>,
+    /// catalog memory, about 230 KiB per tenant it has served. The old
+    /// name `--session-max-tenants` (and `ATRIUM_SESSION_MAX_TENANTS`)
+    /// still works.
+    #[arg(long, alias = "session-max-tenants", env = "ATRIUM_CONNECTION_MAX_TENANTS", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub connection_max_tenants: Option<u32>,
     /// Also create (once) a `demo` tenant with sample data, and say how
     /// to sign in.
     #[arg(long)]
@@ -389,10 +391,10 @@ pub struct BenchApiArgs {
     /// Seconds per measurement.
     #[arg(long, default_value_t = 5)]
     pub seconds: u64,
-    /// Distinct tenants after which the server's pooled sessions retire
-    /// (as `serve --session-max-tenants`; default 500).
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
-    pub session_max_tenants: Option<u32>,
+    /// Distinct tenants after which the server's pooled connections
+    /// retire (as `serve --connection-max-tenants`; default 500).
+    #[arg(long, alias = "session-max-tenants", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub connection_max_tenants: Option<u32>,
 }
 
 #[derive(Debug, Args)]
@@ -409,4 +411,22 @@ pub struct BenchProvisionArgs {
 pub struct BenchMigrateArgs {
     #[arg(long, default_value_t = 1000)]
     pub tenants: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::{Cli, Command};
+
+    #[test]
+    fn the_old_flag_of_connection_max_tenants_still_works() {
+        for flag in ["--connection-max-tenants", "--session-max-tenants"] {
+            let cli = Cli::try_parse_from(["atrium", "serve", flag, "7"]).unwrap();
+            let Command::Serve(args) = cli.command else {
+                panic!("serve expected");
+            };
+            assert_eq!(args.connection_max_tenants, Some(7), "{flag}");
+        }
+    }
 }

@@ -28,7 +28,8 @@ pub struct FileSettings {
     pub retention_days: Option<u32>,
     pub maintenance_interval_minutes: Option<u32>,
     pub spare_schemas: Option<u32>,
-    pub session_max_tenants: Option<u32>,
+    #[serde(alias = "session_max_tenants")]
+    pub connection_max_tenants: Option<u32>,
 }
 
 impl FileSettings {
@@ -148,5 +149,14 @@ mod tests {
         std::fs::write(&path, "bind = \"0.0.0.0:9000\"\n").unwrap();
         let ok = FileSettings::load(Some(&path)).unwrap();
         assert_eq!(ok.bind.unwrap().port(), 9000);
+    }
+
+    #[test]
+    fn the_old_name_of_connection_max_tenants_still_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("atrium.toml");
+        std::fs::write(&path, "session_max_tenants = 7\n").unwrap();
+        let read = FileSettings::load(Some(&path)).unwrap();
+        assert_eq!(read.connection_max_tenants, Some(7));
     }
 }

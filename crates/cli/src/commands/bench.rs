@@ -48,7 +48,7 @@ pub async fn run(command: BenchCommand, connected: &Connected) -> CommandResult 
                     clients: args.clients.max(1),
                     seconds: args.seconds.max(1),
                     session_max_tenants: args
-                        .session_max_tenants
+                        .connection_max_tenants
                         .map_or(atrium_store::CONNECTION_MAX_TENANTS, |n| n as usize),
                     rounds: 1,
                 },

@@ -60,8 +60,15 @@ pub async fn run(
         .with_context(|| format!("listening on {bind}"))?;
     let limits = atrium_store::ConnectionLimits {
         max_tenants: args
-            .session_max_tenants
-            .or(file.session_max_tenants)
+            .connection_max_tenants
+            .or_else(|| {
+                // The variable's name before connections were called so.
+                std::env::var("ATRIUM_SESSION_MAX_TENANTS")
+                    .ok()
+                    .and_then(|n| n.parse().ok())
+                    .filter(|n| *n > 0)
+            })
+            .or(file.connection_max_tenants)
             .map_or(atrium_store::CONNECTION_MAX_TENANTS, |n| n as usize),
         ..Default::default()
     };

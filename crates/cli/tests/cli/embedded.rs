@@ -118,10 +118,10 @@ fn serve_refuses_a_session_bound_of_zero_tenants() {
     let root = tempfile::tempdir().unwrap();
     let out = command(root.path())
         .env("ATRIUM_DATA_DIR", root.path().join("data"))
-        .args(["serve", "--session-max-tenants", "0"])
+        .args(["serve", "--connection-max-tenants", "0"])
         .output()
         .unwrap();
-    crate::helpers::assert_fails(&out, 2, "session-max-tenants");
+    crate::helpers::assert_fails(&out, 2, "connection-max-tenants");
     assert!(
         !root.path().join("data").exists(),
         "nothing was started or written"
