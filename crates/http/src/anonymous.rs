@@ -87,35 +87,41 @@ impl AnonymousLimits {
     }
 
     /// 429 for an address that ran out of anonymous requests a moment
-    /// ago, unless `token` worked moments ago.
+    /// ago, unless `token` worked moments ago. The common case (an address
+    /// in good standing) hashes nothing.
     pub fn refuse_blocked(&self, address: Option<IpAddr>, token: &str) -> Result<(), ApiError> {
         let Some(address) = address else {
             return Ok(());
         };
-        let hash: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        if self
-            .vouched
+        let until = self
+            .blocked
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .get(&hash)
-            .is_some_and(|until| *until > Instant::now())
-        {
-            return Ok(());
-        }
-        let blocked = self.blocked.lock().unwrap_or_else(|e| e.into_inner());
-        match blocked.get(&address) {
-            Some(until) if *until > Instant::now() => Err(refused(*until - Instant::now())),
+            .get(&address)
+            .copied();
+        let now = Instant::now();
+        match until {
+            Some(until) if until > now && !self.vouched_for(token, now) => {
+                Err(refused(until - now))
+            }
             _ => Ok(()),
         }
     }
 
-    /// `token` just signed a request in.
-    pub fn vouch(&self, token: &str) {
-        let hash: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+    fn vouched_for(&self, token: &str, now: Instant) -> bool {
         self.vouched
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .put(hash, Instant::now() + VOUCH_FOR);
+            .get(&token_hash(token))
+            .is_some_and(|until| *until > now)
+    }
+
+    /// `token` just signed a request in.
+    pub fn vouch(&self, token: &str) {
+        self.vouched
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .put(token_hash(token), Instant::now() + VOUCH_FOR);
     }
 
     fn block(&self, address: IpAddr, wait: Duration) {
@@ -145,6 +151,11 @@ impl AnonymousLimits {
         self.by_address.shrink_to_fit();
         self.by_tenant.shrink_to_fit();
     }
+}
+
+/// Tokens are remembered by their hash, never as given.
+fn token_hash(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
 }
 
 fn refused(wait: Duration) -> ApiError {

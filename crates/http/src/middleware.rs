@@ -92,7 +92,7 @@ async fn observe_and_bound(
         if !has_body {
             return next.run(request).await;
         }
-        if limit == IMPORT_BODY_LIMIT {
+        if is_import {
             // The import handler signs the user in before it reads a byte
             // of the file (to disk, see `spool_to_file`): an anonymous
             // upload is refused without costing 20 MiB.

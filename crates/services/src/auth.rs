@@ -95,27 +95,36 @@ impl LoginLimiter {
         }
     }
 
-    /// The keys of a sign-in: the email only when it is one (a garbage
-    /// string must not become a key), and the address, both per tenant.
+    /// The keys of a sign-in (see [`email_and_address_keys`]).
     fn keys(
         &self,
         tenant_id: i32,
         email: &str,
         address: Option<IpAddr>,
     ) -> [(Option<String>, usize); 2] {
-        [
-            (
-                atrium_domain::Email::parse(email)
-                    .ok()
-                    .map(|e| format!("e:{tenant_id}:{}", e.as_str().to_lowercase())),
-                self.per_email,
-            ),
-            (
-                address.map(|a| format!("a:{tenant_id}:{a}")),
-                self.per_address,
-            ),
-        ]
+        email_and_address_keys(tenant_id, email, address, self.per_email, self.per_address)
     }
+}
+
+/// The keys of an attempt by email from an address, each with its limit:
+/// the email only when it is one (a garbage string must not become a key),
+/// and the address, both per tenant.
+fn email_and_address_keys(
+    tenant_id: i32,
+    email: &str,
+    address: Option<IpAddr>,
+    per_email: usize,
+    per_address: usize,
+) -> [(Option<String>, usize); 2] {
+    [
+        (
+            atrium_domain::Email::parse(email)
+                .ok()
+                .map(|e| format!("e:{tenant_id}:{}", e.as_str().to_lowercase())),
+            per_email,
+        ),
+        (address.map(|a| format!("a:{tenant_id}:{a}")), per_address),
+    ]
 }
 
 /// Attempts per key over a sliding window.
@@ -375,19 +384,13 @@ pub async fn request_password_reset(
 ) -> Result<(), ServiceError> {
     // Counted whether or not the email is a user's: a 429 tells nothing
     // about who has an account, and nobody's inbox is flooded.
-    let tenant_id = scope.tenant.id;
-    limiter.resets.reserve(&[
-        (
-            atrium_domain::Email::parse(email)
-                .ok()
-                .map(|e| format!("e:{tenant_id}:{}", e.as_str().to_lowercase())),
-            RESETS_PER_EMAIL,
-        ),
-        (
-            address.map(|a| format!("a:{tenant_id}:{a}")),
-            RESETS_PER_ADDRESS,
-        ),
-    ])?;
+    limiter.resets.reserve(&email_and_address_keys(
+        scope.tenant.id,
+        email,
+        address,
+        RESETS_PER_EMAIL,
+        RESETS_PER_ADDRESS,
+    ))?;
     let tx = scope.begin().await?;
     let result = async {
         let Some((user, _)) = users::find_for_login(&tx, email).await? else {

@@ -177,19 +177,17 @@ impl TenantContext {
     /// the tenant's own signed-in work can put it in that debt, so this
     /// check cannot be used against it, and its refused requests cost
     /// nothing (not even the session lookup).
-    pub fn refuse_while_in_debt(&self) -> Result<(), StoreError> {
+    /// Otherwise the debt a request waits off (usually none).
+    pub fn refuse_while_in_debt(&self) -> Result<Duration, StoreError> {
         let debt = self.limits.db_time_wait();
         if debt >= REQUEST_WAIT {
             return Err(StoreError::OverBudget { retry_after: debt });
         }
-        Ok(())
+        Ok(debt)
     }
 
     pub async fn admit_request(&self) -> Result<(), StoreError> {
-        let debt = self.limits.db_time_wait();
-        if debt >= REQUEST_WAIT {
-            return Err(StoreError::OverBudget { retry_after: debt });
-        }
+        let debt = self.refuse_while_in_debt()?;
         // The common case waits for nothing and must not touch a timer: a
         // zero sleep still waits for the timer wheel's next tick (~1 ms).
         if !debt.is_zero() {
