@@ -457,7 +457,7 @@ pub(crate) async fn api_load(
 
 /// The record reads, as the services write them.
 fn record_sql() -> [String; 3] {
-    let contact = atrium_store::records::CONTACTS.json();
+    let contact = atrium_store::records::record_json(&atrium_domain::records::CONTACT);
     let name = "lower(t.first_name || ' ' || t.last_name)";
     [
         format!(

@@ -10,6 +10,7 @@ mod email;
 pub mod latency;
 mod password;
 pub mod pipeline;
+pub mod records;
 mod subdomain;
 mod tenant;
 

@@ -3,6 +3,7 @@
 
 mod anonymous;
 mod connections;
+mod contacts_csv;
 mod custom_fields;
 mod error;
 mod extract;
@@ -184,6 +185,7 @@ async fn build(
         .merge(pipeline::router())
         .merge(custom_fields::router())
         .merge(records::router())
+        .merge(contacts_csv::router())
         .split_for_parts();
     openapi.info.version = env!("CARGO_PKG_VERSION").to_owned();
     let openapi = Arc::new(openapi::complete(serde_json::to_value(&openapi)?));

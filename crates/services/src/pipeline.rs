@@ -122,8 +122,12 @@ pub async fn summary(
                 None
             }
         });
-    let from = crate::records::date_param(params, "expected_close_from", &mut problems);
-    let to = crate::records::date_param(params, "expected_close_to", &mut problems);
+    // The close window reads as the deal list's filters do.
+    let mut close = |param| {
+        crate::records::filter_value(&crate::records::DEAL, param, params, &mut problems)
+            .map(|date| date.to_sql_text())
+    };
+    let (from, to) = (close("expected_close_from"), close("expected_close_to"));
     problems.into_result()?;
     Ok(pipeline::summary(tx, owner, from.as_deref(), to.as_deref()).await?)
 }

@@ -224,3 +224,38 @@ pub async fn summary(
         })
         .collect())
 }
+
+/// What a deal takes from the stage it enters.
+#[derive(Debug, Clone, Copy)]
+pub struct StageDefaults {
+    pub probability: atrium_domain::decimal::Decimal2,
+    /// Won or lost: a deal entering it is closed.
+    pub closed: bool,
+}
+
+/// The defaults of the stage with this name, if there is one.
+pub async fn stage_defaults(
+    tx: &TenantTx,
+    name: &str,
+) -> Result<Option<StageDefaults>, StoreError> {
+    let row = tx
+        .query_opt(
+            "SELECT probability::text, kind <> 'open' FROM pipeline_stages WHERE name = $1",
+            &[&name],
+        )
+        .await?;
+    row.map(|r| {
+        let probability: String = r.get(0);
+        let probability = atrium_domain::decimal::parse(
+            "probability",
+            &serde_json::Value::String(probability),
+            3,
+        )
+        .map_err(|e| anyhow::anyhow!("stored probability: {e}"))?;
+        Ok(StageDefaults {
+            probability,
+            closed: r.get(1),
+        })
+    })
+    .transpose()
+}

@@ -269,3 +269,14 @@ pub async fn record_login(tx: &TenantTx, id: i32) -> Result<(), StoreError> {
         .await?;
     Ok(())
 }
+
+/// Whether `id` is an active, not deleted user of this tenant.
+pub async fn active_user_exists(tx: &TenantTx, id: i32) -> Result<bool, StoreError> {
+    let row = tx
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM users WHERE id = $1 AND active AND deleted_at IS NULL)",
+            &[&id],
+        )
+        .await?;
+    Ok(row.get(0))
+}

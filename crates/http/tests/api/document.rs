@@ -213,3 +213,103 @@ async fn a_request_made_from_the_document_is_never_refused_as_invalid_and_every_
         }
     }
 }
+
+/// The record schemas, bodies and list parameters are the definitions':
+/// a field added to a definition shows up here, or this fails.
+#[tokio::test]
+async fn the_document_describes_each_record_type_as_its_definition_does() {
+    use atrium_services::records::ENTITIES;
+    use std::collections::BTreeSet;
+
+    let app = TestApp::spawn().await;
+    let doc = send(
+        app.request(Method::GET, "/api/openapi.json"),
+        StatusCode::OK,
+    )
+    .await;
+    let keys = |schema: &Value| -> BTreeSet<String> {
+        schema["properties"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect()
+    };
+    let strings = |value: &Value| -> BTreeSet<String> {
+        value
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_owned())
+            .collect()
+    };
+    for entity in ENTITIES {
+        let fields: BTreeSet<String> = entity.fields.iter().map(|f| f.name.to_owned()).collect();
+        let required: BTreeSet<String> = entity
+            .fields
+            .iter()
+            .filter(|f| f.required)
+            .map(|f| f.name.to_owned())
+            .collect();
+        let schemas = &doc["components"]["schemas"];
+        let answer = keys(&schemas[entity.schema]);
+        let audit = [
+            "id",
+            "created_by",
+            "updated_by",
+            "created_at",
+            "updated_at",
+            "deleted_at",
+        ];
+        assert_eq!(
+            answer,
+            fields
+                .iter()
+                .cloned()
+                .chain(audit.map(String::from))
+                .collect(),
+            "{}",
+            entity.schema
+        );
+        let input = &schemas[format!("{}Input", entity.schema)];
+        assert_eq!(keys(input), fields, "{} input", entity.schema);
+        assert_eq!(
+            strings(&input["required"]),
+            required,
+            "{} input",
+            entity.schema
+        );
+        assert_eq!(keys(&schemas[format!("{}Changes", entity.schema)]), fields);
+
+        let collection = format!("/api/v1/{}", entity.table);
+        let list = &doc["paths"][&collection]["get"];
+        let params: Vec<&Value> = list["parameters"].as_array().unwrap().iter().collect();
+        let param = |name: &str| params.iter().find(|p| p["name"] == name).copied();
+        for filter in entity.filters {
+            assert!(
+                param(filter.param).is_some(),
+                "{collection} ?{}",
+                filter.param
+            );
+        }
+        assert_eq!(
+            param("q").is_some(),
+            entity.search.is_some(),
+            "{collection} ?q"
+        );
+        let sorts: Vec<&str> = entity.sorts.iter().map(|s| s.name).collect();
+        assert_eq!(param("sort").unwrap()["schema"]["enum"], json!(sorts));
+        for (path, methods) in [
+            (collection.clone(), &["get", "post"][..]),
+            (
+                format!("{collection}/{{id}}"),
+                &["get", "patch", "delete"][..],
+            ),
+            (format!("{collection}/{{id}}/restore"), &["post"][..]),
+        ] {
+            for method in methods {
+                assert!(doc["paths"][&path][method].is_object(), "{method} {path}");
+            }
+        }
+    }
+}

@@ -2,9 +2,10 @@
 //!
 //! The routes' annotations give each operation its own answers; here the
 //! rest is added in one place, from the same sources as the code:
-//! - the record schemas (companies, contacts, deals, activities) are made
-//!   from the services' field definitions, the same tables that check
-//!   request bodies, so the document cannot drift from the rules;
+//! - the record types' schemas and routes (companies, contacts, deals,
+//!   activities) are made from their definitions, the same ones that
+//!   check request bodies and build the SQL, so the document cannot drift
+//!   from the rules (`records.rs`);
 //! - the answers every operation of a kind can give (a tenant that does
 //!   not exist or is suspended, a missing session, a body too large, the
 //!   anonymous allowance, a server at capacity) with their problem
@@ -12,9 +13,9 @@
 //! - the rules of the parameters every list shares (`limit`, `cursor`,
 //!   `sort`, `include_deleted`) and of path ids.
 
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
-use atrium_services::records::{ENTITIES, Entity, Field, Kind};
+mod records;
 
 use crate::list::MAX_LIMIT;
 
@@ -25,12 +26,7 @@ pub(crate) fn complete(mut doc: Value) -> Value {
     let schemas = doc["components"]["schemas"]
         .as_object_mut()
         .expect("the document has schemas");
-    for entity in ENTITIES {
-        let name = schema_name(entity);
-        schemas.insert(name.to_owned(), record_schema(entity));
-        schemas.insert(format!("{name}Input"), input_schema(entity, true));
-        schemas.insert(format!("{name}Changes"), input_schema(entity, false));
-    }
+    records::add_schemas(schemas);
     for (schema, property, rule) in body_rules() {
         if let Some(target) = schemas
             .get_mut(schema)
@@ -48,9 +44,15 @@ pub(crate) fn complete(mut doc: Value) -> Value {
     let paths = doc["paths"]
         .as_object_mut()
         .expect("the document has paths");
+    records::add_paths(paths);
     for (path, operations) in paths.iter_mut() {
-        for (method, operation) in operations.as_object_mut().into_iter().flatten() {
-            complete_operation(path, method, operation);
+        for operation in operations
+            .as_object_mut()
+            .into_iter()
+            .flatten()
+            .map(|(_, o)| o)
+        {
+            complete_operation(path, operation);
         }
     }
     doc
@@ -202,146 +204,7 @@ fn body_rules() -> Vec<(&'static str, &'static str, Value)> {
     ]
 }
 
-/// The schema a record type answers with, by the name the routes use.
-fn schema_name(entity: &Entity) -> &'static str {
-    match entity.table.entity {
-        "company" => "Company",
-        "contact" => "Contact",
-        "deal" => "Deal",
-        "activity" => "Activity",
-        other => unreachable!("a record type without a schema name: {other}"),
-    }
-}
-
-/// A record as the server answers it: its fields, then id and audit.
-fn record_schema(entity: &Entity) -> Value {
-    let mut properties = Map::new();
-    properties.insert("id".into(), json!({"type": "integer", "minimum": 1}));
-    for field in entity.fields {
-        properties.insert(field.name.into(), field_schema(field, Side::Answer));
-    }
-    properties.insert("created_by".into(), json!({"type": "integer"}));
-    properties.insert("updated_by".into(), json!({"type": ["integer", "null"]}));
-    for stamp in ["created_at", "updated_at"] {
-        properties.insert(
-            stamp.into(),
-            json!({"type": "string", "format": "date-time"}),
-        );
-    }
-    properties.insert(
-        "deleted_at".into(),
-        json!({"type": ["string", "null"], "format": "date-time"}),
-    );
-    let required: Vec<&str> = properties.keys().map(String::as_str).collect();
-    json!({
-        "type": "object",
-        "description": format!("A {} as stored. Audit fields are read-only; a single record's answer carries an `ETag`.", entity.table.entity),
-        "properties": properties,
-        "required": required,
-    })
-}
-
-/// A create (`required`) or change body: only the record's own fields,
-/// nothing else (unknown fields are 422).
-fn input_schema(entity: &Entity, create: bool) -> Value {
-    let mut properties = Map::new();
-    let mut required = Vec::new();
-    for field in entity.fields {
-        properties.insert(field.name.into(), field_schema(field, Side::Request));
-        if create && field.required {
-            required.push(field.name);
-        }
-    }
-    let what = if create {
-        "Creates a record; fields left out take their defaults."
-    } else {
-        "Changes the fields given; `null` clears an optional field. `custom_fields` merges keys (a key set to `null` is removed)."
-    };
-    json!({
-        "type": "object",
-        "description": what,
-        "properties": properties,
-        "required": required,
-        "additionalProperties": false,
-    })
-}
-
-#[derive(Clone, Copy, PartialEq)]
-enum Side {
-    Request,
-    Answer,
-}
-
-fn field_schema(field: &Field, side: Side) -> Value {
-    let decimal = |digits: usize| {
-        let pattern = format!("^\\d{{1,{digits}}}(\\.\\d{{1,2}})?$");
-        match side {
-            Side::Answer => {
-                json!({"type": "string", "pattern": format!("^\\d{{1,{digits}}}\\.\\d{{2}}$")})
-            }
-            Side::Request => json!({"oneOf": [
-                {"type": "string", "pattern": pattern},
-                {"type": "number", "minimum": 0},
-            ]}),
-        }
-    };
-    let mut schema = match field.kind {
-        Kind::Text { max } => json!({"type": "string", "maxLength": max}),
-        Kind::Email => json!({"type": "string", "format": "email", "maxLength": 254}),
-        Kind::Int { min, max } => json!({"type": "integer", "minimum": min, "maximum": max}),
-        Kind::Money { int_digits } => decimal(int_digits),
-        Kind::Currency => {
-            json!({"type": "string", "pattern": "^[A-Z]{3}$", "description": "ISO 4217"})
-        }
-        Kind::Ref(table) => json!({
-            "type": "integer", "minimum": 1,
-            "description": format!("The id of a {} of this organisation that is not deleted.", table.entity),
-        }),
-        Kind::UserRef => json!({
-            "type": "integer", "minimum": 1,
-            "description": "The id of an active user of this organisation.",
-        }),
-        Kind::Date => json!({"type": "string", "format": "date"}),
-        Kind::Timestamp => json!({"type": "string", "format": "date-time"}),
-        Kind::Percent => match side {
-            Side::Answer => {
-                json!({"type": "string", "pattern": "^\\d{1,3}\\.\\d{2}$", "description": "0.00 to 100.00"})
-            }
-            Side::Request => json!({"oneOf": [
-                {"type": "string", "pattern": "^\\d{1,3}(\\.\\d{1,2})?$"},
-                {"type": "number", "minimum": 0, "maximum": 100},
-            ], "description": "0 to 100"}),
-        },
-        Kind::Choice(options) => json!({"type": "string", "enum": options}),
-        Kind::CustomFields => json!({
-            "type": "object",
-            "description": "Values of the organisation's custom fields for this record type, by key, checked against their definitions.",
-        }),
-    };
-    if field.name == "stage" {
-        schema["description"] = json!("The name of one of the organisation's pipeline stages.");
-        schema["examples"] = json!(["lead"]);
-    }
-    if field.required && side == Side::Request {
-        schema["minLength"] = json!(1);
-    }
-    let nullable = match side {
-        Side::Request => !field.required,
-        Side::Answer => !field.required && field.default.is_none(),
-    };
-    if nullable {
-        schema = match schema.get("type").cloned() {
-            Some(Value::String(t)) => {
-                schema["type"] = json!([t, "null"]);
-                schema
-            }
-            _ => json!({"anyOf": [schema, {"type": "null"}]}),
-        };
-    }
-    schema
-}
-
-fn complete_operation(path: &str, method: &str, operation: &mut Value) {
+fn complete_operation(path: &str, operation: &mut Value) {
     let tenant = path.starts_with("/api/v1/");
     let signed_in = operation.get("security").is_some();
     let has_body = operation.get("requestBody").is_some();
@@ -352,30 +215,6 @@ fn complete_operation(path: &str, method: &str, operation: &mut Value) {
     let in_path = params.iter().any(|p| p["in"] == "path");
     let in_query = params.iter().any(|p| p["in"] == "query");
 
-    // Records take their generated bodies.
-    for entity in ENTITIES {
-        let name = schema_name(entity);
-        let collection = format!("/api/v1/{}", entity.table.table);
-        let body = match (method, path) {
-            ("post", p) if p == collection => Some(format!("{name}Input")),
-            ("patch", p) if p == format!("{collection}/{{id}}") => Some(format!("{name}Changes")),
-            _ => None,
-        };
-        if let Some(body) = body {
-            operation["requestBody"] = json!({
-                "required": true,
-                "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{body}")}}},
-            });
-        }
-        if method == "get" && path == collection {
-            let sorts: Vec<&str> = entity.sorts.iter().map(|(name, _)| *name).collect();
-            set_param(
-                operation,
-                "sort",
-                json!({"type": "string", "enum": sorts, "default": sorts[0]}),
-            );
-        }
-    }
     set_param(
         operation,
         "limit",
@@ -403,14 +242,11 @@ fn complete_operation(path: &str, method: &str, operation: &mut Value) {
         "contact_id",
         json!({"type": "integer", "format": "int32", "minimum": 1}),
     );
-    for date in ["expected_close_from", "expected_close_to"] {
-        set_param(operation, date, json!({"type": "string", "format": "date"}));
+    if path == "/api/v1/pipeline/summary" {
+        for date in ["expected_close_from", "expected_close_to"] {
+            set_param(operation, date, json!({"type": "string", "format": "date"}));
+        }
     }
-    set_param(
-        operation,
-        "due_before",
-        json!({"type": "string", "format": "date-time"}),
-    );
     if path == "/api/v1/audit" {
         set_param(
             operation,
@@ -428,13 +264,6 @@ fn complete_operation(path: &str, method: &str, operation: &mut Value) {
             operation,
             "entity",
             json!({"type": "string", "enum": ["contact", "company", "deal"]}),
-        );
-    }
-    if path == "/api/v1/activities" {
-        set_param(
-            operation,
-            "kind",
-            json!({"type": "string", "enum": ["call", "email", "meeting", "task", "note"]}),
         );
     }
 

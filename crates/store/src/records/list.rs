@@ -1,0 +1,347 @@
+//! Lists of records: typed conditions made into SQL here, and only here,
+//! keyset paging by the sort column or by relevance.
+
+use serde_json::Value;
+use tokio_postgres::types::ToSql;
+
+use atrium_domain::records::{Datum, Entity, Search, SortOption, Test};
+
+use super::{column_cast, record_json};
+use crate::{StoreError, TenantTx};
+
+/// One condition a list's rows meet. Columns are fields of the entity's
+/// definition, never a request's text.
+#[derive(Debug, Clone)]
+pub enum Condition {
+    /// `column` compared with `value` by `test`.
+    Column {
+        column: &'static str,
+        test: Test,
+        value: Datum,
+    },
+    /// `column` is empty (`true`) or set (`false`).
+    Unset { column: &'static str, unset: bool },
+    /// What the entity's search finds for this text.
+    Search { search: Search, text: String },
+    /// The custom fields hold every key and value of this object.
+    CustomFieldsContain(Value),
+}
+
+pub struct ListQuery {
+    pub conditions: Vec<Condition>,
+    pub sort: SortOption,
+    /// The sort value (as text) and id of the last row of the previous page.
+    pub after: Option<(String, i32)>,
+    pub limit: i64,
+    pub include_deleted: bool,
+}
+
+/// SQL text with its text parameters, numbered as they are pushed.
+#[derive(Default)]
+struct Sql {
+    params: Vec<Option<String>>,
+}
+
+impl Sql {
+    /// `$n` for a new parameter.
+    fn bind(&mut self, value: impl Into<String>) -> String {
+        self.params.push(Some(value.into()));
+        format!("${}", self.params.len())
+    }
+}
+
+impl Condition {
+    /// Whether rows come best first (the list then pages by relevance,
+    /// whatever its sort).
+    pub fn ranks(&self) -> bool {
+        matches!(
+            self,
+            Self::Search {
+                search: Search::Person,
+                ..
+            }
+        )
+    }
+
+    fn sql(&self, entity: &Entity, sql: &mut Sql) -> String {
+        match self {
+            Self::Column {
+                column,
+                test,
+                value,
+            } => {
+                let cast = column_cast(entity, column);
+                let text = value.to_sql_text();
+                match test {
+                    Test::EqualsAnyCase => format!("lower(t.{column}) = lower({})", sql.bind(text)),
+                    Test::Equals => format!("t.{column} = {}{cast}", sql.bind(text)),
+                    Test::AtLeast => format!("t.{column} >= {}{cast}", sql.bind(text)),
+                    Test::AtMost => format!("t.{column} <= {}{cast}", sql.bind(text)),
+                    Test::Before => format!("t.{column} < {}{cast}", sql.bind(text)),
+                    Test::Unset => unreachable!("Unset is its own condition"),
+                }
+            }
+            Self::Unset { column, unset } => {
+                format!("t.{column} IS {}NULL", if *unset { "" } else { "NOT " })
+            }
+            Self::Search { search, text } => search_sql(*search, text, sql),
+            Self::CustomFieldsContain(wanted) => {
+                format!(
+                    "t.custom_fields @> {}::text::jsonb",
+                    sql.bind(wanted.to_string())
+                )
+            }
+        }
+    }
+
+    /// The relevance of a row, a `float8` expression, for a ranking search.
+    fn rank(&self, sql: &mut Sql) -> Option<String> {
+        match self {
+            Self::Search {
+                search: Search::Person,
+                text,
+            } => Some(PersonSearch::new(text).rank(sql)),
+            _ => None,
+        }
+    }
+}
+
+/// A page of records with each row's sort value (for the next cursor).
+pub async fn list(
+    tx: &TenantTx,
+    entity: &Entity,
+    query: &ListQuery,
+) -> Result<Vec<(Value, String, i32)>, StoreError> {
+    let mut sql = Sql::default();
+    let mut wheres = vec![if query.include_deleted {
+        "true".to_owned()
+    } else {
+        "t.deleted_at IS NULL".to_owned()
+    }];
+    for condition in &query.conditions {
+        wheres.push(condition.sql(entity, &mut sql));
+    }
+    let ranking = query.conditions.iter().find(|c| c.ranks());
+    let sort = query.sort;
+    let (op, dir) = if sort.descending || ranking.is_some() {
+        ("<", "DESC")
+    } else {
+        (">", "ASC")
+    };
+    // The ordering expression is bound again wherever it appears.
+    let order_key = |sql: &mut Sql| match ranking.and_then(|r| r.rank(sql)) {
+        Some(rank) => format!("({rank})::float8"),
+        None => format!("t.{}", sort.column),
+    };
+    let key_cast = if ranking.is_some() {
+        "::text::float8"
+    } else {
+        column_cast(entity, sort.column)
+    };
+    if let Some((value, id)) = &query.after {
+        let key = order_key(&mut sql);
+        let (value, id) = (sql.bind(value.clone()), sql.bind(id.to_string()));
+        wheres.push(format!(
+            "({key}, t.id) {op} ({value}{key_cast}, {id}::text::int)"
+        ));
+    }
+    let select_key = order_key(&mut sql);
+    let order = order_key(&mut sql);
+    let limit = sql.bind(query.limit.to_string());
+    let text = format!(
+        "SELECT {json}, ({select_key})::text, t.id FROM {table} t WHERE {wheres}
+         ORDER BY {order} {dir}, t.id {dir} LIMIT {limit}::text::bigint",
+        json = record_json(entity),
+        table = entity.table,
+        wheres = wheres.join(" AND "),
+    );
+    let params: Vec<&(dyn ToSql + Sync)> = sql
+        .params
+        .iter()
+        .map(|v| v as &(dyn ToSql + Sync))
+        .collect();
+    let rows = tx.query(&text, &params).await?;
+    Ok(rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect())
+}
+
+/// What a search matches.
+fn search_sql(search: Search, text: &str, sql: &mut Sql) -> String {
+    match search {
+        Search::Prefix(columns) => {
+            let prefix = like_prefix(text.trim());
+            let any: Vec<String> = columns
+                .iter()
+                .map(|c| format!("lower(t.{c}) LIKE {}", sql.bind(prefix.clone())))
+                .collect();
+            format!("({})", any.join(" OR "))
+        }
+        Search::Contains(column) => {
+            let contains = format!("%{}", like_prefix(text.trim()));
+            format!("lower(t.{column}) LIKE {}", sql.bind(contains))
+        }
+        Search::Person => PersonSearch::new(text).matches(sql),
+    }
+}
+
+/// Escapes `%`, `_` and `\` so user text matches literally in LIKE.
+fn like_prefix(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 1);
+    for c in text.to_lowercase().chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('%');
+    out
+}
+
+/// A prefix query for the contact search vector: each word a prefix,
+/// all words required. Words keep letters, digits and the characters of
+/// email addresses; anything that means something to `to_tsquery` is
+/// dropped, and each word is quoted.
+fn prefix_tsquery(q: &str) -> Option<String> {
+    let words: Vec<String> = q
+        .split_whitespace()
+        .map(|w| {
+            w.chars()
+                .filter(|c| c.is_alphanumeric() || "@.-_+".contains(*c))
+                .collect::<String>()
+                .to_lowercase()
+        })
+        .filter(|w| !w.is_empty())
+        .map(|w| format!("'{w}':*"))
+        .collect();
+    (!words.is_empty()).then(|| words.join(" & "))
+}
+
+/// People search: full-text words as prefixes (`jo` finds John), the
+/// email, and word similarity for typos (`jhon`, `jhon smith`); best
+/// first. Word similarity (`%>`) compares the query with the best-matching
+/// stretch of the name, so one misspelt word is enough; trigrams forgive a
+/// wrong or missing letter but hardly two letters swapped in a short word
+/// (`jhon` and `john` share one trigram of five), so the query also runs
+/// with each pair of neighbouring letters swapped. Every path is on the
+/// name's and the email's trigram indexes or the search vector's.
+struct PersonSearch {
+    /// The query, lower-case, single-spaced.
+    q: String,
+    tsquery: Option<String>,
+    /// The query and its typo variants, one a line.
+    variants: String,
+}
+
+const PERSON_NAME: &str = "lower(t.first_name || ' ' || t.last_name)";
+
+impl PersonSearch {
+    fn new(text: &str) -> Self {
+        let q = text
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .to_lowercase();
+        Self {
+            tsquery: prefix_tsquery(&q),
+            variants: typo_variants(&q).join("\n"),
+            q,
+        }
+    }
+
+    fn matches(&self, sql: &mut Sql) -> String {
+        let words = match &self.tsquery {
+            Some(tsquery) => format!(
+                "t.search_vector @@ to_tsquery('simple', {}) OR ",
+                sql.bind(tsquery.clone())
+            ),
+            None => String::new(),
+        };
+        format!(
+            "({words}{PERSON_NAME} %> ANY(string_to_array({}, E'\\n')) OR lower(t.email) % {})",
+            sql.bind(self.variants.clone()),
+            sql.bind(self.q.clone()),
+        )
+    }
+
+    /// How well a row matches, higher first.
+    fn rank(&self, sql: &mut Sql) -> String {
+        let name_similarity = |sql: &mut Sql| {
+            format!(
+                "(SELECT max(word_similarity(v, {PERSON_NAME})) FROM unnest(string_to_array({}, E'\\n')) v)",
+                sql.bind(self.variants.clone())
+            )
+        };
+        match &self.tsquery {
+            Some(tsquery) => format!(
+                "ts_rank(t.search_vector, to_tsquery('simple', {})) + {} \
+                 + similarity(lower(coalesce(t.email, '')), {})",
+                sql.bind(tsquery.clone()),
+                name_similarity(sql),
+                sql.bind(self.q.clone()),
+            ),
+            None => name_similarity(sql),
+        }
+    }
+}
+
+/// The query, then the query with each pair of neighbouring letters
+/// swapped (`jhon` gives `hjon`, `john`, `jhno`). Long queries are taken
+/// as they are: the swaps grow with their length, and long words keep
+/// enough trigrams to forgive a swap on their own.
+fn typo_variants(q: &str) -> Vec<String> {
+    const MAX_SWAPPED_LEN: usize = 40;
+    let mut variants = vec![q.to_owned()];
+    let chars: Vec<char> = q.chars().collect();
+    if chars.len() > MAX_SWAPPED_LEN {
+        return variants;
+    }
+    for i in 1..chars.len() {
+        let (a, b) = (chars[i - 1], chars[i]);
+        if a != b && a.is_alphanumeric() && b.is_alphanumeric() {
+            let mut swapped = chars.clone();
+            swapped.swap(i - 1, i);
+            let swapped: String = swapped.into_iter().collect();
+            if !variants.contains(&swapped) {
+                variants.push(swapped);
+            }
+        }
+    }
+    variants
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn typo_variants_swap_each_pair_of_neighbouring_letters_once() {
+        assert_eq!(typo_variants("jhon"), ["jhon", "hjon", "john", "jhno"]);
+        assert_eq!(typo_variants("aab"), ["aab", "aba"]);
+        assert_eq!(typo_variants("a b"), ["a b"], "not across words");
+        assert_eq!(typo_variants(&"x".repeat(41)).len(), 1);
+    }
+
+    #[test]
+    fn search_words_become_quoted_prefixes() {
+        assert_eq!(
+            prefix_tsquery("John  Smith").as_deref(),
+            Some("'john':* & 'smith':*")
+        );
+        assert_eq!(
+            prefix_tsquery("john@x.com").as_deref(),
+            Some("'john@x.com':*")
+        );
+        assert_eq!(
+            prefix_tsquery("o'brien & (x) | !y:*").as_deref(),
+            Some("'obrien':* & 'x':* & 'y':*")
+        );
+        assert_eq!(prefix_tsquery("&& ||"), None);
+    }
+
+    #[test]
+    fn like_patterns_match_user_text_literally() {
+        assert_eq!(like_prefix("50%_Off\\"), "50\\%\\_off\\\\%");
+    }
+}

@@ -1,0 +1,243 @@
+//! One repository for every CRM record table (companies, contacts, deals,
+//! activities), driven by the record types' definitions in the domain.
+//!
+//! Records travel as JSON objects that PostgreSQL builds itself
+//! (`jsonb_build_object`), with money as decimal strings and timestamps in
+//! RFC 3339: the answer is the definition's fields, with no second
+//! description of them in Rust. Values travel in as [`Datum`]s, bound as
+//! text parameters cast in SQL to the column's type. Table and column
+//! names come only from the static definitions, never from a request.
+
+mod deal_contacts;
+mod list;
+mod lookups;
+
+pub use deal_contacts::{deal_contacts, delete_deal_contact, put_deal_contact};
+pub use list::{Condition, ListQuery, list};
+pub use lookups::{
+    company_by_name, company_names, company_parent_makes_cycle, contacts_by_email, today_utc,
+};
+
+use serde_json::Value;
+use tokio_postgres::types::ToSql;
+
+use atrium_domain::records::{Changes, Datum, Entity, Kind, NewRecord};
+
+use crate::db::constraint_of;
+use crate::{StoreError, TenantTx};
+
+/// The cast that turns a text parameter into the column's type.
+fn cast(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Text { .. } | Kind::Email | Kind::Currency | Kind::Choice(_) | Kind::Stage => {
+            "::text"
+        }
+        Kind::Int { .. } | Kind::Ref(_) | Kind::UserRef => "::text::int",
+        Kind::Money { .. } | Kind::Percent => "::text::numeric",
+        Kind::Date => "::text::date",
+        Kind::Timestamp => "::text::timestamptz",
+        Kind::CustomFields => "::text::jsonb",
+    }
+}
+
+/// The cast of a column a list sorts or filters by: a field, or
+/// `created_at`.
+fn column_cast(entity: &Entity, column: &str) -> &'static str {
+    entity
+        .field(column)
+        .map_or("::text::timestamptz", |field| cast(field.kind))
+}
+
+/// The record as JSON: id, the writable columns, the audit columns (an
+/// SQL expression over alias `t`).
+pub fn record_json(entity: &Entity) -> String {
+    let mut pairs = vec!["'id', t.id".to_owned()];
+    for field in entity.fields {
+        let read = match field.kind {
+            // Decimals as exact text, never as JSON numbers.
+            Kind::Money { .. } | Kind::Percent => format!("t.{}::text", field.name),
+            _ => format!("t.{}", field.name),
+        };
+        pairs.push(format!("'{}', {read}", field.name));
+    }
+    for audit in [
+        "created_by",
+        "updated_by",
+        "created_at",
+        "updated_at",
+        "deleted_at",
+    ] {
+        pairs.push(format!("'{audit}', t.{audit}"));
+    }
+    format!("jsonb_build_object({})", pairs.join(", "))
+}
+
+fn sql_text(value: &Option<Datum>) -> Option<String> {
+    value.as_ref().map(Datum::to_sql_text)
+}
+
+fn store_error(e: tokio_postgres::Error) -> StoreError {
+    match constraint_of(&e) {
+        Some(name) if name.ends_with("_fkey") || name.ends_with("_check") => {
+            StoreError::Conflict(format!("constraint {name}"))
+        }
+        _ => e.into(),
+    }
+}
+
+/// Inserts a record.
+pub async fn insert(tx: &TenantTx, values: &NewRecord, by: i32) -> Result<Value, StoreError> {
+    let entity = values.entity();
+    let names: Vec<&str> = entity.fields.iter().map(|f| f.name).collect();
+    let placeholders: Vec<String> = entity
+        .fields
+        .iter()
+        .enumerate()
+        .map(|(i, f)| format!("${}{}", i + 1, cast(f.kind)))
+        .collect();
+    let by_param = names.len() + 1;
+    let sql = format!(
+        "INSERT INTO {} AS t ({}, created_by, updated_by)
+         VALUES ({}, ${by_param}::text::int, ${by_param}::text::int) RETURNING {}",
+        entity.table,
+        names.join(", "),
+        placeholders.join(", "),
+        record_json(entity)
+    );
+    let texts: Vec<Option<String>> = values.slots().iter().map(sql_text).collect();
+    let by = Some(by.to_string());
+    let mut all: Vec<&(dyn ToSql + Sync)> =
+        texts.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
+    all.push(&by);
+    let row = tx.query_one(&sql, &all).await.map_err(store_error)?;
+    Ok(row.get(0))
+}
+
+/// A record by id; deleted ones only when asked. `lock` takes a row lock
+/// for a read-modify-write.
+pub async fn get(
+    tx: &TenantTx,
+    entity: &Entity,
+    id: i32,
+    include_deleted: bool,
+    lock: bool,
+) -> Result<Option<Value>, StoreError> {
+    let sql = format!(
+        "SELECT {} FROM {} t WHERE t.id = $1 AND ($2 OR t.deleted_at IS NULL){}",
+        record_json(entity),
+        entity.table,
+        if lock { " FOR UPDATE" } else { "" }
+    );
+    let row = tx.query_opt(&sql, &[&id, &include_deleted]).await?;
+    Ok(row.map(|r| r.get(0)))
+}
+
+/// Whether a live (not deleted) record with this id exists.
+pub async fn exists(tx: &TenantTx, entity: &Entity, id: i32) -> Result<bool, StoreError> {
+    let sql = format!(
+        "SELECT EXISTS (SELECT 1 FROM {} WHERE id = $1 AND deleted_at IS NULL)",
+        entity.table
+    );
+    Ok(tx.query_one(&sql, &[&id]).await?.get(0))
+}
+
+/// Sets the given columns (`Some`) and keeps the others (`None`).
+pub async fn update(
+    tx: &TenantTx,
+    id: i32,
+    changes: &Changes,
+    by: i32,
+) -> Result<Option<Value>, StoreError> {
+    let entity = changes.entity();
+    // One statement shape per table: each column takes a flag and a value.
+    let sets: Vec<String> = entity
+        .fields
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            let (flag, value) = (2 * i + 2, 2 * i + 3);
+            format!(
+                "{name} = CASE WHEN ${flag}::boolean THEN ${value}{cast} ELSE t.{name} END",
+                name = f.name,
+                cast = cast(f.kind)
+            )
+        })
+        .collect();
+    let by_param = 2 * entity.fields.len() + 2;
+    let sql = format!(
+        "UPDATE {} AS t SET {}, updated_by = ${by_param} WHERE t.id = $1 AND t.deleted_at IS NULL RETURNING {}",
+        entity.table,
+        sets.join(", "),
+        record_json(entity)
+    );
+    let flags: Vec<bool> = changes.slots().iter().map(Option::is_some).collect();
+    let values: Vec<Option<String>> = changes
+        .slots()
+        .iter()
+        .map(|c| c.as_ref().and_then(sql_text))
+        .collect();
+    let mut all: Vec<&(dyn ToSql + Sync)> = vec![&id];
+    for (flag, value) in flags.iter().zip(&values) {
+        all.push(flag);
+        all.push(value);
+    }
+    all.push(&by);
+    let row = tx.query_opt(&sql, &all).await.map_err(store_error)?;
+    Ok(row.map(|r| r.get(0)))
+}
+
+/// Soft-deletes (`deleted = true`) or restores a record; None if it was
+/// not in the other state.
+pub async fn set_deleted(
+    tx: &TenantTx,
+    entity: &Entity,
+    id: i32,
+    deleted: bool,
+    by: i32,
+) -> Result<Option<Value>, StoreError> {
+    let sql = format!(
+        "UPDATE {} AS t SET deleted_at = CASE WHEN $2 THEN now() END, updated_by = $3
+         WHERE t.id = $1 AND (t.deleted_at IS NULL) = $2 RETURNING {}",
+        entity.table,
+        record_json(entity)
+    );
+    let row = tx.query_opt(&sql, &[&id, &deleted, &by]).await?;
+    Ok(row.map(|r| r.get(0)))
+}
+
+/// Writes an audit event for a change to a record.
+pub async fn audit(
+    tx: &TenantTx,
+    entity: &Entity,
+    id: i32,
+    action: &str,
+    user_id: i32,
+    changes: &Value,
+) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO audit_events (entity, entity_id, action, user_id, changes) VALUES ($1, $2, $3, $4, $5)",
+        &[&entity.name, &id, &action, &user_id, changes],
+    )
+    .await?;
+    Ok(())
+}
+
+/// A page of a record's audit events, newest first.
+pub async fn history(
+    tx: &TenantTx,
+    entity: &Entity,
+    id: i32,
+    before: Option<i64>,
+    limit: i64,
+) -> Result<Vec<(i64, Value)>, StoreError> {
+    let rows = tx
+        .query(
+            "SELECT id, jsonb_build_object('action', action, 'user_id', user_id, 'at', at, 'changes', changes)
+             FROM audit_events
+             WHERE entity = $1 AND entity_id = $2 AND ($3::bigint IS NULL OR id < $3)
+             ORDER BY id DESC LIMIT $4",
+            &[&entity.name, &id, &before, &limit],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
