@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use atrium_store::Database;
-use atrium_store::migrate::tenant_role_name;
+use atrium_store::registry::naming::tenant_role_name;
 use futures::{StreamExt, TryStreamExt};
 
 use crate::fleet::provision_many;

@@ -4,8 +4,8 @@ use std::fmt::Write;
 use std::time::{Duration, Instant};
 
 use atrium_domain::Subdomain;
-use atrium_store::archive::{self, ARCHIVED_TABLES, ImportTarget};
-use atrium_store::migrate::MigrationSets;
+use atrium_store::fleet::archive::{self, ARCHIVED_TABLES, ImportTarget};
+use atrium_store::fleet::migrate::MigrationSets;
 use atrium_store::{Database, quote_ident, registry};
 use futures::{SinkExt, TryStreamExt};
 use tokio::io::AsyncWriteExt;

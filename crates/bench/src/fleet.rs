@@ -3,7 +3,7 @@
 
 use atrium_domain::{Email, Subdomain, Tier};
 use atrium_store::Database;
-use atrium_store::provision::{FirstAdmin, NewTenant, provision};
+use atrium_store::fleet::provision::{FirstAdmin, NewTenant, provision};
 use futures::StreamExt;
 
 /// A precomputed bcrypt hash: benchmarks measure provisioning, not hashing.

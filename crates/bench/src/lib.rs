@@ -32,7 +32,7 @@ impl Scratch {
     pub async fn create(server: &Database) -> anyhow::Result<Self> {
         let name = format!("atrium_bench_{:08x}", rand_suffix());
         let db = server.create_sibling(&name, 8).await?;
-        atrium_store::migrate::migrate(&db, &Default::default(), &|_, _| {}).await?;
+        atrium_store::fleet::migrate::migrate(&db, &Default::default(), &|_, _| {}).await?;
         Ok(Self {
             db,
             name,

@@ -5,7 +5,7 @@ use std::fmt::Write;
 use std::time::{Duration, Instant};
 
 use atrium_store::Database;
-use atrium_store::migrate::{self, MigrateOptions, MigrationFile, MigrationSets};
+use atrium_store::fleet::migrate::{self, MigrateOptions, MigrationFile, MigrationSets};
 
 use crate::fleet::provision_many;
 use crate::{Scratch, ms};

@@ -4,8 +4,8 @@ use std::fmt::Write;
 use std::time::{Duration, Instant};
 
 use atrium_store::Database;
-use atrium_store::migrate::MigrationSets;
-use atrium_store::spares;
+use atrium_store::fleet::migrate::MigrationSets;
+use atrium_store::fleet::spares;
 
 use crate::fleet::{provision_many, provision_one};
 use crate::{Scratch, median, ms};

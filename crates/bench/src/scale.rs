@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use atrium_store::Database;
-use atrium_store::migrate::MigrationSets;
+use atrium_store::fleet::migrate::MigrationSets;
 
 use crate::api::{
     ApiBench, WORKLOADS, api_load, fill_all, large_tier_for_all, row, sessions_for_all, sql_load,
@@ -88,7 +88,7 @@ async fn provision_samples(db: &Database, prefix: &str) -> anyhow::Result<Provis
     }
     checkpoint(db).await?;
     for i in 0..SAMPLES {
-        atrium_store::spares::refill(db, &MigrationSets::embedded(), 1).await?;
+        atrium_store::fleet::spares::refill(db, &MigrationSets::embedded(), 1).await?;
         let started = Instant::now();
         provision_one(db, &format!("{prefix}-spare-{i}")).await?;
         spare.push(started.elapsed());
@@ -179,7 +179,7 @@ async fn measure(
 
     // A fleet migration.
     let mut sets = MigrationSets::embedded();
-    let jobs = atrium_store::migrate::MigrateOptions::default().jobs;
+    let jobs = atrium_store::fleet::migrate::MigrateOptions::default().jobs;
     // Twice each, taking turns, each from a CHECKPOINT: a checkpoint that
     // falls during one of them weighs on both sides alike.
     let (mut raw, mut atrium) = (Duration::ZERO, Duration::ZERO);
@@ -220,7 +220,7 @@ async fn measure(
     )?;
 
     // The operator's commands.
-    let check = timed(async { atrium_store::check::check(db).await.map(|_| ()) }).await?;
+    let check = timed(async { atrium_store::fleet::check::check(db).await.map(|_| ()) }).await?;
     let stats = timed(async { atrium_store::registry::totals(db).await.map(|_| ()) }).await?;
     let list = timed(async {
         atrium_services::tenants::list_all(db)

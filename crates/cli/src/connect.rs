@@ -4,8 +4,9 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use atrium_store::cluster::{EMBEDDED_DATABASE, EmbeddedCluster};
-use atrium_store::{ConnectionLimits, Database, ensure_database, migrate};
+use atrium_store::connection::embedded::{EMBEDDED_DATABASE, EmbeddedCluster};
+use atrium_store::fleet::migrate;
+use atrium_store::{ConnectionLimits, Database, ensure_database};
 
 use crate::cli::GlobalArgs;
 use crate::settings::{DatabaseTarget, FileSettings};
@@ -137,9 +138,9 @@ impl Connected {
         if self.cluster.is_none() {
             return Ok(self.db.clone());
         }
-        atrium_store::roles::ensure(self.admin()).await?;
+        atrium_store::fleet::roles::ensure(self.admin()).await?;
         self.db
-            .as_user(atrium_store::roles::APPLICATION, pool_size)
+            .as_user(atrium_store::fleet::roles::APPLICATION, pool_size)
             .await
     }
 

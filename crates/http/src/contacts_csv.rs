@@ -26,20 +26,9 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
     responses((status = 200, content_type = "text/csv", body = String), (status = 403, body = Problem)))]
 async fn export_contacts(authed: Authed, query: Query) -> ApiResult<axum::response::Response> {
     use atrium_services::contacts_csv::{export_header, export_page};
-    let result = export_header(&authed.tx, &authed.me).await;
-    let Authed { tx, me, scope } = authed;
-    let header = match result {
-        Ok(h) => {
-            tx.commit()
-                .await
-                .map_err(atrium_services::ServiceError::from)?;
-            h
-        }
-        Err(e) => {
-            let _ = tx.rollback().await;
-            return Err(e.into());
-        }
-    };
+    let (header, me, scope) = authed
+        .run_and_keep(async |tx, me| export_header(tx, me).await)
+        .await?;
     let mut first = csv::Writer::from_writer(Vec::new());
     first
         .write_record(&header)
@@ -126,26 +115,22 @@ async fn import_contacts(
     use atrium_services::contacts_csv;
     // Signed in and allowed, before the file is read; the transaction
     // that proved it ends here, so no connection waits on a slow upload.
-    let Authed { tx, me, scope } = authed;
-    let allowed = async {
-        let content_type = headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_ascii_lowercase();
-        if !content_type.starts_with("text/csv") {
-            return Err(ApiError::bad_request(
-                "the body must be CSV (Content-Type: text/csv)",
-            ));
-        }
-        me.require(atrium_domain::Action::ContactsImport)?;
-        query.bool("dry_run")
-    }
-    .await;
-    let dry_run = atrium_services::finish(tx, Ok(()))
-        .await
-        .map_err(ApiError::from)
-        .and(allowed)?;
+    let (dry_run, me, scope) = authed
+        .run_and_keep(async |_tx, me| -> ApiResult<bool> {
+            let content_type = headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_ascii_lowercase();
+            if !content_type.starts_with("text/csv") {
+                return Err(ApiError::bad_request(
+                    "the body must be CSV (Content-Type: text/csv)",
+                ));
+            }
+            me.require(atrium_domain::Action::ContactsImport)?;
+            query.bool("dry_run")
+        })
+        .await?;
     let limit = crate::middleware::IMPORT_BODY_LIMIT;
     let Some(mut file) = crate::middleware::spool_to_file(body, limit).await? else {
         return Err(ApiError::payload_too_large("20 MiB"));

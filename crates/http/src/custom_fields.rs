@@ -63,8 +63,9 @@ impl From<&FieldDefinition> for FieldView {
     responses((status = 200, body = Page<FieldView>), (status = 422, body = Problem)))]
 async fn list_fields(authed: Authed, query: Query) -> ApiResult<axum::Json<Page<FieldView>>> {
     let (limit, after) = (query.limit()?, query.id_cursor()?);
-    let result = custom_fields::list(&authed.tx, query.str("entity"), after, limit + 1).await;
-    let fields = authed.finish(result).await?;
+    let fields = authed
+        .run(async |tx, _me| custom_fields::list(tx, query.str("entity"), after, limit + 1).await)
+        .await?;
     Ok(axum::Json(id_page(
         fields,
         limit,
@@ -103,8 +104,9 @@ async fn create_field(
         options: body.options,
         required: body.required,
     };
-    let result = custom_fields::create(&authed.tx, &authed.me, new).await;
-    let field = authed.finish(result).await?;
+    let field = authed
+        .run(async |tx, me| custom_fields::create(tx, me, new).await)
+        .await?;
     Ok((StatusCode::CREATED, axum::Json(FieldView::from(&field))))
 }
 
@@ -132,8 +134,9 @@ async fn update_field(
         options: body.options,
         required: body.required,
     };
-    let result = custom_fields::update(&authed.tx, &authed.me, id, changes).await;
-    let field = authed.finish(result).await?;
+    let field = authed
+        .run(async |tx, me| custom_fields::update(tx, me, id, changes).await)
+        .await?;
     Ok(axum::Json(FieldView::from(&field)))
 }
 
@@ -142,7 +145,8 @@ async fn update_field(
     params(("id" = i32, Path)),
     responses((status = 204), (status = 403, body = Problem), (status = 404, body = Problem)))]
 async fn delete_field(authed: Authed, Id(id): Id) -> ApiResult<StatusCode> {
-    let result = custom_fields::delete(&authed.tx, &authed.me, id).await;
-    authed.finish(result).await?;
+    authed
+        .run(async |tx, me| custom_fields::delete(tx, me, id).await)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }

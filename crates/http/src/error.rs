@@ -31,7 +31,7 @@ pub struct ApiError {
     code: &'static str,
     detail: String,
     errors: Vec<FieldError>,
-    retry_after: Option<u64>,
+    pub(crate) retry_after: Option<u64>,
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
@@ -187,15 +187,6 @@ impl From<ServiceError> for ApiError {
             ServiceError::Busy => Self::unavailable(
                 "this organisation is using all of its capacity; retry shortly",
                 1,
-            ),
-            ServiceError::OverBudget {
-                retry_after_seconds,
-            } => Self::unavailable(
-                format!(
-                    "this organisation used more database time than its plan allows; \
-                     retry in {retry_after_seconds} s"
-                ),
-                retry_after_seconds,
             ),
             ServiceError::Other(e) => {
                 if is_unavailable(&e) {

@@ -70,8 +70,8 @@ async fn resolve_tenant(parts: &Parts, state: &AppState) -> ApiResult<Scope> {
     if tenant.status == TenantStatus::Suspended {
         return Err(ApiError::tenant_suspended());
     }
-    if let Some(slot) = parts.extensions.get::<TenantSlot>() {
-        slot.set(tenant.id);
+    if let Some(charged) = parts.extensions.get::<ChargedTenant>() {
+        charged.set(tenant.id);
     }
     tracing::Span::current().record("tenant", tenant.id);
     Ok(Scope {
@@ -88,22 +88,22 @@ async fn resolve_tenant(parts: &Parts, state: &AppState) -> ApiResult<Scope> {
 /// the handler can log and count the request by tenant, and charge its
 /// database time to the tenant's limits.
 #[derive(Clone, Default)]
-pub(crate) struct TenantSlot(std::sync::Arc<std::sync::Mutex<Option<ResolvedTenant>>>);
+pub(crate) struct ChargedTenant(std::sync::Arc<std::sync::Mutex<Option<ResolvedTenant>>>);
 
-/// The id of the tenant a request resolved, and its limits once the
+/// The id of the tenant a request resolved, and its policy once the
 /// request is signed in.
-type ResolvedTenant = (i32, Option<std::sync::Arc<atrium_store::TenantLimits>>);
+type ResolvedTenant = (i32, Option<std::sync::Arc<crate::policy::TenantPolicy>>);
 
-impl TenantSlot {
+impl ChargedTenant {
     fn set(&self, id: i32) {
         *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some((id, None));
     }
 
     /// From here on the request's database time is the tenant's: a user
     /// of it is signed in.
-    fn charge_to(&self, limits: std::sync::Arc<atrium_store::TenantLimits>) {
+    fn charge_to(&self, policy: std::sync::Arc<crate::policy::TenantPolicy>) {
         if let Some((_, charged)) = self.0.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
-            *charged = Some(limits);
+            *charged = Some(policy);
         }
     }
 
@@ -115,7 +115,7 @@ impl TenantSlot {
             .map(|(id, _)| *id)
     }
 
-    pub fn limits(&self) -> Option<std::sync::Arc<atrium_store::TenantLimits>> {
+    pub fn policy(&self) -> Option<std::sync::Arc<crate::policy::TenantPolicy>> {
         self.0
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -134,12 +134,14 @@ fn bearer(parts: &Parts) -> Option<&str> {
 }
 
 /// A signed-in user, with the request's tenant transaction already open:
-/// authentication and the work share one transaction.
+/// authentication and the work share one transaction. The transaction is
+/// reached only through [`Authed::run`], which commits it when the work
+/// succeeds and rolls it back otherwise: no handler can forget either.
+#[must_use = "the request's transaction ends only through run"]
 pub(crate) struct Authed {
-    pub tx: TenantTx,
-    pub me: CurrentUser,
-    /// For handlers that run further transactions in the tenant.
-    pub scope: Scope,
+    tx: TenantTx,
+    me: CurrentUser,
+    scope: Scope,
 }
 
 impl FromRequestParts<AppState> for Authed {
@@ -155,10 +157,8 @@ impl FromRequestParts<AppState> for Authed {
             ));
         };
         state.anonymous.refuse_blocked(address, &token)?;
-        scope
-            .tenant
-            .refuse_while_in_debt()
-            .map_err(ServiceError::from)?;
+        let policy = state.policies.of(&scope.tenant);
+        policy.refuse_while_in_debt()?;
         let writes = if parts.method.is_safe() {
             auth::RequestWrites::Nothing
         } else {
@@ -176,25 +176,38 @@ impl FromRequestParts<AppState> for Authed {
         tracing::Span::current().record("user", me.id());
         // Signed in: from here the request is the tenant's own work, and
         // waits for (or is refused by) the tenant's rate and budget.
-        if let Some(slot) = parts.extensions.get::<TenantSlot>() {
-            slot.charge_to(scope.tenant.limits().clone());
+        if let Some(charged) = parts.extensions.get::<ChargedTenant>() {
+            charged.charge_to(policy.clone());
         }
-        if let Err(e) = scope.tenant.admit_request().await {
+        if let Err(e) = policy.admit().await {
             let _ = tx.rollback().await;
-            return Err(ServiceError::from(e).into());
+            return Err(e);
         }
         Ok(Self { tx, me, scope })
     }
 }
 
 impl Authed {
-    /// Commits the request's transaction if the work succeeded, rolls it
-    /// back otherwise.
-    pub async fn finish<T, E: Into<ApiError>>(self, result: Result<T, E>) -> ApiResult<T> {
+    /// Runs the request's work in its transaction: commits if the work
+    /// succeeded, rolls back otherwise.
+    pub async fn run<T, E: Into<ApiError>>(
+        self,
+        work: impl AsyncFnOnce(&TenantTx, &CurrentUser) -> Result<T, E>,
+    ) -> ApiResult<T> {
+        Ok(self.run_and_keep(work).await?.0)
+    }
+
+    /// As [`Authed::run`], and hands back the user and the tenant for work
+    /// that goes on in further transactions (a streamed export, an import).
+    pub async fn run_and_keep<T, E: Into<ApiError>>(
+        self,
+        work: impl AsyncFnOnce(&TenantTx, &CurrentUser) -> Result<T, E>,
+    ) -> ApiResult<(T, CurrentUser, Scope)> {
+        let result = work(&self.tx, &self.me).await;
         match result {
             Ok(value) => {
                 self.tx.commit().await.map_err(ServiceError::from)?;
-                Ok(value)
+                Ok((value, self.me, self.scope))
             }
             Err(e) => {
                 let _ = self.tx.rollback().await;

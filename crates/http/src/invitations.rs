@@ -77,16 +77,11 @@ async fn create_invitation(
     authed: Authed,
     Json(body): Json<InvitationBody>,
 ) -> ApiResult<(StatusCode, axum::Json<IssuedInvitationBody>)> {
-    let result = invitations::create(
-        &authed.tx,
-        &authed.me,
-        &state.auth,
-        &state.links,
-        &body.email,
-        &body.role,
-    )
-    .await;
-    let issued = authed.finish(result).await?;
+    let issued = authed
+        .run(async |tx, me| {
+            invitations::create(tx, me, &state.auth, &state.links, &body.email, &body.role).await
+        })
+        .await?;
     Ok((
         StatusCode::CREATED,
         axum::Json(IssuedInvitationBody {
@@ -108,13 +103,15 @@ async fn list_invitations(
     authed: Authed,
     query: Query,
 ) -> ApiResult<axum::Json<Page<InvitationView>>> {
-    let result: ApiResult<_> = async {
-        let limit = query.limit()?;
-        let rows = invitations::list(&authed.tx, &authed.me, query.id_cursor()?, limit + 1).await?;
-        Ok(id_page(rows, limit, |i| i.id, |i| InvitationView::from(i)))
-    }
-    .await;
-    Ok(axum::Json(authed.finish(result).await?))
+    Ok(axum::Json(
+        authed
+            .run(async |tx, me| -> ApiResult<_> {
+                let limit = query.limit()?;
+                let rows = invitations::list(tx, me, query.id_cursor()?, limit + 1).await?;
+                Ok(id_page(rows, limit, |i| i.id, |i| InvitationView::from(i)))
+            })
+            .await?,
+    ))
 }
 
 /// Revoke a pending invitation (admins): its token stops working.
@@ -122,8 +119,9 @@ async fn list_invitations(
     params(("id" = i32, Path)),
     responses((status = 204), (status = 403, body = Problem), (status = 404, body = Problem)))]
 async fn revoke_invitation(authed: Authed, Id(id): Id) -> ApiResult<StatusCode> {
-    let result = invitations::revoke(&authed.tx, &authed.me, id).await;
-    authed.finish(result).await?;
+    authed
+        .run(async |tx, me| invitations::revoke(tx, me, id).await)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

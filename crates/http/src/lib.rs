@@ -15,6 +15,7 @@ mod middleware;
 mod openapi;
 mod pipeline;
 mod platform;
+mod policy;
 mod records;
 pub mod tenant_metrics;
 mod users;
@@ -30,7 +31,7 @@ use utoipa_axum::router::OpenApiRouter;
 use atrium_services::auth::{AuthSettings, LoginLimiter};
 use atrium_services::invitations::Links;
 use atrium_store::Database;
-use atrium_store::directory::TenantDirectory;
+use atrium_store::registry::directory::TenantDirectory;
 
 pub use error::{ApiError, Problem};
 
@@ -106,6 +107,7 @@ pub(crate) struct AppState {
     pub links: Arc<Links>,
     pub limiter: Arc<LoginLimiter>,
     pub anonymous: Arc<anonymous::AnonymousLimits>,
+    pub(crate) policies: Arc<policy::Policies>,
     /// Permits for requests being answered (`max_requests_in_flight`).
     pub in_flight: Arc<tokio::sync::Semaphore>,
     pub metrics: Arc<tenant_metrics::TenantMetrics>,
@@ -174,6 +176,7 @@ async fn build(
         links: Arc::new(links),
         limiter: Arc::new(LoginLimiter::default()),
         anonymous: Arc::default(),
+        policies: Arc::default(),
         in_flight,
         metrics,
     };
@@ -217,7 +220,7 @@ pub async fn serve(
     ));
     let served = connections::serve(listener, app, &settings_of_connections, shutdown).await;
     publisher.abort();
-    if let Err(e) = atrium_store::tenant_metrics::withdraw(&db, &server_id).await {
+    if let Err(e) = atrium_store::fleet::tenant_metrics::withdraw(&db, &server_id).await {
         tracing::debug!(
             error = format!("{e:#}"),
             "withdrawing this server's tenant metrics"

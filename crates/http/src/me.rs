@@ -76,8 +76,9 @@ async fn login(
 #[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", security(("session" = [])),
     responses((status = 204), (status = 401, body = Problem)))]
 async fn logout(authed: Authed) -> ApiResult<StatusCode> {
-    let result = auth::logout(&authed.tx, &authed.me).await;
-    authed.finish(result).await?;
+    authed
+        .run(async |tx, me| auth::logout(tx, me).await)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -85,8 +86,9 @@ async fn logout(authed: Authed) -> ApiResult<StatusCode> {
 #[utoipa::path(get, path = "/api/v1/me", tag = "auth", security(("session" = [])),
     responses((status = 200, body = UserView), (status = 401, body = Problem)))]
 async fn me(authed: Authed) -> ApiResult<axum::Json<UserView>> {
-    let view = UserView::from(&authed.me.user);
-    authed.finish(Ok::<_, ApiError>(())).await?;
+    let view = authed
+        .run(async |_tx, me| Ok::<_, ApiError>(UserView::from(&me.user)))
+        .await?;
     Ok(axum::Json(view))
 }
 
@@ -106,15 +108,18 @@ async fn change_password(
     authed: Authed,
     Json(body): Json<PasswordChangeBody>,
 ) -> ApiResult<StatusCode> {
-    let result = auth::change_password(
-        &authed.tx,
-        &state.limiter,
-        &authed.me,
-        &body.current_password,
-        &body.new_password,
-    )
-    .await;
-    authed.finish(result).await?;
+    authed
+        .run(async |tx, me| {
+            auth::change_password(
+                tx,
+                &state.limiter,
+                me,
+                &body.current_password,
+                &body.new_password,
+            )
+            .await
+        })
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -12,7 +12,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 
 use crate::AppState;
 use crate::error::ApiError;
-use crate::extract::TenantSlot;
+use crate::extract::ChargedTenant;
 
 pub const BODY_LIMIT: usize = 1024 * 1024;
 /// CSV imports may be larger.
@@ -51,8 +51,8 @@ async fn observe_and_bound(
         },
     };
     let started = Instant::now();
-    let slot = TenantSlot::default();
-    request.extensions_mut().insert(slot.clone());
+    let charged = ChargedTenant::default();
+    request.extensions_mut().insert(charged.clone());
     let method = request.method().clone();
     let route = request
         .extensions()
@@ -116,17 +116,21 @@ async fn observe_and_bound(
         user = tracing::field::Empty,
     );
     let handled = tracing::Instrument::instrument(handled, span.clone());
-    let (response, db_time) =
-        match tokio::time::timeout(timeout, atrium_store::db_time::measured(handled)).await {
-            Ok(measured) => measured,
-            Err(_) => (
-                ApiError::unavailable("the request took too long", 1).into_response(),
-                Duration::ZERO,
-            ),
-        };
+    let (response, db_time) = match tokio::time::timeout(
+        timeout,
+        atrium_store::connection::db_time::measured(handled),
+    )
+    .await
+    {
+        Ok(measured) => measured,
+        Err(_) => (
+            ApiError::unavailable("the request took too long", 1).into_response(),
+            Duration::ZERO,
+        ),
+    };
     let elapsed = started.elapsed();
     let status = response.status().as_u16();
-    let tenant = slot.get();
+    let tenant = charged.get();
     if let Some(tenant_id) = tenant {
         state
             .metrics
@@ -136,10 +140,10 @@ async fn observe_and_bound(
     // by its row limit and works one batch transaction at a time, on one
     // of the tenant's connections. Charged to the per-second budget, one
     // file would lock the tenant's people out for the longest debt.
-    if let Some(limits) = slot.limits()
+    if let Some(policy) = charged.policy()
         && !is_import
     {
-        limits.charge_db_time(db_time);
+        policy.charge_db_time(db_time);
     }
     metrics::counter!("atrium_http_requests_total", "route" => route.clone(), "method" => method.to_string(), "status" => status.to_string()).increment(1);
     metrics::histogram!("atrium_http_request_duration_seconds", "route" => route.clone())

@@ -48,8 +48,7 @@ impl From<&Stage> for StageView {
     params(("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)),
     responses((status = 200, body = Page<StageView>), (status = 422, body = Problem)))]
 async fn list_stages(authed: Authed, query: Query) -> ApiResult<axum::Json<Page<StageView>>> {
-    let result = pipeline::list(&authed.tx).await;
-    let stages = authed.finish(result).await?;
+    let stages = authed.run(async |tx, _me| pipeline::list(tx).await).await?;
     Ok(axum::Json(position_page(
         stages.iter().map(StageView::from).collect(),
         &query,
@@ -84,8 +83,9 @@ async fn create_stage(
         kind: body.kind,
         position: body.position,
     };
-    let result = pipeline::create(&authed.tx, &authed.me, new).await;
-    let stage = authed.finish(result).await?;
+    let stage = authed
+        .run(async |tx, me| pipeline::create(tx, me, new).await)
+        .await?;
     Ok((StatusCode::CREATED, axum::Json(StageView::from(&stage))))
 }
 
@@ -116,8 +116,9 @@ async fn update_stage(
         kind: body.kind,
         position: body.position,
     };
-    let result = pipeline::update(&authed.tx, &authed.me, &name, changes).await;
-    let stage = authed.finish(result).await?;
+    let stage = authed
+        .run(async |tx, me| pipeline::update(tx, me, &name, changes).await)
+        .await?;
     Ok(axum::Json(StageView::from(&stage)))
 }
 
@@ -127,8 +128,9 @@ async fn update_stage(
     params(("name" = String, Path)),
     responses((status = 204), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
 async fn delete_stage(authed: Authed, Path(name): Path<String>) -> ApiResult<StatusCode> {
-    let result = pipeline::delete(&authed.tx, &authed.me, &name).await;
-    authed.finish(result).await?;
+    authed
+        .run(async |tx, me| pipeline::delete(tx, me, &name).await)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -150,8 +152,9 @@ pub struct StageSummaryView {
            ("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)),
     responses((status = 200, body = Page<StageSummaryView>), (status = 422, body = Problem)))]
 async fn summary(authed: Authed, query: Query) -> ApiResult<axum::Json<Page<StageSummaryView>>> {
-    let result = pipeline::summary(&authed.tx, query.all()).await;
-    let rows = authed.finish(result).await?;
+    let rows = authed
+        .run(async |tx, _me| pipeline::summary(tx, query.all()).await)
+        .await?;
     let data = rows
         .into_iter()
         .map(|r| StageSummaryView {

@@ -79,16 +79,16 @@ async fn list(
     entity: &'static Entity,
     query: Query,
 ) -> ApiResult<axum::Json<Page<Value>>> {
-    let result: ApiResult<_> = async {
-        let request = ListRequest {
-            params: query.all(),
-            limit: query.limit()?,
-            include_deleted: query.bool("include_deleted")?,
-        };
-        Ok(records::list(&authed.tx, &authed.me, entity, request).await?)
-    }
-    .await;
-    let page = authed.finish(result).await?;
+    let page = authed
+        .run(async |tx, me| -> ApiResult<_> {
+            let request = ListRequest {
+                params: query.all(),
+                limit: query.limit()?,
+                include_deleted: query.bool("include_deleted")?,
+            };
+            Ok(records::list(tx, me, entity, request).await?)
+        })
+        .await?;
     Ok(axum::Json(Page {
         data: page.data,
         next_cursor: page.next_cursor,
@@ -100,8 +100,12 @@ async fn create(
     entity: &'static Entity,
     body: Value,
 ) -> ApiResult<impl IntoResponse> {
-    let result = records::create(&authed.tx, &authed.me, entity, body).await;
-    Ok(with_etag(StatusCode::CREATED, authed.finish(result).await?))
+    Ok(with_etag(
+        StatusCode::CREATED,
+        authed
+            .run(async |tx, me| records::create(tx, me, entity, body).await)
+            .await?,
+    ))
 }
 
 async fn fetch(
@@ -110,18 +114,14 @@ async fn fetch(
     id: i32,
     query: Query,
 ) -> ApiResult<impl IntoResponse> {
-    let result: ApiResult<_> = async {
-        Ok(records::get(
-            &authed.tx,
-            &authed.me,
-            entity,
-            id,
-            query.bool("include_deleted")?,
-        )
-        .await?)
-    }
-    .await;
-    Ok(with_etag(StatusCode::OK, authed.finish(result).await?))
+    Ok(with_etag(
+        StatusCode::OK,
+        authed
+            .run(async |tx, me| -> ApiResult<_> {
+                Ok(records::get(tx, me, entity, id, query.bool("include_deleted")?).await?)
+            })
+            .await?,
+    ))
 }
 
 async fn update(
@@ -131,27 +131,30 @@ async fn update(
     headers: HeaderMap,
     body: Value,
 ) -> ApiResult<impl IntoResponse> {
-    let result = records::update(
-        &authed.tx,
-        &authed.me,
-        entity,
-        id,
-        body,
-        if_match(&headers).as_deref(),
-    )
-    .await;
-    Ok(with_etag(StatusCode::OK, authed.finish(result).await?))
+    Ok(with_etag(
+        StatusCode::OK,
+        authed
+            .run(async |tx, me| {
+                records::update(tx, me, entity, id, body, if_match(&headers).as_deref()).await
+            })
+            .await?,
+    ))
 }
 
 async fn delete(authed: Authed, entity: &'static Entity, id: i32) -> ApiResult<StatusCode> {
-    let result = records::delete(&authed.tx, &authed.me, entity, id).await;
-    authed.finish(result).await?;
+    authed
+        .run(async |tx, me| records::delete(tx, me, entity, id).await)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 async fn restore(authed: Authed, entity: &'static Entity, id: i32) -> ApiResult<impl IntoResponse> {
-    let result = records::restore(&authed.tx, &authed.me, entity, id).await;
-    Ok(with_etag(StatusCode::OK, authed.finish(result).await?))
+    Ok(with_etag(
+        StatusCode::OK,
+        authed
+            .run(async |tx, me| records::restore(tx, me, entity, id).await)
+            .await?,
+    ))
 }
 
 /// Stands for the record schemas in the annotations of the routes one
@@ -180,33 +183,37 @@ pub struct AuditEvent {
            ("entity_id" = i32, Query), ("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)),
     responses((status = 200, body = Page<AuditEvent>), (status = 422, body = Problem)))]
 async fn audit_history(authed: Authed, query: Query) -> ApiResult<axum::Json<Page<Value>>> {
-    let result: ApiResult<_> = async {
-        let limit = query.limit()?;
-        let entity = query
-            .str("entity")
-            .ok_or_else(|| ApiError::invalid_field("entity", "is required"))?;
-        let id = query
-            .str("entity_id")
-            .and_then(|v| v.parse::<i32>().ok())
-            .ok_or_else(|| ApiError::invalid_field("entity_id", "must be the id of a record"))?;
-        let before = match query.id_cursor()? {
-            0 => None,
-            id => Some(i64::from(id)),
-        };
-        let mut events =
-            atrium_services::records::history(&authed.tx, entity, id, before, limit + 1).await?;
-        let more = events.len() as i64 > limit;
-        events.truncate(limit as usize);
-        let next_cursor = more
-            .then(|| events.last().map(|(id, _)| encode_id_cursor(*id as i32)))
-            .flatten();
-        Ok(Page {
-            data: events.into_iter().map(|(_, event)| event).collect(),
-            next_cursor,
-        })
-    }
-    .await;
-    Ok(axum::Json(authed.finish(result).await?))
+    Ok(axum::Json(
+        authed
+            .run(async |tx, _me| -> ApiResult<_> {
+                let limit = query.limit()?;
+                let entity = query
+                    .str("entity")
+                    .ok_or_else(|| ApiError::invalid_field("entity", "is required"))?;
+                let id = query
+                    .str("entity_id")
+                    .and_then(|v| v.parse::<i32>().ok())
+                    .ok_or_else(|| {
+                        ApiError::invalid_field("entity_id", "must be the id of a record")
+                    })?;
+                let before = match query.id_cursor()? {
+                    0 => None,
+                    id => Some(i64::from(id)),
+                };
+                let mut events =
+                    atrium_services::records::history(tx, entity, id, before, limit + 1).await?;
+                let more = events.len() as i64 > limit;
+                events.truncate(limit as usize);
+                let next_cursor = more
+                    .then(|| events.last().map(|(id, _)| encode_id_cursor(*id as i32)))
+                    .flatten();
+                Ok(Page {
+                    data: events.into_iter().map(|(_, event)| event).collect(),
+                    next_cursor,
+                })
+            })
+            .await?,
+    ))
 }
 
 /// Mark an activity done now (no change if it already is).
@@ -214,8 +221,12 @@ async fn audit_history(authed: Authed, query: Query) -> ApiResult<axum::Json<Pag
     params(("id" = i32, Path)),
     responses((status = 200, body = Activity), (status = 403, body = Problem), (status = 404, body = Problem)))]
 async fn complete_activity(authed: Authed, Id(id): Id) -> ApiResult<impl IntoResponse> {
-    let result = records::complete_activity(&authed.tx, &authed.me, id).await;
-    Ok(with_etag(StatusCode::OK, authed.finish(result).await?))
+    Ok(with_etag(
+        StatusCode::OK,
+        authed
+            .run(async |tx, me| records::complete_activity(tx, me, id).await)
+            .await?,
+    ))
 }
 
 /// `{"contact_id", "role", "contact": {...}}`
@@ -238,8 +249,9 @@ async fn list_deal_contacts(
     query: Query,
 ) -> ApiResult<axum::Json<Page<Value>>> {
     let (limit, after) = (query.limit()?, query.id_cursor()?);
-    let result = records::deal_contacts(&authed.tx, &authed.me, id, after, limit + 1).await;
-    let rows = authed.finish(result).await?;
+    let rows = authed
+        .run(async |tx, me| records::deal_contacts(tx, me, id, after, limit + 1).await)
+        .await?;
     Ok(axum::Json(id_page(rows, limit, |r| r.0, |r| r.1.clone())))
 }
 
@@ -262,9 +274,13 @@ async fn put_deal_contact(
     Json(body): Json<DealContactBody>,
 ) -> ApiResult<axum::Json<Value>> {
     let (id, contact_id) = ids(&id, &contact_id)?;
-    let result =
-        records::put_deal_contact(&authed.tx, &authed.me, id, contact_id, body.role.as_ref()).await;
-    Ok(axum::Json(authed.finish(result).await?))
+    Ok(axum::Json(
+        authed
+            .run(async |tx, me| {
+                records::put_deal_contact(tx, me, id, contact_id, body.role.as_ref()).await
+            })
+            .await?,
+    ))
 }
 
 /// Unlink a contact from a deal.
@@ -276,8 +292,9 @@ async fn delete_deal_contact(
     axum::extract::Path((id, contact_id)): axum::extract::Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
     let (id, contact_id) = ids(&id, &contact_id)?;
-    let result = records::delete_deal_contact(&authed.tx, &authed.me, id, contact_id).await;
-    authed.finish(result).await?;
+    authed
+        .run(async |tx, me| records::delete_deal_contact(tx, me, id, contact_id).await)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use atrium_domain::latency::Histogram;
-use atrium_store::tenant_metrics::Published;
+use atrium_store::fleet::tenant_metrics::Published;
 use serde::Serialize;
 
 pub const WINDOW_SECONDS: u64 = 3600;
@@ -176,7 +176,7 @@ pub(crate) async fn publish_every_minute(
                 latency: w.latency.to_counts(),
             })
             .collect();
-        if let Err(e) = atrium_store::tenant_metrics::publish(&db, &server_id, &rows).await {
+        if let Err(e) = atrium_store::fleet::tenant_metrics::publish(&db, &server_id, &rows).await {
             tracing::warn!(error = format!("{e:#}"), "publishing tenant metrics");
         }
     }

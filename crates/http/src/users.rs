@@ -50,30 +50,35 @@ fn with_etag(user: &User) -> impl IntoResponse + use<> {
            ("include_deleted" = Option<bool>, Query, description = "managers and admins")),
     responses((status = 200, body = Page<UserView>), (status = 403, body = Problem), (status = 422, body = Problem)))]
 async fn list_users(authed: Authed, query: Query) -> ApiResult<axum::Json<Page<UserView>>> {
-    let result: ApiResult<_> = async {
-        let limit = query.limit()?;
-        let rows = users::list(
-            &authed.tx,
-            &authed.me,
-            query.id_cursor()?,
-            limit + 1,
-            query.bool("include_deleted")?,
-        )
-        .await?;
-        Ok(id_page(rows, limit, |u| u.id, |u| UserView::from(u)))
-    }
-    .await;
-    Ok(axum::Json(authed.finish(result).await?))
+    Ok(axum::Json(
+        authed
+            .run(async |tx, me| -> ApiResult<_> {
+                let limit = query.limit()?;
+                let rows = users::list(
+                    tx,
+                    me,
+                    query.id_cursor()?,
+                    limit + 1,
+                    query.bool("include_deleted")?,
+                )
+                .await?;
+                Ok(id_page(rows, limit, |u| u.id, |u| UserView::from(u)))
+            })
+            .await?,
+    ))
 }
 
 #[utoipa::path(get, path = "/api/v1/users/{id}", tag = "users", security(("session" = [])),
     params(("id" = i32, Path), ("include_deleted" = Option<bool>, Query)),
     responses((status = 200, body = UserView), (status = 404, body = Problem)))]
 async fn get_user(authed: Authed, Id(id): Id, query: Query) -> ApiResult<impl IntoResponse> {
-    let result: ApiResult<_> =
-        async { Ok(users::get(&authed.tx, &authed.me, id, query.bool("include_deleted")?).await?) }
-            .await;
-    Ok(with_etag(&authed.finish(result).await?))
+    Ok(with_etag(
+        &authed
+            .run(async |tx, me| -> ApiResult<_> {
+                Ok(users::get(tx, me, id, query.bool("include_deleted")?).await?)
+            })
+            .await?,
+    ))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -101,22 +106,24 @@ async fn update_user(
     headers: HeaderMap,
     Json(body): Json<UserChangesBody>,
 ) -> ApiResult<impl IntoResponse> {
-    let result: ApiResult<_> = async {
-        if headers.contains_key(header::IF_MATCH) {
-            let current = users::get_for_change(&authed.tx, &authed.me, id).await?;
-            check_if_match(&headers, &etag(current.id, current.updated_at))?;
-        }
-        let request = UpdateUser {
-            first_name: body.first_name,
-            last_name: body.last_name,
-            role: body.role,
-            active: body.active,
-            permissions: body.permissions,
-        };
-        Ok(users::update(&authed.tx, &authed.me, id, request).await?)
-    }
-    .await;
-    Ok(with_etag(&authed.finish(result).await?))
+    Ok(with_etag(
+        &authed
+            .run(async |tx, me| -> ApiResult<_> {
+                if headers.contains_key(header::IF_MATCH) {
+                    let current = users::get_for_change(tx, me, id).await?;
+                    check_if_match(&headers, &etag(current.id, current.updated_at))?;
+                }
+                let request = UpdateUser {
+                    first_name: body.first_name,
+                    last_name: body.last_name,
+                    role: body.role,
+                    active: body.active,
+                    permissions: body.permissions,
+                };
+                Ok(users::update(tx, me, id, request).await?)
+            })
+            .await?,
+    ))
 }
 
 /// Deactivate and soft-delete a user (admins); their sessions end.
@@ -124,7 +131,8 @@ async fn update_user(
     params(("id" = i32, Path)),
     responses((status = 204), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
 async fn delete_user(authed: Authed, Id(id): Id) -> ApiResult<StatusCode> {
-    let result = users::delete(&authed.tx, &authed.me, id).await;
-    authed.finish(result).await?;
+    authed
+        .run(async |tx, me| users::delete(tx, me, id).await)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }

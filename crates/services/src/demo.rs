@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use atrium_store::directory::TenantDirectory;
+use atrium_store::registry::directory::TenantDirectory;
 use atrium_store::{Database, registry, users};
 
 use crate::records::{self, ACTIVITY, COMPANY, CONTACT, DEAL};

@@ -50,9 +50,6 @@ pub enum ServiceError {
     /// The tenant is using every connection its tier allows.
     #[error("the service is busy; retry shortly")]
     Busy,
-    /// The tenant used more database time than its tier allows.
-    #[error("over the database-time budget; retry in {retry_after_seconds} s")]
-    OverBudget { retry_after_seconds: u64 },
     #[error(transparent)]
     Other(#[from] anyhow::Error),
 }
@@ -63,9 +60,6 @@ impl ServiceError {
             StoreError::NotFound => Self::NotFound(what.to_owned()),
             StoreError::Conflict(m) => Self::Conflict(m),
             StoreError::Busy => Self::Busy,
-            StoreError::OverBudget { retry_after } => Self::OverBudget {
-                retry_after_seconds: retry_after.as_secs_f64().ceil() as u64,
-            },
             StoreError::Damaged(m) => Self::Damaged(m),
             StoreError::Other(e) => Self::Other(e),
         }

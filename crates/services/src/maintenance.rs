@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use atrium_store::Database;
-use atrium_store::maintain::{self, MaintenanceReport, Policy};
+use atrium_store::fleet::maintain::{self, MaintenanceReport, Policy};
 
 use crate::ServiceError;
 use crate::auth::AuthSettings;

@@ -1,11 +1,12 @@
 //! The tenant lifecycle, as the operator sees it.
 
 use atrium_domain::{Email, Invalid, Password, Subdomain, TenantStatus, Tier};
-use atrium_store::archive::{self, ArchiveReport, ImportTarget};
-use atrium_store::migrate::MigrationSets;
-use atrium_store::provision::{FirstAdmin, NewTenant};
+use atrium_store::Database;
+use atrium_store::fleet::archive::{self, ArchiveReport, ImportTarget};
+use atrium_store::fleet::migrate::MigrationSets;
+use atrium_store::fleet::provision;
+use atrium_store::fleet::provision::{FirstAdmin, NewTenant};
 use atrium_store::registry::{self, Tenant, TenantChanges};
-use atrium_store::{Database, provision};
 
 use crate::{Problems, ServiceError, passwords};
 
@@ -205,7 +206,7 @@ pub async fn list_all(db: &Database) -> Result<Vec<TenantView>, ServiceError> {
 }
 
 /// Writes tenant `subdomain`'s archive to `out` (see
-/// `atrium_store::archive`).
+/// `atrium_store::fleet::archive`).
 pub async fn export<W>(
     db: &Database,
     subdomain: &str,
@@ -257,7 +258,7 @@ where
     W: tokio::io::AsyncWrite + Unpin,
 {
     let tenant = find(db, subdomain).await?;
-    Ok(atrium_store::backup::backup(db, &tenant, out).await?)
+    Ok(atrium_store::fleet::backup::backup(db, &tenant, out).await?)
 }
 
 /// Restores a backup as the tenant it was; never over a live tenant.
@@ -265,7 +266,7 @@ pub async fn restore<R>(db: &Database, input: R) -> Result<Tenant, ServiceError>
 where
     R: tokio::io::AsyncRead + Unpin,
 {
-    atrium_store::backup::restore(db, input)
+    atrium_store::fleet::backup::restore(db, input)
         .await
         .map_err(|e| ServiceError::from_store(e, "file"))
 }

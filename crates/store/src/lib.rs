@@ -1,42 +1,29 @@
-//! Everything that talks to PostgreSQL: the embedded cluster, the pool, the
-//! registry, provisioning, the migrator and the drift check.
+//! Everything that talks to PostgreSQL, in four parts:
+//! - `connection`: the pool, transactions, the tenant context, TLS, the
+//!   embedded cluster;
+//! - `registry`: the tenants, their names and roles, and the directory
+//!   that resolves a host to a tenant;
+//! - `fleet`: what the operator runs over many tenants (migrate,
+//!   provision, spares, check, maintain, archive, backup, roles, statistics);
+//! - `data`: the per-tenant repositories (users, sessions, records, …).
 
-pub mod archive;
-pub mod backup;
-pub mod check;
-pub mod cluster;
-pub mod custom_fields;
-mod db;
-pub mod db_time;
-pub mod directory;
-pub mod invitations;
-pub mod maintain;
-pub mod migrate;
-pub mod observe;
-pub mod outbox;
-pub mod password_resets;
-pub mod pipeline;
-pub mod provision;
-pub mod records;
+pub mod connection;
+pub mod data;
+pub mod fleet;
 pub mod registry;
-pub mod roles;
-pub mod sessions;
-pub mod spares;
-mod tenant;
-pub mod tenant_metrics;
-pub mod tls;
-mod tx;
-pub mod users;
 
-pub use db::{
+// The names every caller uses, at the top.
+pub use connection::database::{
     CONNECTION_MAX_AGE, CONNECTION_MAX_SCHEMAS_CREATED, CONNECTION_MAX_TENANTS, ConnectionLimits,
     DEFAULT_POOL_SIZE, Database, MIN_SERVER_VERSION, PoolActivity, TenantConnectionSource,
     ensure_database, quote_ident,
 };
-pub use tenant::{
-    REQUEST_WAIT, TENANT_SLOT_WAIT, TenantContext, TenantLimits, TenantTx, is_tenant_schema_name,
+pub use connection::tenant::{CONNECTION_CAP_WAIT, TenantConnectionCap, TenantContext, TenantTx};
+pub use connection::tx::PooledTx;
+pub use data::{
+    custom_fields, invitations, outbox, password_resets, pipeline, records, sessions, users,
 };
-pub use tx::PooledTx;
+pub use registry::naming::is_tenant_schema_name;
 
 /// What callers of the store handle; everything else is `Other` and ends up
 /// as a logged 500 or a failed command.
@@ -53,10 +40,6 @@ pub enum StoreError {
     /// The tenant already uses all the connections its tier allows.
     #[error("the tenant is at its connection limit")]
     Busy,
-    /// The tenant used more database time than its tier allows and is
-    /// paying it back.
-    #[error("the tenant is over its database-time budget")]
-    OverBudget { retry_after: std::time::Duration },
     #[error(transparent)]
     Other(#[from] anyhow::Error),
 }

@@ -4,8 +4,9 @@
 
 use std::sync::OnceLock;
 
-use atrium_store::cluster::ThrowawayCluster;
-use atrium_store::{Database, ensure_database, migrate};
+use atrium_store::connection::embedded::ThrowawayCluster;
+use atrium_store::fleet::migrate;
+use atrium_store::{Database, ensure_database};
 
 static SERVER: OnceLock<Server> = OnceLock::new();
 

@@ -1,6 +1,6 @@
 use std::process::ExitCode;
 
-use atrium_store::check;
+use atrium_store::fleet::check;
 
 use super::CommandResult;
 use crate::cli::JsonArg;

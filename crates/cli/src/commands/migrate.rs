@@ -1,6 +1,6 @@
 use std::process::ExitCode;
 
-use atrium_store::migrate::{self, MigrateOptions, MigrationError};
+use atrium_store::fleet::migrate::{self, MigrateOptions, MigrationError};
 
 use super::{CommandResult, Failure};
 use crate::cli::{MigrateAction, MigrateArgs};

@@ -116,7 +116,7 @@ async fn dispatch(command: Command, connected: &Connected, file: &FileSettings) 
         }
         Command::Db(crate::cli::DbCommand::Roles(args)) => {
             connected.ensure_current().await?;
-            let report = atrium_store::roles::ensure(connected.admin()).await?;
+            let report = atrium_store::fleet::roles::ensure(connected.admin()).await?;
             if args.json {
                 crate::output::print_json(&report)?;
             } else {

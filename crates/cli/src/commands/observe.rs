@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use atrium_services::tenants;
-use atrium_store::{observe, tenant_metrics};
+use atrium_store::fleet::{observe, tenant_metrics};
 
 use super::CommandResult;
 use crate::cli::{IndexesArgs, JsonArg, TopArgs};

@@ -80,7 +80,7 @@ pub async fn run(
         connected.ensure_current().await?;
         let app_db = connected.application_db(pool_size).await?;
         application_pool = Some(app_db.clone());
-        let excess = atrium_store::roles::excess_privileges(&app_db).await?;
+        let excess = atrium_store::fleet::roles::excess_privileges(&app_db).await?;
         if !excess.is_empty() {
             let excess = excess.join(", ");
             if !args.unsafe_allow_privileged_login {
@@ -223,11 +223,11 @@ const DEFAULT_SPARE_SCHEMAS: u32 = 4;
 /// Keeps the spare pool full: checks every ten seconds, and one server at
 /// a time does the work.
 async fn keep_spares(db: atrium_store::Database, size: usize) {
-    let sets = atrium_store::migrate::MigrationSets::embedded();
+    let sets = atrium_store::fleet::migrate::MigrationSets::embedded();
     let mut ticks = tokio::time::interval(Duration::from_secs(10));
     loop {
         ticks.tick().await;
-        match atrium_store::spares::refill(&db, &sets, size).await {
+        match atrium_store::fleet::spares::refill(&db, &sets, size).await {
             Ok(0) => {}
             Ok(made) => tracing::info!(made, "spare tenant schemas made"),
             Err(e) => tracing::warn!(error = format!("{e:#}"), "refilling spare schemas"),

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use atrium_store::Database;
-use atrium_store::cluster::ThrowawayCluster;
+use atrium_store::connection::embedded::ThrowawayCluster;
 use reqwest::StatusCode;
 use serde_json::json;
 
@@ -38,7 +38,7 @@ async fn a_database_restart_under_load_gives_503s_then_service_without_a_server_
     assert!(ready, "the throwaway cluster did not come up");
     let url = maintenance.replacen("/postgres?", "/atrium?", 1);
     let db = Database::connect(&url, 8).await.unwrap();
-    atrium_store::migrate::migrate(&db, &Default::default(), &|_, _| {})
+    atrium_store::fleet::migrate::migrate(&db, &Default::default(), &|_, _| {})
         .await
         .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -3,7 +3,7 @@ use std::sync::Arc;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
-use atrium_store::directory::TenantDirectory;
+use atrium_store::registry::directory::TenantDirectory;
 use atrium_store::{TenantTx, registry};
 
 use crate::helpers::{TestApp, expect_json, expect_problem};

@@ -5,8 +5,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use atrium_domain::Subdomain;
 use atrium_store::Database;
-use atrium_store::archive::{self, ARCHIVED_TABLES, ImportTarget, NOT_ARCHIVED};
-use atrium_store::migrate::{self, MigrateOptions, MigrationSets};
+use atrium_store::fleet::archive::{self, ARCHIVED_TABLES, ImportTarget, NOT_ARCHIVED};
+use atrium_store::fleet::migrate::{self, MigrateOptions, MigrationSets};
 use atrium_store::registry::{self, Tenant};
 use atrium_testkit::migrated_database;
 use sha2::{Digest, Sha256};
@@ -441,7 +441,7 @@ async fn an_archive_of_an_older_schema_version_imports_and_is_migrated() {
         i64::from(sets.latest_tenant_version())
     );
     assert!(
-        atrium_store::check::check(&t.db)
+        atrium_store::fleet::check::check(&t.db)
             .await
             .unwrap()
             .drifted
@@ -451,7 +451,7 @@ async fn an_archive_of_an_older_schema_version_imports_and_is_migrated() {
 
 async fn backup_bytes(db: &Database, tenant: &Tenant) -> Vec<u8> {
     let mut out = Vec::new();
-    atrium_store::backup::backup(db, tenant, &mut out)
+    atrium_store::fleet::backup::backup(db, tenant, &mut out)
         .await
         .unwrap();
     out
@@ -473,7 +473,7 @@ async fn a_backup_restores_a_deleted_tenant_and_never_replaces_a_live_one() {
     .unwrap();
     let backup = backup_bytes(&t.db, &source).await;
 
-    let live = atrium_store::backup::restore(&t.db, backup.as_slice())
+    let live = atrium_store::fleet::backup::restore(&t.db, backup.as_slice())
         .await
         .expect_err("the tenant is live");
     assert!(
@@ -493,7 +493,7 @@ async fn a_backup_restores_a_deleted_tenant_and_never_replaces_a_live_one() {
             backup[..backup.iter().position(|b| *b == b'\n').unwrap() + 1].to_vec(),
         ),
     ] {
-        let err = atrium_store::backup::restore(&t.db, bytes.as_slice())
+        let err = atrium_store::fleet::backup::restore(&t.db, bytes.as_slice())
             .await
             .expect_err(case);
         assert!(
@@ -503,7 +503,7 @@ async fn a_backup_restores_a_deleted_tenant_and_never_replaces_a_live_one() {
         assert_eq!(footprint(&t.db).await, before, "{case} left something");
     }
 
-    let restored = atrium_store::backup::restore(&t.db, backup.as_slice())
+    let restored = atrium_store::fleet::backup::restore(&t.db, backup.as_slice())
         .await
         .unwrap();
     assert_eq!(

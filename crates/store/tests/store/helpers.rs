@@ -1,7 +1,7 @@
 use atrium_domain::{Email, Subdomain, Tier};
 use atrium_store::Database;
-use atrium_store::migrate::{MigrationFile, MigrationSets};
-use atrium_store::provision::{FirstAdmin, NewTenant, provision};
+use atrium_store::fleet::migrate::{MigrationFile, MigrationSets};
+use atrium_store::fleet::provision::{FirstAdmin, NewTenant, provision};
 use atrium_store::registry::Tenant;
 
 /// A bcrypt-shaped hash: tests of the store need no real hashing.

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use atrium_store::Database;
-use atrium_store::maintain::{MAINTENANCE_LOCK_KEY, Policy, maintain};
+use atrium_store::fleet::maintain::{MAINTENANCE_LOCK_KEY, Policy, maintain};
 use atrium_testkit::migrated_database;
 
 use crate::helpers::{new_tenant, scalar_i64, sql};

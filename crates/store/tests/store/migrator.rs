@@ -1,7 +1,7 @@
 use std::time::Duration;
 
-use atrium_store::check::check;
-use atrium_store::migrate::{
+use atrium_store::fleet::check::check;
+use atrium_store::fleet::migrate::{
     self, MIGRATION_LOCK_KEY, MigrateOptions, MigrationError, MigrationFile, MigrationSets,
 };
 use atrium_testkit::migrated_database;

@@ -2,8 +2,9 @@
 //! what PostgreSQL knows, by tenant.
 
 use atrium_domain::latency::Histogram;
-use atrium_store::tenant_metrics::{Published, busiest, publish, withdraw};
-use atrium_store::{TenantTx, observe};
+use atrium_store::TenantTx;
+use atrium_store::fleet::observe;
+use atrium_store::fleet::tenant_metrics::{Published, busiest, publish, withdraw};
 use atrium_testkit::migrated_database;
 
 use crate::helpers::{new_tenant, sql};
@@ -78,7 +79,7 @@ async fn indexes_and_connections_are_grouped_by_tenant() {
     assert!(never_used.unused, "{never_used:?}");
 
     // A tenant transaction names its tenant in application_name.
-    let directory = atrium_store::directory::TenantDirectory::start(t.db.clone())
+    let directory = atrium_store::registry::directory::TenantDirectory::start(t.db.clone())
         .await
         .unwrap();
     let tenant = directory.resolve("alpha").await.unwrap().unwrap();

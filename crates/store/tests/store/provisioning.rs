@@ -1,6 +1,6 @@
 use atrium_store::StoreError;
-use atrium_store::migrate::tenant_role_name;
 use atrium_store::registry;
+use atrium_store::registry::naming::tenant_role_name;
 use atrium_testkit::migrated_database;
 
 use crate::helpers::{FAKE_HASH, new_tenant, new_tenant_with_hash, scalar_i64, sql};
@@ -64,7 +64,7 @@ async fn a_new_tenant_starts_with_the_default_pipeline_and_one_admin() {
         .collect();
     assert_eq!(
         stages,
-        atrium_store::provision::DEFAULT_STAGES
+        atrium_store::fleet::provision::DEFAULT_STAGES
             .iter()
             .map(|(n, p, k)| (n.to_string(), *p, k.to_string()))
             .collect::<Vec<_>>()
@@ -72,7 +72,7 @@ async fn a_new_tenant_starts_with_the_default_pipeline_and_one_admin() {
     assert_eq!(tenant.counts.users, 1);
     assert_eq!(
         tenant.schema_version,
-        atrium_store::migrate::latest_tenant_version()
+        atrium_store::fleet::migrate::latest_tenant_version()
     );
 }
 

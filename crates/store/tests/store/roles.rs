@@ -1,7 +1,8 @@
 use tokio_postgres::error::SqlState;
 
-use atrium_store::migrate::tenant_role_name;
-use atrium_store::{Database, registry, roles};
+use atrium_store::fleet::roles;
+use atrium_store::registry::naming::tenant_role_name;
+use atrium_store::{Database, registry};
 use atrium_testkit::migrated_database;
 
 use crate::helpers::new_tenant;

@@ -3,10 +3,11 @@
 
 use std::time::Duration;
 
-use atrium_store::check::check;
-use atrium_store::directory::TenantDirectory;
-use atrium_store::migrate::{self, MigrateOptions, MigrationSets};
-use atrium_store::{TenantTx, spares};
+use atrium_store::TenantTx;
+use atrium_store::fleet::check::check;
+use atrium_store::fleet::migrate::{self, MigrateOptions, MigrationSets};
+use atrium_store::fleet::spares;
+use atrium_store::registry::directory::TenantDirectory;
 use atrium_testkit::migrated_database;
 
 use crate::helpers::{new_tenant, scalar_i64, with_extra_tenant_migration};

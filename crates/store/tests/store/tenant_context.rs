@@ -1,9 +1,9 @@
 use std::time::{Duration, Instant};
 
 use atrium_domain::TenantStatus;
-use atrium_store::directory::TenantDirectory;
+use atrium_store::registry::directory::TenantDirectory;
 use atrium_store::registry::{self, TenantChanges};
-use atrium_store::{StoreError, TENANT_SLOT_WAIT, TenantTx};
+use atrium_store::{CONNECTION_CAP_WAIT, StoreError, TenantTx};
 use atrium_testkit::migrated_database;
 
 use crate::helpers::new_tenant;
@@ -31,7 +31,7 @@ async fn a_tenant_at_its_connection_limit_waits_then_is_busy_while_others_procee
         "the next one is refused"
     );
     assert!(
-        started.elapsed() >= TENANT_SLOT_WAIT,
+        started.elapsed() >= CONNECTION_CAP_WAIT,
         "after waiting briefly"
     );
     let other = TenantTx::begin(&db, &quiet, TIMEOUT)
@@ -103,7 +103,7 @@ async fn when_the_listener_connection_drops_the_cache_is_not_trusted_until_it_is
         .query_one(
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
              WHERE datname = current_database() AND application_name = $1",
-            &[&atrium_store::directory::LISTENER_APPLICATION],
+            &[&atrium_store::registry::directory::LISTENER_APPLICATION],
         )
         .await
         .unwrap()
@@ -147,7 +147,7 @@ async fn a_listener_that_stops_answering_is_no_longer_trusted() {
             .query_one(
                 "SELECT pid FROM pg_stat_activity
              WHERE datname = current_database() AND application_name = $1",
-                &[&atrium_store::directory::LISTENER_APPLICATION],
+                &[&atrium_store::registry::directory::LISTENER_APPLICATION],
             )
             .await
             .unwrap()

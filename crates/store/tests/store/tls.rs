@@ -2,7 +2,7 @@
 //! reached with each `sslmode`.
 
 use atrium_store::Database;
-use atrium_store::cluster::ThrowawayCluster;
+use atrium_store::connection::embedded::ThrowawayCluster;
 
 /// A CA, and a server certificate it signed for `localhost` only.
 fn certificates() -> (String, String, String) {

@@ -31,9 +31,9 @@ use tokio_postgres::AsyncMessage;
 
 use atrium_domain::{TenantStatus, Tier};
 
-use crate::migrate::tenant_role_name;
+use crate::connection::tenant::TenantConnectionCap;
 use crate::registry::TENANT_CHANNEL;
-use crate::tenant::TenantLimits;
+use crate::registry::naming::tenant_role_name;
 use crate::{Database, StoreError, TenantContext};
 
 pub struct TenantDirectory {
@@ -44,10 +44,10 @@ pub struct TenantDirectory {
     /// does not cache what it read before the change.
     generation: AtomicU64,
     listening: AtomicBool,
-    /// Each tenant's limits (connection slots, request rate), by id and
-    /// tier: they outlive cached entries, so invalidations and listener
-    /// outages never hand a tenant a fresh, full set of slots.
-    slots: std::sync::Mutex<HashMap<(i32, Tier), Arc<TenantLimits>>>,
+    /// Each tenant's connection cap, by id and tier: caps outlive cached
+    /// entries, so invalidations and listener outages never hand a tenant
+    /// a fresh, full set of permits.
+    caps: std::sync::Mutex<HashMap<(i32, Tier), Arc<TenantConnectionCap>>>,
 }
 
 impl TenantDirectory {
@@ -64,7 +64,7 @@ impl TenantDirectory {
             by_subdomain: RwLock::default(),
             generation: AtomicU64::new(0),
             listening: AtomicBool::new(false),
-            slots: std::sync::Mutex::default(),
+            caps: std::sync::Mutex::default(),
         });
         tokio::spawn(listen(Arc::downgrade(&directory)));
         Ok(directory)
@@ -94,12 +94,12 @@ impl TenantDirectory {
         let Some(row) = row else { return Ok(None) };
         let id: i32 = row.get(0);
         let tier = Tier::parse(row.get(5)).map_err(anyhow::Error::from)?;
-        let limits = self
-            .slots
+        let cap = self
+            .caps
             .lock()
             .expect("not poisoned")
             .entry((id, tier))
-            .or_insert_with(|| Arc::new(TenantLimits::new(tier)))
+            .or_insert_with(|| Arc::new(TenantConnectionCap::new(tier)))
             .clone();
         let tenant = Arc::new(TenantContext::new(
             id,
@@ -109,7 +109,7 @@ impl TenantDirectory {
             tenant_role_name(&self.role_prefix, id),
             TenantStatus::parse(row.get(4)).map_err(anyhow::Error::from)?,
             tier,
-            limits,
+            cap,
         ));
         if self.listening.load(Ordering::Acquire) {
             let mut cache = self.by_subdomain.write().expect("not poisoned");

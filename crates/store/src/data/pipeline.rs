@@ -2,7 +2,7 @@
 
 use tokio_postgres::Row;
 
-use crate::db::constraint_of;
+use crate::connection::database::constraint_of;
 use crate::{StoreError, TenantTx};
 
 #[derive(Debug, Clone)]

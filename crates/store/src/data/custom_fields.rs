@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use tokio_postgres::Row;
 
-use crate::db::constraint_of;
+use crate::connection::database::constraint_of;
 use crate::{StoreError, TenantTx};
 
 #[derive(Debug, Clone)]
@@ -76,7 +76,7 @@ pub async fn page(
     Ok(rows.iter().map(from_row).collect())
 }
 
-fn memo(tx: &TenantTx) -> std::sync::MutexGuard<'_, crate::tenant::DefinitionsMemo> {
+fn memo(tx: &TenantTx) -> std::sync::MutexGuard<'_, crate::connection::tenant::DefinitionsMemo> {
     tx.definitions
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)

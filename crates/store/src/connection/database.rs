@@ -13,7 +13,7 @@ use deadpool::managed::Timeouts;
 use deadpool_postgres::{ClientWrapper, Manager, ManagerConfig, RecyclingMethod};
 use tokio_postgres::Client;
 
-use crate::tls::Connector;
+use crate::connection::tls::Connector;
 
 /// A pooled session is retired once it has served this many distinct
 /// tenants (or reached this age). Each tenant a PostgreSQL backend touches
@@ -312,7 +312,7 @@ impl Database {
         max_connections: usize,
         limits: ConnectionLimits,
     ) -> anyhow::Result<Self> {
-        let (config, tls) = crate::tls::parse_url(url)?;
+        let (config, tls) = crate::connection::tls::parse_url(url)?;
         Self::connect_config(config, tls, max_connections, limits).await
     }
 
@@ -663,7 +663,7 @@ impl Database {
     ) -> Result<
         (
             Client,
-            tokio_postgres::Connection<tokio_postgres::Socket, crate::tls::TlsStream>,
+            tokio_postgres::Connection<tokio_postgres::Socket, crate::connection::tls::TlsStream>,
         ),
         tokio_postgres::Error,
     > {
@@ -689,7 +689,7 @@ impl Database {
 /// Creates database `name` through a connection to the server's maintenance
 /// database, unless it exists.
 pub async fn ensure_database(maintenance_url: &str, name: &str) -> anyhow::Result<()> {
-    let (config, tls) = crate::tls::parse_url(maintenance_url)?;
+    let (config, tls) = crate::connection::tls::parse_url(maintenance_url)?;
     let (client, connection) = config
         .connect(tls)
         .await

@@ -6,22 +6,15 @@
 //! compares them with `template`. Renaming the role keeps its grants,
 //! default privileges and memberships, which are held by the role's OID.
 
-use crate::db::quote_ident;
-use crate::migrate::{MigrationSets, QueryCounter, apply_pending, latest_tenant_version};
-use crate::provision::{default_stages_sql, empty_schema_sql};
+use crate::connection::database::quote_ident;
+use crate::fleet::migrate::{MigrationSets, QueryCounter, apply_pending, latest_tenant_version};
+use crate::fleet::provision::{default_stages_sql, empty_schema_sql};
+use crate::registry::naming::{spare_role_name, spare_schema_name};
 use crate::registry::role_prefix;
 use crate::{Database, PooledTx, StoreError};
 
 /// Session-level advisory lock held by the one process refilling the pool.
 pub const REFILL_LOCK_KEY: i64 = 0x4174_7269_756d_0003;
-
-pub fn spare_schema_name(id: i32) -> String {
-    format!("spare_{id}")
-}
-
-pub fn spare_role_name(role_prefix: &str, id: i32) -> String {
-    format!("{role_prefix}_spare_{id}")
-}
 
 /// Takes a spare at the newest version, if any, and makes it `schema` with
 /// role `role`, inside the caller's transaction (a rollback puts it back).

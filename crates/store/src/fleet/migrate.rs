@@ -14,8 +14,9 @@ use sha2::{Digest, Sha256};
 use tokio_postgres::Client;
 use tokio_postgres::error::SqlState;
 
-use crate::db::{quote_ident, sql_state};
-use crate::tx::execute_in_transaction;
+use crate::connection::database::{quote_ident, sql_state};
+use crate::connection::tx::execute_in_transaction;
+use crate::registry::naming::tenant_role_name;
 use crate::{Database, registry};
 
 /// One SQL file of a migration set.
@@ -468,7 +469,7 @@ async fn migrate_tenant(
     }
     let (role, registry_table) = if tenant.spare {
         (
-            crate::spares::spare_role_name(role_prefix, tenant.id),
+            crate::registry::naming::spare_role_name(role_prefix, tenant.id),
             "public.spare_schemas",
         )
     } else {
@@ -484,19 +485,6 @@ async fn migrate_tenant(
     ));
     counter.add();
     execute_in_transaction(db, tenant.id, &batch).await
-}
-
-/// The database role through which the application reaches one tenant's
-/// data. The per-database prefix keeps two databases on one server apart.
-pub fn tenant_role_name(role_prefix: &str, tenant_id: i32) -> String {
-    format!("{role_prefix}_tenant_{tenant_id}")
-}
-
-/// The group every tenant role belongs to: it may reach the tenant's own
-/// rows of the registry tables a tenant transaction touches (row-level
-/// security keyed to the current role).
-pub fn tenant_group_role(role_prefix: &str) -> String {
-    format!("{role_prefix}_tenants")
 }
 
 /// Data rights, and nothing more, for the tenant role on everything the

@@ -3,11 +3,9 @@
 
 use atrium_domain::{Email, Subdomain, Tier};
 
-use crate::db::{constraint_of, quote_ident};
-use crate::migrate::{
-    MigrationSets, QueryCounter, apply_pending, latest_tenant_version, tenant_group_role,
-    tenant_role_name,
-};
+use crate::connection::database::{constraint_of, quote_ident};
+use crate::fleet::migrate::{MigrationSets, QueryCounter, apply_pending, latest_tenant_version};
+use crate::registry::naming::{tenant_group_role, tenant_role_name};
 use crate::registry::{self, Tenant};
 use crate::{Database, PooledTx, StoreError};
 
@@ -47,7 +45,7 @@ pub async fn provision(db: &Database, new: &NewTenant<'_>) -> Result<(Tenant, i3
     let (id, schema, role_prefix) =
         insert_registry_row(&mut tx, new.name, new.subdomain, new.tier).await?;
     let role = tenant_role_name(&role_prefix, id);
-    let claimed = crate::spares::claim(&tx, &schema, &role, &role_prefix).await?;
+    let claimed = crate::fleet::spares::claim(&tx, &schema, &role, &role_prefix).await?;
     let client = tx.client();
     if claimed {
         client
@@ -169,7 +167,7 @@ pub(crate) fn empty_schema_sql(schema: &str, role: &str, role_prefix: &str) -> S
          {};
          {}",
         tenant_role_sql(role, role_prefix),
-        crate::migrate::SCHEMA_MIGRATIONS_DDL,
+        crate::fleet::migrate::SCHEMA_MIGRATIONS_DDL,
         default_privileges_sql(&q_schema, &q_role),
     )
 }

@@ -17,7 +17,8 @@ use tokio_postgres::{Row, Statement};
 
 use atrium_domain::{TenantStatus, Tier};
 
-use crate::db_time::timed;
+use crate::connection::db_time::timed;
+use crate::registry::naming::is_tenant_schema_name;
 use crate::{Database, PooledTx, StoreError};
 
 /// What a request needs to know about its tenant; built from the registry
@@ -31,117 +32,27 @@ pub struct TenantContext {
     pub role_name: String,
     pub status: TenantStatus,
     pub tier: Tier,
-    pub(crate) limits: Arc<TenantLimits>,
+    connections: Arc<TenantConnectionCap>,
 }
 
-/// What keeps one tenant from starving the others; one per tenant and
-/// tier, kept by the directory so it outlives cached entries.
-pub struct TenantLimits {
-    /// At most `tier.connection_limit()` transactions of this tenant hold a
-    /// pooled session at once.
-    permits: Arc<Semaphore>,
-    /// At most `tier.request_rate()` requests a second (after a burst of
-    /// `tier.request_burst()`): a flood waits its turn (costing nothing),
-    /// and past `REQUEST_WAIT` is turned away.
-    requests: governor::DefaultDirectRateLimiter,
-    /// Database time used against `tier.db_time_budget_ms()` a second.
-    db_time: std::sync::Mutex<DbTimeBudget>,
-}
-
-/// A bucket of database milliseconds that refills at the tier's budget,
-/// holds at most one second of it, and goes into debt when a request used
-/// more than was left: the tenant's next requests wait a small debt off,
-/// and are refused (503 with `Retry-After`) while a large one is paid
-/// back, so a tenant whose requests each run for seconds cannot keep its
-/// connections busy. The debt is bounded by [`MAX_DEBT_SECONDS`] of the
-/// tenant's budget, so one runaway statement (itself bounded by the
-/// tier's statement timeout) costs the tenant at most that long.
+/// At most `tier.connection_limit()` transactions of a tenant hold a
+/// pooled connection at once; one per tenant and tier, kept by the
+/// directory so it outlives cached entries.
 #[derive(Debug)]
-struct DbTimeBudget {
-    balance_ms: f64,
-    updated: std::time::Instant,
-    per_second_ms: f64,
+pub struct TenantConnectionCap {
+    permits: Arc<Semaphore>,
 }
 
-/// The longest a tenant's database-time debt can keep it waiting.
-pub const MAX_DEBT_SECONDS: f64 = 30.0;
-
-impl DbTimeBudget {
-    fn new(per_second_ms: f64) -> Self {
-        Self {
-            balance_ms: per_second_ms,
-            updated: std::time::Instant::now(),
-            per_second_ms,
-        }
-    }
-
-    fn refill(&mut self) {
-        let now = std::time::Instant::now();
-        let earned = now.duration_since(self.updated).as_secs_f64() * self.per_second_ms;
-        self.balance_ms = (self.balance_ms + earned).min(self.per_second_ms);
-        self.updated = now;
-    }
-
-    fn charge(&mut self, used: Duration) {
-        self.refill();
-        self.balance_ms = (self.balance_ms - used.as_secs_f64() * 1000.0)
-            .max(-self.per_second_ms * MAX_DEBT_SECONDS);
-    }
-
-    /// How long until the balance is positive again.
-    fn wait(&mut self) -> Duration {
-        self.refill();
-        if self.balance_ms > 0.0 {
-            Duration::ZERO
-        } else {
-            Duration::from_secs_f64(-self.balance_ms / self.per_second_ms)
-        }
-    }
-}
-
-impl std::fmt::Debug for TenantLimits {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TenantLimits")
-            .field("free_slots", &self.permits.available_permits())
-            .finish_non_exhaustive()
-    }
-}
-
-impl TenantLimits {
+impl TenantConnectionCap {
     pub fn new(tier: Tier) -> Self {
-        let rate = std::num::NonZeroU32::new(tier.request_rate()).expect("positive rate");
-        let burst = std::num::NonZeroU32::new(tier.request_burst()).expect("positive burst");
         Self {
             permits: Arc::new(Semaphore::new(tier.connection_limit())),
-            requests: governor::RateLimiter::direct(
-                governor::Quota::per_second(rate).allow_burst(burst),
-            ),
-            db_time: std::sync::Mutex::new(DbTimeBudget::new(f64::from(tier.db_time_budget_ms()))),
         }
-    }
-
-    /// Charges a finished request's database time to the tenant.
-    pub fn charge_db_time(&self, used: Duration) {
-        self.db_time
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .charge(used);
-    }
-
-    fn db_time_wait(&self) -> Duration {
-        self.db_time
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .wait()
     }
 }
 
-/// How long a request waits for its tenant's request rate before it is
-/// told to come back later.
-pub const REQUEST_WAIT: Duration = Duration::from_secs(1);
-
 impl TenantContext {
-    /// `limits` are the tenant's, sized for its tier.
+    /// `connections` is the tenant's cap, sized for its tier.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         id: i32,
@@ -151,7 +62,7 @@ impl TenantContext {
         role_name: String,
         status: TenantStatus,
         tier: Tier,
-        limits: Arc<TenantLimits>,
+        connections: Arc<TenantConnectionCap>,
     ) -> Self {
         assert!(
             is_tenant_schema_name(&schema_name),
@@ -165,44 +76,8 @@ impl TenantContext {
             role_name,
             status,
             tier,
-            limits,
+            connections,
         }
-    }
-
-    /// Admits one request of this tenant within its database time budget
-    /// and its request rate, waiting up to `REQUEST_WAIT` in all for its
-    /// turn.
-    /// Refuses at once, before any database work, while the tenant is
-    /// paying back more database time than a request may wait for: only
-    /// the tenant's own signed-in work can put it in that debt, so this
-    /// check cannot be used against it, and its refused requests cost
-    /// nothing (not even the session lookup).
-    /// Otherwise the debt a request waits off (usually none).
-    pub fn refuse_while_in_debt(&self) -> Result<Duration, StoreError> {
-        let debt = self.limits.db_time_wait();
-        if debt >= REQUEST_WAIT {
-            return Err(StoreError::OverBudget { retry_after: debt });
-        }
-        Ok(debt)
-    }
-
-    pub async fn admit_request(&self) -> Result<(), StoreError> {
-        let debt = self.refuse_while_in_debt()?;
-        // The common case waits for nothing and must not touch a timer: a
-        // zero sleep still waits for the timer wheel's next tick (~1 ms).
-        if !debt.is_zero() {
-            tokio::time::sleep(debt).await;
-        }
-        if self.limits.requests.check().is_ok() {
-            return Ok(());
-        }
-        tokio::time::timeout(REQUEST_WAIT - debt, self.limits.requests.until_ready())
-            .await
-            .map_err(|_| StoreError::Busy)
-    }
-
-    pub fn limits(&self) -> &Arc<TenantLimits> {
-        &self.limits
     }
 
     /// SQL that sets the tenant up inside an open transaction. The schema
@@ -221,20 +96,14 @@ impl TenantContext {
     }
 }
 
-/// `tenant_<digits>`: the only shape a tenant schema name can have.
-pub fn is_tenant_schema_name(name: &str) -> bool {
-    name.strip_prefix("tenant_")
-        .is_some_and(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()))
-}
-
-/// How long a tenant's request waits for one of the tenant's connection
-/// slots before it is told to come back later.
-pub const TENANT_SLOT_WAIT: Duration = Duration::from_secs(2);
+/// How long a tenant's request waits for a connection under the tenant's
+/// cap before it is told to come back later.
+pub const CONNECTION_CAP_WAIT: Duration = Duration::from_secs(2);
 
 /// An open transaction in one tenant's schema, as that tenant's role.
 pub struct TenantTx {
-    /// Holds one of the tenant's slots until the session is back in the
-    /// pool (after a background rollback too), so abandoned work keeps
+    /// Holds one of the tenant's connection permits until the connection
+    /// is back in the pool (after a background rollback too), so abandoned work keeps
     /// counting against the tenant while it still runs.
     tx: PooledTx,
     tenant: Arc<TenantContext>,
@@ -246,19 +115,19 @@ pub struct TenantTx {
 }
 
 pub(crate) type DefinitionsMemo =
-    std::collections::HashMap<Option<String>, Vec<crate::custom_fields::FieldDefinition>>;
+    std::collections::HashMap<Option<String>, Vec<crate::data::custom_fields::FieldDefinition>>;
 
 impl TenantTx {
-    /// Waits (briefly) for one of the tenant's connection slots, then opens
+    /// Waits (briefly) for a connection under the tenant's cap, then opens
     /// the transaction; the statement timeout bounds every statement in it.
     pub async fn begin(
         db: &Database,
         tenant: &Arc<TenantContext>,
         statement_timeout: Duration,
     ) -> Result<Self, StoreError> {
-        let slot = tokio::time::timeout(
-            TENANT_SLOT_WAIT,
-            tenant.limits.permits.clone().acquire_owned(),
+        let permit = tokio::time::timeout(
+            CONNECTION_CAP_WAIT,
+            tenant.connections.permits.clone().acquire_owned(),
         )
         .await
         .map_err(|_| StoreError::Busy)?
@@ -269,7 +138,7 @@ impl TenantTx {
             &tenant.setup_sql(statement_timeout),
         ))
         .await?;
-        tx.hold(slot);
+        tx.hold(permit);
         Ok(Self {
             tx,
             tenant: tenant.clone(),
@@ -289,15 +158,15 @@ impl TenantTx {
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<(Self, Option<Row>), StoreError> {
-        let slot = tokio::time::timeout(
-            TENANT_SLOT_WAIT,
-            tenant.limits.permits.clone().acquire_owned(),
+        let permit = tokio::time::timeout(
+            CONNECTION_CAP_WAIT,
+            tenant.connections.permits.clone().acquire_owned(),
         )
         .await
         .map_err(|_| StoreError::Busy)?
         .expect("tenant semaphores are never closed");
         let mut tx = PooledTx::open_for(db, tenant.id).await?;
-        tx.hold(slot);
+        tx.hold(permit);
         let client = tx.client();
         let setup = format!("BEGIN; {}", tenant.setup_sql(statement_timeout));
         let (begun, row) = timed(async {
@@ -445,50 +314,6 @@ impl TenantTx {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_long_request_puts_its_tenant_in_debt_for_as_long_as_it_takes_to_pay() {
-        // Small tier: 100 ms of database time a second.
-        let mut budget = DbTimeBudget::new(100.0);
-        assert_eq!(budget.wait(), Duration::ZERO);
-        budget.charge(Duration::from_millis(2_100));
-        let wait = budget.wait();
-        assert!(
-            (Duration::from_millis(19_900)..=Duration::from_secs(20)).contains(&wait),
-            "{wait:?}: 2 s over a 100 ms/s budget is 20 s of debt"
-        );
-        budget.charge(Duration::from_secs(3600));
-        assert!(
-            budget.wait() <= Duration::from_secs_f64(MAX_DEBT_SECONDS),
-            "the debt is bounded"
-        );
-    }
-
-    #[tokio::test]
-    async fn a_tenant_in_debt_past_the_request_wait_is_refused_saying_how_long() {
-        let limits = Arc::new(TenantLimits::new(Tier::Small));
-        let tenant = TenantContext::new(
-            1,
-            "Acme".into(),
-            "acme".into(),
-            "tenant_1".into(),
-            "x_tenant_1".into(),
-            TenantStatus::Active,
-            Tier::Small,
-            limits.clone(),
-        );
-        assert!(tenant.admit_request().await.is_ok());
-        limits.charge_db_time(Duration::from_secs(5));
-        match tenant.admit_request().await {
-            Err(StoreError::OverBudget { retry_after }) => {
-                assert!(
-                    retry_after > Duration::from_secs(25),
-                    "{retry_after:?}: capped at 30 s"
-                )
-            }
-            other => panic!("expected a refusal, got {other:?}"),
-        }
-    }
 
     #[test]
     fn only_registry_shaped_names_are_tenant_schemas() {

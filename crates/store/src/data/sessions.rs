@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::users::{USER_COLUMNS, User, user_from_row};
+use crate::data::users::{USER_COLUMNS, User, user_from_row};
 use crate::{Database, StoreError, TenantContext, TenantTx};
 
 pub struct NewSession<'a> {

@@ -147,7 +147,7 @@ pub async fn check(db: &Database) -> anyhow::Result<CheckReport> {
     let mut tenants = tenants;
     let tenant_count = tenants.len();
     // Spares become tenants by a rename: they must match `template` too.
-    let spares = crate::spares::schema_names(&client).await?;
+    let spares = crate::fleet::spares::schema_names(&client).await?;
     let spares_checked = spares.len();
     for spare in spares {
         tenants.insert(spare, String::new());

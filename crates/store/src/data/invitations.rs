@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use tokio_postgres::Row;
 
-use crate::db::constraint_of;
+use crate::connection::database::constraint_of;
 use crate::{StoreError, TenantTx};
 
 #[derive(Debug, Clone)]

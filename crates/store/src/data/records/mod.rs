@@ -23,7 +23,7 @@ use tokio_postgres::types::ToSql;
 
 use atrium_domain::records::{Changes, Datum, Entity, Kind, NewRecord};
 
-use crate::db::constraint_of;
+use crate::connection::database::constraint_of;
 use crate::{StoreError, TenantTx};
 
 /// The cast that turns a text parameter into the column's type.

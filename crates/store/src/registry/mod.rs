@@ -1,13 +1,16 @@
 //! The registry of tenants in `public`: the only place schema names come
 //! from.
 
+pub mod directory;
+pub mod naming;
+
 use chrono::{DateTime, Utc};
 use tokio_postgres::{Client, Row};
 
 use atrium_domain::{Subdomain, TenantStatus, Tier};
 
-use crate::db::{constraint_of, quote_ident};
-use crate::migrate::tenant_role_name;
+use crate::connection::database::{constraint_of, quote_ident};
+use crate::registry::naming::tenant_role_name;
 use crate::{Database, PooledTx, StoreError};
 
 /// Enough of a tenant to find its schema.

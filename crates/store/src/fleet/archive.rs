@@ -32,9 +32,9 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader
 
 use atrium_domain::{Subdomain, Tier};
 
-use crate::db::quote_ident;
-use crate::migrate::{MigrationSets, QueryCounter, apply_pending};
-use crate::provision::create_shell;
+use crate::connection::database::quote_ident;
+use crate::fleet::migrate::{MigrationSets, QueryCounter, apply_pending};
+use crate::fleet::provision::create_shell;
 use crate::registry::{self, Tenant};
 use crate::{Database, PooledTx, StoreError};
 
@@ -284,7 +284,7 @@ async fn load<R: AsyncRead + Unpin>(
         .tenant
         .iter()
         .filter(|f| f.version <= header.schema_version)
-        .map(|f| crate::migrate::MigrationFile { ..*f })
+        .map(|f| crate::fleet::migrate::MigrationFile { ..*f })
         .collect();
     let counter = QueryCounter::default();
     apply_pending(tx.client(), &shell.schema, &older, &counter)

@@ -21,12 +21,13 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::process::Command;
 
-use crate::cluster::client_program;
-use crate::db::quote_ident;
-use crate::migrate::{grant_tenant_role_sql, tenant_role_name};
-use crate::provision::{default_privileges_sql, tenant_role_sql};
+use crate::connection::database::quote_ident;
+use crate::connection::embedded::client_program;
+use crate::fleet::migrate::grant_tenant_role_sql;
+use crate::fleet::provision::{default_privileges_sql, tenant_role_sql};
+use crate::registry::naming::{is_tenant_schema_name, tenant_role_name, tenant_schema_name};
 use crate::registry::{self, Tenant, live_counts_sql, role_prefix};
-use crate::{Database, PooledTx, StoreError, is_tenant_schema_name};
+use crate::{Database, PooledTx, StoreError};
 
 const MAGIC: &str = "ATRIUM TENANT BACKUP 1";
 
@@ -114,7 +115,7 @@ where
     // The schema name goes into SQL: it must have the registry's shape and
     // agree with the id.
     if !is_tenant_schema_name(&header.schema_name)
-        || header.schema_name != format!("tenant_{}", header.tenant_id)
+        || header.schema_name != tenant_schema_name(header.tenant_id)
     {
         return Err(StoreError::Damaged(format!(
             "the backup names schema {:?} for tenant {}",

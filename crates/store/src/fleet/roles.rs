@@ -14,8 +14,8 @@
 //! upgrade, and grants the application role the tenant roles made since.
 
 use crate::Database;
-use crate::db::quote_ident;
-use crate::migrate::{tenant_group_role, tenant_role_name};
+use crate::connection::database::quote_ident;
+use crate::registry::naming::{tenant_group_role, tenant_role_name};
 
 pub const APPLICATION: &str = "atrium_application";
 pub const READONLY: &str = "atrium_readonly";

@@ -6,7 +6,7 @@ use deadpool_postgres::ClientWrapper;
 
 use tokio::sync::OwnedSemaphorePermit;
 
-use crate::db::PooledConnection;
+use crate::connection::database::PooledConnection;
 
 use crate::Database;
 

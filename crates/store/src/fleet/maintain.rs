@@ -16,9 +16,10 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::archive::{ARCHIVED_TABLES, NOT_ARCHIVED};
-use crate::db::quote_ident;
-use crate::{Database, is_tenant_schema_name};
+use crate::Database;
+use crate::connection::database::quote_ident;
+use crate::fleet::archive::{ARCHIVED_TABLES, NOT_ARCHIVED};
+use crate::registry::naming::is_tenant_schema_name;
 
 /// Session-level advisory lock held by the one maintenance run at a time.
 pub const MAINTENANCE_LOCK_KEY: i64 = 0x4174_7269_756d_0002;
@@ -148,7 +149,7 @@ async fn run(db: &Database, policy: &Policy) -> anyhow::Result<MaintenanceReport
         .await?;
     for row in expired {
         let (id, body): (i64, String) = (row.get(0), row.get(1));
-        let blanked = crate::outbox::expired_body(&body);
+        let blanked = crate::data::outbox::expired_body(&body);
         if blanked != body {
             session
                 .execute(

@@ -1,0 +1,15 @@
+//! What the operator does to many tenants at once: migrate, provision
+//! (with the pool of spare schemas), check for drift, maintain, archive
+//! and back up, set up roles, and read the database's statistics per
+//! tenant. Each works through the registry; none takes a tenant's role.
+
+pub mod archive;
+pub mod backup;
+pub mod check;
+pub mod maintain;
+pub mod migrate;
+pub mod observe;
+pub mod provision;
+pub mod roles;
+pub mod spares;
+pub mod tenant_metrics;
