@@ -43,12 +43,9 @@ async fn export_contacts(authed: Authed, query: Query) -> ApiResult<axum::respon
         if let Some(c) = &cursor {
             params.insert("cursor".into(), c.clone());
         }
-        let page = async {
-            let tx = scope.begin().await?;
-            let result = export_page(&tx, &me, &header, &params).await;
-            atrium_services::finish(tx, result).await
-        }
-        .await;
+        let page = scope
+            .run(async |tx| export_page(tx, &me, &header, &params).await)
+            .await;
         match page {
             Ok((bytes, next)) => {
                 let state = next.clone().map(|n| (scope, me, header, params, Some(n)));

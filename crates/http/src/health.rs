@@ -32,12 +32,7 @@ async fn healthz() -> Json<Value> {
 
 /// Ready when the database answers a query within a second.
 async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
-    let probe = async {
-        let session = state.db.connection().await?;
-        session.simple_query("SELECT 1").await?;
-        anyhow::Ok(())
-    };
-    match tokio::time::timeout(std::time::Duration::from_secs(1), probe).await {
+    match tokio::time::timeout(std::time::Duration::from_secs(1), state.db.ping()).await {
         Ok(Ok(())) => (StatusCode::OK, Json(json!({"status": "ready"}))),
         _ => (
             StatusCode::SERVICE_UNAVAILABLE,

@@ -11,7 +11,7 @@ use atrium_domain::Password;
 use atrium_store::users::User;
 use atrium_store::{TenantTx, outbox, password_resets, sessions, users};
 
-use crate::{CurrentUser, Problems, Scope, ServiceError, finish, passwords, tokens};
+use crate::{CurrentUser, Problems, Scope, ServiceError, passwords, tokens};
 
 /// Lifetimes and links; see docs/architecture.md ("Sessions").
 #[derive(Debug, Clone)]
@@ -232,9 +232,9 @@ pub async fn login(
     let attempt = limiter.sign_in.reserve(&keys)?;
     // Read, then verify outside any transaction: bcrypt is slow on purpose
     // and must not hold one of the tenant's connections.
-    let tx = scope.begin().await?;
-    let found = users::find_for_login(&tx, email).await;
-    let found = finish(tx, found.map_err(Into::into)).await?;
+    let found = scope
+        .run(async |tx| users::find_for_login(tx, email).await)
+        .await?;
     let (hash, user) = match &found {
         Some((user, hash)) => (hash.as_str(), Some(user)),
         None => (dummy_hash().await?, None),
@@ -244,9 +244,9 @@ pub async fn login(
         return Err(ServiceError::Unauthorized(BAD_CREDENTIALS.into()));
     };
     limiter.sign_in.forgive(&keys, attempt);
-    let tx = scope.begin().await?;
-    let result = start_session_for(&tx, settings, user, &client).await;
-    finish(tx, result).await
+    scope
+        .run(async |tx| start_session_for(tx, settings, user, &client).await)
+        .await
 }
 
 pub(crate) async fn start_session_for(
@@ -391,39 +391,38 @@ pub async fn request_password_reset(
         RESETS_PER_EMAIL,
         RESETS_PER_ADDRESS,
     ))?;
-    let tx = scope.begin().await?;
-    let result = async {
-        let Some((user, _)) = users::find_for_login(&tx, email).await? else {
-            return Ok(());
-        };
-        if !user.active {
-            return Ok(());
-        }
-        let issued = tokens::issue();
-        let expires_at = Utc::now() + settings.reset_token_lifetime;
-        password_resets::create(&tx, user.id, &issued.hash, expires_at).await?;
-        let link = links.url(&scope.tenant.subdomain, "reset-password", &issued.token);
-        let body = format!(
-            "Hello {},\n\nSomeone asked to reset your password for {} on Atrium. \
+    scope
+        .run(async |tx| -> Result<(), ServiceError> {
+            let Some((user, _)) = users::find_for_login(tx, email).await? else {
+                return Ok(());
+            };
+            if !user.active {
+                return Ok(());
+            }
+            let issued = tokens::issue();
+            let expires_at = Utc::now() + settings.reset_token_lifetime;
+            password_resets::create(tx, user.id, &issued.hash, expires_at).await?;
+            let link = links.url(&scope.tenant.subdomain, "reset-password", &issued.token);
+            let body = format!(
+                "Hello {},\n\nSomeone asked to reset your password for {} on Atrium. \
              To choose a new one, open this link within the hour:\n\n{link}\n\n\
              If it was not you, ignore this email: your password stays as it is.\n",
-            user.first_name, scope.tenant.name
-        );
-        outbox::enqueue(
-            &tx,
-            &outbox::NewEmail {
-                to: &user.email,
-                kind: "password_reset",
-                subject: &format!("Reset your {} password", scope.tenant.name),
-                body: &body,
-                token_expires_at: Some(expires_at),
-            },
-        )
-        .await?;
-        Ok(())
-    }
-    .await;
-    finish(tx, result).await
+                user.first_name, scope.tenant.name
+            );
+            outbox::enqueue(
+                tx,
+                &outbox::NewEmail {
+                    to: &user.email,
+                    kind: "password_reset",
+                    subject: &format!("Reset your {} password", scope.tenant.name),
+                    body: &body,
+                    token_expires_at: Some(expires_at),
+                },
+            )
+            .await?;
+            Ok(())
+        })
+        .await
 }
 
 /// Sets a new password with a reset token; the token works once and every
@@ -446,24 +445,24 @@ pub async fn confirm_password_reset(
         )])
     };
     // Only a live token earns the (deliberately slow) hashing.
-    let tx = scope.begin().await?;
-    let usable = password_resets::is_usable(&tx, &tokens::hash(token)).await;
-    if !finish(tx, usable.map_err(Into::into)).await? {
+    let usable = scope
+        .run(async |tx| password_resets::is_usable(tx, &tokens::hash(token)).await)
+        .await?;
+    if !usable {
         return Err(bad_token());
     }
     let new_hash = passwords::hash(&new_password.expect("checked")).await?;
-    let tx = scope.begin().await?;
-    let result = async {
-        let user_id = password_resets::consume(&tx, &tokens::hash(token))
-            .await?
-            .ok_or_else(bad_token)?;
-        users::set_password(&tx, user_id, &new_hash).await?;
-        sessions::revoke_all_for_user(&tx, user_id, None).await?;
-        password_resets::expire_all(&tx, user_id).await?;
-        Ok(())
-    }
-    .await;
-    finish(tx, result).await
+    scope
+        .run(async |tx| -> Result<(), ServiceError> {
+            let user_id = password_resets::consume(tx, &tokens::hash(token))
+                .await?
+                .ok_or_else(bad_token)?;
+            users::set_password(tx, user_id, &new_hash).await?;
+            sessions::revoke_all_for_user(tx, user_id, None).await?;
+            password_resets::expire_all(tx, user_id).await?;
+            Ok(())
+        })
+        .await
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use atrium_store::{Database, registry, users};
 
 use crate::records::{self, ACTIVITY, COMPANY, CONTACT, DEAL};
 use crate::tenants::{self, CreateTenant};
-use crate::{CurrentUser, Scope, ServiceError, finish};
+use crate::{CurrentUser, Scope, ServiceError};
 
 pub const SUBDOMAIN: &str = "demo";
 pub const ADMIN_EMAIL: &str = "admin@demo.example";
@@ -119,9 +119,9 @@ pub async fn ensure(admin_db: &Database, db: &Database) -> Result<bool, ServiceE
         tenant,
         statement_timeout: std::time::Duration::from_secs(120),
     };
-    let tx = scope.begin().await?;
-    let result = fill(&tx, created.admin_user_id).await;
-    finish(tx, result).await?;
+    scope
+        .run(async |tx| fill(tx, created.admin_user_id).await)
+        .await?;
     Ok(true)
 }
 

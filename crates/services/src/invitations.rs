@@ -9,7 +9,7 @@ use atrium_store::{TenantTx, outbox};
 
 use crate::auth::{AuthSettings, Client, SignedIn};
 use crate::users::parse_person;
-use crate::{CurrentUser, Problems, Scope, ServiceError, finish, passwords, tokens};
+use crate::{CurrentUser, Problems, Scope, ServiceError, passwords, tokens};
 
 /// Builds the links put in emails. `public_url` may hold `{subdomain}`;
 /// without it the tenant's subdomain is put in front of its host.
@@ -131,9 +131,8 @@ fn not_found() -> ServiceError {
 }
 
 pub async fn lookup(scope: &Scope, token: &str) -> Result<Preview, ServiceError> {
-    let tx = scope.begin().await?;
-    let found = invitations::find_usable(&tx, &tokens::hash(token)).await;
-    let found = finish(tx, found.map_err(Into::into))
+    let found = scope
+        .run(async |tx| invitations::find_usable(tx, &tokens::hash(token)).await)
         .await?
         .ok_or_else(not_found)?;
     Ok(Preview {
@@ -160,35 +159,35 @@ pub async fn accept(
     problems.into_result()?;
     let (first_name, last_name) = names.expect("checked");
     // Only a live invitation earns the (deliberately slow) hashing.
-    let tx = scope.begin().await?;
-    let usable = invitations::find_usable(&tx, &tokens::hash(token)).await;
-    if finish(tx, usable.map_err(Into::into)).await?.is_none() {
+    let usable = scope
+        .run(async |tx| invitations::find_usable(tx, &tokens::hash(token)).await)
+        .await?;
+    if usable.is_none() {
         return Err(not_found());
     }
     let hash = passwords::hash(&password.expect("checked")).await?;
-    let tx = scope.begin().await?;
-    let result = async {
-        let invitation = invitations::accept(&tx, &tokens::hash(token))
-            .await?
-            .ok_or_else(not_found)?;
-        let new_user = NewUser {
-            email: &invitation.email,
-            password_hash: &hash,
-            first_name: &first_name,
-            last_name: &last_name,
-            role: &invitation.role,
-            email_verified: true,
-            created_by: invitation.invited_by,
-        };
-        // Someone removed earlier comes back as the same user.
-        let user = match users::revive(&tx, &new_user).await? {
-            Some(user) => user,
-            None => users::insert(&tx, &new_user).await?,
-        };
-        crate::auth::start_session_for(&tx, settings, &user, &client).await
-    }
-    .await;
-    finish(tx, result).await
+    scope
+        .run(async |tx| -> Result<SignedIn, ServiceError> {
+            let invitation = invitations::accept(tx, &tokens::hash(token))
+                .await?
+                .ok_or_else(not_found)?;
+            let new_user = NewUser {
+                email: &invitation.email,
+                password_hash: &hash,
+                first_name: &first_name,
+                last_name: &last_name,
+                role: &invitation.role,
+                email_verified: true,
+                created_by: invitation.invited_by,
+            };
+            // Someone removed earlier comes back as the same user.
+            let user = match users::revive(tx, &new_user).await? {
+                Some(user) => user,
+                None => users::insert(tx, &new_user).await?,
+            };
+            crate::auth::start_session_for(tx, settings, &user, &client).await
+        })
+        .await
 }
 
 #[cfg(test)]

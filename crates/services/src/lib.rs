@@ -16,7 +16,7 @@ pub mod tenants;
 pub mod tokens;
 pub mod users;
 
-pub use scope::{CurrentUser, Scope, finish};
+pub use scope::{CurrentUser, Scope};
 
 use atrium_domain::Invalid;
 use atrium_store::StoreError;

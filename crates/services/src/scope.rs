@@ -18,24 +18,31 @@ pub struct Scope {
 }
 
 impl Scope {
+    /// Runs `work` in one tenant transaction: commits if it succeeded,
+    /// rolls back otherwise.
+    pub async fn run<T, E: Into<ServiceError>>(
+        &self,
+        work: impl AsyncFnOnce(&TenantTx) -> Result<T, E>,
+    ) -> Result<T, ServiceError> {
+        let tx = self.begin().await?;
+        match work(&tx).await {
+            Ok(value) => {
+                tx.commit().await?;
+                Ok(value)
+            }
+            Err(e) => {
+                let _ = tx.rollback().await;
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Opens a transaction whose end the caller decides: an import's
+    /// batches, which a dry run rolls back on success.
     pub async fn begin(&self) -> Result<TenantTx, ServiceError> {
         TenantTx::begin(&self.db, &self.tenant, self.statement_timeout)
             .await
             .map_err(Into::into)
-    }
-}
-
-/// Commits on success and rolls back on failure, keeping the session.
-pub async fn finish<T>(tx: TenantTx, result: Result<T, ServiceError>) -> Result<T, ServiceError> {
-    match result {
-        Ok(value) => {
-            tx.commit().await?;
-            Ok(value)
-        }
-        Err(e) => {
-            let _ = tx.rollback().await;
-            Err(e)
-        }
     }
 }
 

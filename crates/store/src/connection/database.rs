@@ -465,8 +465,26 @@ impl Database {
         env
     }
 
-    /// A pooled session.
+    /// Whether the database answers a trivial query (readiness).
+    pub async fn ping(&self) -> anyhow::Result<()> {
+        self.connection().await?.simple_query("SELECT 1").await?;
+        Ok(())
+    }
+
+    /// A pooled connection, outside any tenant: only the store's own
+    /// registry and fleet code works on one directly (and, with the `raw`
+    /// feature, tests and the benchmarks' direct-SQL side).
+    #[cfg(feature = "raw")]
     pub async fn connection(&self) -> anyhow::Result<PooledConnection> {
+        self.pooled().await
+    }
+
+    #[cfg(not(feature = "raw"))]
+    pub(crate) async fn connection(&self) -> anyhow::Result<PooledConnection> {
+        self.pooled().await
+    }
+
+    async fn pooled(&self) -> anyhow::Result<PooledConnection> {
         self.pool
             .get()
             .await
@@ -538,8 +556,20 @@ impl Database {
         self.counters.tenant_sessions[source as usize].fetch_add(1, Ordering::Relaxed);
     }
 
-    /// A session of its own, outside the pool, closed when the client drops.
+    /// A session of its own, outside the pool, closed when the client
+    /// drops: for session-level locks and `LISTEN` (public with `raw`, as
+    /// [`Database::connection`]).
+    #[cfg(feature = "raw")]
     pub async fn dedicated_connection(&self) -> anyhow::Result<Client> {
+        self.open_dedicated().await
+    }
+
+    #[cfg(not(feature = "raw"))]
+    pub(crate) async fn dedicated_connection(&self) -> anyhow::Result<Client> {
+        self.open_dedicated().await
+    }
+
+    async fn open_dedicated(&self) -> anyhow::Result<Client> {
         let (client, connection) = self
             .config
             .connect(self.tls.clone())
@@ -658,7 +688,7 @@ impl Database {
 
     /// A session of its own whose connection the caller drives, for
     /// receiving notifications (LISTEN).
-    pub async fn raw_connection(
+    pub(crate) async fn raw_connection(
         &self,
     ) -> Result<
         (

@@ -300,9 +300,10 @@ impl TenantTx {
         Ok(())
     }
 
-    /// Runs `sql` in the tenant transaction. For tests and tools that must
+    /// Runs `sql` in the tenant transaction. For tests that must
     /// show what the tenant role can and cannot do; the application's own
     /// queries live in the store's repositories.
+    #[cfg(feature = "testing")]
     pub async fn query_raw_for_tests(
         &self,
         sql: &str,
