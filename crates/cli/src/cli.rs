@@ -173,11 +173,16 @@ pub struct ServeArgs {
     /// Sender of emails (default: Atrium <no-reply@BASE_DOMAIN>).
     #[arg(long, env = "ATRIUM_MAIL_FROM")]
     pub mail_from: Option<String>,
-    /// Run maintenance (as `atrium maintain --vacuum`) this often, once
-    /// across all servers; 0 turns it off (default 60). Needs the rights
-    /// to change the schema (the embedded default or an admin URL).
-    #[arg(long, env = "ATRIUM_MAINTENANCE_INTERVAL_MINUTES")]
-    pub maintenance_interval_minutes: Option<u32>,
+    /// Run `atrium maintain --vacuum` this often, once across all servers;
+    /// 0 turns it off (default 60). Needs the rights to change the schema
+    /// (the embedded default or an admin URL). The old name
+    /// `--maintenance-interval-minutes` (and its variable) still works.
+    #[arg(
+        long,
+        alias = "maintenance-interval-minutes",
+        env = "ATRIUM_MAINTAIN_INTERVAL_MINUTES"
+    )]
+    pub maintain_interval_minutes: Option<u32>,
     /// Purge records soft-deleted more than this many days ago (default 30).
     #[arg(long, env = "ATRIUM_RETENTION_DAYS", value_parser = clap::value_parser!(u32).range(1..=36500))]
     pub retention_days: Option<u32>,
@@ -427,6 +432,20 @@ mod tests {
                 panic!("serve expected");
             };
             assert_eq!(args.connection_max_tenants, Some(7), "{flag}");
+        }
+    }
+
+    #[test]
+    fn the_old_flag_of_the_maintain_interval_still_works() {
+        for flag in [
+            "--maintain-interval-minutes",
+            "--maintenance-interval-minutes",
+        ] {
+            let cli = Cli::try_parse_from(["atrium", "serve", flag, "5"]).unwrap();
+            let Command::Serve(args) = cli.command else {
+                panic!("serve expected");
+            };
+            assert_eq!(args.maintain_interval_minutes, Some(5), "{flag}");
         }
     }
 }

@@ -79,7 +79,7 @@ impl Connected {
                 let dir = data_dir.clone();
                 let cluster =
                     tokio::task::spawn_blocking(move || EmbeddedCluster::start(&dir)).await??;
-                ensure_database(&cluster.maintenance_url(), EMBEDDED_DATABASE).await?;
+                ensure_database(&cluster.postgres_database_url(), EMBEDDED_DATABASE).await?;
                 if !atrium_store::outbox::seals() {
                     std::fs::create_dir_all(data_dir)?;
                     let key = atrium_store::outbox::key_in_file(&data_dir.join("secret.key"))?;

@@ -26,7 +26,8 @@ pub struct FileSettings {
     pub secret_key: Option<String>,
     pub mail_from: Option<String>,
     pub retention_days: Option<u32>,
-    pub maintenance_interval_minutes: Option<u32>,
+    #[serde(alias = "maintenance_interval_minutes")]
+    pub maintain_interval_minutes: Option<u32>,
     pub spare_schemas: Option<u32>,
     #[serde(alias = "session_max_tenants")]
     pub connection_max_tenants: Option<u32>,

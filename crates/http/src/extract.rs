@@ -38,9 +38,9 @@ pub(crate) fn subdomain_of(host: &str, base_domain: &str) -> Option<String> {
 /// allowance of its address and of the tenant, never against the tenant's
 /// own budget. Unknown hosts are 404 `tenant_not_found`, suspended tenants
 /// 403 `tenant_suspended`.
-pub(crate) struct Tenant(pub Scope);
+pub(crate) struct PublicTenant(pub Scope);
 
-impl FromRequestParts<AppState> for Tenant {
+impl FromRequestParts<AppState> for PublicTenant {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> ApiResult<Self> {

@@ -11,10 +11,10 @@ use atrium_services::invitations;
 use atrium_store::invitations::Invitation;
 
 use crate::AppState;
+use crate::auth::SessionBody;
 use crate::error::{ApiError, ApiResult, Problem};
-use crate::extract::{Authed, ClientInfo, Id, Json, Tenant};
+use crate::extract::{Authed, ClientInfo, Id, Json, PublicTenant};
 use crate::list::{Page, Query, id_page};
-use crate::me::SessionBody;
 
 pub(crate) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -139,7 +139,7 @@ pub struct InvitationPreviewBody {
     params(("token" = String, Query)),
     responses((status = 200, body = InvitationPreviewBody), (status = 404, body = Problem)))]
 async fn lookup_invitation(
-    Tenant(scope): Tenant,
+    PublicTenant(scope): PublicTenant,
     query: Query,
 ) -> ApiResult<axum::Json<InvitationPreviewBody>> {
     let token = query.str("token").unwrap_or_default();
@@ -172,7 +172,7 @@ pub struct AcceptBody {
               (status = 409, body = Problem), (status = 422, body = Problem)))]
 async fn accept_invitation(
     State(state): State<AppState>,
-    Tenant(scope): Tenant,
+    PublicTenant(scope): PublicTenant,
     client: ClientInfo,
     Json(body): Json<AcceptBody>,
 ) -> ApiResult<(StatusCode, axum::Json<SessionBody>)> {

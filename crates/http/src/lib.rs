@@ -2,6 +2,7 @@
 //! from the `Host` header, every error a problem document.
 
 mod anonymous;
+mod auth;
 mod connections;
 mod contacts_csv;
 mod custom_fields;
@@ -10,7 +11,6 @@ mod extract;
 mod health;
 mod invitations;
 mod list;
-mod me;
 mod middleware;
 mod openapi;
 mod pipeline;
@@ -182,7 +182,7 @@ async fn build(
     };
     let (api_router, mut openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(platform::router())
-        .merge(me::router())
+        .merge(auth::router())
         .merge(users::router())
         .merge(invitations::router())
         .merge(pipeline::router())

@@ -7,7 +7,7 @@ pub mod custom_fields;
 pub mod demo;
 pub mod invitations;
 pub mod mail;
-pub mod maintenance;
+pub mod maintain;
 pub mod passwords;
 pub mod pipeline;
 pub mod records;

@@ -6,7 +6,7 @@ use atrium_store::fleet::archive::{self, ArchiveReport, ImportTarget};
 use atrium_store::fleet::migrate::MigrationSets;
 use atrium_store::fleet::provision;
 use atrium_store::fleet::provision::{FirstAdmin, NewTenant};
-use atrium_store::registry::{self, Tenant, TenantChanges};
+use atrium_store::registry::{self, TenantChanges, TenantEntry};
 
 use crate::{Problems, ServiceError, passwords};
 
@@ -24,7 +24,7 @@ pub struct CreateTenant {
 
 #[derive(Debug)]
 pub struct CreatedTenant {
-    pub tenant: Tenant,
+    pub tenant: TenantEntry,
     pub admin_user_id: i32,
 }
 
@@ -100,7 +100,11 @@ pub struct UpdateTenant {
     pub status: Option<String>,
 }
 
-pub async fn update(db: &Database, id: i32, request: UpdateTenant) -> Result<Tenant, ServiceError> {
+pub async fn update(
+    db: &Database,
+    id: i32,
+    request: UpdateTenant,
+) -> Result<TenantEntry, ServiceError> {
     let mut problems = Problems::default();
     let changes = TenantChanges {
         name: request
@@ -122,7 +126,7 @@ pub async fn update(db: &Database, id: i32, request: UpdateTenant) -> Result<Ten
 
 /// Finds a tenant by its subdomain, as operators name tenants on the
 /// command line.
-pub async fn find(db: &Database, subdomain: &str) -> Result<Tenant, ServiceError> {
+pub async fn find(db: &Database, subdomain: &str) -> Result<TenantEntry, ServiceError> {
     registry::find_by_subdomain(db, subdomain)
         .await
         .map_err(|e| match e {
@@ -133,7 +137,7 @@ pub async fn find(db: &Database, subdomain: &str) -> Result<Tenant, ServiceError
         })
 }
 
-pub async fn get(db: &Database, id: i32) -> Result<Tenant, ServiceError> {
+pub async fn get(db: &Database, id: i32) -> Result<TenantEntry, ServiceError> {
     registry::find_by_id(db, id)
         .await
         .map_err(|e| ServiceError::from_store(e, "tenant"))
@@ -165,8 +169,8 @@ pub struct TenantView {
     pub activity_count: i64,
 }
 
-impl From<&Tenant> for TenantView {
-    fn from(t: &Tenant) -> Self {
+impl From<&TenantEntry> for TenantView {
+    fn from(t: &TenantEntry) -> Self {
         Self {
             id: t.id,
             name: t.name.clone(),
@@ -226,7 +230,7 @@ pub async fn import<R>(
     input: R,
     subdomain: &str,
     name: Option<&str>,
-) -> Result<(Tenant, ArchiveReport), ServiceError>
+) -> Result<(TenantEntry, ArchiveReport), ServiceError>
 where
     R: tokio::io::AsyncRead + Unpin,
 {
@@ -262,7 +266,7 @@ where
 }
 
 /// Restores a backup as the tenant it was; never over a live tenant.
-pub async fn restore<R>(db: &Database, input: R) -> Result<Tenant, ServiceError>
+pub async fn restore<R>(db: &Database, input: R) -> Result<TenantEntry, ServiceError>
 where
     R: tokio::io::AsyncRead + Unpin,
 {

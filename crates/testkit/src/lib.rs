@@ -28,7 +28,7 @@ fn server() -> &'static Server {
 pub fn database_url(name: &str) -> String {
     match server() {
         Server::Given(url) => with_database(url, name),
-        Server::Throwaway(c) => with_database(&c.maintenance_url(), name),
+        Server::Throwaway(c) => with_database(&c.postgres_database_url(), name),
     }
 }
 
@@ -60,11 +60,11 @@ fn with_database(url: &str, name: &str) -> String {
 /// A fresh, empty database (no registry yet).
 pub async fn empty_database() -> String {
     let name = format!("atrium_test_{:016x}", rand::random::<u64>());
-    let maintenance = database_url("postgres");
+    let postgres_db = database_url("postgres");
     let mut last_error = None;
     // The throwaway server may still be starting.
     for _ in 0..100 {
-        match ensure_database(&maintenance, &name).await {
+        match ensure_database(&postgres_db, &name).await {
             Ok(()) => return database_url(&name),
             Err(e) => last_error = Some(e),
         }

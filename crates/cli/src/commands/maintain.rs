@@ -1,6 +1,6 @@
 use std::process::ExitCode;
 
-use atrium_services::maintenance::{self, DEFAULT_RETENTION_DAYS};
+use atrium_services::maintain::{self, DEFAULT_RETENTION_DAYS};
 
 use super::{CommandResult, Failure};
 use crate::cli::MaintainArgs;
@@ -13,10 +13,10 @@ pub async fn run(args: MaintainArgs, connected: &Connected, file: &FileSettings)
         .retention_days
         .or(file.retention_days)
         .unwrap_or(DEFAULT_RETENTION_DAYS);
-    let policy = maintenance::policy(retention_days, args.vacuum);
-    let Some(report) = maintenance::run_now(connected.admin(), &policy).await? else {
+    let policy = maintain::policy(retention_days, args.vacuum);
+    let Some(report) = maintain::run_now(connected.admin(), &policy).await? else {
         return Err(Failure::from(anyhow::anyhow!(
-            "another maintenance run is in progress; try again when it has finished"
+            "another maintain run is in progress; try again when it has finished"
         )));
     };
     if args.json {
@@ -50,7 +50,7 @@ pub async fn run(args: MaintainArgs, connected: &Connected, file: &FileSettings)
         Ok(ExitCode::SUCCESS)
     } else {
         Err(Failure::from(anyhow::anyhow!(
-            "maintenance failed for {} tenants",
+            "maintain failed for {} tenants",
             report.failures.len()
         )))
     }

@@ -3,7 +3,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use atrium_http::ServerSettings;
-use atrium_services::maintenance::{self, DEFAULT_INTERVAL_MINUTES, DEFAULT_RETENTION_DAYS};
+use atrium_services::maintain::{self, DEFAULT_INTERVAL_MINUTES, DEFAULT_RETENTION_DAYS};
 
 use super::CommandResult;
 use crate::cli::ServeArgs;
@@ -125,10 +125,16 @@ pub async fn run(
             }))
         });
         let interval_minutes = args
-            .maintenance_interval_minutes
-            .or(file.maintenance_interval_minutes)
+            .maintain_interval_minutes
+            .or_else(|| {
+                // The variable's name before the job was called `maintain`.
+                std::env::var("ATRIUM_MAINTENANCE_INTERVAL_MINUTES")
+                    .ok()
+                    .and_then(|n| n.parse().ok())
+            })
+            .or(file.maintain_interval_minutes)
             .unwrap_or(DEFAULT_INTERVAL_MINUTES);
-        let _maintenance = if !connected.may_migrate {
+        let _maintain = if !connected.may_migrate {
             tracing::info!(
                 "no rights to change the schema (no --admin-database-url): run `atrium maintain` on a schedule instead"
             );
@@ -142,10 +148,10 @@ pub async fn run(
                 .unwrap_or(DEFAULT_RETENTION_DAYS);
             let (db, policy) = (
                 connected.admin().clone(),
-                maintenance::policy(retention_days, true),
+                maintain::policy(retention_days, true),
             );
             let interval = Duration::from_secs(u64::from(interval_minutes) * 60);
-            Some(AbortOnDrop(tokio::spawn(maintenance::run_schedule(
+            Some(AbortOnDrop(tokio::spawn(maintain::run_schedule(
                 db, policy, interval,
             ))))
         };

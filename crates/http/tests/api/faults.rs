@@ -23,10 +23,10 @@ async fn a_database_restart_under_load_gives_503s_then_service_without_a_server_
             .unwrap()
             .unwrap(),
     );
-    let maintenance = cluster.maintenance_url();
+    let postgres_db = cluster.postgres_database_url();
     let mut ready = false;
     for _ in 0..100 {
-        if atrium_store::ensure_database(&maintenance, "atrium")
+        if atrium_store::ensure_database(&postgres_db, "atrium")
             .await
             .is_ok()
         {
@@ -36,7 +36,7 @@ async fn a_database_restart_under_load_gives_503s_then_service_without_a_server_
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(ready, "the throwaway cluster did not come up");
-    let url = maintenance.replacen("/postgres?", "/atrium?", 1);
+    let url = postgres_db.replacen("/postgres?", "/atrium?", 1);
     let db = Database::connect(&url, 8).await.unwrap();
     atrium_store::fleet::migrate::migrate(&db, &Default::default(), &|_, _| {})
         .await

@@ -716,10 +716,10 @@ impl Database {
     }
 }
 
-/// Creates database `name` through a connection to the server's maintenance
+/// Creates database `name` through a connection to the server's `postgres`
 /// database, unless it exists.
-pub async fn ensure_database(maintenance_url: &str, name: &str) -> anyhow::Result<()> {
-    let (config, tls) = crate::connection::tls::parse_url(maintenance_url)?;
+pub async fn ensure_database(postgres_database_url: &str, name: &str) -> anyhow::Result<()> {
+    let (config, tls) = crate::connection::tls::parse_url(postgres_database_url)?;
     let (client, connection) = config
         .connect(tls)
         .await

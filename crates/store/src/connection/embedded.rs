@@ -203,8 +203,8 @@ impl EmbeddedCluster {
         socket_url(&self.socket_dir(), EMBEDDED_DATABASE)
     }
 
-    /// URL of the maintenance database, for creating the Atrium database.
-    pub fn maintenance_url(&self) -> String {
+    /// URL of the `postgres` database, for creating the Atrium database.
+    pub fn postgres_database_url(&self) -> String {
         socket_url(&self.socket_dir(), "postgres")
     }
 
@@ -481,8 +481,8 @@ impl ThrowawayCluster {
         std::thread::sleep(down_for);
         run_postmaster(self.binaries.clone(), &self.dir, self.tls_port)
     }
-    /// URL of the cluster's maintenance database.
-    pub fn maintenance_url(&self) -> String {
+    /// URL of the cluster's `postgres` database.
+    pub fn postgres_database_url(&self) -> String {
         socket_url(&self.dir, "postgres")
     }
 

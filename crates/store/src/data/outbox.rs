@@ -21,6 +21,8 @@ use chrono::{DateTime, Utc};
 use crate::{Database, StoreError, TenantTx};
 
 pub struct NewEmail<'a> {
+    /// The recipient, called `to` everywhere but in SQL, where `to` is a
+    /// keyword and the column is `to_email`.
     pub to: &'a str,
     pub kind: &'a str,
     pub subject: &'a str,
@@ -124,7 +126,7 @@ fn open_with(key: &Key, stored: &str) -> Option<String> {
     String::from_utf8(plain).ok()
 }
 
-/// What maintenance keeps of an email whose token expired: the body with
+/// What `maintain` keeps of an email whose token expired: the body with
 /// the token blanked (no secret is left, so it is stored readable), or,
 /// when this process cannot open it, a line saying the link expired.
 pub(crate) fn expired_body(stored: &str) -> String {
@@ -166,7 +168,7 @@ pub struct QueuedEmail {
 }
 
 /// The newest emails first. A body whose token has expired is shown with
-/// the token blanked even before maintenance blanks it in the table.
+/// the token blanked even before `maintain` blanks it in the table.
 pub async fn list(db: &Database, limit: i64) -> anyhow::Result<Vec<QueuedEmail>> {
     let session = db.connection().await?;
     let rows = session

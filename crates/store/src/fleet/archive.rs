@@ -35,7 +35,7 @@ use atrium_domain::{Subdomain, Tier};
 use crate::connection::database::quote_ident;
 use crate::fleet::migrate::{MigrationSets, QueryCounter, apply_pending};
 use crate::fleet::provision::create_shell;
-use crate::registry::{self, Tenant};
+use crate::registry::{self, TenantEntry};
 use crate::{Database, PooledTx, StoreError};
 
 const MAGIC: &str = "ATRIUM TENANT ARCHIVE";
@@ -120,7 +120,7 @@ impl ArchiveReport {
 /// (`REPEATABLE READ READ ONLY`): the tenant keeps serving, and the
 /// archive is consistent across tables. Only this tenant's catalog entries
 /// are looked up (by name), never the whole catalog.
-pub async fn export<W>(db: &Database, tenant: &Tenant, out: W) -> anyhow::Result<ArchiveReport>
+pub async fn export<W>(db: &Database, tenant: &TenantEntry, out: W) -> anyhow::Result<ArchiveReport>
 where
     W: AsyncWrite + Unpin,
 {
@@ -215,7 +215,7 @@ pub async fn import<R>(
     sets: &MigrationSets,
     input: R,
     target: &ImportTarget<'_>,
-) -> Result<(Tenant, ArchiveReport), StoreError>
+) -> Result<(TenantEntry, ArchiveReport), StoreError>
 where
     R: AsyncRead + Unpin,
 {

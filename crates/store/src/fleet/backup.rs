@@ -26,7 +26,7 @@ use crate::connection::embedded::client_program;
 use crate::fleet::migrate::grant_tenant_role_sql;
 use crate::fleet::provision::{default_privileges_sql, tenant_role_sql};
 use crate::registry::naming::{is_tenant_schema_name, tenant_role_name, tenant_schema_name};
-use crate::registry::{self, Tenant, live_counts_sql, role_prefix};
+use crate::registry::{self, TenantEntry, live_counts_sql, role_prefix};
 use crate::{Database, PooledTx, StoreError};
 
 const MAGIC: &str = "ATRIUM TENANT BACKUP 1";
@@ -45,7 +45,7 @@ pub struct BackupHeader {
 }
 
 /// Writes the backup of `tenant` to `out`; the bytes written.
-pub async fn backup<W>(db: &Database, tenant: &Tenant, out: &mut W) -> anyhow::Result<u64>
+pub async fn backup<W>(db: &Database, tenant: &TenantEntry, out: &mut W) -> anyhow::Result<u64>
 where
     W: AsyncWrite + Unpin,
 {
@@ -90,7 +90,7 @@ where
 
 /// Restores a backup as the tenant it was, under its id, subdomain and
 /// schema; refuses when any of them is in use.
-pub async fn restore<R>(db: &Database, input: R) -> Result<Tenant, StoreError>
+pub async fn restore<R>(db: &Database, input: R) -> Result<TenantEntry, StoreError>
 where
     R: AsyncRead + Unpin,
 {

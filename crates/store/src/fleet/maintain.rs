@@ -21,7 +21,7 @@ use crate::connection::database::quote_ident;
 use crate::fleet::archive::{ARCHIVED_TABLES, NOT_ARCHIVED};
 use crate::registry::naming::is_tenant_schema_name;
 
-/// Session-level advisory lock held by the one maintenance run at a time.
+/// Session-level advisory lock held by the one `maintain` run at a time.
 pub const MAINTENANCE_LOCK_KEY: i64 = 0x4174_7269_756d_0002;
 
 /// Runs kept in `public.maintenance_runs`.
@@ -37,7 +37,7 @@ pub struct Policy {
 }
 
 #[derive(Debug, Default, Clone, Serialize)]
-pub struct MaintenanceReport {
+pub struct MaintainReport {
     pub started_at: Option<DateTime<Utc>>,
     pub tenants: u64,
     pub sessions_removed: u64,
@@ -61,8 +61,8 @@ pub struct TenantFailure {
     pub error: String,
 }
 
-/// Runs maintenance now; `None` when another run holds the lock.
-pub async fn maintain(db: &Database, policy: &Policy) -> anyhow::Result<Option<MaintenanceReport>> {
+/// Runs `maintain` now; `None` when another run holds the lock.
+pub async fn maintain(db: &Database, policy: &Policy) -> anyhow::Result<Option<MaintainReport>> {
     // The lock goes with the session when `_lock` is dropped.
     let Some(_lock) = lock(db).await? else {
         return Ok(None);
@@ -70,7 +70,7 @@ pub async fn maintain(db: &Database, policy: &Policy) -> anyhow::Result<Option<M
     run(db, policy).await.map(Some)
 }
 
-/// A session holding the maintenance lock, unless another run holds it.
+/// A session holding the `maintain` lock, unless another run holds it.
 async fn lock(db: &Database) -> anyhow::Result<Option<tokio_postgres::Client>> {
     let session = db.dedicated_connection().await?;
     let acquired: bool = session
@@ -80,13 +80,13 @@ async fn lock(db: &Database) -> anyhow::Result<Option<tokio_postgres::Client>> {
     Ok(acquired.then_some(session))
 }
 
-/// Runs maintenance unless a run started less than `interval` ago (on any
+/// Runs `maintain` unless a run started less than `interval` ago (on any
 /// server) or one is running: what the schedule inside `serve` calls.
 pub async fn maintain_if_due(
     db: &Database,
     policy: &Policy,
     interval: Duration,
-) -> anyhow::Result<Option<MaintenanceReport>> {
+) -> anyhow::Result<Option<MaintainReport>> {
     let Some(lock) = lock(db).await? else {
         return Ok(None);
     };
@@ -104,10 +104,10 @@ pub async fn maintain_if_due(
     run(db, policy).await.map(Some)
 }
 
-async fn run(db: &Database, policy: &Policy) -> anyhow::Result<MaintenanceReport> {
+async fn run(db: &Database, policy: &Policy) -> anyhow::Result<MaintainReport> {
     let started = Instant::now();
     let started_at = Utc::now();
-    let mut report = MaintenanceReport {
+    let mut report = MaintainReport {
         started_at: Some(started_at),
         ..Default::default()
     };
@@ -187,7 +187,7 @@ async fn tenant_housekeeping(
     session: &tokio_postgres::Client,
     schema: &str,
     policy: &Policy,
-    report: &mut MaintenanceReport,
+    report: &mut MaintainReport,
 ) -> anyhow::Result<()> {
     anyhow::ensure!(
         is_tenant_schema_name(schema),

@@ -6,7 +6,7 @@ use atrium_domain::{Email, Subdomain, Tier};
 use crate::connection::database::{constraint_of, quote_ident};
 use crate::fleet::migrate::{MigrationSets, QueryCounter, apply_pending, latest_tenant_version};
 use crate::registry::naming::{tenant_group_role, tenant_role_name};
-use crate::registry::{self, Tenant};
+use crate::registry::{self, TenantEntry};
 use crate::{Database, PooledTx, StoreError};
 
 /// The first admin of a new tenant. The password arrives already hashed:
@@ -40,7 +40,10 @@ pub const DEFAULT_STAGES: &[(&str, i32, &str)] = &[
 /// reaches tenant data only by switching to a tenant role it is a member of.
 pub const APPLICATION_ROLE: &str = "atrium_application";
 
-pub async fn provision(db: &Database, new: &NewTenant<'_>) -> Result<(Tenant, i32), StoreError> {
+pub async fn provision(
+    db: &Database,
+    new: &NewTenant<'_>,
+) -> Result<(TenantEntry, i32), StoreError> {
     let mut tx = PooledTx::begin(db, "").await?;
     let (id, schema, role_prefix) =
         insert_registry_row(&mut tx, new.name, new.subdomain, new.tier).await?;

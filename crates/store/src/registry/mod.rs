@@ -37,7 +37,7 @@ pub struct TenantCounts {
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
-pub struct Tenant {
+pub struct TenantEntry {
     pub id: i32,
     pub name: String,
     pub subdomain: String,
@@ -63,8 +63,8 @@ const TENANT_FROM: &str =
 /// 0003), so servers drop cached lookups; the payload is the tenant id.
 pub const TENANT_CHANNEL: &str = "atrium_tenants";
 
-fn tenant_from_row(row: &Row) -> anyhow::Result<Tenant> {
-    Ok(Tenant {
+fn tenant_from_row(row: &Row) -> anyhow::Result<TenantEntry> {
+    Ok(TenantEntry {
         id: row.get(0),
         name: row.get(1),
         subdomain: row.get(2),
@@ -86,7 +86,7 @@ fn tenant_from_row(row: &Row) -> anyhow::Result<Tenant> {
 }
 
 /// Tenants ordered by id, a page at a time (`after` is the last id seen).
-pub async fn list(db: &Database, after: i32, limit: i64) -> anyhow::Result<Vec<Tenant>> {
+pub async fn list(db: &Database, after: i32, limit: i64) -> anyhow::Result<Vec<TenantEntry>> {
     let client = db.connection().await?;
     let rows = client
         .query(
@@ -99,7 +99,7 @@ pub async fn list(db: &Database, after: i32, limit: i64) -> anyhow::Result<Vec<T
     rows.iter().map(tenant_from_row).collect()
 }
 
-pub async fn find_by_id(db: &Database, id: i32) -> Result<Tenant, StoreError> {
+pub async fn find_by_id(db: &Database, id: i32) -> Result<TenantEntry, StoreError> {
     let client = db.connection().await?;
     let row = client
         .query_opt(
@@ -111,7 +111,7 @@ pub async fn find_by_id(db: &Database, id: i32) -> Result<Tenant, StoreError> {
     Ok(tenant_from_row(&row)?)
 }
 
-pub async fn find_by_subdomain(db: &Database, subdomain: &str) -> Result<Tenant, StoreError> {
+pub async fn find_by_subdomain(db: &Database, subdomain: &str) -> Result<TenantEntry, StoreError> {
     let client = db.connection().await?;
     let row = client
         .query_opt(
@@ -132,7 +132,11 @@ pub struct TenantChanges {
     pub status: Option<TenantStatus>,
 }
 
-pub async fn update(db: &Database, id: i32, changes: &TenantChanges) -> Result<Tenant, StoreError> {
+pub async fn update(
+    db: &Database,
+    id: i32,
+    changes: &TenantChanges,
+) -> Result<TenantEntry, StoreError> {
     let tx = PooledTx::begin(db, "").await?;
     let updated = tx
         .client()

@@ -7,7 +7,7 @@ use atrium_domain::Subdomain;
 use atrium_store::Database;
 use atrium_store::fleet::archive::{self, ARCHIVED_TABLES, ImportTarget, NOT_ARCHIVED};
 use atrium_store::fleet::migrate::{self, MigrateOptions, MigrationSets};
-use atrium_store::registry::{self, Tenant};
+use atrium_store::registry::{self, TenantEntry};
 use atrium_testkit::migrated_database;
 use sha2::{Digest, Sha256};
 
@@ -43,7 +43,7 @@ async fn fill(db: &Database, schema: &str) {
     .await;
 }
 
-async fn export_bytes(db: &Database, tenant: &Tenant) -> Vec<u8> {
+async fn export_bytes(db: &Database, tenant: &TenantEntry) -> Vec<u8> {
     let mut out = Vec::new();
     archive::export(db, tenant, &mut out).await.unwrap();
     out
@@ -54,7 +54,7 @@ async fn import_bytes(
     sets: &MigrationSets,
     bytes: &[u8],
     subdomain: &str,
-) -> Result<Tenant, atrium_store::StoreError> {
+) -> Result<TenantEntry, atrium_store::StoreError> {
     let subdomain = Subdomain::parse(subdomain).unwrap();
     archive::import(
         db,
@@ -449,7 +449,7 @@ async fn an_archive_of_an_older_schema_version_imports_and_is_migrated() {
     );
 }
 
-async fn backup_bytes(db: &Database, tenant: &Tenant) -> Vec<u8> {
+async fn backup_bytes(db: &Database, tenant: &TenantEntry) -> Vec<u8> {
     let mut out = Vec::new();
     atrium_store::fleet::backup::backup(db, tenant, &mut out)
         .await

@@ -2,12 +2,12 @@ use atrium_domain::{Email, Subdomain, Tier};
 use atrium_store::Database;
 use atrium_store::fleet::migrate::{MigrationFile, MigrationSets};
 use atrium_store::fleet::provision::{FirstAdmin, NewTenant, provision};
-use atrium_store::registry::Tenant;
+use atrium_store::registry::TenantEntry;
 
 /// A bcrypt-shaped hash: tests of the store need no real hashing.
 pub const FAKE_HASH: &str = "$2b$10$abcdefghijklmnopqrstuuQ7ZCsHVm4mQmQmQmQmQmQmQmQmQmQm0";
 
-pub async fn new_tenant(db: &Database, subdomain: &str) -> Tenant {
+pub async fn new_tenant(db: &Database, subdomain: &str) -> TenantEntry {
     new_tenant_with_hash(db, subdomain, FAKE_HASH)
         .await
         .expect("provisioning")
@@ -17,7 +17,7 @@ pub async fn new_tenant_with_hash(
     db: &Database,
     subdomain: &str,
     password_hash: &str,
-) -> Result<Tenant, atrium_store::StoreError> {
+) -> Result<TenantEntry, atrium_store::StoreError> {
     let subdomain = Subdomain::parse(subdomain).unwrap();
     let email = Email::parse(&format!("admin@{subdomain}.example")).unwrap();
     provision(

@@ -3,7 +3,7 @@
 
 mod archive;
 mod helpers;
-mod maintenance;
+mod maintain;
 mod migrator;
 mod observe;
 mod provisioning;

@@ -22,7 +22,7 @@ fn token(n: u32) -> String {
     format!("md5('{n}') || md5('x{n}')")
 }
 
-/// Rows on both sides of every line maintenance draws; "keep" rows must
+/// Rows on both sides of every line `maintain` draws; "keep" rows must
 /// survive.
 async fn seed(db: &Database, schema: &str, tenant_id: i32) {
     sql(
@@ -82,7 +82,7 @@ async fn seed(db: &Database, schema: &str, tenant_id: i32) {
 }
 
 #[tokio::test]
-async fn maintenance_removes_exactly_what_has_expired_and_keeps_the_rest() {
+async fn maintain_removes_exactly_what_has_expired_and_keeps_the_rest() {
     let t = migrated_database().await;
     let a = new_tenant(&t.db, "alpha").await;
     let b = new_tenant(&t.db, "bravo").await;
@@ -233,7 +233,7 @@ async fn vacuum_runs_only_on_schemas_written_since_they_were_last_vacuumed() {
 }
 
 #[tokio::test]
-async fn one_maintenance_run_at_a_time() {
+async fn one_maintain_run_at_a_time() {
     let t = migrated_database().await;
     new_tenant(&t.db, "alpha").await;
     let holder = t.db.dedicated_connection().await.unwrap();

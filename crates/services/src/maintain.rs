@@ -4,14 +4,14 @@
 use std::time::Duration;
 
 use atrium_store::Database;
-use atrium_store::fleet::maintain::{self, MaintenanceReport, Policy};
+use atrium_store::fleet::maintain::{self, MaintainReport, Policy};
 
 use crate::ServiceError;
 use crate::auth::AuthSettings;
 
-/// How long soft-deleted records are kept before maintenance purges them.
+/// How long soft-deleted records are kept before `maintain` purges them.
 pub const DEFAULT_RETENTION_DAYS: u32 = 30;
-/// How often `serve` runs maintenance (across all its processes).
+/// How often `serve` runs `maintain` (across all its processes).
 pub const DEFAULT_INTERVAL_MINUTES: u32 = 60;
 
 pub fn policy(retention_days: u32, vacuum: bool) -> Policy {
@@ -22,15 +22,15 @@ pub fn policy(retention_days: u32, vacuum: bool) -> Policy {
     }
 }
 
-/// Runs maintenance now; `None` when another run is in progress.
+/// Runs `maintain` now; `None` when another run is in progress.
 pub async fn run_now(
     db: &Database,
     policy: &Policy,
-) -> Result<Option<MaintenanceReport>, ServiceError> {
+) -> Result<Option<MaintainReport>, ServiceError> {
     Ok(maintain::maintain(db, policy).await?)
 }
 
-/// Every `interval`, runs maintenance (with `VACUUM ANALYZE` of written
+/// Every `interval`, runs `maintain` (with `VACUUM ANALYZE` of written
 /// schemas) if no server has in the last `interval`. Never returns.
 pub async fn run_schedule(db: Database, policy: Policy, interval: Duration) {
     // Checking more often than the interval lets another server's run count:
@@ -50,10 +50,10 @@ pub async fn run_schedule(db: Database, policy: Policy, interval: Duration) {
                 vacuumed = report.vacuumed.len(),
                 failures = report.failures.len(),
                 seconds = report.seconds,
-                "maintenance ran"
+                "maintain ran"
             ),
             Ok(None) => {}
-            Err(e) => tracing::warn!(error = format!("{e:#}"), "maintenance failed"),
+            Err(e) => tracing::warn!(error = format!("{e:#}"), "maintain failed"),
         }
     }
 }

@@ -12,7 +12,7 @@ use atrium_services::users::UserView;
 
 use crate::AppState;
 use crate::error::{ApiError, ApiResult, Problem};
-use crate::extract::{Authed, ClientInfo, Json, Tenant};
+use crate::extract::{Authed, ClientInfo, Json, PublicTenant};
 
 pub(crate) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -56,7 +56,7 @@ impl From<SignedIn> for SessionBody {
               (status = 429, body = Problem), (status = 422, body = Problem)))]
 async fn login(
     State(state): State<AppState>,
-    Tenant(scope): Tenant,
+    PublicTenant(scope): PublicTenant,
     client: ClientInfo,
     Json(body): Json<LoginBody>,
 ) -> ApiResult<axum::Json<SessionBody>> {
@@ -135,7 +135,7 @@ pub struct ResetRequestBody {
     request_body = ResetRequestBody, responses((status = 202)))]
 async fn request_reset(
     State(state): State<AppState>,
-    Tenant(scope): Tenant,
+    PublicTenant(scope): PublicTenant,
     client: ClientInfo,
     Json(body): Json<ResetRequestBody>,
 ) -> ApiResult<StatusCode> {
@@ -163,7 +163,7 @@ pub struct ResetConfirmBody {
 #[utoipa::path(post, path = "/api/v1/auth/password-reset/confirm", tag = "auth",
     request_body = ResetConfirmBody, responses((status = 204), (status = 422, body = Problem)))]
 async fn confirm_reset(
-    Tenant(scope): Tenant,
+    PublicTenant(scope): PublicTenant,
     Json(body): Json<ResetConfirmBody>,
 ) -> ApiResult<StatusCode> {
     auth::confirm_password_reset(&scope, &body.token, &body.new_password).await?;
