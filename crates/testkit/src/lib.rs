@@ -57,15 +57,36 @@ fn with_database(url: &str, name: &str) -> String {
     out
 }
 
+/// A database of one test, dropped (with the tenant roles its registry
+/// made) when the test is done with it. `ATRIUM_TEST_KEEP=1` keeps it to
+/// look into, and names it on stderr.
+pub struct EmptyDatabase {
+    pub url: String,
+    name: String,
+    /// The server's `postgres` database, to drop this one from.
+    postgres_db: String,
+}
+
 /// A fresh, empty database (no registry yet).
-pub async fn empty_database() -> String {
+pub async fn empty_database() -> EmptyDatabase {
+    empty_database_at(&database_url("postgres")).await
+}
+
+/// A fresh, empty database on the server of `postgres_db` (the URL of its
+/// `postgres` database), for a test with a cluster of its own.
+pub async fn empty_database_at(postgres_db: &str) -> EmptyDatabase {
     let name = format!("atrium_test_{:016x}", rand::random::<u64>());
-    let postgres_db = database_url("postgres");
     let mut last_error = None;
     // The throwaway server may still be starting.
     for _ in 0..100 {
-        match ensure_database(&postgres_db, &name).await {
-            Ok(()) => return database_url(&name),
+        match ensure_database(postgres_db, &name).await {
+            Ok(()) => {
+                return EmptyDatabase {
+                    url: with_database(postgres_db, &name),
+                    name,
+                    postgres_db: postgres_db.to_owned(),
+                };
+            }
             Err(e) => last_error = Some(e),
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
@@ -73,19 +94,68 @@ pub async fn empty_database() -> String {
     panic!("creating a test database: {:#}", last_error.unwrap());
 }
 
-/// A fresh database with the registry and `template` migrated.
+impl Drop for EmptyDatabase {
+    fn drop(&mut self) {
+        if std::env::var_os("ATRIUM_TEST_KEEP").is_some_and(|v| !v.is_empty()) {
+            eprintln!("kept test database {}", self.name);
+            return;
+        }
+        let (url, name, postgres_db) = (
+            self.url.clone(),
+            self.name.clone(),
+            self.postgres_db.clone(),
+        );
+        // Drop runs inside the test's runtime, which cannot be blocked on:
+        // the clean-up gets a thread and a runtime of its own.
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(async {
+                let server = Database::connect(&postgres_db, 1).await?;
+                let test = Database::connect(&url, 1).await?;
+                server.drop_sibling(test, &name).await
+            })
+        })
+        .join();
+        match dropped {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => eprintln!("could not drop test database {}: {e:#}", self.name),
+            Err(_) => eprintln!("could not drop test database {}", self.name),
+        }
+    }
+}
+
+/// A fresh database with the registry and `template` migrated, dropped
+/// when the test is done with it.
 pub struct TestDatabase {
     pub url: String,
     pub db: Database,
+    /// Declared last: dropped after the pool above is closed.
+    _database: EmptyDatabase,
 }
 
 pub async fn migrated_database() -> TestDatabase {
-    let url = empty_database().await;
-    let db = Database::connect(&url, 8).await.expect("connecting");
+    migrated(empty_database().await).await
+}
+
+/// As [`migrated_database`], on the server of `postgres_db`.
+pub async fn migrated_database_at(postgres_db: &str) -> TestDatabase {
+    migrated(empty_database_at(postgres_db).await).await
+}
+
+async fn migrated(database: EmptyDatabase) -> TestDatabase {
+    let db = Database::connect(&database.url, 8)
+        .await
+        .expect("connecting");
     migrate::migrate(&db, &migrate::MigrateOptions::default(), &|_, _| {})
         .await
         .expect("migrating the test database");
-    TestDatabase { url, db }
+    TestDatabase {
+        url: database.url.clone(),
+        db,
+        _database: database,
+    }
 }
 
 #[cfg(test)]

@@ -208,7 +208,8 @@ async fn bad_input_gets_one_clear_line_the_right_exit_code_and_writes_nothing() 
 
 #[tokio::test]
 async fn migrate_builds_a_fresh_database_and_reports_versions() {
-    let url = empty_database().await;
+    let database = empty_database().await;
+    let url = database.url.clone();
     // Without the registry, other commands say what to run.
     assert_fails(&atrium(&url, &["tenant", "list"]), 1, "atrium migrate");
     let out = atrium(&url, &["migrate"]);

@@ -6,12 +6,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use atrium_store::Database;
 use atrium_store::connection::embedded::ThrowawayCluster;
 use reqwest::StatusCode;
-use serde_json::json;
 
-use crate::helpers::{ADMIN_PASSWORD, PLATFORM_TOKEN};
+use crate::helpers::{PLATFORM_TOKEN, TestApp};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_restart_under_load_gives_503s_then_service_without_a_server_restart() {
@@ -23,62 +21,20 @@ async fn a_database_restart_under_load_gives_503s_then_service_without_a_server_
             .unwrap()
             .unwrap(),
     );
-    let postgres_db = cluster.postgres_database_url();
-    let mut ready = false;
-    for _ in 0..100 {
-        if atrium_store::ensure_database(&postgres_db, "atrium")
-            .await
-            .is_ok()
-        {
-            ready = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(ready, "the throwaway cluster did not come up");
-    let url = postgres_db.replacen("/postgres?", "/atrium?", 1);
-    let db = Database::connect(&url, 8).await.unwrap();
-    atrium_store::fleet::migrate::migrate(&db, &Default::default(), &|_, _| {})
-        .await
-        .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
     let request_timeout = Duration::from_secs(10);
-    tokio::spawn(atrium_http::serve(
-        listener,
-        db.clone(),
-        db.clone(),
+    let app = TestApp::spawn_over(
+        atrium_testkit::migrated_database_at(&cluster.postgres_database_url()).await,
         atrium_http::ServerSettings {
             platform_token: Some(PLATFORM_TOKEN.into()),
             request_timeout,
             ..Default::default()
         },
-        std::future::pending(),
-    ));
-    let client = reqwest::Client::new();
-    let base = format!("http://{addr}");
-    let host = format!("alpha.localhost:{}", addr.port());
-    let created = client
-        .post(format!("{base}/platform/v1/tenants"))
-        .bearer_auth(PLATFORM_TOKEN)
-        .json(&json!({"name": "Alpha", "subdomain": "alpha", "admin": {
-            "email": "admin@alpha.example", "first_name": "A", "last_name": "B",
-            "password": ADMIN_PASSWORD}}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(created.status(), StatusCode::CREATED);
-    let login: serde_json::Value = client
-        .post(format!("{base}/api/v1/auth/login"))
-        .header("host", &host)
-        .json(&json!({"email": "admin@alpha.example", "password": ADMIN_PASSWORD}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = login["token"].as_str().unwrap().to_owned();
+    )
+    .await;
+    let t = app.create_tenant("alpha").await;
+    let (client, base) = (app.client.clone(), format!("http://{}", app.addr));
+    let host = format!("alpha.localhost:{}", app.addr.port());
+    let token = t.admin_token.clone();
     let me = {
         let (client, base, host, token) = (client.clone(), base.clone(), host.clone(), token);
         move || {
@@ -163,15 +119,8 @@ async fn a_database_restart_under_load_gives_503s_then_service_without_a_server_
     // The tenant cache listens again: a suspension made in psql reaches
     // the server well before its 30 s expiry.
     assert_eq!(me().await.unwrap().status(), StatusCode::OK);
-    db.connection()
-        .await
-        .unwrap()
-        .execute(
-            "UPDATE public.tenants SET status = 'suspended' WHERE subdomain = 'alpha'",
-            &[],
-        )
-        .await
-        .unwrap();
+    app.sql_execute("UPDATE public.tenants SET status = 'suspended' WHERE subdomain = 'alpha'")
+        .await;
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         if me().await.unwrap().status() == StatusCode::FORBIDDEN {

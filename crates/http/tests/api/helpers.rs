@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use atrium_http::ServerSettings;
 use atrium_store::Database;
-use atrium_testkit::migrated_database;
+use atrium_testkit::{TestDatabase, migrated_database};
 
 pub const PLATFORM_TOKEN: &str = "test-platform-token";
 pub const ADMIN_PASSWORD: &str = "correct horse battery";
@@ -17,6 +17,8 @@ pub struct TestApp {
     pub db: Database,
     pub database_url: String,
     pub client: reqwest::Client,
+    /// Dropped with the app, when the test ends.
+    _database: std::sync::Arc<TestDatabase>,
 }
 
 /// A tenant made through the platform API, with its first admin signed in.
@@ -37,7 +39,11 @@ impl TestApp {
     }
 
     pub async fn spawn_with(settings: ServerSettings) -> Self {
-        let database = migrated_database().await;
+        Self::spawn_over(migrated_database().await, settings).await
+    }
+
+    /// A server over `database` (one on a cluster of the test's own).
+    pub async fn spawn_over(database: TestDatabase, settings: ServerSettings) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let db = database.db.clone();
@@ -48,8 +54,9 @@ impl TestApp {
         });
         Self {
             addr,
-            db: database.db,
-            database_url: database.url,
+            db: database.db.clone(),
+            database_url: database.url.clone(),
+            _database: std::sync::Arc::new(database),
             client: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
