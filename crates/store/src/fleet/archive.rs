@@ -120,6 +120,7 @@ impl ArchiveReport {
 /// (`REPEATABLE READ READ ONLY`): the tenant keeps serving, and the
 /// archive is consistent across tables. Only this tenant's catalog entries
 /// are looked up (by name), never the whole catalog.
+#[tracing::instrument(name = "archive_export", skip_all, fields(tenant = %tenant.subdomain))]
 pub async fn export<W>(db: &Database, tenant: &TenantEntry, out: W) -> anyhow::Result<ArchiveReport>
 where
     W: AsyncWrite + Unpin,
@@ -210,6 +211,7 @@ pub struct ImportTarget<'a> {
 /// schema version, every table's rows with their ids, sequences past the
 /// highest id, then the newer migrations. Any fault in the archive rolls
 /// all of it back.
+#[tracing::instrument(name = "archive_import", skip_all, fields(tenant = %target.subdomain.as_str()))]
 pub async fn import<R>(
     db: &Database,
     sets: &MigrationSets,

@@ -45,6 +45,7 @@ pub struct BackupHeader {
 }
 
 /// Writes the backup of `tenant` to `out`; the bytes written.
+#[tracing::instrument(skip_all, fields(tenant = %tenant.subdomain))]
 pub async fn backup<W>(db: &Database, tenant: &TenantEntry, out: &mut W) -> anyhow::Result<u64>
 where
     W: AsyncWrite + Unpin,
@@ -90,6 +91,7 @@ where
 
 /// Restores a backup as the tenant it was, under its id, subdomain and
 /// schema; refuses when any of them is in use.
+#[tracing::instrument(name = "backup_restore", skip_all)]
 pub async fn restore<R>(db: &Database, input: R) -> Result<TenantEntry, StoreError>
 where
     R: AsyncRead + Unpin,

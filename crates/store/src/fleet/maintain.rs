@@ -125,7 +125,8 @@ async fn run(db: &Database, policy: &Policy) -> anyhow::Result<MaintainReport> {
         let housekeeping = async {
             tenant_housekeeping(walker.connection().await?, &schema, policy, &mut report).await
         };
-        if let Err(e) = housekeeping.await {
+        let span = tracing::info_span!("maintain_tenant", tenant = %subdomain);
+        if let Err(e) = tracing::Instrument::instrument(housekeeping, span).await {
             report.failures.push(TenantFailure {
                 subdomain,
                 error: format!("{e:#}"),

@@ -395,6 +395,7 @@ pub(crate) async fn apply_pending(
     Ok(newly_applied)
 }
 
+#[tracing::instrument(name = "migrate_tenant", skip_all, fields(tenant = %tenant.subdomain, schema = %tenant.schema_name))]
 async fn migrate_tenant_with_retries(
     db: &Database,
     tenant: &registry::TenantRef,

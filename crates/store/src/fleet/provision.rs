@@ -40,6 +40,7 @@ pub const DEFAULT_STAGES: &[(&str, i32, &str)] = &[
 /// reaches tenant data only by switching to a tenant role it is a member of.
 pub const APPLICATION_ROLE: &str = "atrium_application";
 
+#[tracing::instrument(skip_all, fields(tenant = %new.subdomain.as_str()))]
 pub async fn provision(
     db: &Database,
     new: &NewTenant<'_>,
