@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use atrium_store::Database;
 
 use crate::Scratch;
-use crate::api::sessions_for_all;
+use crate::fixtures::sessions_for_all;
 use crate::fleet::provision_many;
 
 pub struct ImportBench {
@@ -191,7 +191,7 @@ struct Sent {
 
 async fn send_import(
     addr: std::net::SocketAddr,
-    tenant: &crate::api::BenchTenant,
+    tenant: &crate::fixtures::BenchTenant,
     body: reqwest::Body,
 ) -> anyhow::Result<Sent> {
     reset_peak_memory()?;

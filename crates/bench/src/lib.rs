@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod archive;
+mod fixtures;
 mod fleet;
 pub mod import;
 mod load;

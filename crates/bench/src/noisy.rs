@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use atrium_store::Database;
 
-use crate::api::{fill_all, sessions_for_all};
+use crate::fixtures::{fill_all, sessions_for_all};
 use crate::fleet::provision_many;
 use crate::load::{self, LoadResult};
 use crate::{Scratch, ms};

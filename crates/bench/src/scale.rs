@@ -10,9 +10,8 @@ use std::time::{Duration, Instant};
 use atrium_store::Database;
 use atrium_store::fleet::migrate::MigrationSets;
 
-use crate::api::{
-    ApiBench, WORKLOADS, api_load, fill_all, large_tier_for_all, row, sessions_for_all, sql_load,
-};
+use crate::api::{ApiBench, WORKLOADS, api_load, row, sql_load};
+use crate::fixtures::{fill_all, large_tier_for_all, sessions_for_all};
 use crate::fleet::{provision_many, provision_one};
 use crate::migrate::{migrator, noop_queries, raw_loop};
 use crate::{Scratch, median, ms};

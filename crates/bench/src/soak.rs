@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use atrium_store::Database;
 
 use crate::Scratch;
-use crate::api::{fill_all, large_tier_for_all, sessions_for_all};
+use crate::fixtures::{fill_all, large_tier_for_all, sessions_for_all};
 use crate::fleet::provision_many;
 
 pub struct SoakBench {

@@ -10,7 +10,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
-use sha2::{Digest, Sha256};
 use tokio_postgres::Client;
 use tokio_postgres::error::SqlState;
 
@@ -19,77 +18,13 @@ use crate::connection::tx::execute_in_transaction;
 use crate::registry::naming::tenant_role_name;
 use crate::{Database, registry};
 
-/// One SQL file of a migration set.
-#[derive(Debug)]
-pub struct MigrationFile {
-    pub version: i32,
-    pub name: &'static str,
-    pub sql: &'static str,
-}
+mod files;
+mod status;
 
-impl MigrationFile {
-    pub fn checksum(&self) -> String {
-        hex::encode(Sha256::digest(self.sql.as_bytes()))
-    }
-
-    /// Whether the file may create a relation the tenant role must be
-    /// granted. Adding columns or indexes needs no grant, and rewriting
-    /// every table's ACL would double the cost of such a migration across
-    /// the fleet; this errs on the side of granting.
-    pub fn creates_objects(&self) -> bool {
-        let code: String = self
-            .sql
-            .lines()
-            .map(|line| line.split("--").next().unwrap_or_default())
-            .collect::<Vec<_>>()
-            .join("\n")
-            .to_ascii_lowercase();
-        code.split(';').map(str::trim).any(|statement| {
-            statement.contains("serial")
-                || statement.contains("identity")
-                || statement.starts_with("do")
-                || (statement.starts_with("create")
-                    && !statement.starts_with("create index")
-                    && !statement.starts_with("create unique index"))
-        })
-    }
-}
-
-mod files {
-    use super::MigrationFile;
-    include!(concat!(env!("OUT_DIR"), "/migration_files.rs"));
-}
-
-/// The two ordered sets a run applies: the embedded ones in production; tests
-/// and benchmarks add files of their own.
-#[derive(Debug, Clone, Copy)]
-pub struct MigrationSets {
-    pub control: &'static [MigrationFile],
-    pub tenant: &'static [MigrationFile],
-}
-
-impl MigrationSets {
-    pub fn embedded() -> Self {
-        Self {
-            control: files::CONTROL,
-            tenant: files::TENANT,
-        }
-    }
-
-    /// The version every tenant schema reaches after `migrate`.
-    pub fn latest_tenant_version(&self) -> i32 {
-        self.tenant.last().map_or(0, |m| m.version)
-    }
-
-    pub fn latest_control_version(&self) -> i32 {
-        self.control.last().map_or(0, |m| m.version)
-    }
-}
-
-/// The version every tenant schema reaches after `migrate`.
-pub fn latest_tenant_version() -> i32 {
-    MigrationSets::embedded().latest_tenant_version()
-}
+pub use files::{MigrationFile, MigrationSets, latest_tenant_version};
+pub use status::{
+    MigrationStatus, TenantVersion, pending_control_or_template, status, tenant_versions,
+};
 
 /// Session-level advisory lock held by the one migrator allowed at a time.
 pub const MIGRATION_LOCK_KEY: i64 = 0x4174_7269_756d_0001;
@@ -498,94 +433,6 @@ pub(crate) fn grant_tenant_role_sql(schema: &str, role: &str) -> String {
          GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {schema} TO {role};
          REVOKE ALL ON {schema}.schema_migrations FROM {role};"
     )
-}
-
-/// How many tenants are at each version, and the newest version.
-#[derive(Debug, serde::Serialize)]
-pub struct MigrationStatus {
-    pub latest_version: i32,
-    pub control_version: i32,
-    pub template_version: i32,
-    pub tenants_by_version: Vec<(i32, i64)>,
-}
-
-pub async fn status(db: &Database) -> anyhow::Result<MigrationStatus> {
-    let client = db.connection().await?;
-    let versions = client
-        .query_one(
-            "SELECT
-               (SELECT COALESCE(max(version::int), 0) FROM public.schema_migrations),
-               (SELECT COALESCE(max(version::int), 0) FROM template.schema_migrations)",
-            &[],
-        )
-        .await?;
-    let rows = client
-        .query(
-            "SELECT schema_version, count(*) FROM public.tenants GROUP BY 1 ORDER BY 1",
-            &[],
-        )
-        .await?;
-    Ok(MigrationStatus {
-        latest_version: latest_tenant_version(),
-        control_version: versions.get(0),
-        template_version: versions.get(1),
-        tenants_by_version: rows.iter().map(|r| (r.get(0), r.get(1))).collect(),
-    })
-}
-
-/// Whether the registry has been created and is at this program's version:
-/// a server without rights to migrate refuses to start otherwise.
-pub async fn pending_control_or_template(db: &Database) -> anyhow::Result<bool> {
-    let client = db.connection().await?;
-    let row = client
-        .query_one(
-            "SELECT to_regclass('public.schema_migrations') IS NOT NULL
-                AND to_regclass('template.schema_migrations') IS NOT NULL",
-            &[],
-        )
-        .await?;
-    if !row.get::<_, bool>(0) {
-        return Ok(true);
-    }
-    let row = client
-        .query_one(
-            "SELECT
-               (SELECT COALESCE(max(version::int), 0) FROM public.schema_migrations),
-               (SELECT COALESCE(max(version::int), 0) FROM template.schema_migrations)",
-            &[],
-        )
-        .await?;
-    let sets = MigrationSets::embedded();
-    Ok(row.get::<_, i32>(0) < sets.latest_control_version()
-        || row.get::<_, i32>(1) < sets.latest_tenant_version())
-}
-
-#[derive(Debug, serde::Serialize)]
-pub struct TenantVersion {
-    pub id: i32,
-    pub subdomain: String,
-    pub schema_name: String,
-    pub schema_version: i32,
-}
-
-/// Every tenant's version, from the registry.
-pub async fn tenant_versions(db: &Database) -> anyhow::Result<Vec<TenantVersion>> {
-    let client = db.connection().await?;
-    let rows = client
-        .query(
-            "SELECT id, subdomain, schema_name, schema_version FROM public.tenants ORDER BY id",
-            &[],
-        )
-        .await?;
-    Ok(rows
-        .iter()
-        .map(|r| TenantVersion {
-            id: r.get(0),
-            subdomain: r.get(1),
-            schema_name: r.get(2),
-            schema_version: r.get(3),
-        })
-        .collect())
 }
 
 #[cfg(test)]

@@ -1,0 +1,92 @@
+//! Where the registry, `template` and the tenants stand.
+
+use super::{MigrationSets, latest_tenant_version};
+use crate::Database;
+
+/// How many tenants are at each version, and the newest version.
+#[derive(Debug, serde::Serialize)]
+pub struct MigrationStatus {
+    pub latest_version: i32,
+    pub control_version: i32,
+    pub template_version: i32,
+    pub tenants_by_version: Vec<(i32, i64)>,
+}
+
+pub async fn status(db: &Database) -> anyhow::Result<MigrationStatus> {
+    let client = db.connection().await?;
+    let versions = client
+        .query_one(
+            "SELECT
+               (SELECT COALESCE(max(version::int), 0) FROM public.schema_migrations),
+               (SELECT COALESCE(max(version::int), 0) FROM template.schema_migrations)",
+            &[],
+        )
+        .await?;
+    let rows = client
+        .query(
+            "SELECT schema_version, count(*) FROM public.tenants GROUP BY 1 ORDER BY 1",
+            &[],
+        )
+        .await?;
+    Ok(MigrationStatus {
+        latest_version: latest_tenant_version(),
+        control_version: versions.get(0),
+        template_version: versions.get(1),
+        tenants_by_version: rows.iter().map(|r| (r.get(0), r.get(1))).collect(),
+    })
+}
+
+/// Whether the registry has been created and is at this program's version:
+/// a server without rights to migrate refuses to start otherwise.
+pub async fn pending_control_or_template(db: &Database) -> anyhow::Result<bool> {
+    let client = db.connection().await?;
+    let row = client
+        .query_one(
+            "SELECT to_regclass('public.schema_migrations') IS NOT NULL
+                AND to_regclass('template.schema_migrations') IS NOT NULL",
+            &[],
+        )
+        .await?;
+    if !row.get::<_, bool>(0) {
+        return Ok(true);
+    }
+    let row = client
+        .query_one(
+            "SELECT
+               (SELECT COALESCE(max(version::int), 0) FROM public.schema_migrations),
+               (SELECT COALESCE(max(version::int), 0) FROM template.schema_migrations)",
+            &[],
+        )
+        .await?;
+    let sets = MigrationSets::embedded();
+    Ok(row.get::<_, i32>(0) < sets.latest_control_version()
+        || row.get::<_, i32>(1) < sets.latest_tenant_version())
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct TenantVersion {
+    pub id: i32,
+    pub subdomain: String,
+    pub schema_name: String,
+    pub schema_version: i32,
+}
+
+/// Every tenant's version, from the registry.
+pub async fn tenant_versions(db: &Database) -> anyhow::Result<Vec<TenantVersion>> {
+    let client = db.connection().await?;
+    let rows = client
+        .query(
+            "SELECT id, subdomain, schema_name, schema_version FROM public.tenants ORDER BY id",
+            &[],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| TenantVersion {
+            id: r.get(0),
+            subdomain: r.get(1),
+            schema_name: r.get(2),
+            schema_version: r.get(3),
+        })
+        .collect())
+}
