@@ -260,9 +260,9 @@ impl ApiRun {
     pub fn pool_sentence(&self) -> String {
         use atrium_store::TenantConnectionSource::{Lane, OtherLane, Shared};
         let activity = &self.activity;
-        let total: u64 = activity.tenant_sessions.iter().sum();
+        let total: u64 = activity.tenant_connections.iter().sum();
         let share =
-            |source| 100.0 * activity.tenant_sessions_from(source) as f64 / total.max(1) as f64;
+            |source| 100.0 * activity.tenant_connections_from(source) as f64 / total.max(1) as f64;
         format!(
             "The server's pool while measuring: {total} tenant transactions, {:.1}% on their own \
              lane, {:.1}% on a shared session, {:.1}% on another tenant's lane; {:.1}% on a \
@@ -271,8 +271,8 @@ impl ApiRun {
             share(Shared),
             share(OtherLane),
             100.0 * activity.first_visits as f64 / total.max(1) as f64,
-            activity.sessions_opened,
-            activity.sessions_retired,
+            activity.connections_opened,
+            activity.connections_retired,
         )
     }
 }

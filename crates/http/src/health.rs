@@ -98,12 +98,12 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     metrics::gauge!("atrium_db_pool_available").set(pool.available as f64);
     metrics::gauge!("atrium_db_pool_waiting").set(pool.waiting as f64);
     let activity = state.db.activity();
-    metrics::counter!("atrium_db_sessions_opened_total").absolute(activity.sessions_opened);
-    metrics::counter!("atrium_db_sessions_retired_total").absolute(activity.sessions_retired);
+    metrics::counter!("atrium_db_connections_opened_total").absolute(activity.connections_opened);
+    metrics::counter!("atrium_db_connections_retired_total").absolute(activity.connections_retired);
     metrics::counter!("atrium_db_tenant_first_visits_total").absolute(activity.first_visits);
     for source in atrium_store::TenantConnectionSource::ALL {
         metrics::counter!("atrium_db_tenant_sessions_total", "from" => source.label())
-            .absolute(activity.tenant_sessions_from(source));
+            .absolute(activity.tenant_connections_from(source));
     }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

@@ -1,8 +1,8 @@
 //! Per-tenant request metrics over the last hour, in memory: for each
-//! tenant that had traffic, a ring of twelve five-minute slots, each a
+//! tenant that had traffic, a ring of twelve five-minute buckets, each a
 //! request count, an error count, database time and a latency histogram.
 //! About 2.2 KiB per active tenant (22 MiB for 10,000 active tenants),
-//! whatever the traffic; rings whose slots have all expired are dropped.
+//! whatever the traffic; rings whose buckets have all expired are dropped.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -13,12 +13,12 @@ use atrium_store::fleet::tenant_metrics::Published;
 use serde::Serialize;
 
 pub const WINDOW_SECONDS: u64 = 3600;
-const SLOT_SECONDS: u64 = 300;
-const SLOTS: usize = (WINDOW_SECONDS / SLOT_SECONDS) as usize;
+const BUCKET_SECONDS: u64 = 300;
+const BUCKETS: usize = (WINDOW_SECONDS / BUCKET_SECONDS) as usize;
 
 #[derive(Debug, Clone, Copy, Default)]
-struct Slot {
-    /// Which five minutes since the epoch this slot holds.
+struct Bucket {
+    /// Which five minutes since the epoch this bucket holds.
     period: u64,
     requests: u32,
     errors: u32,
@@ -28,10 +28,10 @@ struct Slot {
 
 #[derive(Debug, Default)]
 struct Ring {
-    slots: [Slot; SLOTS],
+    buckets: [Bucket; BUCKETS],
 }
 
-/// The last hour of one tenant, summed over its slots.
+/// The last hour of one tenant, summed over its buckets.
 #[derive(Debug, Clone, Default)]
 pub struct Window {
     pub requests: u64,
@@ -82,25 +82,25 @@ pub struct TenantMetrics {
 fn current_period() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() / SLOT_SECONDS)
+        .map_or(0, |d| d.as_secs() / BUCKET_SECONDS)
 }
 
 impl Ring {
     fn window(&self, now: u64) -> Window {
         let mut window = Window::default();
-        for slot in self.slots.iter().filter(|s| now - s.period < SLOTS as u64) {
-            window.requests += u64::from(slot.requests);
-            window.errors += u64::from(slot.errors);
-            window.db_time += Duration::from_micros(slot.db_time_us);
-            window.latency.merge(&slot.latency);
+        for bucket in self.buckets.iter().filter(|s| now - s.period < BUCKETS as u64) {
+            window.requests += u64::from(bucket.requests);
+            window.errors += u64::from(bucket.errors);
+            window.db_time += Duration::from_micros(bucket.db_time_us);
+            window.latency.merge(&bucket.latency);
         }
         window
     }
 
     fn is_expired(&self, now: u64) -> bool {
-        self.slots
+        self.buckets
             .iter()
-            .all(|s| s.requests == 0 || now - s.period >= SLOTS as u64)
+            .all(|s| s.requests == 0 || now - s.period >= BUCKETS as u64)
     }
 }
 
@@ -109,19 +109,19 @@ impl TenantMetrics {
         let period = current_period();
         let mut rings = self.rings.lock().unwrap_or_else(|e| e.into_inner());
         let ring = rings.entry(tenant_id).or_default();
-        let slot = &mut ring.slots[(period % SLOTS as u64) as usize];
-        if slot.period != period {
-            *slot = Slot {
+        let bucket = &mut ring.buckets[(period % BUCKETS as u64) as usize];
+        if bucket.period != period {
+            *bucket = Bucket {
                 period,
                 ..Default::default()
             };
         }
-        slot.requests = slot.requests.saturating_add(1);
-        slot.errors = slot.errors.saturating_add(u32::from(error));
-        slot.db_time_us = slot
+        bucket.requests = bucket.requests.saturating_add(1);
+        bucket.errors = bucket.errors.saturating_add(u32::from(error));
+        bucket.db_time_us = bucket
             .db_time_us
             .saturating_add(db_time.as_micros().min(u128::from(u64::MAX)) as u64);
-        slot.latency.record(latency.as_secs_f64() * 1000.0);
+        bucket.latency.record(latency.as_secs_f64() * 1000.0);
     }
 
     /// One tenant's last hour (empty when it had no traffic).
@@ -213,13 +213,13 @@ mod tests {
     #[test]
     fn slots_older_than_the_window_are_not_counted() {
         let mut ring = Ring::default();
-        ring.slots[0] = Slot {
+        ring.buckets[0] = Bucket {
             period: 100,
             requests: 5,
             ..Default::default()
         };
-        assert_eq!(ring.window(100 + SLOTS as u64 - 1).requests, 5);
-        assert_eq!(ring.window(100 + SLOTS as u64).requests, 0);
-        assert!(ring.is_expired(100 + SLOTS as u64));
+        assert_eq!(ring.window(100 + BUCKETS as u64 - 1).requests, 5);
+        assert_eq!(ring.window(100 + BUCKETS as u64).requests, 0);
+        assert!(ring.is_expired(100 + BUCKETS as u64));
     }
 }

@@ -91,7 +91,7 @@ async fn metrics_are_prometheus_text_that_counts_http_requests() {
             "process_resident_memory_bytes",
             "process_cpu_seconds_total",
             "atrium_db_pool_size",
-            "atrium_db_sessions_retired_total",
+            "atrium_db_connections_retired_total",
             "atrium_db_tenant_first_visits_total",
             "atrium_db_tenant_sessions_total{from=\"lane\"}",
         ] {

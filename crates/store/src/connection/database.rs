@@ -217,11 +217,11 @@ impl Database {
     pub fn activity(&self) -> PoolActivity {
         let counters = &self.counters;
         PoolActivity {
-            sessions_opened: counters.opened.load(Ordering::Relaxed),
-            sessions_retired: counters.retired.load(Ordering::Relaxed),
+            connections_opened: counters.opened.load(Ordering::Relaxed),
+            connections_retired: counters.retired.load(Ordering::Relaxed),
             first_visits: counters.first_visits.load(Ordering::Relaxed),
-            tenant_sessions: std::array::from_fn(|i| {
-                counters.tenant_sessions[i].load(Ordering::Relaxed)
+            tenant_connections: std::array::from_fn(|i| {
+                counters.tenant_connections[i].load(Ordering::Relaxed)
             }),
         }
     }
@@ -358,7 +358,7 @@ impl Database {
     }
 
     fn count(&self, source: TenantConnectionSource) {
-        self.counters.tenant_sessions[source as usize].fetch_add(1, Ordering::Relaxed);
+        self.counters.tenant_connections[source as usize].fetch_add(1, Ordering::Relaxed);
     }
 
     /// A session of its own, outside the pool, closed when the client

@@ -90,7 +90,7 @@ pub(crate) struct PoolCounters {
     pub(crate) retired: AtomicU64,
     pub(crate) first_visits: AtomicU64,
     /// By [`TenantConnectionSource`].
-    pub(crate) tenant_sessions: [AtomicU64; 4],
+    pub(crate) tenant_connections: [AtomicU64; 4],
 }
 
 /// Where a tenant transaction found its session.
@@ -124,43 +124,43 @@ impl TenantConnectionSource {
 /// Totals since the pool was made.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PoolActivity {
-    pub sessions_opened: u64,
+    pub connections_opened: u64,
     /// Sessions closed by the retirement rules (tenants served, schemas
     /// made, age), each followed by a new one when next needed.
-    pub sessions_retired: u64,
+    pub connections_retired: u64,
     /// Tenant transactions on a session that had not served the tenant
     /// before: its backend reads the tenant's catalog entries afresh
     /// (milliseconds, against a fraction of one for a warm request).
     pub first_visits: u64,
     /// Tenant transactions, by where their session came from, in the
     /// order of [`TenantConnectionSource::ALL`].
-    pub tenant_sessions: [u64; 4],
+    pub tenant_connections: [u64; 4],
 }
 
 impl std::ops::AddAssign for PoolActivity {
     fn add_assign(&mut self, other: Self) {
-        self.sessions_opened += other.sessions_opened;
-        self.sessions_retired += other.sessions_retired;
+        self.connections_opened += other.connections_opened;
+        self.connections_retired += other.connections_retired;
         self.first_visits += other.first_visits;
-        for (mine, theirs) in self.tenant_sessions.iter_mut().zip(other.tenant_sessions) {
+        for (mine, theirs) in self.tenant_connections.iter_mut().zip(other.tenant_connections) {
             *mine += theirs;
         }
     }
 }
 
 impl PoolActivity {
-    pub fn tenant_sessions_from(&self, source: TenantConnectionSource) -> u64 {
-        self.tenant_sessions[source as usize]
+    pub fn tenant_connections_from(&self, source: TenantConnectionSource) -> u64 {
+        self.tenant_connections[source as usize]
     }
 
     /// What happened between `earlier` and `self`.
     pub fn since(&self, earlier: &Self) -> Self {
         Self {
-            sessions_opened: self.sessions_opened - earlier.sessions_opened,
-            sessions_retired: self.sessions_retired - earlier.sessions_retired,
+            connections_opened: self.connections_opened - earlier.connections_opened,
+            connections_retired: self.connections_retired - earlier.connections_retired,
             first_visits: self.first_visits - earlier.first_visits,
-            tenant_sessions: std::array::from_fn(|i| {
-                self.tenant_sessions[i] - earlier.tenant_sessions[i]
+            tenant_connections: std::array::from_fn(|i| {
+                self.tenant_connections[i] - earlier.tenant_connections[i]
             }),
         }
     }

@@ -241,7 +241,7 @@ async fn a_session_past_its_age_is_retired() {
     // Well past the age, which is at most `max_age`.
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert_ne!(backend().await, first, "an old session is not reused");
-    assert_eq!(db.activity().sessions_retired, 1);
+    assert_eq!(db.activity().connections_retired, 1);
 }
 
 #[tokio::test]
@@ -284,18 +284,18 @@ async fn each_tenant_keeps_to_its_lane_and_overflows_when_the_lane_is_busy() {
     // What the pool reports to the operator (`/metrics`).
     use atrium_store::TenantConnectionSource::{Lane, OtherLane, Shared};
     let activity = db.activity();
-    assert_eq!(activity.tenant_sessions_from(Lane), 6);
-    assert_eq!(activity.tenant_sessions_from(Shared), 1, "the overflow");
-    assert_eq!(activity.tenant_sessions_from(OtherLane), 0);
+    assert_eq!(activity.tenant_connections_from(Lane), 6);
+    assert_eq!(activity.tenant_connections_from(Shared), 1, "the overflow");
+    assert_eq!(activity.tenant_connections_from(OtherLane), 0);
     assert_eq!(
         activity.first_visits, 3,
         "alpha and bravo on their lanes, alpha on the shared session"
     );
     assert_eq!(
-        activity.sessions_opened, 3,
+        activity.connections_opened, 3,
         "two lanes and the shared session the version check opened"
     );
-    assert_eq!(activity.sessions_retired, 0);
+    assert_eq!(activity.connections_retired, 0);
 }
 
 #[tokio::test]
@@ -326,11 +326,11 @@ async fn a_session_that_made_enough_schemas_is_retired() {
     }
     let before = backends().await;
     assert_eq!(before.len(), 1, "one at a time: one session did it all");
-    assert_eq!(db.activity().sessions_retired, 0);
+    assert_eq!(db.activity().connections_retired, 0);
     // The last schema it may make; the registry read that follows the
     // commit already gets a fresh session.
     new_tenant(&db, "one-more").await;
-    assert_eq!(db.activity().sessions_retired, 1);
+    assert_eq!(db.activity().connections_retired, 1);
     // The retired backend may take a moment to leave pg_stat_activity.
     let after = backends().await;
     assert!(
