@@ -7,6 +7,7 @@
 //! same number of connections. Both sides spread requests uniformly over
 //! the tenants.
 
+use atrium_store::AdminDatabase;
 use std::fmt::Write;
 use std::sync::Arc;
 use std::time::Duration;
@@ -307,7 +308,7 @@ pub(crate) async fn api_load(
     let server = tokio::spawn(atrium_http::serve(
         listener,
         server_db.clone(),
-        db.clone(),
+        AdminDatabase::new(db.clone()),
         atrium_http::ServerSettings::default(),
         async move {
             let _ = stopped.await;

@@ -1,5 +1,6 @@
 //! Tenant export and import against plain `COPY` of the same tables.
 
+use atrium_store::AdminDatabase;
 use std::fmt::Write;
 use std::time::{Duration, Instant};
 
@@ -74,7 +75,7 @@ async fn measure(db: &Database, bench: &ArchiveBench) -> anyhow::Result<String> 
     // on the same disk.
     let started = Instant::now();
     let file = tokio::fs::File::create(&archive_path).await?;
-    let exported = archive::export(db, &source, file).await?;
+    let exported = archive::export(&AdminDatabase::new(db.clone()), &source, file).await?;
     let export_time = started.elapsed();
 
     let copy_dir = dir.path().join("copy");
@@ -84,7 +85,7 @@ async fn measure(db: &Database, bench: &ArchiveBench) -> anyhow::Result<String> 
     let started = Instant::now();
     let subdomain = Subdomain::parse("imported")?;
     archive::import(
-        db,
+        &AdminDatabase::new(db.clone()),
         &MigrationSets::embedded(),
         tokio::fs::File::open(&archive_path).await?,
         &ImportTarget {

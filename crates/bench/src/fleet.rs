@@ -2,6 +2,7 @@
 //! two at a time.
 
 use atrium_domain::{Email, Subdomain, Tier};
+use atrium_store::AdminDatabase;
 use atrium_store::Database;
 use atrium_store::fleet::provision::{FirstAdmin, NewTenant, provision};
 use futures::StreamExt;
@@ -13,7 +14,7 @@ pub(crate) async fn provision_one(db: &Database, subdomain: &str) -> anyhow::Res
     let subdomain = Subdomain::parse(subdomain)?;
     let email = Email::parse("admin@bench.example")?;
     provision(
-        db,
+        &AdminDatabase::new(db.clone()),
         &NewTenant {
             name: "Bench Org",
             subdomain: &subdomain,

@@ -16,6 +16,7 @@ pub mod provision;
 pub mod scale;
 pub mod soak;
 
+use atrium_store::AdminDatabase;
 use std::time::Duration;
 
 use atrium_store::Database;
@@ -33,7 +34,12 @@ impl Scratch {
     pub async fn create(server: &Database) -> anyhow::Result<Self> {
         let name = format!("atrium_bench_{:08x}", rand_suffix());
         let db = server.create_sibling(&name, 8).await?;
-        atrium_store::fleet::migrate::migrate(&db, &Default::default(), &|_, _| {}).await?;
+        atrium_store::fleet::migrate::migrate(
+            &AdminDatabase::new(db.clone()),
+            &Default::default(),
+            &|_, _| {},
+        )
+        .await?;
         Ok(Self {
             db,
             name,
@@ -99,7 +105,7 @@ pub(crate) async fn serve_in_process(
     let server = tokio::spawn(atrium_http::serve(
         listener,
         server_db,
-        db.clone(),
+        AdminDatabase::new(db.clone()),
         atrium_http::ServerSettings::default(),
         std::future::pending(),
     ));

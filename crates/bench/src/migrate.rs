@@ -1,6 +1,7 @@
 //! An additive migration across many tenants against a raw loop of the same
 //! statements, and the cost of a migrate with nothing to do.
 
+use atrium_store::AdminDatabase;
 use std::fmt::Write;
 use std::time::{Duration, Instant};
 
@@ -48,7 +49,13 @@ pub(crate) async fn noop_queries(
     if extra > 0 {
         provision_many(db, "noop", extra, 2).await?;
     }
-    let report = migrate::migrate_sets(db, sets, &MigrateOptions::default(), &|_, _| {}).await?;
+    let report = migrate::migrate_sets(
+        &AdminDatabase::new(db.clone()),
+        sets,
+        &MigrateOptions::default(),
+        &|_, _| {},
+    )
+    .await?;
     anyhow::ensure!(report.tenants_migrated == 0, "expected nothing pending");
     Ok(report.queries)
 }
@@ -150,7 +157,13 @@ pub(crate) async fn migrator(
     };
     let fresh = db.resized(jobs).await?;
     let started = Instant::now();
-    let report = migrate::migrate_sets(&fresh, *sets, &options, &|_, _| {}).await?;
+    let report = migrate::migrate_sets(
+        &AdminDatabase::new(fresh.clone()),
+        *sets,
+        &options,
+        &|_, _| {},
+    )
+    .await?;
     let elapsed = started.elapsed();
     anyhow::ensure!(
         report.failures.is_empty(),

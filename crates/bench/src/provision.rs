@@ -1,5 +1,6 @@
 //! Provisioning one tenant against running the same DDL directly.
 
+use atrium_store::AdminDatabase;
 use std::fmt::Write;
 use std::time::{Duration, Instant};
 
@@ -120,7 +121,12 @@ async fn round(
     // invalidations would land in the other two measurements.
     for _ in 0..samples {
         // One spare made (not timed), then taken.
-        spares::refill(db, &MigrationSets::embedded(), 1).await?;
+        spares::refill(
+            &AdminDatabase::new(db.clone()),
+            &MigrationSets::embedded(),
+            1,
+        )
+        .await?;
         *serial += 1;
         let started = Instant::now();
         provision_one(db, &format!("spare-{serial}")).await?;

@@ -3,6 +3,7 @@
 //! operator's commands, API throughput spread over every tenant and over a
 //! hot set, and the memory it all leaves behind.
 
+use atrium_store::AdminDatabase;
 use std::fmt::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -87,7 +88,12 @@ async fn provision_samples(db: &Database, prefix: &str) -> anyhow::Result<Provis
     }
     checkpoint(db).await?;
     for i in 0..SAMPLES {
-        atrium_store::fleet::spares::refill(db, &MigrationSets::embedded(), 1).await?;
+        atrium_store::fleet::spares::refill(
+            &AdminDatabase::new(db.clone()),
+            &MigrationSets::embedded(),
+            1,
+        )
+        .await?;
         let started = Instant::now();
         provision_one(db, &format!("{prefix}-spare-{i}")).await?;
         spare.push(started.elapsed());
@@ -219,7 +225,12 @@ async fn measure(
     )?;
 
     // The operator's commands.
-    let check = timed(async { atrium_store::fleet::check::check(db).await.map(|_| ()) }).await?;
+    let check = timed(async {
+        atrium_store::fleet::check::check(&AdminDatabase::new(db.clone()))
+            .await
+            .map(|_| ())
+    })
+    .await?;
     let stats = timed(async { atrium_store::registry::totals(db).await.map(|_| ()) }).await?;
     let list = timed(async {
         atrium_services::tenants::list_all(db)

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use atrium_store::connection::embedded::{EMBEDDED_DATABASE, EmbeddedCluster};
 use atrium_store::fleet::migrate;
-use atrium_store::{ConnectionLimits, Database, ensure_database};
+use atrium_store::{AdminDatabase, ConnectionLimits, Database, ensure_database};
 
 use crate::cli::GlobalArgs;
 use crate::settings::{DatabaseTarget, FileSettings};
@@ -41,9 +41,9 @@ pub fn database_target(global: &GlobalArgs, file: &FileSettings) -> DatabaseTarg
 /// Open connections, and the embedded cluster if this process uses one.
 pub struct Connected {
     pub db: Database,
-    /// Connections with rights to change the schema, when they differ from
-    /// `db`.
-    admin: Option<Database>,
+    /// Connections with rights to change the schema: `db`'s own login
+    /// unless an admin URL was given.
+    admin: AdminDatabase,
     /// Whether this process may migrate on its own: the embedded default, or
     /// an admin URL was given.
     pub may_migrate: bool,
@@ -70,8 +70,8 @@ impl Connected {
                 };
                 Ok(Self {
                     may_migrate: admin.is_some(),
+                    admin: AdminDatabase::new(admin.unwrap_or_else(|| db.clone())),
                     db,
-                    admin,
                     cluster: None,
                 })
             }
@@ -88,8 +88,8 @@ impl Connected {
                 let db = Database::connect_with_limits(&cluster.database_url(), pool_size, limits)
                     .await?;
                 Ok(Self {
+                    admin: AdminDatabase::new(db.clone()),
                     db,
-                    admin: None,
                     may_migrate: true,
                     cluster: Some(cluster),
                 })
@@ -98,8 +98,8 @@ impl Connected {
     }
 
     /// The connections that may change the schema.
-    pub fn admin(&self) -> &Database {
-        self.admin.as_ref().unwrap_or(&self.db)
+    pub fn admin(&self) -> &AdminDatabase {
+        &self.admin
     }
 
     /// Makes sure the database is at this program's version: migrates it
@@ -148,9 +148,7 @@ impl Connected {
     /// other process uses it).
     pub async fn close(mut self) -> anyhow::Result<()> {
         self.db.close();
-        if let Some(admin) = &self.admin {
-            admin.close();
-        }
+        self.admin.close();
         if let Some(cluster) = self.cluster.take() {
             tokio::task::spawn_blocking(move || cluster.leave()).await??;
         }

@@ -30,8 +30,8 @@ use utoipa_axum::router::OpenApiRouter;
 
 use atrium_services::auth::{AuthSettings, LoginLimiter};
 use atrium_services::invitations::Links;
-use atrium_store::Database;
 use atrium_store::registry::directory::TenantDirectory;
+use atrium_store::{AdminDatabase, Database};
 
 pub use error::{ApiError, Problem};
 
@@ -100,7 +100,7 @@ pub(crate) struct AppState {
     /// registry reads.
     pub db: Database,
     /// Rights to change the schema: provisioning and the platform's writes.
-    pub admin_db: Database,
+    pub admin_db: AdminDatabase,
     pub directory: Arc<TenantDirectory>,
     pub settings: Arc<ServerSettings>,
     pub auth: Arc<AuthSettings>,
@@ -145,7 +145,7 @@ impl utoipa::Modify for BearerAuth {
 /// same routes, so they cannot drift), and the middleware.
 pub async fn app(
     db: Database,
-    admin_db: Database,
+    admin_db: AdminDatabase,
     settings: ServerSettings,
     port: u16,
 ) -> anyhow::Result<Router> {
@@ -154,7 +154,7 @@ pub async fn app(
 
 async fn build(
     db: Database,
-    admin_db: Database,
+    admin_db: AdminDatabase,
     settings: ServerSettings,
     port: u16,
     metrics: Arc<tenant_metrics::TenantMetrics>,
@@ -204,7 +204,7 @@ async fn build(
 pub async fn serve(
     listener: TcpListener,
     db: Database,
-    admin_db: Database,
+    admin_db: AdminDatabase,
     settings: ServerSettings,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {

@@ -102,7 +102,7 @@ async fn get_tenant(
     Id(id): Id,
 ) -> ApiResult<axum::Json<TenantView>> {
     Ok(axum::Json(TenantView::from(
-        &tenants::get(&state.db, id).await?,
+        &tenants::get(state.admin_db.database(), id).await?,
     )))
 }
 
@@ -206,7 +206,7 @@ async fn tenant_metrics(
     Id(id): Id,
 ) -> ApiResult<axum::Json<TenantMetricsView>> {
     // A tenant that does not exist is 404, not an empty window.
-    tenants::get(&state.db, id).await?;
+    tenants::get(state.admin_db.database(), id).await?;
     Ok(axum::Json(TenantMetricsView::from(
         &state.metrics.window(id),
     )))

@@ -88,7 +88,11 @@ fn current_period() -> u64 {
 impl Ring {
     fn window(&self, now: u64) -> Window {
         let mut window = Window::default();
-        for bucket in self.buckets.iter().filter(|s| now - s.period < BUCKETS as u64) {
+        for bucket in self
+            .buckets
+            .iter()
+            .filter(|s| now - s.period < BUCKETS as u64)
+        {
             window.requests += u64::from(bucket.requests);
             window.errors += u64::from(bucket.errors);
             window.db_time += Duration::from_micros(bucket.db_time_us);

@@ -4,7 +4,7 @@
 use serde_json::json;
 
 use atrium_store::registry::directory::TenantDirectory;
-use atrium_store::{Database, registry, users};
+use atrium_store::{AdminDatabase, Database, registry, users};
 
 use crate::records::{self, ACTIVITY, COMPANY, CONTACT, DEAL};
 use crate::tenants::{self, CreateTenant};
@@ -89,8 +89,8 @@ const SOURCES: &[&str] = &["website", "referral", "trade show", "cold call", "pa
 const KINDS: &[&str] = &["call", "email", "meeting", "task", "note"];
 
 /// Makes the demo tenant unless it exists; says whether it made it.
-pub async fn ensure(admin_db: &Database, db: &Database) -> Result<bool, ServiceError> {
-    if registry::find_by_subdomain(admin_db, SUBDOMAIN)
+pub async fn ensure(admin_db: &AdminDatabase, db: &Database) -> Result<bool, ServiceError> {
+    if registry::find_by_subdomain(admin_db.database(), SUBDOMAIN)
         .await
         .is_ok()
     {

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use atrium_store::Database;
+use atrium_store::AdminDatabase;
 use atrium_store::fleet::maintain::{self, MaintainReport, Policy};
 
 use crate::ServiceError;
@@ -24,7 +24,7 @@ pub fn policy(retention_days: u32, vacuum: bool) -> Policy {
 
 /// Runs `maintain` now; `None` when another run is in progress.
 pub async fn run_now(
-    db: &Database,
+    db: &AdminDatabase,
     policy: &Policy,
 ) -> Result<Option<MaintainReport>, ServiceError> {
     Ok(maintain::maintain(db, policy).await?)
@@ -32,7 +32,7 @@ pub async fn run_now(
 
 /// Every `interval`, runs `maintain` (with `VACUUM ANALYZE` of written
 /// schemas) if no server has in the last `interval`. Never returns.
-pub async fn run_schedule(db: Database, policy: Policy, interval: Duration) {
+pub async fn run_schedule(db: AdminDatabase, policy: Policy, interval: Duration) {
     // Checking more often than the interval lets another server's run count:
     // the database decides whether a run is due.
     let mut ticks = tokio::time::interval(interval.min(Duration::from_secs(300)));

@@ -1,12 +1,12 @@
 //! The tenant lifecycle, as the operator sees it.
 
 use atrium_domain::{Email, Invalid, Password, Subdomain, TenantStatus, Tier};
-use atrium_store::Database;
 use atrium_store::fleet::archive::{self, ArchiveReport, ImportTarget};
 use atrium_store::fleet::migrate::MigrationSets;
 use atrium_store::fleet::provision;
 use atrium_store::fleet::provision::{FirstAdmin, NewTenant};
 use atrium_store::registry::{self, TenantChanges, TenantEntry};
+use atrium_store::{AdminDatabase, Database};
 
 use crate::{Problems, ServiceError, passwords};
 
@@ -42,7 +42,10 @@ pub(crate) fn parse_name(field: &'static str, raw: &str, max: usize) -> Result<S
     Ok(value.to_owned())
 }
 
-pub async fn create(db: &Database, request: CreateTenant) -> Result<CreatedTenant, ServiceError> {
+pub async fn create(
+    db: &AdminDatabase,
+    request: CreateTenant,
+) -> Result<CreatedTenant, ServiceError> {
     let mut problems = Problems::default();
     let name = problems.check(parse_name("name", &request.name, 255));
     let subdomain = problems.check(Subdomain::parse(&request.subdomain));
@@ -101,7 +104,7 @@ pub struct UpdateTenant {
 }
 
 pub async fn update(
-    db: &Database,
+    db: &AdminDatabase,
     id: i32,
     request: UpdateTenant,
 ) -> Result<TenantEntry, ServiceError> {
@@ -143,7 +146,7 @@ pub async fn get(db: &Database, id: i32) -> Result<TenantEntry, ServiceError> {
         .map_err(|e| ServiceError::from_store(e, "tenant"))
 }
 
-pub async fn delete(db: &Database, id: i32) -> Result<(), ServiceError> {
+pub async fn delete(db: &AdminDatabase, id: i32) -> Result<(), ServiceError> {
     registry::delete(db, id)
         .await
         .map_err(|e| ServiceError::from_store(e, "tenant"))
@@ -212,21 +215,21 @@ pub async fn list_all(db: &Database) -> Result<Vec<TenantView>, ServiceError> {
 /// Writes tenant `subdomain`'s archive to `out` (see
 /// `atrium_store::fleet::archive`).
 pub async fn export<W>(
-    db: &Database,
+    db: &AdminDatabase,
     subdomain: &str,
     out: W,
 ) -> Result<ArchiveReport, ServiceError>
 where
     W: tokio::io::AsyncWrite + Unpin,
 {
-    let tenant = find(db, subdomain).await?;
+    let tenant = find(db.database(), subdomain).await?;
     Ok(archive::export(db, &tenant, out).await?)
 }
 
 /// Creates a tenant under `subdomain` from an archive; `name` defaults to
 /// the source tenant's.
 pub async fn import<R>(
-    db: &Database,
+    db: &AdminDatabase,
     input: R,
     subdomain: &str,
     name: Option<&str>,
@@ -257,16 +260,20 @@ where
 
 /// Writes tenant `subdomain`'s `pg_dump` backup to `out`; the bytes
 /// written.
-pub async fn backup<W>(db: &Database, subdomain: &str, out: &mut W) -> Result<u64, ServiceError>
+pub async fn backup<W>(
+    db: &AdminDatabase,
+    subdomain: &str,
+    out: &mut W,
+) -> Result<u64, ServiceError>
 where
     W: tokio::io::AsyncWrite + Unpin,
 {
-    let tenant = find(db, subdomain).await?;
+    let tenant = find(db.database(), subdomain).await?;
     Ok(atrium_store::fleet::backup::backup(db, &tenant, out).await?)
 }
 
 /// Restores a backup as the tenant it was; never over a live tenant.
-pub async fn restore<R>(db: &Database, input: R) -> Result<TenantEntry, ServiceError>
+pub async fn restore<R>(db: &AdminDatabase, input: R) -> Result<TenantEntry, ServiceError>
 where
     R: tokio::io::AsyncRead + Unpin,
 {

@@ -14,9 +14,9 @@ pub mod registry;
 
 // The names every caller uses, at the top.
 pub use connection::database::{
-    CONNECTION_MAX_AGE, CONNECTION_MAX_SCHEMAS_CREATED, CONNECTION_MAX_TENANTS, ConnectionLimits,
-    DEFAULT_POOL_SIZE, Database, MIN_SERVER_VERSION, PoolActivity, TenantConnectionSource,
-    ensure_database, quote_ident,
+    AdminDatabase, CONNECTION_MAX_AGE, CONNECTION_MAX_SCHEMAS_CREATED, CONNECTION_MAX_TENANTS,
+    ConnectionLimits, DEFAULT_POOL_SIZE, Database, MIN_SERVER_VERSION, PoolActivity,
+    TenantConnectionSource, ensure_database, quote_ident,
 };
 pub use connection::tenant::{CONNECTION_CAP_WAIT, TenantConnectionCap, TenantContext, TenantTx};
 pub use connection::tx::PooledTx;

@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 
 use atrium_store::connection::embedded::ThrowawayCluster;
 use atrium_store::fleet::migrate;
-use atrium_store::{Database, ensure_database};
+use atrium_store::{AdminDatabase, Database, ensure_database};
 
 static SERVER: OnceLock<Server> = OnceLock::new();
 
@@ -131,6 +131,8 @@ impl Drop for EmptyDatabase {
 pub struct TestDatabase {
     pub url: String,
     pub db: Database,
+    /// The same login as `db`, with the type fleet work asks for.
+    pub admin: AdminDatabase,
     /// Declared last: dropped after the pool above is closed.
     _database: EmptyDatabase,
 }
@@ -148,12 +150,14 @@ async fn migrated(database: EmptyDatabase) -> TestDatabase {
     let db = Database::connect(&database.url, 8)
         .await
         .expect("connecting");
-    migrate::migrate(&db, &migrate::MigrateOptions::default(), &|_, _| {})
+    let admin = AdminDatabase::new(db.clone());
+    migrate::migrate(&admin, &migrate::MigrateOptions::default(), &|_, _| {})
         .await
         .expect("migrating the test database");
     TestDatabase {
         url: database.url.clone(),
         db,
+        admin,
         _database: database,
     }
 }

@@ -15,7 +15,7 @@ use crate::connect::Connected;
 /// Benchmarks create (and drop) scratch databases on the server, so they
 /// need the admin connection.
 pub async fn run(command: BenchCommand, connected: &Connected) -> CommandResult {
-    let server = connected.admin();
+    let server = connected.admin().database();
     let report = match command {
         BenchCommand::Provision(args) => {
             atrium_bench::provision::run(

@@ -8,7 +8,7 @@ use crate::connect::Connected;
 use crate::output::print_json;
 
 pub async fn run(args: JsonArg, connected: &Connected) -> CommandResult {
-    let report = check::check(&connected.db).await?;
+    let report = check::check(connected.admin()).await?;
     if args.json {
         print_json(&report)?;
     } else if report.drifted.is_empty() {

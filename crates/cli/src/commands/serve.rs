@@ -228,7 +228,7 @@ const DEFAULT_SPARE_SCHEMAS: u32 = 4;
 
 /// Keeps the spare pool full: checks every ten seconds, and one server at
 /// a time does the work.
-async fn keep_spares(db: atrium_store::Database, size: usize) {
+async fn keep_spares(db: atrium_store::AdminDatabase, size: usize) {
     let sets = atrium_store::fleet::migrate::MigrationSets::embedded();
     let mut ticks = tokio::time::interval(Duration::from_secs(10));
     loop {

@@ -48,9 +48,15 @@ impl TestApp {
         let addr = listener.local_addr().unwrap();
         let db = database.db.clone();
         tokio::spawn(async move {
-            atrium_http::serve(listener, db.clone(), db, settings, std::future::pending())
-                .await
-                .expect("server")
+            atrium_http::serve(
+                listener,
+                db.clone(),
+                atrium_store::AdminDatabase::new(db),
+                settings,
+                std::future::pending(),
+            )
+            .await
+            .expect("server")
         });
         Self {
             addr,

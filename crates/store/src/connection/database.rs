@@ -81,6 +81,32 @@ const NO_WAIT: Timeouts = Timeouts {
     recycle: None,
 };
 
+/// Connections with the rights to change the schema: migrations,
+/// provisioning, maintenance, archives and backups, roles. A type of its
+/// own, so that fleet work cannot be handed the application's pool (whose
+/// login may not create a schema) nor a request the operator's. Where one
+/// login does both (the embedded default, tests), [`AdminDatabase::new`]
+/// says so explicitly.
+#[derive(Clone, Debug)]
+pub struct AdminDatabase(Database);
+
+impl AdminDatabase {
+    pub fn new(db: Database) -> Self {
+        Self(db)
+    }
+
+    /// The same connections as a plain pool: for the store's fleet code,
+    /// for reading the registry as the operator, and for the benchmarks'
+    /// scratch databases. Handing it to tenant work is a visible step.
+    pub fn database(&self) -> &Database {
+        &self.0
+    }
+
+    pub fn close(&self) {
+        self.0.close();
+    }
+}
+
 #[derive(Clone)]
 pub struct Database {
     /// Registry and operator work, and tenants whose lane is busy.

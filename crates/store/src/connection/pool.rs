@@ -142,7 +142,11 @@ impl std::ops::AddAssign for PoolActivity {
         self.connections_opened += other.connections_opened;
         self.connections_retired += other.connections_retired;
         self.first_visits += other.first_visits;
-        for (mine, theirs) in self.tenant_connections.iter_mut().zip(other.tenant_connections) {
+        for (mine, theirs) in self
+            .tenant_connections
+            .iter_mut()
+            .zip(other.tenant_connections)
+        {
             *mine += theirs;
         }
     }

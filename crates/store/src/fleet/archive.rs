@@ -21,6 +21,7 @@
 //! Table and column names in an archive are only accepted when the schema
 //! being loaded has them.
 
+use crate::AdminDatabase;
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
@@ -36,7 +37,7 @@ use crate::connection::database::quote_ident;
 use crate::fleet::migrate::{MigrationSets, QueryCounter, apply_pending};
 use crate::fleet::provision::create_shell;
 use crate::registry::{self, TenantEntry};
-use crate::{Database, PooledTx, StoreError};
+use crate::{PooledTx, StoreError};
 
 const MAGIC: &str = "ATRIUM TENANT ARCHIVE";
 /// The archive layout this build writes and reads.
@@ -121,10 +122,15 @@ impl ArchiveReport {
 /// archive is consistent across tables. Only this tenant's catalog entries
 /// are looked up (by name), never the whole catalog.
 #[tracing::instrument(name = "archive_export", skip_all, fields(tenant = %tenant.subdomain))]
-pub async fn export<W>(db: &Database, tenant: &TenantEntry, out: W) -> anyhow::Result<ArchiveReport>
+pub async fn export<W>(
+    admin: &AdminDatabase,
+    tenant: &TenantEntry,
+    out: W,
+) -> anyhow::Result<ArchiveReport>
 where
     W: AsyncWrite + Unpin,
 {
+    let db = admin.database();
     let started = Instant::now();
     let mut out = Hashed::new(tokio::io::BufWriter::with_capacity(SEND_BYTES, out));
     let mut session = db.tenant_session(tenant.id).await?;
@@ -213,7 +219,7 @@ pub struct ImportTarget<'a> {
 /// all of it back.
 #[tracing::instrument(name = "archive_import", skip_all, fields(tenant = %target.subdomain.as_str()))]
 pub async fn import<R>(
-    db: &Database,
+    admin: &AdminDatabase,
     sets: &MigrationSets,
     input: R,
     target: &ImportTarget<'_>,
@@ -221,6 +227,7 @@ pub async fn import<R>(
 where
     R: AsyncRead + Unpin,
 {
+    let db = admin.database();
     let started = Instant::now();
     let mut reader = Reader::new(input);
     let magic = reader.line().await?;

@@ -14,6 +14,7 @@
 //! find one schema's objects, so a backup takes longer as tenants are
 //! added; the archive is the fast way to move a tenant.
 
+use crate::AdminDatabase;
 use std::process::Stdio;
 
 use chrono::{DateTime, Utc};
@@ -46,10 +47,15 @@ pub struct BackupHeader {
 
 /// Writes the backup of `tenant` to `out`; the bytes written.
 #[tracing::instrument(skip_all, fields(tenant = %tenant.subdomain))]
-pub async fn backup<W>(db: &Database, tenant: &TenantEntry, out: &mut W) -> anyhow::Result<u64>
+pub async fn backup<W>(
+    admin: &AdminDatabase,
+    tenant: &TenantEntry,
+    out: &mut W,
+) -> anyhow::Result<u64>
 where
     W: AsyncWrite + Unpin,
 {
+    let db = admin.database();
     let header = BackupHeader {
         tenant_id: tenant.id,
         name: tenant.name.clone(),
@@ -92,10 +98,11 @@ where
 /// Restores a backup as the tenant it was, under its id, subdomain and
 /// schema; refuses when any of them is in use.
 #[tracing::instrument(name = "backup_restore", skip_all)]
-pub async fn restore<R>(db: &Database, input: R) -> Result<TenantEntry, StoreError>
+pub async fn restore<R>(admin: &AdminDatabase, input: R) -> Result<TenantEntry, StoreError>
 where
     R: AsyncRead + Unpin,
 {
+    let db = admin.database();
     let mut input = BufReader::new(input);
     let mut line = String::new();
     input

@@ -19,6 +19,7 @@
 //! the namespace, so a chunk reads its own schemas' catalog entries, not
 //! all of `pg_class`.
 
+use crate::AdminDatabase;
 use std::collections::{BTreeMap, BTreeSet};
 
 use futures::{StreamExt, TryStreamExt};
@@ -133,7 +134,8 @@ pub struct CheckReport {
     pub drifted: Vec<SchemaDrift>,
 }
 
-pub async fn check(db: &Database) -> anyhow::Result<CheckReport> {
+pub async fn check(admin: &AdminDatabase) -> anyhow::Result<CheckReport> {
+    let db = admin.database();
     let client = db.connection().await?;
     let tenants: BTreeMap<String, String> = client
         .query(

@@ -11,6 +11,7 @@
 //! vacuumed or analyzed, as the statistics say (so a quiet tenant costs
 //! nothing).
 
+use crate::AdminDatabase;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -62,7 +63,11 @@ pub struct TenantFailure {
 }
 
 /// Runs `maintain` now; `None` when another run holds the lock.
-pub async fn maintain(db: &Database, policy: &Policy) -> anyhow::Result<Option<MaintainReport>> {
+pub async fn maintain(
+    admin: &AdminDatabase,
+    policy: &Policy,
+) -> anyhow::Result<Option<MaintainReport>> {
+    let db = admin.database();
     // The lock goes with the session when `_lock` is dropped.
     let Some(_lock) = lock(db).await? else {
         return Ok(None);
@@ -83,10 +88,11 @@ async fn lock(db: &Database) -> anyhow::Result<Option<tokio_postgres::Client>> {
 /// Runs `maintain` unless a run started less than `interval` ago (on any
 /// server) or one is running: what the schedule inside `serve` calls.
 pub async fn maintain_if_due(
-    db: &Database,
+    admin: &AdminDatabase,
     policy: &Policy,
     interval: Duration,
 ) -> anyhow::Result<Option<MaintainReport>> {
+    let db = admin.database();
     let Some(lock) = lock(db).await? else {
         return Ok(None);
     };

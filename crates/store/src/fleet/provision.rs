@@ -1,13 +1,14 @@
 //! Creating a tenant: one transaction from registry row to first admin, so a
 //! failure at any step leaves no schema, no role and no row behind.
 
+use crate::AdminDatabase;
 use atrium_domain::{Email, Subdomain, Tier};
 
 use crate::connection::database::{constraint_of, quote_ident};
 use crate::fleet::migrate::{MigrationSets, QueryCounter, apply_pending, latest_tenant_version};
 use crate::registry::naming::{tenant_group_role, tenant_role_name};
 use crate::registry::{self, TenantEntry};
-use crate::{Database, PooledTx, StoreError};
+use crate::{PooledTx, StoreError};
 
 /// The first admin of a new tenant. The password arrives already hashed:
 /// hashing is slow on purpose and belongs on a blocking thread, not inside
@@ -42,9 +43,10 @@ pub const APPLICATION_ROLE: &str = "atrium_application";
 
 #[tracing::instrument(skip_all, fields(tenant = %new.subdomain.as_str()))]
 pub async fn provision(
-    db: &Database,
+    admin: &AdminDatabase,
     new: &NewTenant<'_>,
 ) -> Result<(TenantEntry, i32), StoreError> {
+    let db = admin.database();
     let mut tx = PooledTx::begin(db, "").await?;
     let (id, schema, role_prefix) =
         insert_registry_row(&mut tx, new.name, new.subdomain, new.tier).await?;

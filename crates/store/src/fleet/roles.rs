@@ -13,6 +13,7 @@
 //! Every statement is idempotent: the command can run again after each
 //! upgrade, and grants the application role the tenant roles made since.
 
+use crate::AdminDatabase;
 use crate::Database;
 use crate::connection::database::quote_ident;
 use crate::registry::naming::{tenant_group_role, tenant_role_name};
@@ -64,7 +65,8 @@ pub struct RolesReport {
 
 /// Creates or updates the four roles and their grants in this database.
 /// Needs a superuser (or a role with CREATEROLE that owns the registry).
-pub async fn ensure(db: &Database) -> anyhow::Result<RolesReport> {
+pub async fn ensure(admin: &AdminDatabase) -> anyhow::Result<RolesReport> {
+    let db = admin.database();
     let session = db.connection().await?;
     let mut report = RolesReport::default();
     let roles = [

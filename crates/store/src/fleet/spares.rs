@@ -6,6 +6,7 @@
 //! compares them with `template`. Renaming the role keeps its grants,
 //! default privileges and memberships, which are held by the role's OID.
 
+use crate::AdminDatabase;
 use crate::connection::database::quote_ident;
 use crate::fleet::migrate::{MigrationSets, QueryCounter, apply_pending, latest_tenant_version};
 use crate::fleet::provision::{default_stages_sql, empty_schema_sql};
@@ -127,7 +128,12 @@ async fn drop_one(db: &Database, id: i32) -> anyhow::Result<()> {
 
 /// Brings the pool to `size` spares at the newest version (making or
 /// dropping spares) unless another process is doing it; the number made.
-pub async fn refill(db: &Database, sets: &MigrationSets, size: usize) -> anyhow::Result<usize> {
+pub async fn refill(
+    admin: &AdminDatabase,
+    sets: &MigrationSets,
+    size: usize,
+) -> anyhow::Result<usize> {
+    let db = admin.database();
     let lock = db.dedicated_connection().await?;
     let acquired: bool = lock
         .query_one("SELECT pg_try_advisory_lock($1)", &[&REFILL_LOCK_KEY])

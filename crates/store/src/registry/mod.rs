@@ -4,6 +4,7 @@
 pub mod directory;
 pub mod naming;
 
+use crate::AdminDatabase;
 use chrono::{DateTime, Utc};
 use tokio_postgres::{Client, Row};
 
@@ -133,10 +134,11 @@ pub struct TenantChanges {
 }
 
 pub async fn update(
-    db: &Database,
+    admin: &AdminDatabase,
     id: i32,
     changes: &TenantChanges,
 ) -> Result<TenantEntry, StoreError> {
+    let db = admin.database();
     let tx = PooledTx::begin(db, "").await?;
     let updated = tx
         .client()
@@ -171,7 +173,8 @@ pub async fn update(
 
 /// Drops the tenant's schema with every row in it, its database role and
 /// its registry row, in one transaction.
-pub async fn delete(db: &Database, id: i32) -> Result<(), StoreError> {
+pub async fn delete(admin: &AdminDatabase, id: i32) -> Result<(), StoreError> {
+    let db = admin.database();
     let tx = PooledTx::begin(db, "").await?;
     let client = tx.client();
     let row = client

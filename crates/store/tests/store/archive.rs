@@ -1,5 +1,6 @@
 //! Tenant archives: export, import, and what an import refuses.
 
+use atrium_store::AdminDatabase;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -45,7 +46,9 @@ async fn fill(db: &Database, schema: &str) {
 
 async fn export_bytes(db: &Database, tenant: &TenantEntry) -> Vec<u8> {
     let mut out = Vec::new();
-    archive::export(db, tenant, &mut out).await.unwrap();
+    archive::export(&AdminDatabase::new(db.clone()), tenant, &mut out)
+        .await
+        .unwrap();
     out
 }
 
@@ -57,7 +60,7 @@ async fn import_bytes(
 ) -> Result<TenantEntry, atrium_store::StoreError> {
     let subdomain = Subdomain::parse(subdomain).unwrap();
     archive::import(
-        db,
+        &AdminDatabase::new(db.clone()),
         sets,
         bytes,
         &ImportTarget {
@@ -410,7 +413,7 @@ async fn an_archive_of_an_older_schema_version_imports_and_is_migrated() {
     let sets = with_extra_tenant_migration(
         "ALTER TABLE contacts ADD COLUMN nickname VARCHAR(100) NOT NULL DEFAULT '';",
     );
-    let report = migrate::migrate_sets(&t.db, sets, &MigrateOptions::default(), &|_, _| {})
+    let report = migrate::migrate_sets(&t.admin, sets, &MigrateOptions::default(), &|_, _| {})
         .await
         .unwrap();
     assert!(report.failures.is_empty());
@@ -441,7 +444,7 @@ async fn an_archive_of_an_older_schema_version_imports_and_is_migrated() {
         i64::from(sets.latest_tenant_version())
     );
     assert!(
-        atrium_store::fleet::check::check(&t.db)
+        atrium_store::fleet::check::check(&t.admin)
             .await
             .unwrap()
             .drifted
@@ -451,7 +454,7 @@ async fn an_archive_of_an_older_schema_version_imports_and_is_migrated() {
 
 async fn backup_bytes(db: &Database, tenant: &TenantEntry) -> Vec<u8> {
     let mut out = Vec::new();
-    atrium_store::fleet::backup::backup(db, tenant, &mut out)
+    atrium_store::fleet::backup::backup(&AdminDatabase::new(db.clone()), tenant, &mut out)
         .await
         .unwrap();
     out
@@ -473,7 +476,7 @@ async fn a_backup_restores_a_deleted_tenant_and_never_replaces_a_live_one() {
     .unwrap();
     let backup = backup_bytes(&t.db, &source).await;
 
-    let live = atrium_store::fleet::backup::restore(&t.db, backup.as_slice())
+    let live = atrium_store::fleet::backup::restore(&t.admin, backup.as_slice())
         .await
         .expect_err("the tenant is live");
     assert!(
@@ -481,7 +484,7 @@ async fn a_backup_restores_a_deleted_tenant_and_never_replaces_a_live_one() {
         "{live}"
     );
 
-    registry::delete(&t.db, source.id).await.unwrap();
+    registry::delete(&t.admin, source.id).await.unwrap();
     let before = footprint(&t.db).await;
     let mut truncated = backup.clone();
     truncated.truncate(backup.len() * 2 / 3);
@@ -493,7 +496,7 @@ async fn a_backup_restores_a_deleted_tenant_and_never_replaces_a_live_one() {
             backup[..backup.iter().position(|b| *b == b'\n').unwrap() + 1].to_vec(),
         ),
     ] {
-        let err = atrium_store::fleet::backup::restore(&t.db, bytes.as_slice())
+        let err = atrium_store::fleet::backup::restore(&t.admin, bytes.as_slice())
             .await
             .expect_err(case);
         assert!(
@@ -503,7 +506,7 @@ async fn a_backup_restores_a_deleted_tenant_and_never_replaces_a_live_one() {
         assert_eq!(footprint(&t.db).await, before, "{case} left something");
     }
 
-    let restored = atrium_store::fleet::backup::restore(&t.db, backup.as_slice())
+    let restored = atrium_store::fleet::backup::restore(&t.admin, backup.as_slice())
         .await
         .unwrap();
     assert_eq!(

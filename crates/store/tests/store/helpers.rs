@@ -1,4 +1,5 @@
 use atrium_domain::{Email, Subdomain, Tier};
+use atrium_store::AdminDatabase;
 use atrium_store::Database;
 use atrium_store::fleet::migrate::{MigrationFile, MigrationSets};
 use atrium_store::fleet::provision::{FirstAdmin, NewTenant, provision};
@@ -21,7 +22,7 @@ pub async fn new_tenant_with_hash(
     let subdomain = Subdomain::parse(subdomain).unwrap();
     let email = Email::parse(&format!("admin@{subdomain}.example")).unwrap();
     provision(
-        db,
+        &AdminDatabase::new(db.clone()),
         &NewTenant {
             name: "Test Org",
             subdomain: &subdomain,

@@ -89,7 +89,7 @@ async fn maintain_removes_exactly_what_has_expired_and_keeps_the_rest() {
     seed(&t.db, &a.schema_name, a.id).await;
     seed(&t.db, &b.schema_name, b.id).await;
 
-    let report = maintain(&t.db, &policy(false)).await.unwrap().unwrap();
+    let report = maintain(&t.admin, &policy(false)).await.unwrap().unwrap();
     assert!(report.failures.is_empty(), "{:?}", report.failures);
     assert_eq!(report.tenants, 2);
     assert_eq!(
@@ -189,7 +189,7 @@ async fn maintain_removes_exactly_what_has_expired_and_keeps_the_rest() {
         "a token still valid stays until the email is sent"
     );
 
-    let again = maintain(&t.db, &policy(false)).await.unwrap().unwrap();
+    let again = maintain(&t.admin, &policy(false)).await.unwrap().unwrap();
     assert_eq!(
         again.sessions_removed
             + again.reset_tokens_removed
@@ -213,7 +213,7 @@ async fn vacuum_runs_only_on_schemas_written_since_they_were_last_vacuumed() {
     for schema in [&a.schema_name, &b.schema_name] {
         wait_for_write_statistics(&t.db, schema).await;
     }
-    let first = maintain(&t.db, &policy(true)).await.unwrap().unwrap();
+    let first = maintain(&t.admin, &policy(true)).await.unwrap().unwrap();
     assert_eq!(
         first.vacuumed,
         vec![a.schema_name.clone(), b.schema_name.clone()]
@@ -228,7 +228,7 @@ async fn vacuum_runs_only_on_schemas_written_since_they_were_last_vacuumed() {
     )
     .await;
     wait_for_write_statistics(&t.db, &b.schema_name).await;
-    let second = maintain(&t.db, &policy(true)).await.unwrap().unwrap();
+    let second = maintain(&t.admin, &policy(true)).await.unwrap().unwrap();
     assert_eq!(second.vacuumed, vec![b.schema_name.clone()]);
 }
 
@@ -241,10 +241,10 @@ async fn one_maintain_run_at_a_time() {
         .execute("SELECT pg_advisory_lock($1)", &[&MAINTENANCE_LOCK_KEY])
         .await
         .unwrap();
-    assert!(maintain(&t.db, &policy(false)).await.unwrap().is_none());
+    assert!(maintain(&t.admin, &policy(false)).await.unwrap().is_none());
     drop(holder);
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(maintain(&t.db, &policy(false)).await.unwrap().is_some());
+    assert!(maintain(&t.admin, &policy(false)).await.unwrap().is_some());
 }
 
 /// Writes reach the statistics from the writing session within a second

@@ -31,7 +31,7 @@ async fn one_broken_tenant_fails_alone_and_a_rerun_after_the_fix_completes() {
         with_extra_tenant_migration("ALTER TABLE contacts ADD COLUMN linkedin_url VARCHAR(255);");
     let next = sets.latest_tenant_version();
 
-    let report = migrate::migrate_sets(&t.db, sets, &options(), &|_, _| {})
+    let report = migrate::migrate_sets(&t.admin, sets, &options(), &|_, _| {})
         .await
         .unwrap();
     assert_eq!(report.tenants_migrated, 2);
@@ -59,7 +59,7 @@ async fn one_broken_tenant_fails_alone_and_a_rerun_after_the_fix_completes() {
         "ALTER TABLE tenant_2.contacts DROP COLUMN linkedin_url",
     )
     .await;
-    let rerun = migrate::migrate_sets(&t.db, sets, &options(), &|_, _| {})
+    let rerun = migrate::migrate_sets(&t.admin, sets, &options(), &|_, _| {})
         .await
         .unwrap();
     assert_eq!((rerun.tenants_migrated, rerun.failures.len()), (1, 0));
@@ -72,7 +72,7 @@ async fn one_broken_tenant_fails_alone_and_a_rerun_after_the_fix_completes() {
         3
     );
     // And the migrated schemas match the template again.
-    assert!(check(&t.db).await.unwrap().drifted.is_empty());
+    assert!(check(&t.admin).await.unwrap().drifted.is_empty());
 }
 
 #[tokio::test]
@@ -83,13 +83,13 @@ async fn a_second_migrator_is_refused_while_one_holds_the_lock() {
         .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK_KEY])
         .await
         .unwrap();
-    let err = migrate::migrate(&t.db, &options(), &|_, _| {})
+    let err = migrate::migrate(&t.admin, &options(), &|_, _| {})
         .await
         .unwrap_err();
     assert!(matches!(err, MigrationError::Locked), "{err:?}");
 
     // A waiting migrator (what `serve` does) goes ahead once the lock is free.
-    let db = t.db.clone();
+    let db = t.admin.clone();
     let waiting = tokio::spawn(async move {
         let opts = MigrateOptions {
             wait_for_lock: true,
@@ -126,7 +126,7 @@ async fn an_edited_applied_migration_is_detected() {
         control: embedded.control,
         tenant: Vec::leak(edited),
     };
-    let err = migrate::migrate_sets(&t.db, sets, &options(), &|_, _| {})
+    let err = migrate::migrate_sets(&t.admin, sets, &options(), &|_, _| {})
         .await
         .unwrap_err();
     match err {
@@ -143,10 +143,10 @@ async fn an_edited_applied_migration_is_detected() {
 async fn a_database_newer_than_the_program_is_refused() {
     let t = migrated_database().await;
     let sets = with_extra_tenant_migration("SELECT 1;");
-    migrate::migrate_sets(&t.db, sets, &options(), &|_, _| {})
+    migrate::migrate_sets(&t.admin, sets, &options(), &|_, _| {})
         .await
         .unwrap();
-    let err = migrate::migrate(&t.db, &options(), &|_, _| {})
+    let err = migrate::migrate(&t.admin, &options(), &|_, _| {})
         .await
         .unwrap_err();
     assert!(matches!(err, MigrationError::Unknown { .. }), "{err:?}");
@@ -156,13 +156,13 @@ async fn a_database_newer_than_the_program_is_refused() {
 async fn nothing_pending_costs_the_same_queries_whatever_the_tenant_count() {
     let t = migrated_database().await;
     new_tenant(&t.db, "alpha").await;
-    let one = migrate::migrate(&t.db, &options(), &|_, _| {})
+    let one = migrate::migrate(&t.admin, &options(), &|_, _| {})
         .await
         .unwrap();
     for i in 0..5 {
         new_tenant(&t.db, &format!("tenant-{i}")).await;
     }
-    let six = migrate::migrate(&t.db, &options(), &|_, _| {})
+    let six = migrate::migrate(&t.admin, &options(), &|_, _| {})
         .await
         .unwrap();
     assert_eq!(one.tenants_migrated + six.tenants_migrated, 0);
@@ -184,7 +184,7 @@ async fn a_migration_waiting_on_a_busy_table_retries_instead_of_blocking_it() {
         lock_timeout: Duration::from_millis(50),
         ..options()
     };
-    let db = t.db.clone();
+    let db = t.admin.clone();
     let run =
         tokio::spawn(async move { migrate::migrate_sets(&db, sets, &opts, &|_, _| {}).await });
     tokio::time::sleep(Duration::from_millis(400)).await;
@@ -204,14 +204,14 @@ async fn check_reports_a_column_added_by_hand() {
     let t = migrated_database().await;
     new_tenant(&t.db, "alpha").await;
     new_tenant(&t.db, "bravo").await;
-    assert!(check(&t.db).await.unwrap().drifted.is_empty());
+    assert!(check(&t.admin).await.unwrap().drifted.is_empty());
     sql(
         &t.db,
         "ALTER TABLE tenant_2.contacts ADD COLUMN shoe_size INTEGER",
     )
     .await;
     sql(&t.db, "DROP INDEX tenant_2.idx_deals_owner").await;
-    let report = check(&t.db).await.unwrap();
+    let report = check(&t.admin).await.unwrap();
     assert_eq!(report.schemas_checked, 2);
     assert_eq!(report.drifted.len(), 1);
     let drift = &report.drifted[0];
@@ -241,7 +241,7 @@ async fn a_migration_stopped_half_way_leaves_whole_versions_and_a_rerun_finishes
     );
     let next = sets.latest_tenant_version();
     let run = tokio::spawn({
-        let db = t.db.clone();
+        let db = t.admin.clone();
         async move {
             let _ = migrate::migrate_sets(&db, sets, &options(), &|_, _| {}).await;
         }
@@ -291,7 +291,7 @@ async fn a_migration_stopped_half_way_leaves_whole_versions_and_a_rerun_finishes
         );
     }
 
-    let rerun = migrate::migrate_sets(&t.db, sets, &options(), &|_, _| {})
+    let rerun = migrate::migrate_sets(&t.admin, sets, &options(), &|_, _| {})
         .await
         .unwrap();
     assert!(rerun.failures.is_empty());

@@ -30,7 +30,7 @@ async fn the_application_login_reaches_tenant_data_only_through_tenant_roles_and
  {
     let t = migrated_database().await;
     new_tenant(&t.db, "alpha").await;
-    let report = roles::ensure(&t.db).await.unwrap();
+    let report = roles::ensure(&t.admin).await.unwrap();
     assert_eq!(report.tenant_roles_granted, 1);
     // A tenant made after `db roles` is granted at provisioning.
     new_tenant(&t.db, "bravo").await;
@@ -110,7 +110,7 @@ async fn the_application_login_reaches_tenant_data_only_through_tenant_roles_and
     refused(&readonly, "CREATE TABLE public.sneaky (id int)").await;
 
     // Running it again changes nothing and fails nothing.
-    let again = roles::ensure(&t.db).await.unwrap();
+    let again = roles::ensure(&t.admin).await.unwrap();
     assert!(again.created.is_empty());
     assert_eq!(again.tenant_roles_granted, 2);
 }

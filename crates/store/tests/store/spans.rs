@@ -49,10 +49,10 @@ async fn provisioning_migrating_and_archiving_log_in_a_span_naming_the_tenant() 
     let t = migrated_database().await;
     let tenant = new_tenant(&t.db, "spanned").await;
     let sets = with_extra_tenant_migration("SELECT 1;");
-    migrate::migrate_sets(&t.db, sets, &Default::default(), &|_, _| {})
+    migrate::migrate_sets(&t.admin, sets, &Default::default(), &|_, _| {})
         .await
         .unwrap();
-    archive::export(&t.db, &tenant, tokio::io::sink())
+    archive::export(&t.admin, &tenant, tokio::io::sink())
         .await
         .unwrap();
     let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();

@@ -16,13 +16,13 @@ use crate::helpers::{new_tenant, scalar_i64, with_extra_tenant_migration};
 async fn provisioning_takes_a_ready_spare_and_the_tenant_works_as_any_other() {
     let t = migrated_database().await;
     let sets = MigrationSets::embedded();
-    assert_eq!(spares::refill(&t.db, &sets, 2).await.unwrap(), 2);
+    assert_eq!(spares::refill(&t.admin, &sets, 2).await.unwrap(), 2);
     assert_eq!(
-        spares::refill(&t.db, &sets, 2).await.unwrap(),
+        spares::refill(&t.admin, &sets, 2).await.unwrap(),
         0,
         "already full"
     );
-    let report = check(&t.db).await.unwrap();
+    let report = check(&t.admin).await.unwrap();
     assert!(report.drifted.is_empty());
     assert_eq!(
         (report.schemas_checked, report.spares_checked),
@@ -74,13 +74,13 @@ async fn provisioning_takes_a_ready_spare_and_the_tenant_works_as_any_other() {
     new_tenant(&t.db, "bravo").await;
     new_tenant(&t.db, "charlie").await;
     assert_eq!(spares::ready_count(&t.db).await.unwrap(), 0);
-    assert!(check(&t.db).await.unwrap().drifted.is_empty());
+    assert!(check(&t.admin).await.unwrap().drifted.is_empty());
 }
 
 #[tokio::test]
 async fn concurrent_provisionings_take_different_spares() {
     let t = migrated_database().await;
-    spares::refill(&t.db, &MigrationSets::embedded(), 3)
+    spares::refill(&t.admin, &MigrationSets::embedded(), 3)
         .await
         .unwrap();
     let made =
@@ -88,18 +88,18 @@ async fn concurrent_provisionings_take_different_spares() {
             .await;
     assert_eq!(made.len(), 4);
     assert_eq!(spares::ready_count(&t.db).await.unwrap(), 0);
-    assert!(check(&t.db).await.unwrap().drifted.is_empty());
+    assert!(check(&t.admin).await.unwrap().drifted.is_empty());
 }
 
 #[tokio::test]
 async fn migrate_keeps_spares_at_the_newest_version_and_refill_drops_the_rest() {
     let t = migrated_database().await;
     new_tenant(&t.db, "alpha").await;
-    spares::refill(&t.db, &MigrationSets::embedded(), 2)
+    spares::refill(&t.admin, &MigrationSets::embedded(), 2)
         .await
         .unwrap();
     let sets = with_extra_tenant_migration("ALTER TABLE contacts ADD COLUMN nickname TEXT;");
-    let report = migrate::migrate_sets(&t.db, sets, &MigrateOptions::default(), &|_, _| {})
+    let report = migrate::migrate_sets(&t.admin, sets, &MigrateOptions::default(), &|_, _| {})
         .await
         .unwrap();
     assert_eq!((report.tenants_migrated, report.spares_migrated), (1, 2));
@@ -114,10 +114,10 @@ async fn migrate_keeps_spares_at_the_newest_version_and_refill_drops_the_rest() 
         .await,
         2
     );
-    assert!(check(&t.db).await.unwrap().drifted.is_empty());
+    assert!(check(&t.admin).await.unwrap().drifted.is_empty());
     // Asked for one spare of the older version's kind, the pool drops both
     // (they are newer than this program) and makes one it can use.
-    spares::refill(&t.db, &MigrationSets::embedded(), 1)
+    spares::refill(&t.admin, &MigrationSets::embedded(), 1)
         .await
         .unwrap();
     assert_eq!(

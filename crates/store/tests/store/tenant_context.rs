@@ -1,6 +1,7 @@
 use std::time::{Duration, Instant};
 
 use atrium_domain::TenantStatus;
+use atrium_store::AdminDatabase;
 use atrium_store::registry::directory::TenantDirectory;
 use atrium_store::registry::{self, TenantChanges};
 use atrium_store::{CONNECTION_CAP_WAIT, StoreError, TenantTx};
@@ -73,7 +74,9 @@ async fn a_change_made_elsewhere_reaches_the_cache_through_notify() {
         status: Some(TenantStatus::Suspended),
         ..Default::default()
     };
-    registry::update(&other, tenant.id, &changes).await.unwrap();
+    registry::update(&AdminDatabase::new(other.clone()), tenant.id, &changes)
+        .await
+        .unwrap();
     assert!(
         wait_for(
             async || directory.resolve("acme").await.unwrap().unwrap().status
@@ -86,7 +89,9 @@ async fn a_change_made_elsewhere_reaches_the_cache_through_notify() {
         subdomain: Some(atrium_domain::Subdomain::parse("acme-corp").unwrap()),
         ..Default::default()
     };
-    registry::update(&other, tenant.id, &rename).await.unwrap();
+    registry::update(&AdminDatabase::new(other.clone()), tenant.id, &rename)
+        .await
+        .unwrap();
     assert!(wait_for(async || directory.resolve("acme").await.unwrap().is_none()).await);
     assert!(directory.resolve("acme-corp").await.unwrap().is_some());
 }
@@ -111,7 +116,7 @@ async fn when_the_listener_connection_drops_the_cache_is_not_trusted_until_it_is
     assert_eq!(killed, 1, "the listener's session was found and ended");
     // Changed while nobody listens: no notification will ever arrive.
     registry::update(
-        &t.db,
+        &t.admin,
         tenant.id,
         &TenantChanges {
             status: Some(TenantStatus::Suspended),

@@ -6,6 +6,7 @@
 //! `public.tenants.schema_version`, so finding the tenants with pending work
 //! is one query however many tenants there are.
 
+use crate::AdminDatabase;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -126,20 +127,21 @@ pub struct MigrateReport {
 /// Brings the registry, `template` and every tenant to the newest version.
 /// One tenant's failure is reported and the rest go on.
 pub async fn migrate(
-    db: &Database,
+    admin: &AdminDatabase,
     options: &MigrateOptions,
     on_progress: &(dyn Fn(usize, usize) + Sync),
 ) -> Result<MigrateReport, MigrationError> {
-    migrate_sets(db, MigrationSets::embedded(), options, on_progress).await
+    migrate_sets(admin, MigrationSets::embedded(), options, on_progress).await
 }
 
 /// [`migrate`] with explicit migration sets.
 pub async fn migrate_sets(
-    db: &Database,
+    admin: &AdminDatabase,
     sets: MigrationSets,
     options: &MigrateOptions,
     on_progress: &(dyn Fn(usize, usize) + Sync),
 ) -> Result<MigrateReport, MigrationError> {
+    let db = admin.database();
     let counter = QueryCounter::default();
     let session = db.dedicated_connection().await?;
     acquire_lock(&session, options.wait_for_lock, &counter).await?;
