@@ -4,8 +4,8 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
+use atrium_services::operator::{self, MigrateOptions, sealing};
 use atrium_store::connection::embedded::{EMBEDDED_DATABASE, EmbeddedCluster};
-use atrium_store::fleet::migrate;
 use atrium_store::{AdminDatabase, ConnectionLimits, Database, ensure_database};
 
 use crate::cli::GlobalArgs;
@@ -80,10 +80,9 @@ impl Connected {
                 let cluster =
                     tokio::task::spawn_blocking(move || EmbeddedCluster::start(&dir)).await??;
                 ensure_database(&cluster.postgres_database_url(), EMBEDDED_DATABASE).await?;
-                if !atrium_store::outbox::seals() {
+                if !sealing::seals() {
                     std::fs::create_dir_all(data_dir)?;
-                    let key = atrium_store::outbox::key_in_file(&data_dir.join("secret.key"))?;
-                    atrium_store::outbox::use_key(key);
+                    sealing::use_key(sealing::key_in_file(&data_dir.join("secret.key"))?);
                 }
                 let db = Database::connect_with_limits(&cluster.database_url(), pool_size, limits)
                     .await?;
@@ -107,11 +106,11 @@ impl Connected {
     /// on an older database and says what to run.
     pub async fn ensure_current(&self) -> anyhow::Result<()> {
         if self.may_migrate {
-            let options = migrate::MigrateOptions {
+            let options = MigrateOptions {
                 wait_for_lock: true,
                 ..Default::default()
             };
-            let report = migrate::migrate(self.admin(), &options, &|_, _| {}).await?;
+            let report = operator::migrate(self.admin(), &options, &|_, _| {}).await?;
             if let Some(failure) = report.failures.first() {
                 anyhow::bail!(
                     "{} tenant(s) failed to migrate, first {} ({}): {}; run `atrium migrate` for the full list",
@@ -123,7 +122,7 @@ impl Connected {
             }
             return Ok(());
         }
-        if migrate::pending_control_or_template(&self.db).await? {
+        if operator::migrations_pending(&self.db).await? {
             anyhow::bail!(
                 "the database is older than this atrium (or has no Atrium registry yet): run `atrium migrate` with a database URL that may change the schema"
             );
@@ -138,10 +137,8 @@ impl Connected {
         if self.cluster.is_none() {
             return Ok(self.db.clone());
         }
-        atrium_store::fleet::roles::ensure(self.admin()).await?;
-        self.db
-            .as_user(atrium_store::fleet::roles::APPLICATION, pool_size)
-            .await
+        operator::ensure_roles(self.admin()).await?;
+        self.db.as_user(operator::APPLICATION_ROLE, pool_size).await
     }
 
     /// Closes the pools and leaves the embedded cluster (stopping it if no

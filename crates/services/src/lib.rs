@@ -8,6 +8,7 @@ pub mod demo;
 pub mod invitations;
 pub mod mail;
 pub mod maintain;
+pub mod operator;
 pub mod passwords;
 pub mod pipeline;
 pub mod records;

@@ -1,6 +1,6 @@
 use std::process::ExitCode;
 
-use atrium_store::fleet::check;
+use atrium_services::operator;
 
 use super::CommandResult;
 use crate::cli::JsonArg;
@@ -8,7 +8,7 @@ use crate::connect::Connected;
 use crate::output::print_json;
 
 pub async fn run(args: JsonArg, connected: &Connected) -> CommandResult {
-    let report = check::check(connected.admin()).await?;
+    let report = operator::check(connected.admin()).await?;
     if args.json {
         print_json(&report)?;
     } else if report.drifted.is_empty() {

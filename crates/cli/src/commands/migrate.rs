@@ -1,6 +1,6 @@
 use std::process::ExitCode;
 
-use atrium_store::fleet::migrate::{self, MigrateOptions, MigrationError};
+use atrium_services::operator::{self, MigrateOptions, MigrationError};
 
 use super::{CommandResult, Failure};
 use crate::cli::{MigrateAction, MigrateArgs};
@@ -20,7 +20,7 @@ async fn apply(jobs: usize, connected: &Connected) -> CommandResult {
         ..Default::default()
     };
     let bar = progress_bar("migrating");
-    let report = migrate::migrate(connected.admin(), &options, &|done, total| {
+    let report = operator::migrate(connected.admin(), &options, &|done, total| {
         bar.set_length(total as u64);
         bar.set_position(done as u64);
     })
@@ -78,9 +78,9 @@ async fn apply(jobs: usize, connected: &Connected) -> CommandResult {
 }
 
 async fn status(json: bool, connected: &Connected) -> CommandResult {
-    let status = migrate::status(&connected.db).await?;
+    let status = operator::migration_status(&connected.db).await?;
     if json {
-        let tenants = migrate::tenant_versions(&connected.db).await?;
+        let tenants = operator::tenant_versions(&connected.db).await?;
         print_json(&serde_json::json!({
             "latest_version": status.latest_version,
             "registry_version": status.control_version,

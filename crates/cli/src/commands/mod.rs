@@ -63,7 +63,7 @@ impl From<ServiceError> for Failure {
     }
 }
 
-/// The key that seals queued emails (see `atrium_store::outbox`):
+/// The key that seals queued emails (see `atrium_services::operator::sealing`):
 /// `ATRIUM_SECRET_KEY`, else `secret_key` in the settings file; the
 /// embedded default otherwise keeps one in its data directory (made when
 /// the cluster starts, see `connect`).
@@ -73,7 +73,8 @@ fn outbox_key(file: &FileSettings) -> anyhow::Result<()> {
         .filter(|k| !k.is_empty())
         .or_else(|| file.secret_key.clone());
     if let Some(hex) = given {
-        atrium_store::outbox::use_key(atrium_store::outbox::key_from_hex(&hex)?);
+        use atrium_services::operator::sealing;
+        sealing::use_key(sealing::key_from_hex(&hex)?);
     }
     Ok(())
 }
@@ -116,7 +117,7 @@ async fn dispatch(command: Command, connected: &Connected, file: &FileSettings) 
         }
         Command::Db(crate::cli::DbCommand::Roles(args)) => {
             connected.ensure_current().await?;
-            let report = atrium_store::fleet::roles::ensure(connected.admin()).await?;
+            let report = atrium_services::operator::ensure_roles(connected.admin()).await?;
             if args.json {
                 crate::output::print_json(&report)?;
             } else {

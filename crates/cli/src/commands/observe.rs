@@ -2,8 +2,8 @@
 
 use std::process::ExitCode;
 
+use atrium_services::operator;
 use atrium_services::tenants;
-use atrium_store::fleet::{observe, tenant_metrics};
 
 use super::CommandResult;
 use crate::cli::{IndexesArgs, JsonArg, TopArgs};
@@ -15,7 +15,7 @@ fn mib(bytes: i64) -> String {
 }
 
 pub async fn top(args: TopArgs, connected: &Connected) -> CommandResult {
-    let loads = tenant_metrics::busiest(&connected.db, args.limit as usize).await?;
+    let loads = operator::busiest_tenants(&connected.db, args.limit as usize).await?;
     if args.json {
         print_json(&loads)?;
         return Ok(ExitCode::SUCCESS);
@@ -48,7 +48,7 @@ pub async fn indexes(args: IndexesArgs, connected: &Connected) -> CommandResult 
     match args.subdomain {
         Some(subdomain) => {
             let tenant = tenants::find(db, &subdomain).await?;
-            let indexes = observe::indexes_of(db, &tenant.schema_name).await?;
+            let indexes = operator::indexes_of(db, &tenant.schema_name).await?;
             if args.json {
                 print_json(&indexes)?;
                 return Ok(ExitCode::SUCCESS);
@@ -74,7 +74,7 @@ pub async fn indexes(args: IndexesArgs, connected: &Connected) -> CommandResult 
             print_table(&["TABLE", "INDEX", "SCANS", "MIB", "NOTE"], &rows);
         }
         None => {
-            let tenants = observe::indexes_by_tenant(db).await?;
+            let tenants = operator::indexes_by_tenant(db).await?;
             if args.json {
                 print_json(&tenants)?;
                 return Ok(ExitCode::SUCCESS);
@@ -98,7 +98,7 @@ pub async fn indexes(args: IndexesArgs, connected: &Connected) -> CommandResult 
 }
 
 pub async fn connections(args: JsonArg, connected: &Connected) -> CommandResult {
-    let groups = observe::connections(&connected.db).await?;
+    let groups = operator::connections(&connected.db).await?;
     if args.json {
         print_json(&groups)?;
         return Ok(ExitCode::SUCCESS);

@@ -1,6 +1,6 @@
 use std::process::ExitCode;
 
-use atrium_store::outbox;
+use atrium_services::operator;
 
 use super::CommandResult;
 use crate::cli::OutboxArgs;
@@ -8,7 +8,7 @@ use crate::connect::Connected;
 use crate::output::print_json;
 
 pub async fn run(args: OutboxArgs, connected: &Connected) -> CommandResult {
-    let emails = outbox::list(&connected.db, args.limit).await?;
+    let emails = operator::outbox(&connected.db, args.limit).await?;
     if args.json {
         print_json(&emails)?;
         return Ok(ExitCode::SUCCESS);

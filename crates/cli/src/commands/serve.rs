@@ -80,7 +80,7 @@ pub async fn run(
         connected.ensure_current().await?;
         let app_db = connected.application_db(pool_size).await?;
         application_pool = Some(app_db.clone());
-        let excess = atrium_store::fleet::roles::excess_privileges(&app_db).await?;
+        let excess = atrium_services::operator::excess_privileges(&app_db).await?;
         if !excess.is_empty() {
             let excess = excess.join(", ");
             if !args.unsafe_allow_privileged_login {
@@ -102,7 +102,7 @@ pub async fn run(
             None
         };
         tracing::info!(address = %listener.local_addr()?, ?settings, "atrium is serving");
-        if !atrium_store::outbox::seals() {
+        if !atrium_services::operator::sealing::seals() {
             tracing::warn!(
                 "queued emails are stored with their tokens readable: set ATRIUM_SECRET_KEY \
                  (64 hex digits, the same on every server) to seal them"
@@ -161,7 +161,10 @@ pub async fn run(
             .unwrap_or(DEFAULT_SPARE_SCHEMAS);
         let _spares = (connected.may_migrate && spare_schemas > 0).then(|| {
             let db = connected.admin().clone();
-            AbortOnDrop(tokio::spawn(keep_spares(db, spare_schemas as usize)))
+            AbortOnDrop(tokio::spawn(atrium_services::operator::keep_spares(
+                db,
+                spare_schemas as usize,
+            )))
         });
         let port = listener.local_addr()?.port();
         eprintln!(
@@ -225,21 +228,6 @@ fn max_connections() -> usize {
 
 /// Spare tenant schemas kept ready by default.
 const DEFAULT_SPARE_SCHEMAS: u32 = 4;
-
-/// Keeps the spare pool full: checks every ten seconds, and one server at
-/// a time does the work.
-async fn keep_spares(db: atrium_store::AdminDatabase, size: usize) {
-    let sets = atrium_store::fleet::migrate::MigrationSets::embedded();
-    let mut ticks = tokio::time::interval(Duration::from_secs(10));
-    loop {
-        ticks.tick().await;
-        match atrium_store::fleet::spares::refill(&db, &sets, size).await {
-            Ok(0) => {}
-            Ok(made) => tracing::info!(made, "spare tenant schemas made"),
-            Err(e) => tracing::warn!(error = format!("{e:#}"), "refilling spare schemas"),
-        }
-    }
-}
 
 /// Stops a background task when the server stops.
 struct AbortOnDrop(tokio::task::JoinHandle<()>);

@@ -1,6 +1,6 @@
 use std::process::ExitCode;
 
-use atrium_store::registry;
+use atrium_services::operator;
 
 use super::CommandResult;
 use crate::cli::JsonArg;
@@ -8,7 +8,7 @@ use crate::connect::Connected;
 use crate::output::print_json;
 
 pub async fn run(args: JsonArg, connected: &Connected) -> CommandResult {
-    let totals = registry::totals(&connected.db).await?;
+    let totals = operator::totals(&connected.db).await?;
     if args.json {
         print_json(&totals)?;
     } else {
