@@ -88,7 +88,8 @@ pub async fn get_for_change(
         .ok_or_else(|| ServiceError::NotFound("user".into()))
 }
 
-/// Changes to a user as they arrive from the edge.
+/// Changes to a user as they arrive from the edge, unchecked; `update`
+/// parses them into the store's `UserChanges`.
 #[derive(Debug, Default)]
 pub struct UpdateUser {
     pub first_name: Option<String>,
@@ -113,22 +114,18 @@ pub async fn update(
         last_name: request
             .last_name
             .and_then(|n| problems.check(parse_name("last_name", &n, 100))),
-        role: request
-            .role
-            .and_then(|r| problems.check(Role::parse(&r)))
-            .map(|r| r.as_str().to_owned()),
+        role: request.role.and_then(|r| problems.check(Role::parse(&r))),
         active: request.active,
         permissions: request
             .permissions
-            .and_then(|p| problems.check(Permissions::parse(&p)))
-            .map(|p| p.to_json()),
+            .and_then(|p| problems.check(Permissions::parse(&p))),
     };
     problems.into_result()?;
     let current = users::get(tx, id, false)
         .await?
         .ok_or_else(|| ServiceError::NotFound("user".into()))?;
-    let stays_admin = changes.role.as_deref().unwrap_or(&current.role) == "admin"
-        && changes.active.unwrap_or(current.active);
+    let role = changes.role.map_or(current.role.as_str(), |r| r.as_str());
+    let stays_admin = role == "admin" && changes.active.unwrap_or(current.active);
     if current.role == "admin" && current.active && !stays_admin {
         ensure_another_admin(tx, id).await?;
     }

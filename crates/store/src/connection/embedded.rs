@@ -81,6 +81,27 @@ impl ServerBinaries {
         cmd
     }
 
+    /// A new cluster in `pgdata`: the superuser trusted on the socket, UTF-8,
+    /// no locale.
+    fn initdb(&self, cwd: &Path, pgdata: &Path, extra: &[&str]) -> anyhow::Result<()> {
+        let out = self
+            .command("initdb", cwd)
+            .args(["--username", SUPERUSER, "--auth", "trust"])
+            .args(["--encoding", "UTF8", "--no-locale"])
+            .args(extra)
+            .arg("--pgdata")
+            .arg(pgdata)
+            .output()
+            .context("running initdb")?;
+        if !out.status.success() {
+            bail!(
+                "initdb failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(())
+    }
+
     fn give_to_server_user(&self, path: &Path) -> anyhow::Result<()> {
         if let Some((uid, gid)) = self.run_as {
             nix::unistd::chown(path, Some(uid), Some(gid))
@@ -228,29 +249,11 @@ impl EmbeddedCluster {
         fs::set_permissions(&self.cluster_dir, fs::Permissions::from_mode(0o700))?;
         self.binaries.give_to_server_user(&self.cluster_dir)?;
         let _ = fs::remove_dir_all(self.pgdata()); // a half-made earlier attempt
-        let out = self
-            .binaries
-            .command("initdb", &self.cluster_dir)
-            .args([
-                "--username",
-                SUPERUSER,
-                "--auth",
-                "trust",
-                "--encoding",
-                "UTF8",
-            ])
-            .args(["--no-locale", "--pgdata"])
-            .arg(self.pgdata())
-            .output()
-            .context("running initdb")?;
-        if !out.status.success() {
+        let made = self.binaries.initdb(&self.cluster_dir, &self.pgdata(), &[]);
+        if made.is_err() {
             let _ = fs::remove_dir_all(self.pgdata());
-            bail!(
-                "initdb failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
         }
-        Ok(())
+        made
     }
 
     fn is_running(&self) -> bool {
@@ -418,26 +421,8 @@ impl ThrowawayCluster {
         fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))?;
         binaries.give_to_server_user(&dir)?;
         let pgdata = dir.join("data");
-        let out = binaries
-            .command("initdb", &dir)
-            .args([
-                "--username",
-                SUPERUSER,
-                "--auth",
-                "trust",
-                "--encoding",
-                "UTF8",
-            ])
-            .args(["--no-locale", "--no-sync", "--pgdata"])
-            .arg(&pgdata)
-            .output()
-            .context("running initdb")?;
-        if !out.status.success() {
-            bail!(
-                "initdb failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
+        // A throwaway cluster is never kept: no need to wait for the disk.
+        binaries.initdb(&dir, &pgdata, &["--no-sync"])?;
         let tls_port = match tls {
             None => None,
             Some((cert, key)) => {

@@ -49,6 +49,15 @@ impl TenantConnectionCap {
             permits: Arc::new(Semaphore::new(tier.connection_limit())),
         }
     }
+
+    /// A permit for one more connection, waiting up to
+    /// [`CONNECTION_CAP_WAIT`] for one to come free.
+    async fn acquire(&self) -> Result<tokio::sync::OwnedSemaphorePermit, StoreError> {
+        tokio::time::timeout(CONNECTION_CAP_WAIT, self.permits.clone().acquire_owned())
+            .await
+            .map_err(|_| StoreError::Busy)
+            .map(|permit| permit.expect("tenant semaphores are never closed"))
+    }
 }
 
 impl TenantContext {
@@ -125,13 +134,7 @@ impl TenantTx {
         tenant: &Arc<TenantContext>,
         statement_timeout: Duration,
     ) -> Result<Self, StoreError> {
-        let permit = tokio::time::timeout(
-            CONNECTION_CAP_WAIT,
-            tenant.connections.permits.clone().acquire_owned(),
-        )
-        .await
-        .map_err(|_| StoreError::Busy)?
-        .expect("tenant semaphores are never closed");
+        let permit = tenant.connections.acquire().await?;
         let mut tx = timed(PooledTx::begin_for(
             db,
             tenant.id,
@@ -158,13 +161,7 @@ impl TenantTx {
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<(Self, Option<Row>), StoreError> {
-        let permit = tokio::time::timeout(
-            CONNECTION_CAP_WAIT,
-            tenant.connections.permits.clone().acquire_owned(),
-        )
-        .await
-        .map_err(|_| StoreError::Busy)?
-        .expect("tenant semaphores are never closed");
+        let permit = tenant.connections.acquire().await?;
         let mut tx = PooledTx::open_for(db, tenant.id).await?;
         tx.hold(permit);
         let client = tx.client();

@@ -138,15 +138,7 @@ pub async fn insert(tx: &TenantTx, new: &NewUser<'_>) -> Result<User, StoreError
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $7)
                  RETURNING {USER_COLUMNS}"
             ),
-            &[
-                &new.email,
-                &new.password_hash,
-                &new.first_name,
-                &new.last_name,
-                &new.role,
-                &new.email_verified,
-                &new.created_by,
-            ],
+            &new.params(),
         )
         .await
         .map_err(|e| match constraint_of(&e) {
@@ -156,6 +148,22 @@ pub async fn insert(tx: &TenantTx, new: &NewUser<'_>) -> Result<User, StoreError
             _ => e.into(),
         })?;
     Ok(user_from_row(&row, 0))
+}
+
+impl NewUser<'_> {
+    /// `$1`–`$7` of an insert or a revival: email, password hash, names,
+    /// role, whether the email is verified, who made the user.
+    fn params(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 7] {
+        [
+            &self.email,
+            &self.password_hash,
+            &self.first_name,
+            &self.last_name,
+            &self.role,
+            &self.email_verified,
+            &self.created_by,
+        ]
+    }
 }
 
 /// Brings back a deleted user with this email as a new member (an
@@ -171,28 +179,20 @@ pub async fn revive(tx: &TenantTx, new: &NewUser<'_>) -> Result<Option<User>, St
                  WHERE lower(u.email) = lower($1) AND u.deleted_at IS NOT NULL
                  RETURNING {USER_COLUMNS}"
             ),
-            &[
-                &new.email,
-                &new.password_hash,
-                &new.first_name,
-                &new.last_name,
-                &new.role,
-                &new.email_verified,
-                &new.created_by,
-            ],
+            &new.params(),
         )
         .await?;
     Ok(row.map(|r| user_from_row(&r, 0)))
 }
 
-/// Changes to a user; `None` keeps the value.
+/// Checked changes to a user; `None` keeps the value.
 #[derive(Debug, Default)]
 pub struct UserChanges {
     pub first_name: Option<String>,
     pub last_name: Option<String>,
-    pub role: Option<String>,
+    pub role: Option<atrium_domain::Role>,
     pub active: Option<bool>,
-    pub permissions: Option<serde_json::Value>,
+    pub permissions: Option<atrium_domain::Permissions>,
 }
 
 pub async fn update(
@@ -201,6 +201,8 @@ pub async fn update(
     changes: &UserChanges,
     by: i32,
 ) -> Result<Option<User>, StoreError> {
+    let role = changes.role.map(|r| r.as_str());
+    let permissions = changes.permissions.as_ref().map(|p| p.to_json());
     let row = tx
         .query_opt(
             &format!(
@@ -218,9 +220,9 @@ pub async fn update(
                 &id,
                 &changes.first_name,
                 &changes.last_name,
-                &changes.role,
+                &role,
                 &changes.active,
-                &changes.permissions,
+                &permissions,
                 &by,
             ],
         )

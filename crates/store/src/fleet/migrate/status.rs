@@ -12,9 +12,9 @@ pub struct MigrationStatus {
     pub tenants_by_version: Vec<(i32, i64)>,
 }
 
-pub async fn status(db: &Database) -> anyhow::Result<MigrationStatus> {
-    let client = db.connection().await?;
-    let versions = client
+/// The newest version applied to the registry and to `template`.
+async fn applied_versions(client: &tokio_postgres::Client) -> anyhow::Result<(i32, i32)> {
+    let row = client
         .query_one(
             "SELECT
                (SELECT COALESCE(max(version::int), 0) FROM public.schema_migrations),
@@ -22,6 +22,12 @@ pub async fn status(db: &Database) -> anyhow::Result<MigrationStatus> {
             &[],
         )
         .await?;
+    Ok((row.get(0), row.get(1)))
+}
+
+pub async fn status(db: &Database) -> anyhow::Result<MigrationStatus> {
+    let client = db.connection().await?;
+    let (control_version, template_version) = applied_versions(&client).await?;
     let rows = client
         .query(
             "SELECT schema_version, count(*) FROM public.tenants GROUP BY 1 ORDER BY 1",
@@ -30,8 +36,8 @@ pub async fn status(db: &Database) -> anyhow::Result<MigrationStatus> {
         .await?;
     Ok(MigrationStatus {
         latest_version: latest_tenant_version(),
-        control_version: versions.get(0),
-        template_version: versions.get(1),
+        control_version,
+        template_version,
         tenants_by_version: rows.iter().map(|r| (r.get(0), r.get(1))).collect(),
     })
 }
@@ -50,17 +56,9 @@ pub async fn pending_control_or_template(db: &Database) -> anyhow::Result<bool> 
     if !row.get::<_, bool>(0) {
         return Ok(true);
     }
-    let row = client
-        .query_one(
-            "SELECT
-               (SELECT COALESCE(max(version::int), 0) FROM public.schema_migrations),
-               (SELECT COALESCE(max(version::int), 0) FROM template.schema_migrations)",
-            &[],
-        )
-        .await?;
+    let (control, template) = applied_versions(&client).await?;
     let sets = MigrationSets::embedded();
-    Ok(row.get::<_, i32>(0) < sets.latest_control_version()
-        || row.get::<_, i32>(1) < sets.latest_tenant_version())
+    Ok(control < sets.latest_control_version() || template < sets.latest_tenant_version())
 }
 
 #[derive(Debug, serde::Serialize)]
