@@ -102,7 +102,7 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     metrics::counter!("atrium_db_connections_retired_total").absolute(activity.connections_retired);
     metrics::counter!("atrium_db_tenant_first_visits_total").absolute(activity.first_visits);
     for source in atrium_store::TenantConnectionSource::ALL {
-        metrics::counter!("atrium_db_tenant_sessions_total", "from" => source.label())
+        metrics::counter!("atrium_db_tenant_connections_total", "from" => source.label())
             .absolute(activity.tenant_connections_from(source));
     }
     (

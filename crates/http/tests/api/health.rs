@@ -93,7 +93,7 @@ async fn metrics_are_prometheus_text_that_counts_http_requests() {
             "atrium_db_pool_size",
             "atrium_db_connections_retired_total",
             "atrium_db_tenant_first_visits_total",
-            "atrium_db_tenant_sessions_total{from=\"lane\"}",
+            "atrium_db_tenant_connections_total{from=\"lane\"}",
         ] {
             assert!(text.contains(series), "{series} missing");
         }
