@@ -8,6 +8,22 @@ use atrium_testkit::migrated_database;
 use crate::helpers::{atrium, command};
 
 /// Registry rows, schemas and tenant roles must match one to one.
+/// Sessions of this database, other than this one, inside a transaction.
+async fn in_flight(db: &Database) -> i64 {
+    db.connection()
+        .await
+        .unwrap()
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity
+             WHERE datname = current_database() AND pid <> pg_backend_pid()
+               AND xact_start IS NOT NULL",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
 async fn assert_whole(db: &Database) -> i64 {
     let session = db.connection().await.unwrap();
     let row = session
@@ -59,7 +75,11 @@ async fn a_provisioning_killed_at_any_moment_leaves_a_whole_tenant_or_nothing() 
         let _ = child.kill();
         let finished = child.wait().unwrap().success();
         // The server notices the dropped connection and rolls back.
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while in_flight(&t.db).await > 0 {
+            assert!(std::time::Instant::now() < deadline, "never rolled back");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         let rows = assert_whole(&t.db).await;
         created += i64::from(finished);
         assert!(rows >= created, "a tenant the command reported is there");

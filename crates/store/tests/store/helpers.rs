@@ -78,3 +78,39 @@ pub fn with_extra_tenant_migration(sql: &'static str) -> MigrationSets {
         tenant: Vec::leak(tenant),
     }
 }
+
+/// Polls `check` until it holds, for up to 5 seconds; whether it did.
+pub async fn wait_for(mut check: impl AsyncFnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while std::time::Instant::now() < deadline {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    false
+}
+
+/// Whether some session of this database waits for an advisory lock.
+pub async fn someone_waits_for_an_advisory_lock(db: &Database) -> bool {
+    scalar_i64(
+        db,
+        "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database
+         WHERE l.locktype = 'advisory' AND NOT l.granted AND d.datname = current_database()",
+    )
+    .await
+        > 0
+}
+
+/// Whether no other session of this database is inside a transaction:
+/// work that was cut off has been rolled back (or committed) by now.
+pub async fn nothing_in_flight(db: &Database) -> bool {
+    scalar_i64(
+        db,
+        "SELECT count(*) FROM pg_stat_activity
+         WHERE datname = current_database() AND pid <> pg_backend_pid()
+           AND xact_start IS NOT NULL",
+    )
+    .await
+        == 0
+}

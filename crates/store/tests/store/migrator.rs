@@ -6,7 +6,10 @@ use atrium_store::fleet::migrate::{
 };
 use atrium_testkit::migrated_database;
 
-use crate::helpers::{new_tenant, scalar_i64, sql, with_extra_tenant_migration};
+use crate::helpers::{
+    new_tenant, nothing_in_flight, scalar_i64, someone_waits_for_an_advisory_lock, sql, wait_for,
+    with_extra_tenant_migration,
+};
 
 fn options() -> MigrateOptions {
     MigrateOptions {
@@ -97,7 +100,10 @@ async fn a_second_migrator_is_refused_while_one_holds_the_lock() {
         };
         migrate::migrate(&db, &opts, &|_, _| {}).await
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        wait_for(async || someone_waits_for_an_advisory_lock(&t.db).await).await,
+        "the second migrator never waited for the lock"
+    );
     assert!(
         !waiting.is_finished(),
         "the waiting migrator ran while the lock was held"
@@ -257,7 +263,7 @@ async fn a_migration_stopped_half_way_leaves_whole_versions_and_a_rerun_finishes
     // As if the process were killed: its connections drop mid-transaction.
     run.abort();
     let _ = run.await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(wait_for(async || nothing_in_flight(&t.db).await).await);
 
     let versions = migrate::tenant_versions(&t.db).await.unwrap();
     let done = versions.iter().filter(|v| v.schema_version == next).count();
