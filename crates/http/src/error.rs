@@ -141,6 +141,21 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         self.status
     }
+
+    pub(crate) fn code(&self) -> &'static str {
+        self.code
+    }
+
+    pub(crate) fn detail(&self) -> &str {
+        &self.detail
+    }
+
+    /// The refused fields of a 422, as (field, message).
+    pub(crate) fn field_errors(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.errors
+            .iter()
+            .map(|e| (e.field.as_str(), e.message.as_str()))
+    }
 }
 
 fn title(status: StatusCode) -> &'static str {

@@ -148,9 +148,23 @@ impl FromRequestParts<AppState> for Authed {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> ApiResult<Self> {
+        let token = bearer(parts).map(str::to_owned);
+        Self::with_token(parts, state, token).await
+    }
+}
+
+impl Authed {
+    /// Signs the request in with `token` (the API's bearer token or the web
+    /// application's session cookie: the same kind of session), opening its
+    /// tenant transaction.
+    pub(crate) async fn with_token(
+        parts: &mut Parts,
+        state: &AppState,
+        token: Option<String>,
+    ) -> ApiResult<Self> {
         let scope = resolve_tenant(parts, state).await?;
         let address = client_ip(parts, state);
-        let Some(token) = bearer(parts).map(str::to_owned) else {
+        let Some(token) = token else {
             state.anonymous.admit(scope.tenant.id, address)?;
             return Err(ApiError::unauthorized(
                 "sign in: send Authorization: Bearer <token>",
@@ -185,9 +199,7 @@ impl FromRequestParts<AppState> for Authed {
         }
         Ok(Self { tx, me, scope })
     }
-}
 
-impl Authed {
     /// Runs the request's work in its transaction: commits if the work
     /// succeeded, rolls back otherwise.
     pub async fn run<T, E: Into<ApiError>>(

@@ -19,6 +19,7 @@ mod policy;
 mod records;
 pub mod tenant_metrics;
 mod users;
+mod web;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -194,7 +195,8 @@ async fn build(
     let openapi = Arc::new(openapi::complete(serde_json::to_value(&openapi)?));
     let router = api_router
         .merge(health::router(openapi))
-        .fallback(|| async { ApiError::not_found("no such path") })
+        .merge(web::router())
+        .fallback(web::fallback)
         .with_state(state.clone());
     Ok(middleware::wrap(router, state))
 }

@@ -201,12 +201,25 @@ async fn a_request_id_is_generated_when_absent_and_echoed_when_sent() {
 }
 
 #[tokio::test]
-async fn an_unknown_path_is_a_404_problem() {
+async fn an_unknown_api_path_is_a_404_problem_and_any_other_a_404_page() {
     let app = TestApp::spawn().await;
     send_problem(
-        app.request(Method::GET, "/no/such/path"),
+        app.request(Method::GET, "/api/v1/no/such/path"),
         StatusCode::NOT_FOUND,
         "not_found",
     )
     .await;
+    let page = app
+        .request(Method::GET, "/no/such/path")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::NOT_FOUND);
+    assert!(
+        page.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html"),
+    );
+    assert!(page.text().await.unwrap().contains("Page not found"));
 }

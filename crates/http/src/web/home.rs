@@ -1,0 +1,184 @@
+//! The start page: on the base host, the question of which organisation;
+//! on a tenant host, the home page of the person signed in.
+
+use std::collections::HashMap;
+
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use maud::html;
+use serde_json::Value;
+
+use atrium_domain::Subdomain;
+use atrium_services::records::{self, ACTIVITY, CONTACT, DEAL, ListRequest};
+
+use super::page::{Viewer, layout, respond};
+use super::session::SignedIn;
+use super::{PageResult, see_other};
+use crate::AppState;
+use crate::error::ApiError;
+use crate::extract::subdomain_of;
+
+/// How many items each list of the home page shows.
+const HOME_LIST: i64 = 10;
+
+pub(crate) async fn start(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    query: Query<HashMap<String, String>>,
+    signed_in: Result<SignedIn, super::WebError>,
+) -> PageResult {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or_default();
+    if subdomain_of(host, &state.settings.base_domain).is_none() {
+        return organisation_page(&state, &query);
+    }
+    home(signed_in?).await
+}
+
+/// The base host asks which organisation, then sends the person to its
+/// sign-in page.
+fn organisation_page(state: &AppState, query: &HashMap<String, String>) -> PageResult {
+    let given = query
+        .get("organisation")
+        .map(|s| s.trim().to_ascii_lowercase());
+    let mut problem = None;
+    if let Some(given) = given.as_deref().filter(|g| !g.is_empty()) {
+        match Subdomain::parse(given) {
+            Ok(subdomain) => {
+                let url = format!("{}/sign-in", state.links.base(subdomain.as_str()));
+                return Ok(see_other(&url));
+            }
+            Err(_) => {
+                problem =
+                    Some("That is not an organisation address. Use letters, digits and hyphens.")
+            }
+        }
+    }
+    let page = layout(
+        "Sign in to your organisation",
+        "",
+        None,
+        html! {
+            @if let Some(problem) = problem {
+                p.alert role="alert" { (problem) }
+            }
+            form.stack.card method="get" action="/" {
+                div {
+                    label for="organisation" { "Your organisation" }
+                    input id="organisation" name="organisation" type="text" autocomplete="organization"
+                        required value=(given.unwrap_or_default());
+                    p.muted { "The first part of your organisation's Atrium address, such as " code { "acme" } "." }
+                }
+                div { button type="submit" { "Continue" } }
+            }
+        },
+    );
+    Ok(respond(StatusCode::OK, page))
+}
+
+fn text<'a>(record: &'a Value, field: &str) -> &'a str {
+    record[field].as_str().unwrap_or_default()
+}
+
+async fn home(signed_in: SignedIn) -> PageResult {
+    let SignedIn { authed, csrf } = signed_in;
+    let tomorrow = (chrono::Utc::now().date_naive() + chrono::Days::new(1))
+        .and_hms_opt(0, 0, 0)
+        .expect("midnight")
+        .and_utc()
+        .to_rfc3339();
+    let (name, due, deals, recent) = authed
+        .run(async |tx, me| -> Result<_, ApiError> {
+            let mine = me.id().to_string();
+            let list = async |entity, params: &[(&str, &str)]| {
+                let params: HashMap<String, String> = params
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .collect();
+                let request = ListRequest {
+                    params: &params,
+                    limit: HOME_LIST,
+                    include_deleted: false,
+                };
+                records::list(tx, me, entity, request).await.map(|p| p.data)
+            };
+            let due = list(
+                &ACTIVITY,
+                &[
+                    ("owner_id", &mine),
+                    ("open", "true"),
+                    ("due_before", &tomorrow),
+                ],
+            )
+            .await?;
+            let deals = list(&DEAL, &[("owner_id", &mine)]).await?;
+            let recent = list(&CONTACT, &[]).await?;
+            let name = format!("{} {}", me.user.first_name, me.user.last_name);
+            Ok((name, due, deals, recent))
+        })
+        .await?;
+    let viewer = Viewer {
+        name: &name,
+        csrf: &csrf,
+    };
+    let page = layout(
+        "Home",
+        "/",
+        Some(&viewer),
+        html! {
+            div.grid {
+                section.card aria-labelledby="due" {
+                    h2 id="due" { "Due today or overdue" }
+                    @if due.is_empty() {
+                        p.muted { "Nothing is due. " a href="/activities" { "All activities" } }
+                    } @else {
+                        ul.plain {
+                            @for activity in &due {
+                                li {
+                                    strong { (text(activity, "subject")) }
+                                    " "
+                                    span.muted { "(" (text(activity, "kind")) ", due " (text(activity, "due_at").get(..10).unwrap_or_default()) ")" }
+                                }
+                            }
+                        }
+                    }
+                }
+                section.card aria-labelledby="deals" {
+                    h2 id="deals" { "My deals" }
+                    @if deals.is_empty() {
+                        p.muted { "You own no deals yet." }
+                    } @else {
+                        ul.plain {
+                            @for deal in &deals {
+                                li {
+                                    a href=(format!("/deals/{}", deal["id"])) { (text(deal, "title")) }
+                                    " "
+                                    span.muted { (text(deal, "stage")) }
+                                }
+                            }
+                        }
+                    }
+                }
+                section.card aria-labelledby="recent" {
+                    h2 id="recent" { "Recently added contacts" }
+                    @if recent.is_empty() {
+                        p.muted { "No contacts yet." }
+                    } @else {
+                        ul.plain {
+                            @for contact in &recent {
+                                li {
+                                    a href=(format!("/contacts/{}", contact["id"])) {
+                                        (text(contact, "first_name")) " " (text(contact, "last_name"))
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        },
+    );
+    Ok(respond(StatusCode::OK, page))
+}

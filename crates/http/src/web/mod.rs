@@ -1,0 +1,135 @@
+//! The web application: server-rendered pages for the people of each
+//! organisation, a second adapter over the same services, tenant
+//! transactions and permissions as the JSON API. Every flow is plain
+//! links and forms (POST, then a 303 redirect); templates are `maud`
+//! markup checked at compile time, and every value is escaped by it.
+
+mod assets;
+mod home;
+mod page;
+mod session;
+mod sign_in;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::Request;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{Next, from_fn, map_response};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+
+use atrium_services::ServiceError;
+
+use crate::AppState;
+use crate::error::ApiError;
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/", get(home::start))
+        .route("/sign-in", get(sign_in::form).post(sign_in::submit))
+        .route("/sign-out", post(sign_in::sign_out))
+        .route("/assets/{name}", get(assets::serve))
+        .layer(from_fn(render_failures))
+        .layer(map_response(security_headers))
+}
+
+/// Why a page was not shown.
+pub(crate) enum WebError {
+    /// Nobody is signed in: go to the sign-in page.
+    SignIn,
+    /// What the API would answer, drawn as a page.
+    Failed(ApiError),
+}
+
+impl WebError {
+    pub(crate) fn forbidden(message: &str) -> Self {
+        Self::Failed(ServiceError::Forbidden(message.to_owned()).into())
+    }
+}
+
+impl From<ServiceError> for WebError {
+    fn from(e: ServiceError) -> Self {
+        Self::Failed(e.into())
+    }
+}
+
+/// A failure on its way to [`render_failures`], which knows the request
+/// id the page shows.
+#[derive(Clone)]
+struct Failure(Arc<ApiError>);
+
+impl IntoResponse for WebError {
+    fn into_response(self) -> Response {
+        match self {
+            Self::SignIn => Redirect::to("/sign-in").into_response(),
+            Self::Failed(error) => {
+                let mut response = error.status().into_response();
+                response.extensions_mut().insert(Failure(Arc::new(error)));
+                response
+            }
+        }
+    }
+}
+
+pub(crate) type PageResult = Result<Response, WebError>;
+
+async fn render_failures(request: Request, next: Next) -> Response {
+    let request_id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let response = next.run(request).await;
+    match response.extensions().get::<Failure>() {
+        Some(Failure(error)) => page::error_response(error, request_id.as_deref()),
+        None => response,
+    }
+}
+
+/// Headers every page carries: no inline script, no framing, no sniffing,
+/// no referrer beyond this site.
+async fn security_headers(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+             form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'",
+        ),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    if !headers.contains_key(header::CACHE_CONTROL) {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    response
+}
+
+/// Paths nothing answers: the API's are problem+json, everything else is
+/// a page of the application.
+pub(crate) async fn fallback(uri: axum::http::Uri) -> Response {
+    let path = uri.path();
+    if path.starts_with("/api/") || path.starts_with("/platform/") {
+        return ApiError::not_found("no such path").into_response();
+    }
+    security_headers(page::not_found_page()).await
+}
+
+/// A 303 to `to`, the answer to every successful form.
+pub(crate) fn see_other(to: &str) -> Response {
+    (
+        StatusCode::SEE_OTHER,
+        [(
+            header::LOCATION,
+            HeaderValue::from_str(to).expect("local paths"),
+        )],
+    )
+        .into_response()
+}
