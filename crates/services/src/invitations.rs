@@ -124,6 +124,8 @@ pub struct Preview {
     pub email: String,
     pub role: String,
     pub expires_at: DateTime<Utc>,
+    /// Who sent it, by name, while that user exists.
+    pub inviter: Option<String>,
 }
 
 fn not_found() -> ServiceError {
@@ -131,15 +133,26 @@ fn not_found() -> ServiceError {
 }
 
 pub async fn lookup(scope: &Scope, token: &str) -> Result<Preview, ServiceError> {
-    let found = scope
-        .run(async |tx| invitations::find_usable(tx, &tokens::hash(token)).await)
-        .await?
-        .ok_or_else(not_found)?;
+    let (found, inviter) = scope
+        .run(async |tx| -> Result<_, ServiceError> {
+            let found = invitations::find_usable(tx, &tokens::hash(token))
+                .await?
+                .ok_or_else(not_found)?;
+            let inviter = match found.invited_by {
+                Some(id) => users::get(tx, id, true)
+                    .await?
+                    .map(|u| format!("{} {}", u.first_name, u.last_name)),
+                None => None,
+            };
+            Ok((found, inviter))
+        })
+        .await?;
     Ok(Preview {
         tenant_name: scope.tenant.name.clone(),
         email: found.email,
         role: found.role,
         expires_at: found.expires_at,
+        inviter,
     })
 }
 

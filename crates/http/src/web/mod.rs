@@ -4,7 +4,9 @@
 //! links and forms (POST, then a 303 redirect); templates are `maud`
 //! markup checked at compile time, and every value is escaped by it.
 
+mod account;
 mod assets;
+mod forms;
 mod home;
 mod page;
 mod session;
@@ -29,6 +31,18 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/", get(home::start))
         .route("/sign-in", get(sign_in::form).post(sign_in::submit))
         .route("/sign-out", post(sign_in::sign_out))
+        .route(
+            "/forgot-password",
+            get(account::forgot_form).post(account::forgot_submit),
+        )
+        .route(
+            "/reset-password",
+            get(account::reset_form).post(account::reset_submit),
+        )
+        .route(
+            "/accept-invitation",
+            get(account::join_form).post(account::join_submit),
+        )
         .route("/assets/{name}", get(assets::serve))
         .layer(from_fn(render_failures))
         .layer(map_response(security_headers))

@@ -32,6 +32,8 @@ pub(crate) struct SignInForm {
 /// What the form says above its fields, if anything.
 enum Trouble {
     None,
+    /// Not trouble: the password was just reset.
+    PasswordSet,
     WrongPassword,
     Retry(u64),
     Other(String),
@@ -45,6 +47,7 @@ fn sign_in_page(email: &str, csrf: &str, trouble: &Trouble) -> Markup {
         html! {
             @match trouble {
                 Trouble::None => {}
+                Trouble::PasswordSet => p.notice role="status" { "Your new password is set. Sign in with it." }
                 Trouble::WrongPassword => p.alert role="alert" { "Wrong email or password." }
                 Trouble::Retry(seconds) => p.alert role="alert" {
                     "Too many attempts. Try again in " (seconds) " seconds."
@@ -69,14 +72,19 @@ fn sign_in_page(email: &str, csrf: &str, trouble: &Trouble) -> Markup {
 }
 
 /// The pre-session CSRF value: the visitor's cookie, or a new one to set.
-fn form_token(headers: &HeaderMap) -> (String, bool) {
+pub(super) fn form_token(headers: &HeaderMap) -> (String, bool) {
     match cookie(headers, CSRF_COOKIE) {
         Some(token) => (token, false),
         None => (new_form_token(), true),
     }
 }
 
-fn with_form_cookie(mut response: Response, token: &str, new: bool, state: &AppState) -> Response {
+pub(super) fn with_form_cookie(
+    mut response: Response,
+    token: &str,
+    new: bool,
+    state: &AppState,
+) -> Response {
     if new {
         response.headers_mut().append(
             header::SET_COOKIE,
@@ -90,10 +98,16 @@ pub(crate) async fn form(
     State(state): State<AppState>,
     tenant: Result<PublicTenant, ApiError>,
     headers: HeaderMap,
+    query: axum::extract::Query<std::collections::HashMap<String, String>>,
 ) -> PageResult {
     tenant?;
     let (csrf, new) = form_token(&headers);
-    let page = respond(StatusCode::OK, sign_in_page("", &csrf, &Trouble::None));
+    let note = if query.get("reset").is_some_and(|r| r == "done") {
+        Trouble::PasswordSet
+    } else {
+        Trouble::None
+    };
+    let page = respond(StatusCode::OK, sign_in_page("", &csrf, &note));
     Ok(with_form_cookie(page, &csrf, new, &state))
 }
 
@@ -166,6 +180,25 @@ pub(crate) async fn submit(
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// The answer to a sign-in that worked (by password or by joining): the
+/// session cookie, and the home page.
+pub(super) fn signed_in_home(state: &AppState, session: &auth::SignedIn) -> Response {
+    let lifetime = (session.expires_at - chrono::Utc::now())
+        .num_seconds()
+        .max(0);
+    let mut response = see_other("/");
+    response.headers_mut().append(
+        header::SET_COOKIE,
+        set_cookie(
+            SESSION_COOKIE,
+            &session.token,
+            Some(lifetime),
+            secure_cookies(state),
+        ),
+    );
+    response
 }
 
 fn label_of(field: &str) -> &str {

@@ -48,6 +48,11 @@ impl Browser {
                     format!("--user-data-dir={}", profile.path().display()),
                     format!("--window-size={width},{height}"),
                 ],
+                // The viewport exactly (a window is never narrower than
+                // about 500 px, a phone's screen is).
+                "mobileEmulation": {
+                    "deviceMetrics": {"width": width, "height": height, "pixelRatio": 1.0},
+                },
             }),
         );
         let url = format!("http://127.0.0.1:{port}");
@@ -98,6 +103,35 @@ impl Browser {
             )))
             .await
             .unwrap_or_else(|e| panic!("no button {name:?}: {e}"))
+    }
+
+    /// Presses the button with this text and waits for the page it
+    /// brings (the form posts, the server answers with a new page).
+    pub async fn press(&self, name: &str) {
+        let old = self.client.find(Locator::Css("html")).await.unwrap();
+        self.button(name).await.click().await.unwrap();
+        self.wait_until_replaced(old).await;
+    }
+
+    /// Follows the link with this text and waits for the page.
+    pub async fn follow(&self, name: &str) {
+        let old = self.client.find(Locator::Css("html")).await.unwrap();
+        self.link(name).await.click().await.unwrap();
+        self.wait_until_replaced(old).await;
+    }
+
+    async fn wait_until_replaced(&self, old: Element) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while old.tag_name().await.is_ok() {
+            assert!(Instant::now() < deadline, "the page did not change");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let _ = self
+            .client
+            .wait()
+            .at_most(Duration::from_secs(10))
+            .for_element(Locator::Css("h1"))
+            .await;
     }
 
     pub async fn link(&self, name: &str) -> Element {
