@@ -9,6 +9,7 @@ mod assets;
 mod forms;
 mod home;
 mod page;
+mod records;
 mod session;
 mod sign_in;
 
@@ -44,6 +45,7 @@ pub(crate) fn router() -> Router<AppState> {
             get(account::join_form).post(account::join_submit),
         )
         .route("/assets/{name}", get(assets::serve))
+        .merge(records::router())
         .layer(from_fn(render_failures))
         .layer(map_response(security_headers))
 }

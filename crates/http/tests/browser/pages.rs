@@ -217,3 +217,134 @@ async fn a_forgotten_password_is_reset_from_the_emailed_link() {
     assert!(browser.text().await.contains("Ask for a new one"));
     browser.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_contact_is_created_found_edited_deleted_and_brought_back() {
+    let app = TestApp::spawn().await;
+    let t = app.create_tenant("alpha").await;
+    crate::helpers::send(
+        app.authed(Method::POST, "alpha", &t.admin_token, "/api/v1/custom-fields").json(
+            &serde_json::json!({"entity": "contact", "key": "linkedin", "label": "LinkedIn", "type": "text"}),
+        ),
+        StatusCode::CREATED,
+    )
+    .await;
+    let browser = Browser::start(1280, 800).await;
+    let base = format!("http://alpha.localhost:{}", app.addr.port());
+    browser
+        .client
+        .goto(&format!("{base}/sign-in"))
+        .await
+        .unwrap();
+    browser.fill("Email", &t.admin_email).await;
+    browser.fill("Password", ADMIN_PASSWORD).await;
+    browser.press("Sign in").await;
+    browser
+        .client
+        .goto(&format!("{base}/contacts"))
+        .await
+        .unwrap();
+    browser.wait_for_heading("Contacts").await;
+    browser.follow("New contact").await;
+    browser.wait_for_heading("New contact").await;
+    browser.fill("First name", "Jonathan").await;
+    browser.fill("Email", "not an email").await;
+    browser.fill("LinkedIn", "in/jon").await;
+    browser.press("Save").await;
+    assert!(
+        browser
+            .text()
+            .await
+            .contains("Some fields need another look.")
+    );
+    let kept = browser
+        .field("First name")
+        .await
+        .prop("value")
+        .await
+        .unwrap();
+    assert_eq!(kept.as_deref(), Some("Jonathan"), "the form stays as typed");
+    browser.fill("Last name", "Smith").await;
+    browser.fill("Email", "jon@smith.example").await;
+    browser.press("Save").await;
+    browser.wait_for_heading("Jonathan Smith").await;
+    assert!(browser.text().await.contains("in/jon"));
+    browser.screenshot("contact-1280").await;
+
+    browser
+        .client
+        .goto(&format!("{base}/contacts?q=jnoathan"))
+        .await
+        .unwrap();
+    browser.wait_for_heading("Contacts").await;
+    assert!(
+        browser.text().await.contains("Jonathan Smith"),
+        "a typo still finds him"
+    );
+
+    browser.follow("Jonathan Smith").await;
+    browser.follow("Edit").await;
+    browser.fill("Phone", "+1 555 0100").await;
+    browser.press("Save").await;
+    browser.wait_for_heading("Jonathan Smith").await;
+    assert!(browser.text().await.contains("+1 555 0100"));
+    assert!(browser.text().await.contains("History"));
+
+    browser.press("Delete").await;
+    browser.wait_for_heading("Deleted").await;
+    browser.press("Undo").await;
+    browser.wait_for_heading("Jonathan Smith").await;
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn a_viewer_sees_no_new_button_and_a_forged_post_is_refused() {
+    let app = TestApp::spawn().await;
+    let t = app.create_tenant("alpha").await;
+    let (_, viewer_token) = app.add_user(&t, "viewer@alpha.example", "viewer").await;
+    let cookie = format!("atrium_session={viewer_token}");
+    let page = app
+        .tenant_request(Method::GET, "alpha", "/contacts")
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let body = page.text().await.unwrap();
+    assert!(body.contains("Contacts") && !body.contains("New contact"));
+    // The token a page would carry, so only the permission can refuse it.
+    let csrf = body
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_owned();
+    let forged = app
+        .tenant_request(Method::POST, "alpha", "/contacts/new")
+        .header("cookie", &cookie)
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("first_name", "Eve"),
+            ("last_name", "Forger"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+    let without_token = app
+        .tenant_request(Method::POST, "alpha", "/sign-out")
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(without_token.status(), StatusCode::FORBIDDEN);
+    // Another tenant's record is a page that is not there.
+    let other = app
+        .tenant_request(Method::GET, "alpha", "/contacts/999999")
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status(), StatusCode::NOT_FOUND);
+    assert!(other.text().await.unwrap().contains("Page not found"));
+}
