@@ -1,0 +1,346 @@
+//! Record pages, made from the record types' definitions like the API's
+//! routes: a list with search and pages, a record with its history, and
+//! the form that creates and edits one (custom fields included, each as
+//! an input of its type).
+
+use std::collections::HashMap;
+
+use axum::Router;
+use axum::extract::{Path, Query};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use maud::html;
+use serde_json::Value;
+
+use atrium_domain::Action;
+use atrium_domain::records::{ENTITIES, Entity, Field, Kind, RecordType};
+use atrium_services::records::{self, ListRequest};
+use atrium_services::{CurrentUser, custom_fields};
+
+use super::forms::csrf_field;
+use super::page::{Viewer, layout, respond};
+use super::session::SignedIn;
+use super::{PageResult, WebError};
+use crate::AppState;
+use crate::error::ApiError;
+
+mod actions;
+mod form;
+
+use actions::{create, delete, edit_form, new_form, restore, update};
+
+/// Records a list page shows at once.
+const PAGE_SIZE: i64 = 25;
+/// Choices a reference's select offers (the first by name).
+const CHOICES: i64 = 200;
+
+pub(crate) fn router() -> Router<AppState> {
+    let mut router = Router::new();
+    for entity in ENTITIES {
+        let base = format!("/{}", entity.table);
+        router = router
+            .route(&base, get(move |s, q| list(entity, s, q)))
+            .route(
+                &format!("{base}/new"),
+                get(move |s| new_form(entity, s)).post(move |s, f| create(entity, s, f)),
+            )
+            .route(
+                &format!("{base}/{{id}}"),
+                get(move |s, p| show(entity, s, p)),
+            )
+            .route(
+                &format!("{base}/{{id}}/edit"),
+                get(move |s, p| edit_form(entity, s, p))
+                    .post(move |s, p, f| update(entity, s, p, f)),
+            )
+            .route(
+                &format!("{base}/{{id}}/delete"),
+                post(move |s, p, f| delete(entity, s, p, f)),
+            )
+            .route(
+                &format!("{base}/{{id}}/restore"),
+                post(move |s, p, f| restore(entity, s, p, f)),
+            );
+    }
+    router
+}
+
+/// What people call a field: `first_name` is "First name", a reference
+/// `company_id` is "Company".
+pub(crate) fn label(field: &Field) -> String {
+    let name = field.name.strip_suffix("_id").unwrap_or(field.name);
+    let mut text = name.replace('_', " ");
+    if let Some(first) = text.get_mut(..1) {
+        first.make_ascii_uppercase();
+    }
+    text
+}
+
+/// One record of the type, as a person names it.
+fn title_of(entity: &Entity, record: &Value) -> String {
+    let text = |f: &str| record[f].as_str().unwrap_or_default().to_owned();
+    match entity.record {
+        RecordType::Contact => format!("{} {}", text("first_name"), text("last_name")),
+        RecordType::Company => text("name"),
+        RecordType::Deal => text("title"),
+        RecordType::Activity => text("subject"),
+    }
+}
+
+fn plural_title(entity: &Entity) -> String {
+    let mut title = entity.table.to_owned();
+    title[..1].make_ascii_uppercase();
+    title
+}
+
+fn id_of(raw: &str) -> Result<i32, WebError> {
+    raw.parse::<i32>()
+        .ok()
+        .filter(|id| *id > 0)
+        .ok_or_else(|| ApiError::not_found("no such record").into())
+}
+
+/// A field's value as text on a page.
+fn shown(field: &Field, value: &Value) -> String {
+    match value {
+        Value::Null => String::new(),
+        Value::String(s) if matches!(field.kind, Kind::Timestamp) => {
+            s.get(..16).unwrap_or(s).replace('T', " ")
+        }
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn viewer_name(me: &CurrentUser) -> String {
+    format!("{} {}", me.user.first_name, me.user.last_name)
+}
+
+async fn list(
+    entity: &'static Entity,
+    signed_in: Result<SignedIn, WebError>,
+    Query(query): Query<HashMap<String, String>>,
+) -> PageResult {
+    let SignedIn { authed, csrf } = signed_in?;
+    let mut params = query.clone();
+    params.retain(|k, _| k != "limit");
+    let (name, page, may_create) = authed
+        .run(async |tx, me| -> Result<_, ApiError> {
+            let page = records::list(
+                tx,
+                me,
+                entity,
+                ListRequest {
+                    params: &params,
+                    limit: PAGE_SIZE,
+                    include_deleted: false,
+                },
+            )
+            .await?;
+            Ok((
+                viewer_name(me),
+                page,
+                me.access.allows(Action::RecordsCreate),
+            ))
+        })
+        .await?;
+    let title = plural_title(entity);
+    let q = query.get("q").cloned().unwrap_or_default();
+    let columns: Vec<&Field> = entity
+        .fields
+        .iter()
+        .filter(|f| !matches!(f.kind, Kind::CustomFields | Kind::Ref(_) | Kind::UserRef))
+        .take(4)
+        .collect();
+    let next = page.next_cursor.as_ref().map(|cursor| {
+        let mut next: Vec<(String, String)> = query
+            .iter()
+            .filter(|(k, _)| *k != "cursor")
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        next.push(("cursor".into(), cursor.clone()));
+        let encoded: String = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(next)
+            .finish();
+        format!("/{}?{encoded}", entity.table)
+    });
+    let viewer = Viewer {
+        name: &name,
+        csrf: &csrf,
+    };
+    let content = html! {
+        div.toolbar {
+            @if entity.search.is_some() {
+                form.search role="search" method="get" action=(format!("/{}", entity.table)) {
+                    label for="q" { "Search " (entity.table) }
+                    input id="q" name="q" type="search" value=(q) autocomplete="off";
+                    button type="submit" { "Search" }
+                }
+            }
+            @if may_create {
+                a.button href=(format!("/{}/new", entity.table)) { "New " (entity.name) }
+            }
+            @if entity.record == RecordType::Contact {
+                a href="/contacts/import" { "Import" }
+                " "
+                a href="/api/v1/contacts/export" { "Export" }
+            }
+        }
+        @if page.data.is_empty() {
+            p.muted { "No " (entity.table) " here yet." }
+        } @else {
+            table {
+                thead { tr { @for field in &columns { th scope="col" { (label(field)) } } } }
+                tbody {
+                    @for record in &page.data {
+                        tr {
+                            @for (i, field) in columns.iter().enumerate() {
+                                td {
+                                    @if i == 0 {
+                                        a href=(format!("/{}/{}", entity.table, record["id"])) { (title_of(entity, record)) }
+                                    } @else {
+                                        (shown(field, &record[field.name]))
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        @if let Some(next) = next {
+            p { a href=(next) rel="next" { "Next page" } }
+        }
+    };
+    Ok(respond(
+        StatusCode::OK,
+        layout(
+            &title,
+            &format!("/{}", entity.table),
+            Some(&viewer),
+            content,
+        ),
+    ))
+}
+
+async fn show(
+    entity: &'static Entity,
+    signed_in: Result<SignedIn, WebError>,
+    Path(id): Path<String>,
+) -> PageResult {
+    let SignedIn { authed, csrf } = signed_in?;
+    let id = id_of(&id)?;
+    let (name, record, refs, history, custom) = authed
+        .run(async |tx, me| -> Result<_, ApiError> {
+            let record = records::get(tx, me, entity, id, false).await?;
+            let mut refs = HashMap::new();
+            for field in entity.fields {
+                if let (Kind::Ref(target), Some(ref_id)) = (field.kind, record[field.name].as_i64())
+                    && let Ok(other) =
+                        records::get(tx, me, target.entity(), ref_id as i32, false).await
+                {
+                    let shown = (
+                        target.entity().table,
+                        ref_id,
+                        title_of(target.entity(), &other),
+                    );
+                    refs.insert(field.name, shown);
+                }
+            }
+            let history = records::history(tx, entity.name, id, None, 20).await?;
+            let custom = match entity.custom {
+                Some(custom) => custom_fields::list(tx, Some(custom.as_str()), 0, CHOICES).await?,
+                None => Vec::new(),
+            };
+            Ok((viewer_name(me), record, refs, history, custom))
+        })
+        .await?;
+    let viewer = Viewer {
+        name: &name,
+        csrf: &csrf,
+    };
+    let base = format!("/{}/{}", entity.table, id);
+    let content = html! {
+        div.toolbar {
+            a.button href=(format!("{base}/edit")) { "Edit" }
+            form method="post" action=(format!("{base}/delete")) {
+                (csrf_field(&csrf))
+                button.quiet type="submit" { "Delete" }
+            }
+        }
+        dl.card.details {
+            @for field in entity.fields.iter().filter(|f| f.kind != Kind::CustomFields) {
+                dt { (label(field)) }
+                dd {
+                    @if let Some((table, ref_id, title)) = refs.get(field.name) {
+                        a href=(format!("/{table}/{ref_id}")) { (title) }
+                    } @else {
+                        (shown(field, &record[field.name]))
+                    }
+                }
+            }
+            @for def in &custom {
+                dt { (def.label) }
+                dd { (shown(&Field::text("custom", 0), &record["custom_fields"][&def.key])) }
+            }
+        }
+        h2 { "History" }
+        ul.plain {
+            @for (_, event) in &history {
+                li {
+                    strong { (event["action"].as_str().unwrap_or_default()) }
+                    " " span.muted { (event["at"].as_str().unwrap_or_default().get(..16).unwrap_or_default().replace('T', " ")) }
+                    @if let Some(changes) = event["changes"].as_object() {
+                        ": " (changes.keys().cloned().collect::<Vec<_>>().join(", "))
+                    }
+                }
+            }
+        }
+    };
+    Ok(respond(
+        StatusCode::OK,
+        layout(
+            &title_of(entity, &record),
+            &format!("/{}", entity.table),
+            Some(&viewer),
+            content,
+        ),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::form::{Typed, body_of};
+    use super::*;
+    use atrium_domain::records::{COMPANY, CONTACT, DEAL};
+
+    #[test]
+    fn labels_are_the_names_people_read() {
+        let labels = |e: &Entity| e.fields.iter().map(label).collect::<Vec<_>>();
+        let contact = labels(&CONTACT);
+        for name in ["First name", "Last name", "Email", "Phone", "Company"] {
+            assert!(contact.iter().any(|l| l == name), "{name}");
+        }
+        let company = labels(&COMPANY);
+        for name in ["Name", "Domain", "Industry", "Parent company"] {
+            assert!(company.iter().any(|l| l == name), "{name}");
+        }
+        let deal = labels(&DEAL);
+        for name in ["Title", "Stage", "Value", "Expected close date"] {
+            assert!(deal.iter().any(|l| l == name), "{name}");
+        }
+    }
+
+    #[test]
+    fn an_emptied_field_is_left_out_on_create_and_cleared_on_change() {
+        let form: Typed = [
+            ("first_name".into(), "Ann".into()),
+            ("phone".into(), " ".into()),
+        ]
+        .into();
+        let created = body_of(&CONTACT, &[], &form, false);
+        assert!(created.get("phone").is_none());
+        let changed = body_of(&CONTACT, &[], &form, true);
+        assert_eq!(changed["phone"], Value::Null);
+    }
+}
