@@ -9,24 +9,34 @@ use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 
 const CSS: &str = include_str!("app.css");
+const JS: &str = include_str!("board.js");
 
-/// `/assets/app.<hash>.css`
-pub(crate) static CSS_PATH: LazyLock<String> = LazyLock::new(|| {
-    let digest = Sha256::digest(CSS.as_bytes());
+/// `/assets/<stem>.<hash>.<extension>`: a new name whenever the content
+/// changes.
+fn hashed(stem: &str, extension: &str, content: &str) -> String {
+    let digest = Sha256::digest(content.as_bytes());
     let hash: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
-    format!("/assets/app.{hash}.css")
-});
+    format!("/assets/{stem}.{hash}.{extension}")
+}
+
+pub(crate) static CSS_PATH: LazyLock<String> = LazyLock::new(|| hashed("app", "css", CSS));
+pub(crate) static JS_PATH: LazyLock<String> = LazyLock::new(|| hashed("board", "js", JS));
 
 pub(crate) async fn serve(Path(name): Path<String>) -> Response {
-    if format!("/assets/{name}") != *CSS_PATH {
-        return super::page::not_found_page().into_response();
-    }
+    let path = format!("/assets/{name}");
+    let (content_type, body) = if path == *CSS_PATH {
+        ("text/css; charset=utf-8", CSS)
+    } else if path == *JS_PATH {
+        ("text/javascript; charset=utf-8", JS)
+    } else {
+        return super::page::not_found_page();
+    };
     (
         [
-            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CONTENT_TYPE, content_type),
             (header::CACHE_CONTROL, "public, max-age=31536000, immutable"),
         ],
-        CSS,
+        body,
     )
         .into_response()
 }
@@ -35,6 +45,6 @@ pub(crate) async fn serve(Path(name): Path<String>) -> Response {
 mod tests {
     #[test]
     fn the_assets_stay_under_100_kb() {
-        assert!(super::CSS.len() < 100 * 1024);
+        assert!(super::CSS.len() + super::JS.len() < 100 * 1024);
     }
 }

@@ -9,6 +9,7 @@ mod assets;
 mod forms;
 mod home;
 mod page;
+mod pipeline;
 mod records;
 mod session;
 mod sign_in;
@@ -45,6 +46,8 @@ pub(crate) fn router() -> Router<AppState> {
             get(account::join_form).post(account::join_submit),
         )
         .route("/assets/{name}", get(assets::serve))
+        .route("/deals", get(pipeline::board))
+        .route("/deals/{id}/move", post(pipeline::move_deal))
         .merge(records::router())
         .layer(from_fn(render_failures))
         .layer(map_response(security_headers))

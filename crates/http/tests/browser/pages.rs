@@ -348,3 +348,74 @@ async fn a_viewer_sees_no_new_button_and_a_forged_post_is_refused() {
     assert_eq!(other.status(), StatusCode::NOT_FOUND);
     assert!(other.text().await.unwrap().contains("Page not found"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deal_moves_on_the_board_and_on_its_page_and_the_figures_follow() {
+    let app = TestApp::spawn().await;
+    let t = app.create_tenant("alpha").await;
+    let deal = crate::helpers::send(
+        app.authed(Method::POST, "alpha", &t.admin_token, "/api/v1/deals")
+            .json(
+                &serde_json::json!({"title": "Big renewal", "stage": "lead", "value": "1000.00"}),
+            ),
+        StatusCode::CREATED,
+    )
+    .await;
+    let browser = Browser::start(1280, 800).await;
+    let base = format!("http://alpha.localhost:{}", app.addr.port());
+    browser
+        .client
+        .goto(&format!("{base}/sign-in"))
+        .await
+        .unwrap();
+    browser.fill("Email", &t.admin_email).await;
+    browser.fill("Password", ADMIN_PASSWORD).await;
+    browser.press("Sign in").await;
+    browser.client.goto(&format!("{base}/deals")).await.unwrap();
+    browser.wait_for_heading("Pipeline").await;
+    browser.link("New deal").await;
+    browser.link("List").await;
+    assert!(browser.text().await.contains("1 deal · 1000.00"));
+    browser
+        .field("Move to stage")
+        .await
+        .select_by_value("won")
+        .await
+        .unwrap();
+    browser.screenshot("pipeline-1280").await;
+    browser.press("Move").await;
+    browser.wait_for_heading("Pipeline").await;
+    let text = browser.text().await;
+    assert!(
+        text.contains("won\n1 deal · 1000.00 · weighted 1000.00"),
+        "the won column counts the deal at full probability: {text}"
+    );
+
+    browser
+        .client
+        .goto(&format!("{base}/deals/{}", deal["id"]))
+        .await
+        .unwrap();
+    browser.wait_for_heading("Big renewal").await;
+    browser
+        .field("Stage")
+        .await
+        .select_by_value("lead")
+        .await
+        .unwrap();
+    browser.press("Move").await;
+    browser.wait_for_heading("Big renewal").await;
+    let moved = crate::helpers::send(
+        app.authed(
+            Method::GET,
+            "alpha",
+            &t.admin_token,
+            &format!("/api/v1/deals/{}", deal["id"]),
+        ),
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(moved["stage"], "lead");
+    assert!(browser.text().await.contains("History"));
+    browser.close().await;
+}

@@ -38,8 +38,11 @@ pub(crate) fn router() -> Router<AppState> {
     let mut router = Router::new();
     for entity in ENTITIES {
         let base = format!("/{}", entity.table);
+        // The deals' list page is the pipeline board (`pipeline.rs`).
+        if entity.record != RecordType::Deal {
+            router = router.route(&base, get(move |s, q| list(entity, s, q)));
+        }
         router = router
-            .route(&base, get(move |s, q| list(entity, s, q)))
             .route(
                 &format!("{base}/new"),
                 get(move |s| new_form(entity, s)).post(move |s, f| create(entity, s, f)),
@@ -116,7 +119,7 @@ fn viewer_name(me: &CurrentUser) -> String {
     format!("{} {}", me.user.first_name, me.user.last_name)
 }
 
-async fn list(
+pub(crate) async fn list(
     entity: &'static Entity,
     signed_in: Result<SignedIn, WebError>,
     Query(query): Query<HashMap<String, String>>,
@@ -230,9 +233,18 @@ async fn show(
 ) -> PageResult {
     let SignedIn { authed, csrf } = signed_in?;
     let id = id_of(&id)?;
-    let (name, record, refs, history, custom) = authed
+    let (name, record, refs, history, custom, stages) = authed
         .run(async |tx, me| -> Result<_, ApiError> {
             let record = records::get(tx, me, entity, id, false).await?;
+            let stages: Vec<String> = if entity.record == RecordType::Deal {
+                atrium_services::pipeline::list(tx)
+                    .await?
+                    .into_iter()
+                    .map(|s| s.name)
+                    .collect()
+            } else {
+                Vec::new()
+            };
             let mut refs = HashMap::new();
             for field in entity.fields {
                 if let (Kind::Ref(target), Some(ref_id)) = (field.kind, record[field.name].as_i64())
@@ -252,7 +264,7 @@ async fn show(
                 Some(custom) => custom_fields::list(tx, Some(custom.as_str()), 0, CHOICES).await?,
                 None => Vec::new(),
             };
-            Ok((viewer_name(me), record, refs, history, custom))
+            Ok((viewer_name(me), record, refs, history, custom, stages))
         })
         .await?;
     let viewer = Viewer {
@@ -266,6 +278,11 @@ async fn show(
             form method="post" action=(format!("{base}/delete")) {
                 (csrf_field(&csrf))
                 button.quiet type="submit" { "Delete" }
+            }
+        }
+        @if entity.record == RecordType::Deal {
+            div.card {
+                (super::pipeline::move_form(&csrf, i64::from(id), &stages, record["stage"].as_str().unwrap_or_default(), "Stage", &base))
             }
         }
         dl.card.details {
