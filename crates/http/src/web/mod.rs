@@ -5,6 +5,7 @@
 //! markup checked at compile time, and every value is escaped by it.
 
 mod account;
+mod activities;
 mod assets;
 mod forms;
 mod home;
@@ -46,6 +47,8 @@ pub(crate) fn router() -> Router<AppState> {
             get(account::join_form).post(account::join_submit),
         )
         .route("/assets/{name}", get(assets::serve))
+        .route("/activities", get(activities::page))
+        .route("/activities/{id}/done", post(activities::done))
         .route("/deals", get(pipeline::board))
         .route("/deals/{id}/move", post(pipeline::move_deal))
         .merge(records::router())

@@ -419,3 +419,49 @@ async fn a_deal_moves_on_the_board_and_on_its_page_and_the_figures_follow() {
     assert!(browser.text().await.contains("History"));
     browser.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn my_overdue_activity_is_marked_done_from_the_activities_page() {
+    let app = TestApp::spawn().await;
+    let t = app.create_tenant("alpha").await;
+    let yesterday = (chrono::Utc::now() - chrono::Duration::days(1)).to_rfc3339();
+    for (subject, due) in [
+        ("Call Ann back", Some(yesterday)),
+        ("Write the proposal", None),
+    ] {
+        crate::helpers::send(
+            app.authed(Method::POST, "alpha", &t.admin_token, "/api/v1/activities")
+                .json(&serde_json::json!({"kind": "call", "subject": subject, "due_at": due})),
+            StatusCode::CREATED,
+        )
+        .await;
+    }
+    let browser = Browser::start(390, 844).await;
+    let base = format!("http://alpha.localhost:{}", app.addr.port());
+    browser
+        .client
+        .goto(&format!("{base}/sign-in"))
+        .await
+        .unwrap();
+    browser.fill("Email", &t.admin_email).await;
+    browser.fill("Password", ADMIN_PASSWORD).await;
+    browser.press("Sign in").await;
+    browser
+        .client
+        .goto(&format!("{base}/activities"))
+        .await
+        .unwrap();
+    browser.wait_for_heading("Activities").await;
+    let text = browser.text().await;
+    let (overdue, rest) = text.split_once("Today").unwrap();
+    assert!(overdue.contains("Call Ann back"), "{text}");
+    assert!(
+        rest.contains("Write the proposal"),
+        "no due date is upcoming: {text}"
+    );
+    browser.screenshot("activities-390").await;
+    browser.press("Done").await;
+    browser.wait_for_heading("Activities").await;
+    assert!(!browser.text().await.contains("Call Ann back"));
+    browser.close().await;
+}

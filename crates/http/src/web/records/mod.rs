@@ -38,8 +38,9 @@ pub(crate) fn router() -> Router<AppState> {
     let mut router = Router::new();
     for entity in ENTITIES {
         let base = format!("/{}", entity.table);
-        // The deals' list page is the pipeline board (`pipeline.rs`).
-        if entity.record != RecordType::Deal {
+        // The deals' list page is the pipeline board (`pipeline.rs`), the
+        // activities' is "my activities" (`activities.rs`).
+        if !matches!(entity.record, RecordType::Deal | RecordType::Activity) {
             router = router.route(&base, get(move |s, q| list(entity, s, q)));
         }
         router = router
