@@ -13,6 +13,7 @@ mod page;
 mod pipeline;
 mod records;
 mod session;
+mod settings;
 mod sign_in;
 
 use std::sync::Arc;
@@ -47,6 +48,33 @@ pub(crate) fn router() -> Router<AppState> {
             get(account::join_form).post(account::join_submit),
         )
         .route("/assets/{name}", get(assets::serve))
+        .route(
+            "/settings",
+            get(|| async { see_other("/settings/profile") }),
+        )
+        .route("/settings/users", get(settings::users_page))
+        .route("/settings/users/invite", post(settings::invite))
+        .route("/settings/users/{id}/role", post(settings::change_role))
+        .route(
+            "/settings/users/{id}/deactivate",
+            post(settings::deactivate),
+        )
+        .route("/settings/invitations/{id}/revoke", post(settings::revoke))
+        .route("/settings/pipeline", get(settings::pipeline_page))
+        .route("/settings/pipeline/add", post(settings::add_stage))
+        .route("/settings/pipeline/save", post(settings::save_stage))
+        .route("/settings/pipeline/delete", post(settings::delete_stage))
+        .route("/settings/custom-fields", get(settings::fields_page))
+        .route("/settings/custom-fields/add", post(settings::add_field))
+        .route(
+            "/settings/custom-fields/{id}/delete",
+            post(settings::delete_field),
+        )
+        .route("/settings/profile", get(settings::profile_page))
+        .route(
+            "/settings/profile/password",
+            post(settings::change_password),
+        )
         .route("/activities", get(activities::page))
         .route("/activities/{id}/done", post(activities::done))
         .route("/deals", get(pipeline::board))

@@ -21,6 +21,7 @@ const SECTIONS: &[(&str, &str)] = &[
     ("/companies", "Companies"),
     ("/deals", "Deals"),
     ("/activities", "Activities"),
+    ("/settings", "Settings"),
 ];
 
 /// A whole page: one `<h1>` (the title), the navigation when signed in,
