@@ -25,6 +25,15 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
 #[utoipa::path(get, path = "/api/v1/contacts/export", tag = "contacts", security(("session" = [])),
     responses((status = 200, content_type = "text/csv", body = String), (status = 403, body = Problem)))]
 async fn export_contacts(authed: Authed, query: Query) -> ApiResult<axum::response::Response> {
+    export(authed, query.all().clone()).await
+}
+
+/// The export's stream, for the API and for the web application's
+/// "Export" link alike.
+pub(crate) async fn export(
+    authed: Authed,
+    mut params: std::collections::HashMap<String, String>,
+) -> ApiResult<axum::response::Response> {
     use atrium_services::contacts_csv::{export_header, export_page};
     let (header, me, scope) = authed
         .run_and_keep(async |tx, me| export_header(tx, me).await)
@@ -34,7 +43,6 @@ async fn export_contacts(authed: Authed, query: Query) -> ApiResult<axum::respon
         .write_record(&header)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let first = first.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?;
-    let mut params = query.all().clone();
     params.remove("cursor");
     params.remove("limit");
     let state = Some((scope, me, header, params, None::<String>));

@@ -18,6 +18,8 @@ pub const BODY_LIMIT: usize = 1024 * 1024;
 /// CSV imports may be larger.
 pub const IMPORT_BODY_LIMIT: usize = 20 * 1024 * 1024;
 pub const IMPORT_PATH: &str = "/api/v1/contacts/import";
+/// The web application's upload of the same file.
+pub const WEB_IMPORT_PATH: &str = "/contacts/import/check";
 pub const IMPORT_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -66,7 +68,7 @@ async fn observe_and_bound(
         .unwrap_or_default()
         .to_owned();
     // An import of a 100,000-row file takes minutes, not seconds.
-    let is_import = request.uri().path() == IMPORT_PATH;
+    let is_import = [IMPORT_PATH, WEB_IMPORT_PATH].contains(&request.uri().path());
     let (limit, limit_text, timeout) = if is_import {
         (IMPORT_BODY_LIMIT, "20 MiB", IMPORT_TIMEOUT)
     } else {

@@ -9,6 +9,7 @@ mod activities;
 mod assets;
 mod forms;
 mod home;
+mod import;
 mod page;
 mod pipeline;
 mod records;
@@ -77,11 +78,24 @@ pub(crate) fn router() -> Router<AppState> {
         )
         .route("/activities", get(activities::page))
         .route("/activities/{id}/done", post(activities::done))
+        .route("/contacts/export", get(export_contacts))
+        .route("/contacts/import", get(import::form))
+        .route("/contacts/import/check", post(import::check))
+        .route("/contacts/import/run", post(import::run))
         .route("/deals", get(pipeline::board))
         .route("/deals/{id}/move", post(pipeline::move_deal))
         .merge(records::router())
         .layer(from_fn(render_failures))
         .layer(map_response(security_headers))
+}
+
+/// The contacts as CSV, for the list's "Export" link (same file and
+/// filters as `GET /api/v1/contacts/export`).
+async fn export_contacts(
+    signed_in: Result<session::SignedIn, WebError>,
+    axum::extract::Query(params): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> PageResult {
+    Ok(crate::contacts_csv::export(signed_in?.authed, params).await?)
 }
 
 /// Why a page was not shown.
@@ -95,6 +109,12 @@ pub(crate) enum WebError {
 impl WebError {
     pub(crate) fn forbidden(message: &str) -> Self {
         Self::Failed(ServiceError::Forbidden(message.to_owned()).into())
+    }
+}
+
+impl From<anyhow::Error> for WebError {
+    fn from(e: anyhow::Error) -> Self {
+        Self::Failed(ServiceError::Other(e).into())
     }
 }
 

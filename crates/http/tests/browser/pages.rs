@@ -560,3 +560,79 @@ async fn an_admin_invites_adds_a_stage_and_a_field_and_changes_the_password() {
     assert!(browser.text().await.contains("Saved."));
     browser.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contacts_are_imported_from_a_checked_file_and_exported_again() {
+    let app = TestApp::spawn().await;
+    let t = app.create_tenant("alpha").await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("people.csv");
+    std::fs::write(
+        &file,
+        "first_name,last_name,email,company\nAnn,Lee,ann@lee.example,Initech\nBo,,bo@x.example,\nCy,Ng,not-an-email,\n",
+    )
+    .unwrap();
+    let browser = Browser::start(1280, 800).await;
+    let base = format!("http://alpha.localhost:{}", app.addr.port());
+    browser
+        .client
+        .goto(&format!("{base}/sign-in"))
+        .await
+        .unwrap();
+    browser.fill("Email", &t.admin_email).await;
+    browser.fill("Password", ADMIN_PASSWORD).await;
+    browser.press("Sign in").await;
+    browser
+        .client
+        .goto(&format!("{base}/contacts"))
+        .await
+        .unwrap();
+    browser.follow("Import").await;
+    browser.wait_for_heading("Import contacts").await;
+    browser
+        .field("CSV file")
+        .await
+        .send_keys(file.to_str().unwrap())
+        .await
+        .unwrap();
+    browser.press("Check file").await;
+    let text = browser.text().await;
+    assert!(text.contains("1 contact would be created"), "{text}");
+    assert!(text.contains("2 rows would be refused"), "{text}");
+    assert!(
+        text.contains("last_name"),
+        "each refusal names its field: {text}"
+    );
+    let none = crate::helpers::send(
+        app.authed(Method::GET, "alpha", &t.admin_token, "/api/v1/contacts"),
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(
+        none["data"].as_array().unwrap().len(),
+        0,
+        "a check writes nothing"
+    );
+    browser.press("Import").await;
+    assert!(browser.text().await.contains("The import is done."));
+    let after = crate::helpers::send(
+        app.authed(Method::GET, "alpha", &t.admin_token, "/api/v1/contacts"),
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(after["data"].as_array().unwrap().len(), 1);
+    browser.close().await;
+
+    let exported = app
+        .tenant_request(Method::GET, "alpha", "/contacts/export")
+        .header("cookie", format!("atrium_session={}", t.admin_token))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(exported.status(), StatusCode::OK);
+    let csv = exported.text().await.unwrap();
+    assert!(
+        csv.starts_with("id,first_name,last_name") && csv.contains("ann@lee.example"),
+        "{csv}"
+    );
+}

@@ -187,7 +187,7 @@ pub(crate) async fn list(
             @if entity.record == RecordType::Contact {
                 a href="/contacts/import" { "Import" }
                 " "
-                a href="/api/v1/contacts/export" { "Export" }
+                a href="/contacts/export" download { "Export" }
             }
         }
         @if page.data.is_empty() {
