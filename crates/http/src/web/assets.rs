@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 
 const CSS: &str = include_str!("app.css");
-const JS: &str = include_str!("board.js");
+const JS: &str = include_str!("app.js");
 
 /// `/assets/<stem>.<hash>.<extension>`: a new name whenever the content
 /// changes.
@@ -20,7 +20,7 @@ fn hashed(stem: &str, extension: &str, content: &str) -> String {
 }
 
 pub(crate) static CSS_PATH: LazyLock<String> = LazyLock::new(|| hashed("app", "css", CSS));
-pub(crate) static JS_PATH: LazyLock<String> = LazyLock::new(|| hashed("board", "js", JS));
+pub(crate) static JS_PATH: LazyLock<String> = LazyLock::new(|| hashed("app", "js", JS));
 
 pub(crate) async fn serve(Path(name): Path<String>) -> Response {
     let path = format!("/assets/{name}");

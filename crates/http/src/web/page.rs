@@ -4,7 +4,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use maud::{DOCTYPE, Markup, html};
 
-use super::assets::CSS_PATH;
+use super::assets::{CSS_PATH, JS_PATH};
 use crate::error::ApiError;
 
 /// Who the page is for, when someone is signed in: their name for the
@@ -40,6 +40,7 @@ pub(crate) fn layout(
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) " · Atrium" }
                 link rel="stylesheet" href=(CSS_PATH.as_str());
+                script src=(JS_PATH.as_str()) defer {}
             }
             body {
                 a.skip href="#content" { "Skip to content" }

@@ -1,7 +1,7 @@
 //! The pipeline board: a column per stage in order, with the count, the
 //! value and the weighted value the server computes, and the deals as
 //! cards. A deal moves with the form on its card or its page (no
-//! JavaScript needed); `board.js` adds dragging a card onto a column,
+//! JavaScript needed); `app.js` adds dragging a card onto a column,
 //! which submits that same form.
 
 use std::collections::HashMap;
@@ -123,7 +123,6 @@ pub(crate) async fn board(
                 }
             }
         }
-        script src=(super::assets::JS_PATH.as_str()) defer {}
     };
     Ok(respond(
         StatusCode::OK,

@@ -636,3 +636,58 @@ async fn contacts_are_imported_from_a_checked_file_and_exported_again() {
         "{csv}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contacts_are_found_as_you_type() {
+    let app = TestApp::spawn().await;
+    let t = app.create_tenant("alpha").await;
+    for (first, last) in [("John", "Smith"), ("Maria", "Garcia"), ("Joan", "Baker")] {
+        crate::helpers::send(
+            app.authed(Method::POST, "alpha", &t.admin_token, "/api/v1/contacts")
+                .json(&serde_json::json!({"first_name": first, "last_name": last})),
+            StatusCode::CREATED,
+        )
+        .await;
+    }
+    let browser = Browser::start(1280, 800).await;
+    let base = format!("http://alpha.localhost:{}", app.addr.port());
+    browser
+        .client
+        .goto(&format!("{base}/sign-in"))
+        .await
+        .unwrap();
+    browser.fill("Email", &t.admin_email).await;
+    browser.fill("Password", ADMIN_PASSWORD).await;
+    browser.press("Sign in").await;
+    browser
+        .client
+        .goto(&format!("{base}/contacts"))
+        .await
+        .unwrap();
+    browser.wait_for_heading("Contacts").await;
+    // Typed, not submitted: the list follows each keystroke.
+    browser
+        .field("Search contacts")
+        .await
+        .send_keys("mar")
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let text = browser.text().await;
+        if text.contains("Maria Garcia") && !text.contains("John Smith") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the list never narrowed: {text}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let url = browser.client.current_url().await.unwrap();
+    assert!(
+        url.as_str().ends_with("/contacts?q=mar"),
+        "the address keeps the query: {url}"
+    );
+    browser.close().await;
+}

@@ -175,7 +175,7 @@ pub(crate) async fn list(
     let content = html! {
         div.toolbar {
             @if entity.search.is_some() {
-                form.search role="search" method="get" action=(format!("/{}", entity.table)) {
+                form.search role="search" method="get" action=(format!("/{}", entity.table)) data-live-search {
                     label for="q" { "Search " (entity.table) }
                     input id="q" name="q" type="search" value=(q) autocomplete="off";
                     button type="submit" { "Search" }
@@ -190,8 +190,10 @@ pub(crate) async fn list(
                 a href="/contacts/export" download { "Export" }
             }
         }
+        div id="results" aria-live="polite" {
         @if page.data.is_empty() {
-            p.muted { "No " (entity.table) " here yet." }
+            @if q.is_empty() { p.muted { "No " (entity.table) " here yet." } }
+            @else { p.muted { "Nothing matches." } }
         } @else {
             table {
                 thead { tr { @for field in &columns { th scope="col" { (label(field)) } } } }
@@ -214,6 +216,7 @@ pub(crate) async fn list(
         }
         @if let Some(next) = next {
             p { a href=(next) rel="next" { "Next page" } }
+        }
         }
     };
     Ok(respond(

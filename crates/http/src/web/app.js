@@ -30,3 +30,34 @@
     });
   });
 })();
+
+// Search as you type: the list's own search form, asked again a moment
+// after each keystroke; the page's results are swapped for the answer's
+// and the address keeps the query, so back and reload show the same.
+(function () {
+  "use strict";
+  var form = document.querySelector("form[data-live-search]");
+  var results = document.getElementById("results");
+  if (!form || !results) { return; }
+  var input = form.querySelector("input[type=search]");
+  var timer = null;
+  var asked = 0;
+  input.addEventListener("input", function () {
+    clearTimeout(timer);
+    timer = setTimeout(function () {
+      var url = form.getAttribute("action") + "?" + new URLSearchParams(new FormData(form)).toString();
+      var mine = ++asked;
+      fetch(url, { credentials: "same-origin" })
+        .then(function (response) { return response.text(); })
+        .then(function (html) {
+          if (mine !== asked) { return; }
+          var fresh = new DOMParser().parseFromString(html, "text/html").getElementById("results");
+          if (fresh) {
+            results.replaceWith(fresh);
+            results = fresh;
+            history.replaceState(null, "", url);
+          }
+        });
+    }, 150);
+  });
+})();
