@@ -691,3 +691,72 @@ async fn contacts_are_found_as_you_type() {
     );
     browser.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_company_page_lists_its_people_and_a_contact_page_logs_a_call() {
+    let app = TestApp::spawn().await;
+    let t = app.create_tenant("alpha").await;
+    let post = |path: &'static str, body: serde_json::Value| {
+        crate::helpers::send(
+            app.authed(Method::POST, "alpha", &t.admin_token, path)
+                .json(&body),
+            StatusCode::CREATED,
+        )
+    };
+    let parent = post(
+        "/api/v1/companies",
+        serde_json::json!({"name": "Initech Group"}),
+    )
+    .await;
+    let company = post(
+        "/api/v1/companies",
+        serde_json::json!({"name": "Initech", "parent_company_id": parent["id"]}),
+    )
+    .await;
+    let contact = post(
+        "/api/v1/contacts",
+        serde_json::json!({"first_name": "Peter", "last_name": "Gibbons", "company_id": company["id"]}),
+    )
+    .await;
+    let browser = Browser::start(1280, 800).await;
+    let base = format!("http://alpha.localhost:{}", app.addr.port());
+    browser
+        .client
+        .goto(&format!("{base}/sign-in"))
+        .await
+        .unwrap();
+    browser.fill("Email", &t.admin_email).await;
+    browser.fill("Password", ADMIN_PASSWORD).await;
+    browser.press("Sign in").await;
+    browser
+        .client
+        .goto(&format!("{base}/companies/{}", parent["id"]))
+        .await
+        .unwrap();
+    browser.wait_for_heading("Initech Group").await;
+    browser.follow("Initech").await;
+    browser.wait_for_heading("Initech").await;
+    assert!(
+        browser.text().await.contains("Initech Group"),
+        "its parent is named"
+    );
+    browser.follow("Peter Gibbons").await;
+    browser.wait_for_heading("Peter Gibbons").await;
+    browser
+        .fill("Subject", "Called about the TPS reports")
+        .await;
+    browser.press("Log activity").await;
+    browser.wait_for_heading("Peter Gibbons").await;
+    assert!(
+        browser
+            .text()
+            .await
+            .contains("Called about the TPS reports")
+    );
+    let url = browser.client.current_url().await.unwrap();
+    assert!(
+        url.as_str()
+            .ends_with(&format!("/contacts/{}", contact["id"]))
+    );
+    browser.close().await;
+}

@@ -104,7 +104,12 @@ pub(super) async fn create(
         })
         .await?;
     match created {
-        Ok(record) => Ok(see_other(&format!("/{}/{}", entity.table, record["id"]))),
+        // A form on another record's page (logging an activity on a
+        // contact) goes back there; only paths of this site.
+        Ok(record) => Ok(match form.get("back") {
+            Some(back) if back.starts_with('/') && !back.starts_with("//") => see_other(back),
+            _ => see_other(&format!("/{}/{}", entity.table, record["id"])),
+        }),
         Err(error) => {
             let viewer = Viewer {
                 name: &name,

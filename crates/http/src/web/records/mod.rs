@@ -230,6 +230,48 @@ pub(crate) async fn list(
     ))
 }
 
+/// What a record's page lists besides the record: a company's
+/// subsidiaries, contacts and deals; a contact's deals and activities; a
+/// deal's activities.
+async fn related_records(
+    tx: &atrium_store::TenantTx,
+    me: &CurrentUser,
+    entity: &'static Entity,
+    id: i32,
+) -> Result<Vec<(&'static str, &'static Entity, Vec<Value>)>, ApiError> {
+    use atrium_domain::records::{ACTIVITY, COMPANY, CONTACT, DEAL};
+    let wanted: &[(&str, &'static Entity, &str)] = match entity.record {
+        RecordType::Company => &[
+            ("Subsidiaries", &COMPANY, "parent_company_id"),
+            ("Contacts", &CONTACT, "company_id"),
+            ("Deals", &DEAL, "company_id"),
+        ],
+        RecordType::Contact => &[
+            ("Deals", &DEAL, "primary_contact_id"),
+            ("Activities", &ACTIVITY, "contact_id"),
+        ],
+        RecordType::Deal => &[("Activities", &ACTIVITY, "deal_id")],
+        RecordType::Activity => &[],
+    };
+    let mut out = Vec::new();
+    for (heading, other, filter) in wanted {
+        let params: HashMap<String, String> = [((*filter).to_owned(), id.to_string())].into();
+        let page = records::list(
+            tx,
+            me,
+            other,
+            ListRequest {
+                params: &params,
+                limit: PAGE_SIZE,
+                include_deleted: false,
+            },
+        )
+        .await?;
+        out.push((*heading, *other, page.data));
+    }
+    Ok(out)
+}
+
 async fn show(
     entity: &'static Entity,
     signed_in: Result<SignedIn, WebError>,
@@ -237,9 +279,10 @@ async fn show(
 ) -> PageResult {
     let SignedIn { authed, csrf } = signed_in?;
     let id = id_of(&id)?;
-    let (name, record, refs, history, custom, stages) = authed
+    let (name, record, refs, history, custom, stages, related) = authed
         .run(async |tx, me| -> Result<_, ApiError> {
             let record = records::get(tx, me, entity, id, false).await?;
+            let related = related_records(tx, me, entity, id).await?;
             let stages: Vec<String> = if entity.record == RecordType::Deal {
                 atrium_services::pipeline::list(tx)
                     .await?
@@ -268,7 +311,15 @@ async fn show(
                 Some(custom) => custom_fields::list(tx, Some(custom.as_str()), 0, CHOICES).await?,
                 None => Vec::new(),
             };
-            Ok((viewer_name(me), record, refs, history, custom, stages))
+            Ok((
+                viewer_name(me),
+                record,
+                refs,
+                history,
+                custom,
+                stages,
+                related,
+            ))
         })
         .await?;
     let viewer = Viewer {
@@ -303,6 +354,32 @@ async fn show(
             @for def in &custom {
                 dt { (def.label) }
                 dd { (shown(&Field::text("custom", 0), &record["custom_fields"][&def.key])) }
+            }
+        }
+        @for (heading, other, rows) in &related {
+            section aria-label=(heading) {
+                h2 { (heading) }
+                @if rows.is_empty() { p.muted { "None." } } @else {
+                    ul.plain.card {
+                        @for row in rows {
+                            li { a href=(format!("/{}/{}", other.table, row["id"])) { (title_of(other, row)) } }
+                        }
+                    }
+                }
+            }
+        }
+        @if entity.record == RecordType::Contact {
+            h2 { "Log an activity" }
+            form.stack.card method="post" action="/activities/new" {
+                (csrf_field(&csrf))
+                input type="hidden" name="contact_id" value=(id);
+                input type="hidden" name="back" value=(base);
+                div { label for="log-kind" { "Kind" } select id="log-kind" name="kind" {
+                    @for kind in ["call", "meeting", "email", "note"] { option value=(kind) { (kind) } }
+                } }
+                div { label for="log-subject" { "Subject" } input id="log-subject" name="subject" required; }
+                div { label for="log-body" { "Notes" } textarea id="log-body" name="body" rows="3" {} }
+                div { button type="submit" { "Log activity" } }
             }
         }
         h2 { "History" }
