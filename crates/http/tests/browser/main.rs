@@ -7,5 +7,7 @@
 #[allow(dead_code)]
 mod helpers;
 
+mod account;
 mod driver;
-mod pages;
+mod records;
+mod work;

@@ -1,0 +1,338 @@
+//! Contacts and companies: create, find, edit, delete, import, export,
+//! and what a viewer may not do.
+
+use reqwest::{Method, StatusCode};
+
+use crate::driver::Browser;
+use crate::helpers::{ADMIN_PASSWORD, TestApp};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_contact_is_created_found_edited_deleted_and_brought_back() {
+    let app = TestApp::spawn().await;
+    let t = app.create_tenant("alpha").await;
+    crate::helpers::send(
+        app.authed(Method::POST, "alpha", &t.admin_token, "/api/v1/custom-fields").json(
+            &serde_json::json!({"entity": "contact", "key": "linkedin", "label": "LinkedIn", "type": "text"}),
+        ),
+        StatusCode::CREATED,
+    )
+    .await;
+    let browser = Browser::start(1280, 800).await;
+    let base = format!("http://alpha.localhost:{}", app.addr.port());
+    browser
+        .client
+        .goto(&format!("{base}/sign-in"))
+        .await
+        .unwrap();
+    browser.fill("Email", &t.admin_email).await;
+    browser.fill("Password", ADMIN_PASSWORD).await;
+    browser.press("Sign in").await;
+    browser
+        .client
+        .goto(&format!("{base}/contacts"))
+        .await
+        .unwrap();
+    browser.wait_for_heading("Contacts").await;
+    browser.follow("New contact").await;
+    browser.wait_for_heading("New contact").await;
+    browser.fill("First name", "Jonathan").await;
+    browser.fill("Email", "not an email").await;
+    browser.fill("LinkedIn", "in/jon").await;
+    browser.press("Save").await;
+    assert!(
+        browser
+            .text()
+            .await
+            .contains("Some fields need another look.")
+    );
+    let kept = browser
+        .field("First name")
+        .await
+        .prop("value")
+        .await
+        .unwrap();
+    assert_eq!(kept.as_deref(), Some("Jonathan"), "the form stays as typed");
+    browser.fill("Last name", "Smith").await;
+    browser.fill("Email", "jon@smith.example").await;
+    browser.press("Save").await;
+    browser.wait_for_heading("Jonathan Smith").await;
+    assert!(browser.text().await.contains("in/jon"));
+    browser.screenshot("contact-1280").await;
+
+    browser
+        .client
+        .goto(&format!("{base}/contacts?q=jnoathan"))
+        .await
+        .unwrap();
+    browser.wait_for_heading("Contacts").await;
+    assert!(
+        browser.text().await.contains("Jonathan Smith"),
+        "a typo still finds him"
+    );
+
+    browser.follow("Jonathan Smith").await;
+    browser.follow("Edit").await;
+    browser.fill("Phone", "+1 555 0100").await;
+    browser.press("Save").await;
+    browser.wait_for_heading("Jonathan Smith").await;
+    assert!(browser.text().await.contains("+1 555 0100"));
+    assert!(browser.text().await.contains("History"));
+
+    browser.press("Delete").await;
+    browser.wait_for_heading("Deleted").await;
+    browser.press("Undo").await;
+    browser.wait_for_heading("Jonathan Smith").await;
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn a_viewer_sees_no_new_button_and_a_forged_post_is_refused() {
+    let app = TestApp::spawn().await;
+    let t = app.create_tenant("alpha").await;
+    let (_, viewer_token) = app.add_user(&t, "viewer@alpha.example", "viewer").await;
+    let cookie = format!("atrium_session={viewer_token}");
+    let page = app
+        .tenant_request(Method::GET, "alpha", "/contacts")
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let body = page.text().await.unwrap();
+    assert!(body.contains("Contacts") && !body.contains("New contact"));
+    // The token a page would carry, so only the permission can refuse it.
+    let csrf = body
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_owned();
+    let forged = app
+        .tenant_request(Method::POST, "alpha", "/contacts/new")
+        .header("cookie", &cookie)
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("first_name", "Eve"),
+            ("last_name", "Forger"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+    let without_token = app
+        .tenant_request(Method::POST, "alpha", "/sign-out")
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(without_token.status(), StatusCode::FORBIDDEN);
+    // Another tenant's record is a page that is not there.
+    let other = app
+        .tenant_request(Method::GET, "alpha", "/contacts/999999")
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status(), StatusCode::NOT_FOUND);
+    assert!(other.text().await.unwrap().contains("Page not found"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contacts_are_imported_from_a_checked_file_and_exported_again() {
+    let app = TestApp::spawn().await;
+    let t = app.create_tenant("alpha").await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("people.csv");
+    std::fs::write(
+        &file,
+        "first_name,last_name,email,company\nAnn,Lee,ann@lee.example,Initech\nBo,,bo@x.example,\nCy,Ng,not-an-email,\n",
+    )
+    .unwrap();
+    let browser = Browser::start(1280, 800).await;
+    let base = format!("http://alpha.localhost:{}", app.addr.port());
+    browser
+        .client
+        .goto(&format!("{base}/sign-in"))
+        .await
+        .unwrap();
+    browser.fill("Email", &t.admin_email).await;
+    browser.fill("Password", ADMIN_PASSWORD).await;
+    browser.press("Sign in").await;
+    browser
+        .client
+        .goto(&format!("{base}/contacts"))
+        .await
+        .unwrap();
+    browser.follow("Import").await;
+    browser.wait_for_heading("Import contacts").await;
+    browser
+        .field("CSV file")
+        .await
+        .send_keys(file.to_str().unwrap())
+        .await
+        .unwrap();
+    browser.press("Check file").await;
+    let text = browser.text().await;
+    assert!(text.contains("1 contact would be created"), "{text}");
+    assert!(text.contains("2 rows would be refused"), "{text}");
+    assert!(
+        text.contains("last_name"),
+        "each refusal names its field: {text}"
+    );
+    let none = crate::helpers::send(
+        app.authed(Method::GET, "alpha", &t.admin_token, "/api/v1/contacts"),
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(
+        none["data"].as_array().unwrap().len(),
+        0,
+        "a check writes nothing"
+    );
+    browser.press("Import").await;
+    assert!(browser.text().await.contains("The import is done."));
+    let after = crate::helpers::send(
+        app.authed(Method::GET, "alpha", &t.admin_token, "/api/v1/contacts"),
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(after["data"].as_array().unwrap().len(), 1);
+    browser.close().await;
+
+    let exported = app
+        .tenant_request(Method::GET, "alpha", "/contacts/export")
+        .header("cookie", format!("atrium_session={}", t.admin_token))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(exported.status(), StatusCode::OK);
+    let csv = exported.text().await.unwrap();
+    assert!(
+        csv.starts_with("id,first_name,last_name") && csv.contains("ann@lee.example"),
+        "{csv}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contacts_are_found_as_you_type() {
+    let app = TestApp::spawn().await;
+    let t = app.create_tenant("alpha").await;
+    for (first, last) in [("John", "Smith"), ("Maria", "Garcia"), ("Joan", "Baker")] {
+        crate::helpers::send(
+            app.authed(Method::POST, "alpha", &t.admin_token, "/api/v1/contacts")
+                .json(&serde_json::json!({"first_name": first, "last_name": last})),
+            StatusCode::CREATED,
+        )
+        .await;
+    }
+    let browser = Browser::start(1280, 800).await;
+    let base = format!("http://alpha.localhost:{}", app.addr.port());
+    browser
+        .client
+        .goto(&format!("{base}/sign-in"))
+        .await
+        .unwrap();
+    browser.fill("Email", &t.admin_email).await;
+    browser.fill("Password", ADMIN_PASSWORD).await;
+    browser.press("Sign in").await;
+    browser
+        .client
+        .goto(&format!("{base}/contacts"))
+        .await
+        .unwrap();
+    browser.wait_for_heading("Contacts").await;
+    // Typed, not submitted: the list follows each keystroke.
+    browser
+        .field("Search contacts")
+        .await
+        .send_keys("mar")
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let text = browser.text().await;
+        if text.contains("Maria Garcia") && !text.contains("John Smith") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the list never narrowed: {text}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let url = browser.client.current_url().await.unwrap();
+    assert!(
+        url.as_str().ends_with("/contacts?q=mar"),
+        "the address keeps the query: {url}"
+    );
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_company_page_lists_its_people_and_a_contact_page_logs_a_call() {
+    let app = TestApp::spawn().await;
+    let t = app.create_tenant("alpha").await;
+    let post = |path: &'static str, body: serde_json::Value| {
+        crate::helpers::send(
+            app.authed(Method::POST, "alpha", &t.admin_token, path)
+                .json(&body),
+            StatusCode::CREATED,
+        )
+    };
+    let parent = post(
+        "/api/v1/companies",
+        serde_json::json!({"name": "Initech Group"}),
+    )
+    .await;
+    let company = post(
+        "/api/v1/companies",
+        serde_json::json!({"name": "Initech", "parent_company_id": parent["id"]}),
+    )
+    .await;
+    let contact = post(
+        "/api/v1/contacts",
+        serde_json::json!({"first_name": "Peter", "last_name": "Gibbons", "company_id": company["id"]}),
+    )
+    .await;
+    let browser = Browser::start(1280, 800).await;
+    let base = format!("http://alpha.localhost:{}", app.addr.port());
+    browser
+        .client
+        .goto(&format!("{base}/sign-in"))
+        .await
+        .unwrap();
+    browser.fill("Email", &t.admin_email).await;
+    browser.fill("Password", ADMIN_PASSWORD).await;
+    browser.press("Sign in").await;
+    browser
+        .client
+        .goto(&format!("{base}/companies/{}", parent["id"]))
+        .await
+        .unwrap();
+    browser.wait_for_heading("Initech Group").await;
+    browser.follow("Initech").await;
+    browser.wait_for_heading("Initech").await;
+    assert!(
+        browser.text().await.contains("Initech Group"),
+        "its parent is named"
+    );
+    browser.follow("Peter Gibbons").await;
+    browser.wait_for_heading("Peter Gibbons").await;
+    browser
+        .fill("Subject", "Called about the TPS reports")
+        .await;
+    browser.press("Log activity").await;
+    browser.wait_for_heading("Peter Gibbons").await;
+    assert!(
+        browser
+            .text()
+            .await
+            .contains("Called about the TPS reports")
+    );
+    let url = browser.client.current_url().await.unwrap();
+    assert!(
+        url.as_str()
+            .ends_with(&format!("/contacts/{}", contact["id"]))
+    );
+    browser.close().await;
+}

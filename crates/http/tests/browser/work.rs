@@ -1,0 +1,218 @@
+//! The pipeline board, my activities, and the settings.
+
+use reqwest::{Method, StatusCode};
+
+use crate::driver::Browser;
+use crate::helpers::{ADMIN_PASSWORD, TestApp};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deal_moves_on_the_board_and_on_its_page_and_the_figures_follow() {
+    let app = TestApp::spawn().await;
+    let t = app.create_tenant("alpha").await;
+    let deal = crate::helpers::send(
+        app.authed(Method::POST, "alpha", &t.admin_token, "/api/v1/deals")
+            .json(
+                &serde_json::json!({"title": "Big renewal", "stage": "lead", "value": "1000.00"}),
+            ),
+        StatusCode::CREATED,
+    )
+    .await;
+    let browser = Browser::start(1280, 800).await;
+    let base = format!("http://alpha.localhost:{}", app.addr.port());
+    browser
+        .client
+        .goto(&format!("{base}/sign-in"))
+        .await
+        .unwrap();
+    browser.fill("Email", &t.admin_email).await;
+    browser.fill("Password", ADMIN_PASSWORD).await;
+    browser.press("Sign in").await;
+    browser.client.goto(&format!("{base}/deals")).await.unwrap();
+    browser.wait_for_heading("Pipeline").await;
+    browser.link("New deal").await;
+    browser.link("List").await;
+    assert!(browser.text().await.contains("1 deal · 1000.00"));
+    browser
+        .field("Move to stage")
+        .await
+        .select_by_value("won")
+        .await
+        .unwrap();
+    browser.screenshot("pipeline-1280").await;
+    browser.press("Move").await;
+    browser.wait_for_heading("Pipeline").await;
+    let text = browser.text().await;
+    assert!(
+        text.contains("won\n1 deal · 1000.00 · weighted 1000.00"),
+        "the won column counts the deal at full probability: {text}"
+    );
+
+    browser
+        .client
+        .goto(&format!("{base}/deals/{}", deal["id"]))
+        .await
+        .unwrap();
+    browser.wait_for_heading("Big renewal").await;
+    browser
+        .field("Stage")
+        .await
+        .select_by_value("lead")
+        .await
+        .unwrap();
+    browser.press("Move").await;
+    browser.wait_for_heading("Big renewal").await;
+    let moved = crate::helpers::send(
+        app.authed(
+            Method::GET,
+            "alpha",
+            &t.admin_token,
+            &format!("/api/v1/deals/{}", deal["id"]),
+        ),
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(moved["stage"], "lead");
+    assert!(browser.text().await.contains("History"));
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn my_overdue_activity_is_marked_done_from_the_activities_page() {
+    let app = TestApp::spawn().await;
+    let t = app.create_tenant("alpha").await;
+    let yesterday = (chrono::Utc::now() - chrono::Duration::days(1)).to_rfc3339();
+    for (subject, due) in [
+        ("Call Ann back", Some(yesterday)),
+        ("Write the proposal", None),
+    ] {
+        crate::helpers::send(
+            app.authed(Method::POST, "alpha", &t.admin_token, "/api/v1/activities")
+                .json(&serde_json::json!({"kind": "call", "subject": subject, "due_at": due})),
+            StatusCode::CREATED,
+        )
+        .await;
+    }
+    let browser = Browser::start(390, 844).await;
+    let base = format!("http://alpha.localhost:{}", app.addr.port());
+    browser
+        .client
+        .goto(&format!("{base}/sign-in"))
+        .await
+        .unwrap();
+    browser.fill("Email", &t.admin_email).await;
+    browser.fill("Password", ADMIN_PASSWORD).await;
+    browser.press("Sign in").await;
+    browser
+        .client
+        .goto(&format!("{base}/activities"))
+        .await
+        .unwrap();
+    browser.wait_for_heading("Activities").await;
+    let text = browser.text().await;
+    let (overdue, rest) = text.split_once("Today").unwrap();
+    assert!(overdue.contains("Call Ann back"), "{text}");
+    assert!(
+        rest.contains("Write the proposal"),
+        "no due date is upcoming: {text}"
+    );
+    browser.screenshot("activities-390").await;
+    browser.press("Done").await;
+    browser.wait_for_heading("Activities").await;
+    assert!(!browser.text().await.contains("Call Ann back"));
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_invites_adds_a_stage_and_a_field_and_changes_the_password() {
+    let app = TestApp::spawn().await;
+    let t = app.create_tenant("alpha").await;
+    let browser = Browser::start(1280, 800).await;
+    let base = format!("http://alpha.localhost:{}", app.addr.port());
+    browser
+        .client
+        .goto(&format!("{base}/sign-in"))
+        .await
+        .unwrap();
+    browser.fill("Email", &t.admin_email).await;
+    browser.fill("Password", ADMIN_PASSWORD).await;
+    browser.press("Sign in").await;
+
+    browser.follow("Settings").await;
+    browser.wait_for_heading("Profile").await;
+    browser.follow("Users").await;
+    browser.wait_for_heading("Users").await;
+    browser.fill("Email", "newbie@alpha.example").await;
+    browser
+        .field("Role")
+        .await
+        .select_by_value("manager")
+        .await
+        .unwrap();
+    browser.press("Invite").await;
+    assert!(browser.text().await.contains("newbie@alpha.example"));
+    browser.press("Revoke").await;
+    assert!(!browser.text().await.contains("newbie@alpha.example"));
+
+    browser.follow("Pipeline").await;
+    browser.wait_for_heading("Pipeline stages").await;
+    browser.fill("Stage name", "Demo booked").await;
+    browser.fill("Probability", "30").await;
+    browser.press("Add stage").await;
+    assert!(browser.text().await.contains("Saved."));
+    browser.fill("Stage name", "Demo booked").await;
+    browser.fill("Probability", "30").await;
+    browser.press("Add stage").await;
+    let text = browser.text().await;
+    assert!(
+        text.contains("a stage with this name exists"),
+        "a taken name is said so: {text}"
+    );
+
+    browser.follow("Custom fields").await;
+    browser.wait_for_heading("Custom fields").await;
+    browser
+        .field("Entity")
+        .await
+        .select_by_value("deal")
+        .await
+        .unwrap();
+    browser.fill("Key", "region").await;
+    browser.fill("Label", "Region").await;
+    browser
+        .field("Type")
+        .await
+        .select_by_value("select")
+        .await
+        .unwrap();
+    browser.fill("Options", "EMEA, Americas").await;
+    browser.press("Add field").await;
+    assert!(browser.text().await.contains("Region"));
+    browser
+        .client
+        .goto(&format!("{base}/deals/new"))
+        .await
+        .unwrap();
+    browser.wait_for_heading("New deal").await;
+    browser
+        .field("Region")
+        .await
+        .select_by_value("EMEA")
+        .await
+        .unwrap();
+    let stage = browser.field("Stage").await.html(false).await.unwrap();
+    assert!(
+        stage.contains("Demo booked"),
+        "the new stage is a choice: {stage}"
+    );
+
+    browser
+        .client
+        .goto(&format!("{base}/settings/profile"))
+        .await
+        .unwrap();
+    browser.fill("Current password", ADMIN_PASSWORD).await;
+    browser.fill("New password", "a different passphrase").await;
+    browser.press("Change password").await;
+    assert!(browser.text().await.contains("Saved."));
+    browser.close().await;
+}
