@@ -77,6 +77,10 @@ async fn a_contact_is_created_found_edited_deleted_and_brought_back() {
     browser.wait_for_heading("Jonathan Smith").await;
     assert!(browser.text().await.contains("+1 555 0100"));
     assert!(browser.text().await.contains("History"));
+    assert!(
+        browser.text().await.contains("update by Ada Admin"),
+        "the history names who changed it"
+    );
 
     browser.press("Delete").await;
     browser.wait_for_heading("Deleted").await;
@@ -333,6 +337,89 @@ async fn a_company_page_lists_its_people_and_a_contact_page_logs_a_call() {
     assert!(
         url.as_str()
             .ends_with(&format!("/contacts/{}", contact["id"]))
+    );
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contacts_are_filtered_by_company_and_by_a_custom_field() {
+    let app = TestApp::spawn().await;
+    let t = app.create_tenant("alpha").await;
+    let post = |path: &'static str, body: serde_json::Value| {
+        crate::helpers::send(
+            app.authed(Method::POST, "alpha", &t.admin_token, path)
+                .json(&body),
+            StatusCode::CREATED,
+        )
+    };
+    post(
+        "/api/v1/custom-fields",
+        serde_json::json!({"entity": "contact", "key": "tier", "label": "Tier", "type": "select", "options": ["gold", "silver"]}),
+    )
+    .await;
+    let acme = post("/api/v1/companies", serde_json::json!({"name": "Acme"})).await;
+    post(
+        "/api/v1/contacts",
+        serde_json::json!({"first_name": "Gold", "last_name": "Acme", "company_id": acme["id"], "custom_fields": {"tier": "gold"}}),
+    )
+    .await;
+    post(
+        "/api/v1/contacts",
+        serde_json::json!({"first_name": "Silver", "last_name": "Acme", "company_id": acme["id"], "custom_fields": {"tier": "silver"}}),
+    )
+    .await;
+    post(
+        "/api/v1/contacts",
+        serde_json::json!({"first_name": "Gold", "last_name": "Elsewhere", "custom_fields": {"tier": "gold"}}),
+    )
+    .await;
+    let browser = Browser::start(1280, 800).await;
+    let base = format!("http://alpha.localhost:{}", app.addr.port());
+    browser
+        .client
+        .goto(&format!("{base}/sign-in"))
+        .await
+        .unwrap();
+    browser.fill("Email", &t.admin_email).await;
+    browser.fill("Password", ADMIN_PASSWORD).await;
+    browser.press("Sign in").await;
+    browser
+        .client
+        .goto(&format!("{base}/contacts"))
+        .await
+        .unwrap();
+    browser
+        .client
+        .find(fantoccini::Locator::Css("details.filters summary"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    browser
+        .field("Company")
+        .await
+        .select_by_label("Acme")
+        .await
+        .unwrap();
+    browser
+        .field("Tier")
+        .await
+        .select_by_value("gold")
+        .await
+        .unwrap();
+    browser.press("Filter").await;
+    browser.wait_for_heading("Contacts").await;
+    let text = browser.text().await;
+    assert!(text.contains("Gold Acme"), "{text}");
+    assert!(
+        !text.contains("Silver Acme") && !text.contains("Gold Elsewhere"),
+        "{text}"
+    );
+    let url = browser.client.current_url().await.unwrap();
+    assert!(
+        url.as_str().contains("cf.tier=gold"),
+        "the address holds the view: {url}"
     );
     browser.close().await;
 }

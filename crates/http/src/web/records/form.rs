@@ -362,3 +362,105 @@ pub(super) fn form_of(
     let Form(pairs) = form.map_err(|_| ApiError::bad_request("the form could not be read"))?;
     Ok(pairs.into_iter().collect())
 }
+
+/// The list's filters as a form (GET, so the address holds the view):
+/// each of the record type's filters as an input of its column's kind,
+/// then each custom field.
+pub(super) fn filter_form(
+    entity: &Entity,
+    choices: &Choices,
+    query: &HashMap<String, String>,
+) -> Markup {
+    let given = |name: &str| query.get(name).map(String::as_str).unwrap_or_default();
+    let open = entity.filters.iter().any(|f| query.contains_key(f.param))
+        || query.keys().any(|k| k.starts_with("cf."));
+    html! {
+        details.filters open[open] {
+            summary { "Filters" }
+            form.filters method="get" action=(format!("/{}", entity.table)) {
+                @if let Some(q) = query.get("q") { input type="hidden" name="q" value=(q); }
+                @for filter in entity.filters {
+                    @let field = entity.field(filter.column).expect("filters name fields");
+                    @let text = {
+                        let name = filter.param.strip_suffix("_id").unwrap_or(filter.param);
+                        let mut text = name.replace('_', " ");
+                        if let Some(first) = text.get_mut(..1) { first.make_ascii_uppercase(); }
+                        text
+                    };
+                    @let id = format!("filter-{}", filter.param);
+                    div {
+                        label for=(id) { (text) }
+                        @match (filter.test, field.kind) {
+                            (atrium_domain::records::Test::Unset, _) => {
+                                select id=(id) name=(filter.param) {
+                                    option value="" { "Any" }
+                                    option value="true" selected[given(filter.param) == "true"] { "Yes" }
+                                    option value="false" selected[given(filter.param) == "false"] { "No" }
+                                }
+                            }
+                            (_, Kind::Ref(target)) => {
+                                select id=(id) name=(filter.param) {
+                                    option value="" { "Any" }
+                                    @for (value, name) in choices.records.get(&target).into_iter().flatten() {
+                                        option value=(value) selected[given(filter.param) == value.to_string()] { (name) }
+                                    }
+                                }
+                            }
+                            (_, Kind::UserRef) => {
+                                select id=(id) name=(filter.param) {
+                                    option value="" { "Any" }
+                                    @for (value, name) in &choices.users {
+                                        option value=(value) selected[given(filter.param) == value.to_string()] { (name) }
+                                    }
+                                }
+                            }
+                            (_, Kind::Stage) => {
+                                select id=(id) name=(filter.param) {
+                                    option value="" { "Any" }
+                                    @for stage in &choices.stages { option value=(stage) selected[given(filter.param) == stage] { (stage) } }
+                                }
+                            }
+                            (_, Kind::Choice(options)) => {
+                                select id=(id) name=(filter.param) {
+                                    option value="" { "Any" }
+                                    @for option in options { option value=(option) selected[given(filter.param) == *option] { (option) } }
+                                }
+                            }
+                            (_, Kind::Date) => { input id=(id) name=(filter.param) type="date" value=(given(filter.param)); }
+                            (_, Kind::Timestamp) => { input id=(id) name=(filter.param) type="text" placeholder="2026-12-31T17:00:00Z" value=(given(filter.param)); }
+                            _ => { input id=(id) name=(filter.param) type="text" value=(given(filter.param)); }
+                        }
+                    }
+                }
+                @for def in &choices.custom {
+                    @let name = format!("cf.{}", def.key);
+                    @let id = format!("filter-cf-{}", def.key);
+                    @let field_type = FieldType::parse(&def.field_type).unwrap_or(FieldType::Text);
+                    @let options: Vec<String> = def.options.as_ref().and_then(|o| serde_json::from_value(o.clone()).ok()).unwrap_or_default();
+                    div {
+                        label for=(id) { (def.label) }
+                        @match field_type {
+                            FieldType::Boolean => {
+                                select id=(id) name=(name) {
+                                    option value="" { "Any" }
+                                    option value="true" selected[given(&name) == "true"] { "Yes" }
+                                    option value="false" selected[given(&name) == "false"] { "No" }
+                                }
+                            }
+                            FieldType::Select | FieldType::Multiselect => {
+                                select id=(id) name=(name) {
+                                    option value="" { "Any" }
+                                    @for option in &options { option value=(option) selected[given(&name) == option] { (option) } }
+                                }
+                            }
+                            FieldType::Date => { input id=(id) name=(name) type="date" value=(given(&name)); }
+                            FieldType::Number => { input id=(id) name=(name) type="number" value=(given(&name)); }
+                            FieldType::Text => { input id=(id) name=(name) type="text" value=(given(&name)); }
+                        }
+                    }
+                }
+                div { button type="submit" { "Filter" } " " a href=(format!("/{}", entity.table)) { "Clear" } }
+            }
+        }
+    }
+}

@@ -127,9 +127,11 @@ pub(crate) async fn list(
 ) -> PageResult {
     let SignedIn { authed, csrf } = signed_in?;
     let mut params = query.clone();
-    params.retain(|k, _| k != "limit");
-    let (name, page, may_create) = authed
+    // A filter left at "Any" sends an empty value: no filter.
+    params.retain(|k, v| k != "limit" && !v.is_empty());
+    let (name, page, may_create, choices) = authed
         .run(async |tx, me| -> Result<_, ApiError> {
+            let choices = form::choices(tx, me, entity).await?;
             let page = records::list(
                 tx,
                 me,
@@ -145,6 +147,7 @@ pub(crate) async fn list(
                 viewer_name(me),
                 page,
                 me.access.allows(Action::RecordsCreate),
+                choices,
             ))
         })
         .await?;
@@ -190,6 +193,7 @@ pub(crate) async fn list(
                 a href="/contacts/export" download { "Export" }
             }
         }
+        (form::filter_form(entity, &choices, &query))
         div id="results" aria-live="polite" {
         @if page.data.is_empty() {
             @if q.is_empty() { p.muted { "No " (entity.table) " here yet." } }
@@ -279,10 +283,18 @@ async fn show(
 ) -> PageResult {
     let SignedIn { authed, csrf } = signed_in?;
     let id = id_of(&id)?;
-    let (name, record, refs, history, custom, stages, related) = authed
+    let (name, record, refs, history, custom, stages, related, people) = authed
         .run(async |tx, me| -> Result<_, ApiError> {
             let record = records::get(tx, me, entity, id, false).await?;
             let related = related_records(tx, me, entity, id).await?;
+            // Who made each change, by name (deactivated people too).
+            let everyone = me.access.allows(Action::RecordsRestore);
+            let people: HashMap<i64, String> =
+                atrium_services::users::list(tx, me, 0, 1000, everyone)
+                    .await?
+                    .into_iter()
+                    .map(|u| (i64::from(u.id), format!("{} {}", u.first_name, u.last_name)))
+                    .collect();
             let stages: Vec<String> = if entity.record == RecordType::Deal {
                 atrium_services::pipeline::list(tx)
                     .await?
@@ -319,6 +331,7 @@ async fn show(
                 custom,
                 stages,
                 related,
+                people,
             ))
         })
         .await?;
@@ -387,6 +400,9 @@ async fn show(
             @for (_, event) in &history {
                 li {
                     strong { (event["action"].as_str().unwrap_or_default()) }
+                    @if let Some(who) = event["user_id"].as_i64().and_then(|id| people.get(&id)) {
+                        " by " (who)
+                    }
                     " " span.muted { (event["at"].as_str().unwrap_or_default().get(..16).unwrap_or_default().replace('T', " ")) }
                     @if let Some(changes) = event["changes"].as_object() {
                         ": " (changes.keys().cloned().collect::<Vec<_>>().join(", "))
