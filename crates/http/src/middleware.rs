@@ -7,7 +7,7 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{HeaderName, HeaderValue, header};
 use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 
 use crate::AppState;
@@ -47,8 +47,12 @@ async fn observe_and_bound(
             Ok(permit) => Some(permit),
             Err(_) => {
                 metrics::counter!("atrium_http_requests_shed_total").increment(1);
-                return ApiError::unavailable("the server is at capacity; retry shortly", 1)
-                    .into_response();
+                let id = request
+                    .headers()
+                    .get(REQUEST_ID)
+                    .and_then(|v| v.to_str().ok());
+                let busy = ApiError::unavailable("the server is at capacity; retry shortly", 1);
+                return crate::web::refusal(request.uri().path(), busy, id).await;
             }
         },
     };
@@ -67,6 +71,7 @@ async fn observe_and_bound(
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_owned();
+    let path = request.uri().path().to_owned();
     // An import of a 100,000-row file takes minutes, not seconds.
     let is_import = [IMPORT_PATH, WEB_IMPORT_PATH].contains(&request.uri().path());
     let (limit, limit_text, timeout) = if is_import {
@@ -82,7 +87,8 @@ async fn observe_and_bound(
         .is_some_and(|n| n > limit);
     let handled = async {
         if too_large {
-            return ApiError::payload_too_large(limit_text).into_response();
+            let error = ApiError::payload_too_large(limit_text);
+            return crate::web::refusal(&path, error, Some(&request_id)).await;
         }
         // The whole body arrives before any handler starts: a slow upload
         // must not hold a tenant transaction (and connection) open.
@@ -102,7 +108,8 @@ async fn observe_and_bound(
         }
         let (parts, body) = request.into_parts();
         let Ok(bytes) = axum::body::to_bytes(body, limit).await else {
-            return ApiError::payload_too_large(limit_text).into_response();
+            let error = ApiError::payload_too_large(limit_text);
+            return crate::web::refusal(&path, error, Some(&request_id)).await;
         };
         next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
             .await
@@ -126,7 +133,12 @@ async fn observe_and_bound(
     {
         Ok(measured) => measured,
         Err(_) => (
-            ApiError::unavailable("the request took too long", 1).into_response(),
+            crate::web::refusal(
+                &path,
+                ApiError::unavailable("the request took too long", 1),
+                Some(&request_id),
+            )
+            .await,
             Duration::ZERO,
         ),
     };

@@ -182,11 +182,27 @@ async fn security_headers(mut response: Response) -> Response {
     response
 }
 
+/// Whether a path belongs to the API (JSON answers) rather than the pages.
+pub(crate) fn is_api_path(path: &str) -> bool {
+    path.starts_with("/api/")
+        || path.starts_with("/platform/")
+        || matches!(path, "/healthz" | "/readyz" | "/metrics")
+}
+
+/// A refusal made before any handler runs (the server at capacity, a
+/// request that took too long, a body too large): problem+json on the
+/// API's paths, a page of the application on the others.
+pub(crate) async fn refusal(path: &str, error: ApiError, request_id: Option<&str>) -> Response {
+    if is_api_path(path) {
+        return error.into_response();
+    }
+    security_headers(page::error_response(&error, request_id)).await
+}
+
 /// Paths nothing answers: the API's are problem+json, everything else is
 /// a page of the application.
 pub(crate) async fn fallback(uri: axum::http::Uri) -> Response {
-    let path = uri.path();
-    if path.starts_with("/api/") || path.starts_with("/platform/") {
+    if is_api_path(uri.path()) {
         return ApiError::not_found("no such path").into_response();
     }
     security_headers(page::not_found_page()).await

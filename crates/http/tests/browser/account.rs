@@ -218,3 +218,43 @@ async fn a_forgotten_password_is_reset_from_the_emailed_link() {
     assert!(browser.text().await.contains("Ask for a new one"));
     browser.close().await;
 }
+
+#[tokio::test]
+async fn a_server_at_capacity_answers_pages_with_a_503_page_and_the_api_with_a_problem() {
+    let app = TestApp::spawn_with(atrium_http::ServerSettings {
+        max_requests_in_flight: 0,
+        ..Default::default()
+    })
+    .await;
+    let page = app
+        .tenant_request(Method::GET, "alpha", "/sign-in")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(page.headers()["retry-after"], "1");
+    assert!(
+        page.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    assert!(page.headers().contains_key("content-security-policy"));
+    let body = page.text().await.unwrap();
+    assert!(
+        body.contains("Busy right now") && body.contains("Request id"),
+        "{body}"
+    );
+    let api = app
+        .tenant_request(Method::GET, "alpha", "/api/v1/me")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(api.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        api.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/problem+json")
+    );
+}
