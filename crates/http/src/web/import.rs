@@ -93,6 +93,29 @@ pub(crate) async fn form(signed_in: Result<SignedIn, WebError>) -> PageResult {
     Ok(page_of(&name, &csrf, upload_form(&csrf)))
 }
 
+/// How long a checked file waits for its "Import".
+const WAITING: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Removes checked files nobody imported within [`WAITING`], so the
+/// directory holds at most the last hour's uploads.
+async fn forget_stale_files(dir: &std::path::Path) {
+    let Ok(mut entries) = tokio::fs::read_dir(dir).await else {
+        return;
+    };
+    while let Ok(Some(entry)) = entries.next_entry().await {
+        let stale = entry
+            .metadata()
+            .await
+            .ok()
+            .and_then(|m| m.modified().ok())
+            .and_then(|at| at.elapsed().ok())
+            .is_some_and(|age| age > WAITING);
+        if stale {
+            let _ = tokio::fs::remove_file(entry.path()).await;
+        }
+    }
+}
+
 /// Keeps the uploaded file and runs the import as a dry run. The person
 /// is signed in and allowed before a byte of the file is read.
 pub(crate) async fn check(
@@ -109,9 +132,11 @@ pub(crate) async fn check(
     let unreadable = || WebError::from(ApiError::bad_request("the upload could not be read"));
     let token = new_form_token();
     let path = waiting_file(scope.tenant.id, &token).expect("tokens are URL-safe");
-    tokio::fs::create_dir_all(path.parent().expect("a directory"))
+    let dir = path.parent().expect("a directory");
+    tokio::fs::create_dir_all(dir)
         .await
         .map_err(anyhow::Error::from)?;
+    forget_stale_files(dir).await;
     let mut given_csrf = String::new();
     let mut written = 0usize;
     // Read back for the check, so open for both.
