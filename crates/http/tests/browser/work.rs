@@ -72,6 +72,35 @@ async fn a_deal_moves_on_the_board_and_on_its_page_and_the_figures_follow() {
     )
     .await;
     assert_eq!(moved["stage"], "lead");
+
+    // The deal's people, with their part in it.
+    crate::helpers::send(
+        app.authed(Method::POST, "alpha", &t.admin_token, "/api/v1/contacts")
+            .json(&serde_json::json!({"first_name": "Bill", "last_name": "Lumbergh"})),
+        StatusCode::CREATED,
+    )
+    .await;
+    browser
+        .client
+        .goto(&format!("{base}/deals/{}", deal["id"]))
+        .await
+        .unwrap();
+    browser
+        .field("Contact")
+        .await
+        .select_by_label("Bill Lumbergh")
+        .await
+        .unwrap();
+    browser.fill("Role", "decision maker").await;
+    browser.press("Add contact").await;
+    assert!(
+        browser
+            .text()
+            .await
+            .contains("Bill Lumbergh (decision maker)")
+    );
+    browser.press("Remove").await;
+    assert!(!browser.text().await.contains("(decision maker)"));
     assert!(browser.text().await.contains("History"));
     browser.close().await;
 }

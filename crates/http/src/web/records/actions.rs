@@ -274,3 +274,50 @@ pub(super) async fn restore(
         .await?;
     Ok(see_other(&format!("/{}/{}", entity.table, id)))
 }
+
+/// Links a contact to a deal with a role (or changes the role).
+pub(crate) async fn add_deal_contact(
+    signed_in: Result<SignedIn, WebError>,
+    Path(id): Path<String>,
+    form: Result<Form<Vec<(String, String)>>, FormRejection>,
+) -> PageResult {
+    let SignedIn { authed, csrf } = signed_in?;
+    let id = id_of(&id)?;
+    let form = form_of(form)?;
+    check_csrf(
+        &csrf,
+        form.get("csrf").map(String::as_str).unwrap_or_default(),
+    )?;
+    let contact_id = id_of(
+        form.get("contact_id")
+            .map(String::as_str)
+            .unwrap_or_default(),
+    )?;
+    let role = form
+        .get("role")
+        .map(|r| r.trim())
+        .filter(|r| !r.is_empty())
+        .map(|r| serde_json::Value::String(r.to_owned()));
+    authed
+        .run(async |tx, me| records::put_deal_contact(tx, me, id, contact_id, role.as_ref()).await)
+        .await?;
+    Ok(see_other(&format!("/deals/{id}")))
+}
+
+pub(crate) async fn remove_deal_contact(
+    signed_in: Result<SignedIn, WebError>,
+    Path((id, contact_id)): Path<(String, String)>,
+    form: Result<Form<Vec<(String, String)>>, FormRejection>,
+) -> PageResult {
+    let SignedIn { authed, csrf } = signed_in?;
+    let (id, contact_id) = (id_of(&id)?, id_of(&contact_id)?);
+    let form = form_of(form)?;
+    check_csrf(
+        &csrf,
+        form.get("csrf").map(String::as_str).unwrap_or_default(),
+    )?;
+    authed
+        .run(async |tx, me| records::delete_deal_contact(tx, me, id, contact_id).await)
+        .await?;
+    Ok(see_other(&format!("/deals/{id}")))
+}

@@ -27,7 +27,9 @@ use crate::error::ApiError;
 mod actions;
 mod form;
 
-use actions::{create, delete, edit_form, new_form, restore, update};
+use actions::{
+    add_deal_contact, create, delete, edit_form, new_form, remove_deal_contact, restore, update,
+};
 
 /// Records a list page shows at once.
 const PAGE_SIZE: i64 = 25;
@@ -36,6 +38,12 @@ const CHOICES: i64 = 200;
 
 pub(crate) fn router() -> Router<AppState> {
     let mut router = Router::new();
+    router = router
+        .route("/deals/{id}/contacts", post(add_deal_contact))
+        .route(
+            "/deals/{id}/contacts/{contact_id}/remove",
+            post(remove_deal_contact),
+        );
     for entity in ENTITIES {
         let base = format!("/{}", entity.table);
         // The deals' list page is the pipeline board (`pipeline.rs`), the
@@ -283,10 +291,30 @@ async fn show(
 ) -> PageResult {
     let SignedIn { authed, csrf } = signed_in?;
     let id = id_of(&id)?;
-    let (name, record, refs, history, custom, stages, related, people) = authed
+    let (name, record, refs, history, custom, stages, related, people, people_on_deal) = authed
         .run(async |tx, me| -> Result<_, ApiError> {
             let record = records::get(tx, me, entity, id, false).await?;
             let related = related_records(tx, me, entity, id).await?;
+            let people_on_deal = if entity.record == RecordType::Deal {
+                let linked = records::deal_contacts(tx, me, id, 0, PAGE_SIZE).await?;
+                let params: HashMap<String, String> =
+                    [("sort".to_owned(), "name".to_owned())].into();
+                let all = records::list(
+                    tx,
+                    me,
+                    &atrium_domain::records::CONTACT,
+                    ListRequest {
+                        params: &params,
+                        limit: CHOICES,
+                        include_deleted: false,
+                    },
+                )
+                .await?
+                .data;
+                Some((linked, all))
+            } else {
+                None
+            };
             // Who made each change, by name (deactivated people too).
             let everyone = me.access.allows(Action::RecordsRestore);
             let people: HashMap<i64, String> =
@@ -332,6 +360,7 @@ async fn show(
                 stages,
                 related,
                 people,
+                people_on_deal,
             ))
         })
         .await?;
@@ -367,6 +396,39 @@ async fn show(
             @for def in &custom {
                 dt { (def.label) }
                 dd { (shown(&Field::text("custom", 0), &record["custom_fields"][&def.key])) }
+            }
+        }
+        @if let Some((linked, all)) = &people_on_deal {
+            section aria-labelledby="deal-contacts" {
+                h2 id="deal-contacts" { "Contacts" }
+                @if linked.is_empty() { p.muted { "None yet." } } @else {
+                    ul.plain.card {
+                        @for (contact_id, link) in linked {
+                            li.activity {
+                                span {
+                                    a href=(format!("/contacts/{contact_id}")) { (title_of(&atrium_domain::records::CONTACT, &link["contact"])) }
+                                    @if let Some(role) = link["role"].as_str() { " " span.muted { "(" (role) ")" } }
+                                }
+                                form method="post" action=(format!("{base}/contacts/{contact_id}/remove")) {
+                                    (csrf_field(&csrf))
+                                    button.quiet type="submit" { "Remove" }
+                                }
+                            }
+                        }
+                    }
+                }
+                form.inline.card method="post" action=(format!("{base}/contacts")) {
+                    (csrf_field(&csrf))
+                    label for="deal-contact" { "Contact" }
+                    select id="deal-contact" name="contact_id" {
+                        @for contact in all {
+                            option value=(contact["id"]) { (title_of(&atrium_domain::records::CONTACT, contact)) }
+                        }
+                    }
+                    label for="deal-role" { "Role" }
+                    input id="deal-role" name="role" type="text" placeholder="decision maker";
+                    button type="submit" { "Add contact" }
+                }
             }
         }
         @for (heading, other, rows) in &related {
