@@ -105,6 +105,15 @@ impl Browser {
             .unwrap_or_else(|e| panic!("no button {name:?}: {e}"))
     }
 
+    /// Signs in on `base`'s sign-in page, as a person does.
+    pub async fn sign_in(&self, base: &str, email: &str, password: &str) {
+        self.client.goto(&format!("{base}/sign-in")).await.unwrap();
+        self.fill("Email", email).await;
+        self.fill("Password", password).await;
+        self.press("Sign in").await;
+        self.wait_for_heading("Home").await;
+    }
+
     /// Presses the button with this text and waits for the page it
     /// brings (the form posts, the server answers with a new page).
     pub async fn press(&self, name: &str) {

@@ -19,14 +19,7 @@ async fn a_contact_is_created_found_edited_deleted_and_brought_back() {
     .await;
     let browser = Browser::start(1280, 800).await;
     let base = format!("http://alpha.localhost:{}", app.addr.port());
-    browser
-        .client
-        .goto(&format!("{base}/sign-in"))
-        .await
-        .unwrap();
-    browser.fill("Email", &t.admin_email).await;
-    browser.fill("Password", ADMIN_PASSWORD).await;
-    browser.press("Sign in").await;
+    browser.sign_in(&base, &t.admin_email, ADMIN_PASSWORD).await;
     browser
         .client
         .goto(&format!("{base}/contacts"))
@@ -154,14 +147,7 @@ async fn contacts_are_imported_from_a_checked_file_and_exported_again() {
     .unwrap();
     let browser = Browser::start(1280, 800).await;
     let base = format!("http://alpha.localhost:{}", app.addr.port());
-    browser
-        .client
-        .goto(&format!("{base}/sign-in"))
-        .await
-        .unwrap();
-    browser.fill("Email", &t.admin_email).await;
-    browser.fill("Password", ADMIN_PASSWORD).await;
-    browser.press("Sign in").await;
+    browser.sign_in(&base, &t.admin_email, ADMIN_PASSWORD).await;
     browser
         .client
         .goto(&format!("{base}/contacts"))
@@ -231,20 +217,14 @@ async fn contacts_are_found_as_you_type() {
     }
     let browser = Browser::start(1280, 800).await;
     let base = format!("http://alpha.localhost:{}", app.addr.port());
-    browser
-        .client
-        .goto(&format!("{base}/sign-in"))
-        .await
-        .unwrap();
-    browser.fill("Email", &t.admin_email).await;
-    browser.fill("Password", ADMIN_PASSWORD).await;
-    browser.press("Sign in").await;
+    browser.sign_in(&base, &t.admin_email, ADMIN_PASSWORD).await;
     browser
         .client
         .goto(&format!("{base}/contacts"))
         .await
         .unwrap();
     browser.wait_for_heading("Contacts").await;
+    browser.screenshot("contacts-1280").await;
     // Typed, not submitted: the list follows each keystroke.
     browser
         .field("Search contacts")
@@ -300,14 +280,7 @@ async fn a_company_page_lists_its_people_and_a_contact_page_logs_a_call() {
     .await;
     let browser = Browser::start(1280, 800).await;
     let base = format!("http://alpha.localhost:{}", app.addr.port());
-    browser
-        .client
-        .goto(&format!("{base}/sign-in"))
-        .await
-        .unwrap();
-    browser.fill("Email", &t.admin_email).await;
-    browser.fill("Password", ADMIN_PASSWORD).await;
-    browser.press("Sign in").await;
+    browser.sign_in(&base, &t.admin_email, ADMIN_PASSWORD).await;
     browser
         .client
         .goto(&format!("{base}/companies/{}", parent["id"]))
@@ -375,14 +348,7 @@ async fn contacts_are_filtered_by_company_and_by_a_custom_field() {
     .await;
     let browser = Browser::start(1280, 800).await;
     let base = format!("http://alpha.localhost:{}", app.addr.port());
-    browser
-        .client
-        .goto(&format!("{base}/sign-in"))
-        .await
-        .unwrap();
-    browser.fill("Email", &t.admin_email).await;
-    browser.fill("Password", ADMIN_PASSWORD).await;
-    browser.press("Sign in").await;
+    browser.sign_in(&base, &t.admin_email, ADMIN_PASSWORD).await;
     browser
         .client
         .goto(&format!("{base}/contacts"))

@@ -19,14 +19,7 @@ async fn a_deal_moves_on_the_board_and_on_its_page_and_the_figures_follow() {
     .await;
     let browser = Browser::start(1280, 800).await;
     let base = format!("http://alpha.localhost:{}", app.addr.port());
-    browser
-        .client
-        .goto(&format!("{base}/sign-in"))
-        .await
-        .unwrap();
-    browser.fill("Email", &t.admin_email).await;
-    browser.fill("Password", ADMIN_PASSWORD).await;
-    browser.press("Sign in").await;
+    browser.sign_in(&base, &t.admin_email, ADMIN_PASSWORD).await;
     browser.client.goto(&format!("{base}/deals")).await.unwrap();
     browser.wait_for_heading("Pipeline").await;
     browser.link("New deal").await;
@@ -123,14 +116,8 @@ async fn my_overdue_activity_is_marked_done_from_the_activities_page() {
     }
     let browser = Browser::start(390, 844).await;
     let base = format!("http://alpha.localhost:{}", app.addr.port());
-    browser
-        .client
-        .goto(&format!("{base}/sign-in"))
-        .await
-        .unwrap();
-    browser.fill("Email", &t.admin_email).await;
-    browser.fill("Password", ADMIN_PASSWORD).await;
-    browser.press("Sign in").await;
+    browser.sign_in(&base, &t.admin_email, ADMIN_PASSWORD).await;
+    browser.screenshot("home-390").await;
     browser
         .client
         .goto(&format!("{base}/activities"))
@@ -157,14 +144,7 @@ async fn an_admin_invites_adds_a_stage_and_a_field_and_changes_the_password() {
     let t = app.create_tenant("alpha").await;
     let browser = Browser::start(1280, 800).await;
     let base = format!("http://alpha.localhost:{}", app.addr.port());
-    browser
-        .client
-        .goto(&format!("{base}/sign-in"))
-        .await
-        .unwrap();
-    browser.fill("Email", &t.admin_email).await;
-    browser.fill("Password", ADMIN_PASSWORD).await;
-    browser.press("Sign in").await;
+    browser.sign_in(&base, &t.admin_email, ADMIN_PASSWORD).await;
 
     browser.follow("Settings").await;
     browser.wait_for_heading("Profile").await;

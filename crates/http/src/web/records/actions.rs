@@ -83,12 +83,7 @@ pub(super) async fn create(
     signed_in: Result<SignedIn, WebError>,
     form: Result<Form<Vec<(String, String)>>, FormRejection>,
 ) -> PageResult {
-    let SignedIn { authed, csrf } = signed_in?;
-    let form = form_of(form)?;
-    check_csrf(
-        &csrf,
-        form.get("csrf").map(String::as_str).unwrap_or_default(),
-    )?;
+    let (authed, csrf, form) = posted(signed_in, form)?;
     // A refused body writes nothing, so the transaction ends the same
     // either way; the form's choices come back with the refusal.
     let (created, choices, name) = authed
@@ -172,13 +167,8 @@ pub(super) async fn update(
     Path(id): Path<String>,
     form: Result<Form<Vec<(String, String)>>, FormRejection>,
 ) -> PageResult {
-    let SignedIn { authed, csrf } = signed_in?;
     let id = id_of(&id)?;
-    let form = form_of(form)?;
-    check_csrf(
-        &csrf,
-        form.get("csrf").map(String::as_str).unwrap_or_default(),
-    )?;
+    let (authed, csrf, form) = posted(signed_in, form)?;
     let (refusal, choices, name) = authed
         .run(async |tx, me| -> Result<_, ApiError> {
             let choices = choices(tx, me, entity).await?;
@@ -218,13 +208,8 @@ pub(super) async fn delete(
     Path(id): Path<String>,
     form: Result<Form<Vec<(String, String)>>, FormRejection>,
 ) -> PageResult {
-    let SignedIn { authed, csrf } = signed_in?;
     let id = id_of(&id)?;
-    let form = form_of(form)?;
-    check_csrf(
-        &csrf,
-        form.get("csrf").map(String::as_str).unwrap_or_default(),
-    )?;
+    let (authed, csrf, _) = posted(signed_in, form)?;
     let (name, may_restore) = authed
         .run(async |tx, me| -> Result<_, ApiError> {
             records::delete(tx, me, entity, id).await?;
@@ -262,17 +247,28 @@ pub(super) async fn restore(
     Path(id): Path<String>,
     form: Result<Form<Vec<(String, String)>>, FormRejection>,
 ) -> PageResult {
-    let SignedIn { authed, csrf } = signed_in?;
     let id = id_of(&id)?;
+    let (authed, _, _) = posted(signed_in, form)?;
+    authed
+        .run(async |tx, me| records::restore(tx, me, entity, id).await)
+        .await?;
+    Ok(see_other(&format!("/{}/{}", entity.table, id)))
+}
+
+/// A signed-in form post: the request's transaction, the session's CSRF
+/// token (pages drawn after it carry it again), and the form, once its
+/// token is checked.
+fn posted(
+    signed_in: Result<SignedIn, WebError>,
+    form: Result<Form<Vec<(String, String)>>, FormRejection>,
+) -> Result<(crate::extract::Authed, String, Typed), WebError> {
+    let SignedIn { authed, csrf } = signed_in?;
     let form = form_of(form)?;
     check_csrf(
         &csrf,
         form.get("csrf").map(String::as_str).unwrap_or_default(),
     )?;
-    authed
-        .run(async |tx, me| records::restore(tx, me, entity, id).await)
-        .await?;
-    Ok(see_other(&format!("/{}/{}", entity.table, id)))
+    Ok((authed, csrf, form))
 }
 
 /// Links a contact to a deal with a role (or changes the role).
@@ -281,13 +277,8 @@ pub(crate) async fn add_deal_contact(
     Path(id): Path<String>,
     form: Result<Form<Vec<(String, String)>>, FormRejection>,
 ) -> PageResult {
-    let SignedIn { authed, csrf } = signed_in?;
     let id = id_of(&id)?;
-    let form = form_of(form)?;
-    check_csrf(
-        &csrf,
-        form.get("csrf").map(String::as_str).unwrap_or_default(),
-    )?;
+    let (authed, _, form) = posted(signed_in, form)?;
     let contact_id = id_of(
         form.get("contact_id")
             .map(String::as_str)
@@ -309,13 +300,8 @@ pub(crate) async fn remove_deal_contact(
     Path((id, contact_id)): Path<(String, String)>,
     form: Result<Form<Vec<(String, String)>>, FormRejection>,
 ) -> PageResult {
-    let SignedIn { authed, csrf } = signed_in?;
     let (id, contact_id) = (id_of(&id)?, id_of(&contact_id)?);
-    let form = form_of(form)?;
-    check_csrf(
-        &csrf,
-        form.get("csrf").map(String::as_str).unwrap_or_default(),
-    )?;
+    let (authed, _, _) = posted(signed_in, form)?;
     authed
         .run(async |tx, me| records::delete_deal_contact(tx, me, id, contact_id).await)
         .await?;

@@ -90,12 +90,20 @@ pub(crate) fn label(field: &Field) -> String {
 
 /// One record of the type, as a person names it.
 fn title_of(entity: &Entity, record: &Value) -> String {
-    let text = |f: &str| record[f].as_str().unwrap_or_default().to_owned();
+    title_fields(entity)
+        .iter()
+        .map(|f| record[*f].as_str().unwrap_or_default())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The fields a record is named by.
+fn title_fields(entity: &Entity) -> &'static [&'static str] {
     match entity.record {
-        RecordType::Contact => format!("{} {}", text("first_name"), text("last_name")),
-        RecordType::Company => text("name"),
-        RecordType::Deal => text("title"),
-        RecordType::Activity => text("subject"),
+        RecordType::Contact => &["first_name", "last_name"],
+        RecordType::Company => &["name"],
+        RecordType::Deal => &["title"],
+        RecordType::Activity => &["subject"],
     }
 }
 
@@ -161,11 +169,13 @@ pub(crate) async fn list(
         .await?;
     let title = plural_title(entity);
     let q = query.get("q").cloned().unwrap_or_default();
+    // The record's name first (a link), then a few of its other fields.
     let columns: Vec<&Field> = entity
         .fields
         .iter()
         .filter(|f| !matches!(f.kind, Kind::CustomFields | Kind::Ref(_) | Kind::UserRef))
-        .take(4)
+        .filter(|f| !title_fields(entity).contains(&f.name))
+        .take(3)
         .collect();
     let next = page.next_cursor.as_ref().map(|cursor| {
         let mut next: Vec<(String, String)> = query
@@ -208,18 +218,13 @@ pub(crate) async fn list(
             @else { p.muted { "Nothing matches." } }
         } @else {
             table {
-                thead { tr { @for field in &columns { th scope="col" { (label(field)) } } } }
+                thead { tr { th scope="col" { "Name" } @for field in &columns { th scope="col" { (label(field)) } } } }
                 tbody {
                     @for record in &page.data {
                         tr {
-                            @for (i, field) in columns.iter().enumerate() {
-                                td {
-                                    @if i == 0 {
-                                        a href=(format!("/{}/{}", entity.table, record["id"])) { (title_of(entity, record)) }
-                                    } @else {
-                                        (shown(field, &record[field.name]))
-                                    }
-                                }
+                            td { a href=(format!("/{}/{}", entity.table, record["id"])) { (title_of(entity, record)) } }
+                            @for field in &columns {
+                                td { (shown(field, &record[field.name])) }
                             }
                         }
                     }
