@@ -34,6 +34,48 @@ impl StageKind {
     }
 }
 
+/// Where a deal's next step stands: its earliest open activity is
+/// overdue (due before today, UTC), due today, planned (later, or with no
+/// due date), or there is no open activity at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NextStep {
+    Overdue,
+    Today,
+    Planned,
+    Missing,
+}
+
+impl NextStep {
+    pub const ALL: [Self; 4] = [Self::Overdue, Self::Today, Self::Planned, Self::Missing];
+
+    pub fn parse(field: &'static str, raw: &str) -> Result<Self, Invalid> {
+        Self::ALL
+            .into_iter()
+            .find(|step| step.as_str() == raw)
+            .ok_or_else(|| Invalid::new(field, "must be one of overdue, today, planned, missing"))
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Overdue => "overdue",
+            Self::Today => "today",
+            Self::Planned => "planned",
+            Self::Missing => "missing",
+        }
+    }
+
+    /// As a deal card says it.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::Overdue => "Next step overdue",
+            Self::Today => "Next step due today",
+            Self::Planned => "Next step planned",
+            Self::Missing => "No next step",
+        }
+    }
+}
+
 /// A stage name: 1–50 characters, no leading or trailing space, no `/`
 /// (names appear in paths: `/api/v1/pipeline/stages/{name}`).
 pub fn parse_stage_name(field: &'static str, raw: &str) -> Result<String, Invalid> {

@@ -110,7 +110,23 @@ pub async fn summary(
     params: &std::collections::HashMap<String, String>,
 ) -> Result<Vec<atrium_store::pipeline::StageSummary>, ServiceError> {
     let mut problems = Problems::default();
-    let owner = params
+    let owner = owner_param(params, &mut problems);
+    // The close window reads as the deal list's filters do.
+    let mut close = |param| {
+        crate::records::filter_value(&crate::records::DEAL, param, params, &mut problems)
+            .map(|date| date.to_sql_text())
+    };
+    let (from, to) = (close("expected_close_from"), close("expected_close_to"));
+    problems.into_result()?;
+    Ok(pipeline::summary(tx, owner, from.as_deref(), to.as_deref()).await?)
+}
+
+/// The `owner_id` that narrows the pipeline to one person's deals.
+fn owner_param(
+    params: &std::collections::HashMap<String, String>,
+    problems: &mut Problems,
+) -> Option<i32> {
+    params
         .get("owner_id")
         .and_then(|raw| match raw.parse::<i32>() {
             Ok(id) if id > 0 => Some(id),
@@ -121,13 +137,24 @@ pub async fn summary(
                 ));
                 None
             }
-        });
-    // The close window reads as the deal list's filters do.
-    let mut close = |param| {
-        crate::records::filter_value(&crate::records::DEAL, param, params, &mut problems)
-            .map(|date| date.to_sql_text())
-    };
-    let (from, to) = (close("expected_close_from"), close("expected_close_to"));
+        })
+}
+
+/// The pipeline board: each stage's figures and its newest deals,
+/// narrowed by `owner_id` and by `next_step` (overdue, today, planned,
+/// missing) when given.
+pub async fn board(
+    tx: &TenantTx,
+    params: &std::collections::HashMap<String, String>,
+    per_stage: i64,
+) -> Result<Vec<pipeline::BoardStage>, ServiceError> {
+    let mut problems = Problems::default();
+    let owner = owner_param(params, &mut problems);
+    let next_step = params.get("next_step").and_then(|raw| {
+        atrium_domain::pipeline::NextStep::parse("next_step", raw)
+            .map_err(|invalid| problems.push(invalid))
+            .ok()
+    });
     problems.into_result()?;
-    Ok(pipeline::summary(tx, owner, from.as_deref(), to.as_deref()).await?)
+    Ok(pipeline::board(tx, owner, next_step, per_stage).await?)
 }

@@ -9,7 +9,9 @@ use maud::html;
 use serde_json::Value;
 
 use atrium_domain::Subdomain;
-use atrium_services::records::{self, ACTIVITY, CONTACT, DEAL, ListRequest};
+use atrium_services::pipeline;
+use atrium_services::records::{self, ACTIVITY, ListRequest};
+use atrium_store::pipeline::DealCard;
 
 use super::page::{Viewer, layout, respond};
 use super::session::SignedIn;
@@ -78,6 +80,15 @@ fn organisation_page(state: &AppState, query: &HashMap<String, String>) -> PageR
     Ok(respond(StatusCode::OK, page))
 }
 
+fn past_tense(action: &str) -> &'static str {
+    match action {
+        "create" => "created",
+        "delete" => "deleted",
+        "restore" => "restored",
+        _ => "changed",
+    }
+}
+
 fn text<'a>(record: &'a Value, field: &str) -> &'a str {
     record[field].as_str().unwrap_or_default()
 }
@@ -113,8 +124,22 @@ async fn home(signed_in: SignedIn) -> PageResult {
                 ],
             )
             .await?;
-            let deals = list(&DEAL, &[("owner_id", &mine)]).await?;
-            let recent = list(&CONTACT, &[]).await?;
+            // My deals in open stages, with where their next step stands.
+            let params: HashMap<String, String> = [("owner_id".to_owned(), mine.clone())].into();
+            let open: Vec<String> = pipeline::list(tx)
+                .await?
+                .into_iter()
+                .filter(|s| s.kind == "open")
+                .map(|s| s.name)
+                .collect();
+            let deals: Vec<DealCard> = pipeline::board(tx, &params, HOME_LIST)
+                .await?
+                .into_iter()
+                .filter(|column| open.contains(&column.summary.stage))
+                .flat_map(|column| column.cards)
+                .take(HOME_LIST as usize)
+                .collect();
+            let recent = records::recently_changed(tx, HOME_LIST).await?;
             let name = format!("{} {}", me.user.first_name, me.user.last_name);
             Ok((name, due, deals, recent))
         })
@@ -146,32 +171,33 @@ async fn home(signed_in: SignedIn) -> PageResult {
                     }
                 }
                 section.card aria-labelledby="deals" {
-                    h2 id="deals" { "My deals" }
+                    h2 id="deals" { "My open deals" }
                     @if deals.is_empty() {
-                        p.muted { "You own no deals yet." }
+                        p.muted { "You own no open deals. " a href="/deals" { "The pipeline" } }
                     } @else {
                         ul.plain {
                             @for deal in &deals {
                                 li {
-                                    a href=(format!("/deals/{}", deal["id"])) { (text(deal, "title")) }
+                                    a href=(format!("/deals/{}", deal.id)) { (deal.title) }
                                     " "
-                                    span.muted { (text(deal, "stage")) }
+                                    span.muted { (deal.stage) " · " }
+                                    span class=(format!("badge step-{}", deal.next_step.as_str())) { (deal.next_step.describe()) }
                                 }
                             }
                         }
                     }
                 }
                 section.card aria-labelledby="recent" {
-                    h2 id="recent" { "Recently added contacts" }
+                    h2 id="recent" { "Recently changed" }
                     @if recent.is_empty() {
-                        p.muted { "No contacts yet." }
+                        p.muted { "Nothing has changed yet. " a href="/contacts/new" { "Add a contact" } }
                     } @else {
                         ul.plain {
-                            @for contact in &recent {
+                            @for change in &recent {
                                 li {
-                                    a href=(format!("/contacts/{}", contact["id"])) {
-                                        (text(contact, "first_name")) " " (text(contact, "last_name"))
-                                    }
+                                    a href=(format!("/{}/{}", change.entity.table, change.id)) { (change.title) }
+                                    " "
+                                    span.muted { "(" (change.entity.name) ", " (past_tense(&change.action)) " " (change.at) ")" }
                                 }
                             }
                         }

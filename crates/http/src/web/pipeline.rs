@@ -14,8 +14,10 @@ use maud::{Markup, html};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use atrium_domain::Action;
+use atrium_domain::pipeline::NextStep;
 use atrium_domain::records::DEAL;
-use atrium_services::records::{self, ListRequest};
+use atrium_services::records;
 use atrium_services::{pipeline, users};
 
 use super::forms::csrf_field;
@@ -60,65 +62,110 @@ pub(crate) async fn board(
         return super::records::list(&DEAL, signed_in, query).await;
     }
     let SignedIn { authed, csrf } = signed_in?;
-    let (name, summary, cards, owners) = authed
+    // A filter left at "Any" sends an empty value: no filter.
+    let mut params = query.0.clone();
+    params.retain(|_, v| !v.is_empty());
+    // Creating deals and moving one's own go together (a viewer does
+    // neither); moving someone else's is checked by the update itself.
+    let (name, columns, owners, may_change) = authed
         .run(async |tx, me| -> Result<_, ApiError> {
-            let summary = pipeline::summary(tx, &HashMap::new()).await?;
-            let mut cards = HashMap::new();
-            for stage in &summary {
-                let params: HashMap<String, String> =
-                    [("stage".to_owned(), stage.stage.clone())].into();
-                let page = records::list(
-                    tx,
-                    me,
-                    &DEAL,
-                    ListRequest {
-                        params: &params,
-                        limit: CARDS_PER_STAGE,
-                        include_deleted: false,
-                    },
-                )
-                .await?;
-                cards.insert(stage.stage.clone(), page.data);
-            }
-            let owners: HashMap<i64, String> = users::list(tx, me, 0, 200, false)
+            let columns = pipeline::board(tx, &params, CARDS_PER_STAGE).await?;
+            let owners: Vec<(i64, String)> = users::list(tx, me, 0, 200, false)
                 .await?
                 .into_iter()
                 .map(|u| (i64::from(u.id), format!("{} {}", u.first_name, u.last_name)))
                 .collect();
             let name = format!("{} {}", me.user.first_name, me.user.last_name);
-            Ok((name, summary, cards, owners))
+            Ok((
+                name,
+                columns,
+                owners,
+                me.access.allows(Action::RecordsCreate),
+            ))
         })
         .await?;
-    let stages: Vec<String> = summary.iter().map(|s| s.stage.clone()).collect();
+    let stages: Vec<String> = columns.iter().map(|c| c.summary.stage.clone()).collect();
     let viewer = Viewer {
         name: &name,
         csrf: &csrf,
     };
-    let empty = Vec::new();
+    // After a move the board comes back as it was filtered.
+    let back = match form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(params.iter())
+        .finish()
+    {
+        q if q.is_empty() => "/deals".to_owned(),
+        q => format!("/deals?{q}"),
+    };
+    let given = |name: &str| params.get(name).map(String::as_str).unwrap_or_default();
+    let owner_name = |id: Option<i32>| {
+        id.and_then(|id| owners.iter().find(|(o, _)| *o == i64::from(id)))
+            .map(|(_, name)| name.as_str())
+            .unwrap_or("no owner")
+    };
     let content = html! {
         div.toolbar {
-            a.button href="/deals/new" { "New deal" }
+            @if may_change { a.button href="/deals/new" { "New deal" } }
             a href="/deals?view=list" { "List" }
         }
+        details.filters open[params.contains_key("owner_id") || params.contains_key("next_step")] {
+            summary { "Filters" }
+            form.filters method="get" action="/deals" {
+                div {
+                    label for="board-owner" { "Owner" }
+                    select id="board-owner" name="owner_id" {
+                        option value="" { "Anyone" }
+                        @for (id, name) in &owners {
+                            option value=(id) selected[given("owner_id") == id.to_string()] { (name) }
+                        }
+                    }
+                }
+                div {
+                    label for="board-next-step" { "Next step" }
+                    select id="board-next-step" name="next_step" {
+                        option value="" { "Any" }
+                        @for step in NextStep::ALL {
+                            option value=(step.as_str()) selected[given("next_step") == step.as_str()] { (step.describe()) }
+                        }
+                    }
+                }
+                div { button type="submit" { "Filter" } " " a href="/deals" { "Clear" } }
+            }
+        }
         p.visually-hidden aria-live="polite" id="board-status" {}
-        div.board {
-            @for column in &summary {
-                section.column data-stage-column=(column.stage) aria-labelledby=(format!("stage-{}", column.stage.replace(' ', "-"))) {
-                    h2 id=(format!("stage-{}", column.stage.replace(' ', "-"))) { (column.stage) }
-                    p.muted.figures {
-                        (column.count) @if column.count == 1 { " deal · " } @else { " deals · " } (column.total_value) " · weighted " (column.weighted_value)
+        @if may_change {
+            p.muted.hint { "Drag a card to another stage, or focus a card and press Alt with ← or → to move it one stage." }
+        }
+        div.board data-board {
+            @for column in &columns {
+                @let heading = format!("stage-{}", column.summary.stage.replace(' ', "-"));
+                section.column data-stage-column=(column.summary.stage) aria-labelledby=(heading) {
+                    h2 id=(heading) { (column.summary.stage) }
+                    p.muted.figures data-figures {
+                        (column.summary.count) @if column.summary.count == 1 { " deal · " } @else { " deals · " } (column.summary.total_value) " · weighted " (column.summary.weighted_value)
                     }
                     ul.plain.cards {
-                        @for deal in cards.get(&column.stage).unwrap_or(&empty) {
-                            li.deal-card data-deal-card=(deal["id"]) {
-                                a href=(format!("/deals/{}", deal["id"])) { (deal["title"].as_str().unwrap_or_default()) }
+                        @for deal in &column.cards {
+                            li.deal-card data-deal-card=(deal.id) data-title=(deal.title) {
+                                a href=(format!("/deals/{}", deal.id)) { (deal.title) }
                                 p.muted {
-                                    @if let Some(value) = deal["value"].as_str() { (value) " · " }
-                                    (deal["owner_id"].as_i64().and_then(|id| owners.get(&id)).map(String::as_str).unwrap_or("no owner"))
+                                    @if let Some(company) = &deal.company_name { (company) " · " }
+                                    @if let Some(value) = &deal.value { (value) " · " }
+                                    (owner_name(deal.owner_id))
                                 }
-                                (move_form(&csrf, deal["id"].as_i64().unwrap_or_default(), &stages, &column.stage, "Move to stage", "/deals"))
+                                p.signals {
+                                    span class=(format!("badge step-{}", deal.next_step.as_str())) { (deal.next_step.describe()) }
+                                    " "
+                                    span.muted { (deal.days_in_stage) @if deal.days_in_stage == 1 { " day in stage" } @else { " days in stage" } }
+                                }
+                                @if may_change {
+                                    (move_form(&csrf, i64::from(deal.id), &stages, &column.summary.stage, "Move to stage", &back))
+                                }
                             }
                         }
+                    }
+                    @if column.summary.count > column.cards.len() as i64 {
+                        p { a href=(format!("/deals?view=list&stage={}", form_urlencoded::byte_serialize(column.summary.stage.as_bytes()).collect::<String>())) { "All " (column.summary.count) " in " (column.summary.stage) } }
                     }
                 }
             }

@@ -169,6 +169,26 @@ impl Browser {
         }
     }
 
+    /// Waits until the element `css` finds says `needle` (a part of the
+    /// page that changes without a new page, such as a live region).
+    pub async fn wait_for_text(&self, css: &str, needle: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let said = match self.client.find(Locator::Css(css)).await {
+                Ok(element) => element.text().await.unwrap_or_default(),
+                Err(_) => String::new(),
+            };
+            if said.contains(needle) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{css} says {said:?}, not {needle:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     pub async fn text(&self) -> String {
         self.client
             .find(Locator::Css("body"))

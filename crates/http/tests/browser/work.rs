@@ -24,20 +24,94 @@ async fn a_deal_moves_on_the_board_and_on_its_page_and_the_figures_follow() {
     browser.wait_for_heading("Pipeline").await;
     browser.link("New deal").await;
     browser.link("List").await;
-    assert!(browser.text().await.contains("1 deal · 1000.00"));
+    let text = browser.text().await;
+    assert!(text.contains("1 deal · 1000.00"), "{text}");
+    assert!(text.contains("No next step") && text.contains("0 days in stage"));
+    browser.screenshot("pipeline-1280").await;
+
+    // Dragged onto "won": the board comes back with the server's figures
+    // and the live region says so.
     browser
-        .field("Move to stage")
-        .await
-        .select_by_value("won")
+        .client
+        .execute(
+            r#"const [id, stage] = arguments;
+               const data = new DataTransfer();
+               const card = document.querySelector(`[data-deal-card="${id}"]`);
+               const column = document.querySelector(`[data-stage-column="${stage}"]`);
+               card.dispatchEvent(new DragEvent("dragstart", {dataTransfer: data, bubbles: true}));
+               column.dispatchEvent(new DragEvent("dragover", {dataTransfer: data, bubbles: true, cancelable: true}));
+               column.dispatchEvent(new DragEvent("drop", {dataTransfer: data, bubbles: true, cancelable: true}));"#,
+            vec![deal["id"].clone(), "won".into()],
+        )
         .await
         .unwrap();
-    browser.screenshot("pipeline-1280").await;
-    browser.press("Move").await;
-    browser.wait_for_heading("Pipeline").await;
+    browser
+        .wait_for_text(
+            "#board-status",
+            "Moved Big renewal to won. won: 1 deal · 1000.00 · weighted 1000.00.",
+        )
+        .await;
+    // From the keyboard: Alt+← on the card moves it one stage back.
+    browser
+        .link("Big renewal")
+        .await
+        .send_keys("\u{E00A}\u{E012}\u{E000}")
+        .await
+        .unwrap();
+    browser
+        .wait_for_text("#board-status", "Moved Big renewal to negotiation.")
+        .await;
     let text = browser.text().await;
     assert!(
-        text.contains("won\n1 deal · 1000.00 · weighted 1000.00"),
-        "the won column counts the deal at full probability: {text}"
+        text.contains("negotiation\n1 deal · 1000.00 · weighted 750.00"),
+        "the deal counts at the stage's probability: {text}"
+    );
+    let history = crate::helpers::send(
+        app.authed(
+            Method::GET,
+            "alpha",
+            &t.admin_token,
+            &format!("/api/v1/audit?entity=deal&entity_id={}", deal["id"]),
+        ),
+        StatusCode::OK,
+    )
+    .await;
+    assert!(
+        history.to_string().contains("negotiation"),
+        "the history records the move: {history}"
+    );
+
+    // An overdue call makes the card say so, and the filter finds it.
+    let yesterday = (chrono::Utc::now() - chrono::Duration::days(1)).to_rfc3339();
+    crate::helpers::send(
+        app.authed(Method::POST, "alpha", &t.admin_token, "/api/v1/activities")
+            .json(&serde_json::json!({"kind": "call", "subject": "Chase", "deal_id": deal["id"], "due_at": yesterday})),
+        StatusCode::CREATED,
+    )
+    .await;
+    browser
+        .client
+        .goto(&format!("{base}/deals?next_step=overdue"))
+        .await
+        .unwrap();
+    browser.wait_for_heading("Pipeline").await;
+    assert!(browser.text().await.contains("Next step overdue"));
+    browser
+        .client
+        .goto(&format!("{base}/deals?next_step=missing"))
+        .await
+        .unwrap();
+    browser.wait_for_heading("Pipeline").await;
+    assert!(!browser.text().await.contains("Big renewal"));
+    browser
+        .client
+        .goto(&format!("{base}/deals?next_step=soon"))
+        .await
+        .unwrap();
+    let text = browser.text().await;
+    assert!(
+        text.contains("must be one of overdue, today, planned, missing"),
+        "a filter that is not one says which are: {text}"
     );
 
     browser

@@ -36,3 +36,11 @@ pub async fn history(
     };
     Ok(records::history(tx, entity, id, before, limit).await?)
 }
+
+/// The records changed most recently in the organisation, each once.
+pub async fn recently_changed(
+    tx: &TenantTx,
+    limit: i64,
+) -> Result<Vec<records::RecentChange>, ServiceError> {
+    Ok(records::recently_changed(tx, limit).await?)
+}

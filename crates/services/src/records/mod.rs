@@ -18,7 +18,7 @@ pub use activity::complete_activity;
 pub use atrium_domain::records::{
     ACTIVITY, ACTIVITY_KINDS, COMPANY, CONTACT, DEAL, ENTITIES, Entity, Field, Kind, RecordType,
 };
-pub use audit::history;
+pub use audit::{history, recently_changed};
 pub use deal_contacts::{deal_contacts, delete_deal_contact, put_deal_contact};
 pub(crate) use list::filter_value;
 pub use list::{ListRequest, RecordPage, list};

@@ -259,3 +259,144 @@ pub async fn stage_defaults(
     })
     .transpose()
 }
+
+/// A deal as the pipeline board shows it, with where its next step
+/// stands and how long it has been in its stage.
+#[derive(Debug, Clone)]
+pub struct DealCard {
+    pub id: i32,
+    pub title: String,
+    /// Two decimals, as text.
+    pub value: Option<String>,
+    pub stage: String,
+    pub owner_id: Option<i32>,
+    pub company_id: Option<i32>,
+    pub company_name: Option<String>,
+    pub next_step: atrium_domain::pipeline::NextStep,
+    pub days_in_stage: i32,
+}
+
+/// One stage's cards and its figures over every deal that matches (not
+/// only the cards shown).
+#[derive(Debug, Clone)]
+pub struct BoardStage {
+    pub summary: StageSummary,
+    pub cards: Vec<DealCard>,
+}
+
+/// Where a deal's next step stands (`NextStep`), and since when it has
+/// been in its stage: its last stage change in the audit, or its
+/// creation. `d` is the deal.
+const NEXT_STEP_JOINS: &str = "
+    LEFT JOIN LATERAL (
+        SELECT min(a.due_at) AS due, count(*) AS open FROM activities a
+        WHERE a.deal_id = d.id AND a.deleted_at IS NULL AND a.completed_at IS NULL
+    ) act ON true
+    LEFT JOIN LATERAL (
+        SELECT max(e.at) AS since FROM audit_events e
+        WHERE e.entity = 'deal' AND e.entity_id = d.id
+          AND (e.action = 'create' OR e.changes ? 'stage')
+    ) moved ON true";
+
+const NEXT_STEP: &str = "CASE
+        WHEN act.open = 0 THEN 'missing'
+        WHEN (act.due AT TIME ZONE 'UTC')::date < (now() AT TIME ZONE 'UTC')::date THEN 'overdue'
+        WHEN (act.due AT TIME ZONE 'UTC')::date = (now() AT TIME ZONE 'UTC')::date THEN 'today'
+        ELSE 'planned' END";
+
+/// The stage's figures, over the deals that match, and the newest
+/// `per_stage` of them.
+const RANKED: &str = "row_number() OVER (PARTITION BY d.stage ORDER BY d.created_at DESC, d.id DESC) AS n,
+        count(*) OVER stage AS stage_count,
+        COALESCE(sum(d.value) OVER stage, 0)::numeric(16,2)::text AS stage_total,
+        round(COALESCE(sum(d.value * d.probability) OVER stage, 0) / 100, 2)::numeric(16,2)::text AS stage_weighted";
+
+/// The pipeline board: every stage in order (stages without deals too),
+/// with the newest `per_stage` live deals of each as cards, narrowed to
+/// one owner's and to one state of the next step when asked. One
+/// statement; the next step is worked out only for the cards shown,
+/// unless it is what narrows.
+pub async fn board(
+    tx: &TenantTx,
+    owner_id: Option<i32>,
+    next_step: Option<atrium_domain::pipeline::NextStep>,
+    per_stage: i64,
+) -> Result<Vec<BoardStage>, StoreError> {
+    let card = "d.id, d.title, d.value::text, d.stage, d.owner_id, d.company_id, c.name,
+        d.next_step, d.days_in_stage, d.stage_count, d.stage_total, d.stage_weighted";
+    let step_columns = format!(
+        "{NEXT_STEP} AS next_step,
+         floor(extract(epoch FROM now() - COALESCE(moved.since, d.created_at)) / 86400)::int AS days_in_stage"
+    );
+    let rows = match next_step {
+        // Narrowed by the next step: it is worked out for every deal.
+        Some(step) => {
+            let sql = format!(
+                "SELECT {card} FROM (
+                    SELECT d.*, {step_columns}, {RANKED}
+                    FROM deals d {NEXT_STEP_JOINS}
+                    WHERE d.deleted_at IS NULL AND ($1::int IS NULL OR d.owner_id = $1)
+                      AND {NEXT_STEP} = $3
+                    WINDOW stage AS (PARTITION BY d.stage)
+                 ) d
+                 LEFT JOIN companies c ON c.id = d.company_id AND c.deleted_at IS NULL
+                 WHERE d.n <= $2
+                 ORDER BY d.n"
+            );
+            tx.query(&sql, &[&owner_id, &per_stage, &step.as_str()])
+                .await?
+        }
+        None => {
+            let sql = format!(
+                "SELECT {card} FROM (
+                    SELECT d.*, {step_columns} FROM (
+                        SELECT d.*, {RANKED}
+                        FROM deals d
+                        WHERE d.deleted_at IS NULL AND ($1::int IS NULL OR d.owner_id = $1)
+                        WINDOW stage AS (PARTITION BY d.stage)
+                    ) d {NEXT_STEP_JOINS}
+                    WHERE d.n <= $2
+                 ) d
+                 LEFT JOIN companies c ON c.id = d.company_id AND c.deleted_at IS NULL
+                 ORDER BY d.n"
+            );
+            tx.query(&sql, &[&owner_id, &per_stage]).await?
+        }
+    };
+    let stages = list(tx).await?;
+    let mut board: Vec<BoardStage> = stages
+        .into_iter()
+        .map(|stage| BoardStage {
+            summary: StageSummary {
+                stage: stage.name,
+                count: 0,
+                total_value: "0.00".into(),
+                weighted_value: "0.00".into(),
+            },
+            cards: Vec::new(),
+        })
+        .collect();
+    for row in &rows {
+        let stage: String = row.get(3);
+        let Some(column) = board.iter_mut().find(|c| c.summary.stage == stage) else {
+            continue;
+        };
+        column.summary.count = row.get(9);
+        column.summary.total_value = row.get(10);
+        column.summary.weighted_value = row.get(11);
+        let step: &str = row.get(7);
+        column.cards.push(DealCard {
+            id: row.get(0),
+            title: row.get(1),
+            value: row.get(2),
+            stage,
+            owner_id: row.get(4),
+            company_id: row.get(5),
+            company_name: row.get(6),
+            next_step: atrium_domain::pipeline::NextStep::parse("next_step", step)
+                .unwrap_or(atrium_domain::pipeline::NextStep::Missing),
+            days_in_stage: row.get(8),
+        });
+    }
+    Ok(board)
+}

@@ -366,6 +366,30 @@ pub(super) fn form_of(
 /// The list's filters as a form (GET, so the address holds the view):
 /// each of the record type's filters as an input of its column's kind,
 /// then each custom field.
+/// The list's orders as people read them ("Newest first", "Name A–Z"),
+/// one per order (the API's aliases of an order are left out).
+fn sort_choices(entity: &Entity) -> Vec<(&'static str, String)> {
+    let mut seen = Vec::new();
+    let mut choices = Vec::new();
+    for sort in entity.sorts {
+        if seen.contains(&(sort.column, sort.descending)) {
+            continue;
+        }
+        seen.push((sort.column, sort.descending));
+        let text = match (sort.column, sort.descending) {
+            ("created_at", true) => "Newest first".to_owned(),
+            ("created_at", false) => "Oldest first".to_owned(),
+            (column, descending) => {
+                let field = entity.field(column).map(super::label);
+                let name = field.unwrap_or_else(|| column.to_owned());
+                format!("{name} {}", if descending { "Z–A" } else { "A–Z" })
+            }
+        };
+        choices.push((sort.name, text));
+    }
+    choices
+}
+
 pub(super) fn filter_form(
     entity: &Entity,
     choices: &Choices,
@@ -373,12 +397,22 @@ pub(super) fn filter_form(
 ) -> Markup {
     let given = |name: &str| query.get(name).map(String::as_str).unwrap_or_default();
     let open = entity.filters.iter().any(|f| query.contains_key(f.param))
+        || query.contains_key("sort")
         || query.keys().any(|k| k.starts_with("cf."));
     html! {
         details.filters open[open] {
             summary { "Filters" }
             form.filters method="get" action=(format!("/{}", entity.table)) {
                 @if let Some(q) = query.get("q") { input type="hidden" name="q" value=(q); }
+                @if let Some(view) = query.get("view") { input type="hidden" name="view" value=(view); }
+                div {
+                    label for="sort" { "Sort by" }
+                    select id="sort" name="sort" {
+                        @for (name, text) in sort_choices(entity) {
+                            option value=(name) selected[given("sort") == name] { (text) }
+                        }
+                    }
+                }
                 @for filter in entity.filters {
                     @let field = entity.field(filter.column).expect("filters name fields");
                     @let text = {

@@ -199,6 +199,7 @@ pub(crate) async fn list(
                 form.search role="search" method="get" action=(format!("/{}", entity.table)) data-live-search {
                     label for="q" { "Search " (entity.table) }
                     input id="q" name="q" type="search" value=(q) autocomplete="off";
+                    @if let Some(view) = query.get("view") { input type="hidden" name="view" value=(view); }
                     button type="submit" { "Search" }
                 }
             }

@@ -241,3 +241,61 @@ pub async fn history(
         .await?;
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
+
+/// A record that changed lately, as a person names it.
+#[derive(Debug, Clone)]
+pub struct RecentChange {
+    pub entity: &'static Entity,
+    pub id: i32,
+    pub title: String,
+    /// `create`, `update`, `delete` or `restore`.
+    pub action: String,
+    pub user_id: Option<i32>,
+    /// `YYYY-MM-DD HH:MM`, UTC.
+    pub at: String,
+}
+
+/// The live records changed most recently, each once, newest first: read
+/// from the last few hundred audit events (the audit's own index), so the
+/// cost does not grow with the tenant.
+pub async fn recently_changed(tx: &TenantTx, limit: i64) -> Result<Vec<RecentChange>, StoreError> {
+    let rows = tx
+        .query(
+            "SELECT e.entity::text, e.entity_id, e.action::text, e.user_id,
+                    to_char(e.at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI'),
+                    CASE e.entity WHEN 'company' THEN co.name
+                        WHEN 'contact' THEN concat_ws(' ', ct.first_name, ct.last_name)
+                        WHEN 'deal' THEN d.title ELSE a.subject END
+             FROM (
+                SELECT DISTINCT ON (entity, entity_id) id, entity, entity_id, action, user_id, at
+                FROM (SELECT * FROM audit_events ORDER BY id DESC LIMIT 500) latest
+                ORDER BY entity, entity_id, id DESC
+             ) e
+             LEFT JOIN companies co ON e.entity = 'company' AND co.id = e.entity_id AND co.deleted_at IS NULL
+             LEFT JOIN contacts ct ON e.entity = 'contact' AND ct.id = e.entity_id AND ct.deleted_at IS NULL
+             LEFT JOIN deals d ON e.entity = 'deal' AND d.id = e.entity_id AND d.deleted_at IS NULL
+             LEFT JOIN activities a ON e.entity = 'activity' AND a.id = e.entity_id AND a.deleted_at IS NULL
+             WHERE COALESCE(co.id, ct.id, d.id, a.id) IS NOT NULL
+             ORDER BY e.id DESC
+             LIMIT $1",
+            &[&limit],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .filter_map(|r| {
+            let name: String = r.get(0);
+            let entity = atrium_domain::records::ENTITIES
+                .iter()
+                .find(|e| e.name == name)?;
+            Some(RecentChange {
+                entity,
+                id: r.get(1),
+                action: r.get(2),
+                user_id: r.get(3),
+                at: r.get(4),
+                title: r.get(5),
+            })
+        })
+        .collect())
+}
