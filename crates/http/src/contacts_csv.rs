@@ -100,7 +100,7 @@ pub struct ImportReportBody {
 /// Import contacts from CSV (`Content-Type: text/csv`, up to 20 MiB and
 /// 100,000 data rows; a larger file is 413 before any row is written).
 /// Columns: contact fields, `company` (matched or created by name),
-/// `cf.<key>`; `id` and `company_id` are ignored. A contact whose email
+/// `cf.<key>`; `id`, `company_id` and `import_problem` are ignored. A contact whose email
 /// exists is updated. Failed rows are reported and change nothing: the
 /// report lists the first 1,000 row errors and counts them all in
 /// `error_count`. `dry_run=true` checks without writing. Rows are committed
@@ -145,6 +145,6 @@ async fn import_contacts(
         .await
         .map_err(anyhow::Error::from)?;
     let tx = scope.begin().await?;
-    let report = contacts_csv::import(&scope, tx, &me, file, dry_run).await?;
+    let report = contacts_csv::import(&scope, tx, &me, file, dry_run, &mut ()).await?;
     Ok(axum::Json(report))
 }

@@ -112,6 +112,8 @@ pub(crate) struct AppState {
     /// Permits for requests being answered (`max_requests_in_flight`).
     pub in_flight: Arc<tokio::sync::Semaphore>,
     pub metrics: Arc<tenant_metrics::TenantMetrics>,
+    /// The browser's CSV imports this server runs (`web::import`).
+    pub imports: Arc<web::ImportJobs>,
 }
 
 #[derive(OpenApi)]
@@ -180,6 +182,7 @@ async fn build(
         policies: Arc::default(),
         in_flight,
         metrics,
+        imports: Arc::default(),
     };
     let (api_router, mut openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(platform::router())

@@ -14,11 +14,19 @@ use atrium_store::records as store;
 use crate::records::{self, COMPANY, CONTACT, ListRequest};
 use crate::{CurrentUser, Scope, ServiceError};
 
+pub use csv_async::StringRecord;
+
 /// Contact fields a CSV may carry, besides `company` and `cf.<key>`.
 const FIELDS: &[&str] = &["first_name", "last_name", "email", "phone"];
 /// Columns of an export that an import ignores: ids differ between tenants;
 /// the `company` name links the company.
-const IGNORED: &[&str] = &["id", "company_id"];
+/// `import_problem` is the column a file of refused rows adds: fixed, the
+/// file imports again as it is.
+const IGNORED: &[&str] = &["id", "company_id", REFUSED_PROBLEM_COLUMN];
+
+/// The column a file of refused rows ([`RefusedRows`]) adds to the file's
+/// own: why the row was refused.
+pub const REFUSED_PROBLEM_COLUMN: &str = "import_problem";
 
 /// Data rows one import may hold: a larger file is refused before any row
 /// is written (split it). 100,000 contacts of a typical export are about
@@ -41,7 +49,7 @@ pub struct ImportReport {
 }
 
 impl ImportReport {
-    fn fail_row(&mut self, problems: impl IntoIterator<Item = RowError>) {
+    fn fail_row(&mut self, problems: Vec<RowError>) {
         self.failed += 1;
         for problem in problems {
             self.error_count += 1;
@@ -52,12 +60,88 @@ impl ImportReport {
     }
 }
 
-#[derive(Debug, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct RowError {
     /// The line in the file; the header is line 1.
     pub row: u64,
     pub field: Option<String>,
     pub message: String,
+}
+
+/// Told what an import does while it runs: the browser's import job
+/// shows its progress and offers the refused rows as a file.
+pub trait ImportWatcher: Send {
+    /// After each batch of rows (committed, or rolled back in a dry run)
+    /// and at the end: the report so far and the bytes of the file read.
+    fn progress(&mut self, _report: &ImportReport, _bytes_read: u64) {}
+    /// A refused row: its line, its cells when they could be read, why.
+    fn refused(
+        &mut self,
+        _line: u64,
+        _cells: Option<&csv_async::StringRecord>,
+        _problems: &[RowError],
+    ) {
+    }
+}
+
+/// Nobody watching (the API's import answers with the report).
+impl ImportWatcher for () {}
+
+/// The refused rows of an import as a CSV file a person can fix: the
+/// file's own columns with the row as it was, then why it was refused.
+/// The importer ignores that last column, so the fixed file imports again.
+pub struct RefusedRows<W: std::io::Write> {
+    out: csv::Writer<W>,
+    width: usize,
+}
+
+impl<W: std::io::Write> RefusedRows<W> {
+    pub fn new(out: W, header: &[String]) -> std::io::Result<Self> {
+        let mut out = csv::Writer::from_writer(out);
+        let mut row: Vec<&str> = header.iter().map(String::as_str).collect();
+        row.push(REFUSED_PROBLEM_COLUMN);
+        out.write_record(&row).map_err(std::io::Error::other)?;
+        Ok(Self {
+            out,
+            width: header.len(),
+        })
+    }
+
+    pub fn write(
+        &mut self,
+        line: u64,
+        cells: Option<&csv_async::StringRecord>,
+        problems: &[RowError],
+    ) -> std::io::Result<()> {
+        let mut row: Vec<String> = (0..self.width)
+            .map(|i| cells.and_then(|c| c.get(i)).unwrap_or_default().to_owned())
+            .collect();
+        let why: Vec<String> = problems
+            .iter()
+            .map(|p| match &p.field {
+                Some(field) => format!("{field}: {}", p.message),
+                None => p.message.clone(),
+            })
+            .collect();
+        row.push(neutralised(format!("line {line}: {}", why.join("; "))));
+        self.out.write_record(&row).map_err(std::io::Error::other)
+    }
+
+    pub fn finish(mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
+}
+
+/// A CSV file's header row (empty when it cannot be read).
+pub async fn header_row<R>(csv_text: R) -> Vec<String>
+where
+    R: tokio::io::AsyncRead + Unpin + Send,
+{
+    let mut reader = csv_async::AsyncReaderBuilder::new().create_reader(csv_text);
+    match reader.headers().await {
+        Ok(header) => header.iter().map(|h| h.trim().to_owned()).collect(),
+        Err(_) => Vec::new(),
+    }
 }
 
 enum Column {
@@ -114,6 +198,7 @@ pub async fn import<R>(
     me: &CurrentUser,
     csv_text: R,
     dry_run: bool,
+    watcher: &mut dyn ImportWatcher,
 ) -> Result<ImportReport, ServiceError>
 where
     R: tokio::io::AsyncRead + Unpin + Send,
@@ -123,7 +208,7 @@ where
         rows: 0,
         dry_run,
     };
-    let result = import_rows(scope, &mut batch, me, csv_text).await;
+    let result = import_rows(scope, &mut batch, me, csv_text, watcher).await;
     let Batch { tx, .. } = batch;
     if dry_run || result.is_err() {
         let _ = tx.rollback().await;
@@ -167,6 +252,7 @@ async fn import_rows<R>(
     batch: &mut Batch,
     me: &CurrentUser,
     csv_text: R,
+    watcher: &mut dyn ImportWatcher,
 ) -> Result<ImportReport, ServiceError>
 where
     R: tokio::io::AsyncRead + Unpin + Send,
@@ -227,22 +313,27 @@ where
                 return Err(anyhow::anyhow!("reading the CSV body: {e}").into());
             }
             Err(e) => {
-                report.fail_row([RowError {
-                    row: e.position().map_or(0, |p| p.line()),
+                let line = e.position().map_or(0, |p| p.line());
+                let problems = vec![RowError {
+                    row: line,
                     field: None,
                     message: format!("the row cannot be read: {e}"),
-                }]);
+                }];
+                watcher.refused(line, None, &problems);
+                report.fail_row(problems);
                 continue;
             }
         };
         // PostgreSQL cannot store U+0000 in text: the row fails, naming
         // the column, before anything of it is tried.
         if let Some(column) = record.iter().position(|cell| cell.contains('\0')) {
-            report.fail_row([RowError {
+            let problems = vec![RowError {
                 row: line,
                 field: Some(headers.get(column).unwrap_or_default().trim().to_owned()),
                 message: NUL_MESSAGE.to_owned(),
-            }]);
+            }];
+            watcher.refused(line, None, &problems);
+            report.fail_row(problems);
             continue;
         }
         let tx = &batch.tx;
@@ -261,17 +352,27 @@ where
                 tx.rollback_to_savepoint().await?;
                 // Companies made for this row were rolled back too.
                 companies.retain(|_, id| *id > 0);
-                report.fail_row(problems.into_iter().map(|(field, message)| RowError {
-                    row: line,
-                    field,
-                    message,
-                }));
+                let problems: Vec<RowError> = problems
+                    .into_iter()
+                    .map(|(field, message)| RowError {
+                        row: line,
+                        field,
+                        message,
+                    })
+                    .collect();
+                watcher.refused(line, Some(&record), &problems);
+                report.fail_row(problems);
             }
         }
-        if batch.next_if_full(scope).await? && batch.dry_run {
-            companies.clear();
+        if batch.next_if_full(scope).await? {
+            if batch.dry_run {
+                companies.clear();
+            }
+            let read = record.position().map_or(0, |p| p.byte());
+            watcher.progress(&report, read);
         }
     }
+    watcher.progress(&report, reader.position().byte());
     Ok(report)
 }
 
@@ -500,6 +601,32 @@ pub async fn export_page(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refused_rows_keep_the_files_columns_and_say_why_last() {
+        let header: Vec<String> = ["first_name", "email"].map(String::from).into();
+        let mut out = Vec::new();
+        let mut refused = RefusedRows::new(&mut out, &header).unwrap();
+        let cells = StringRecord::from(vec!["Cy", "not-an-email"]);
+        let why = |field: Option<&str>, message: &str| RowError {
+            row: 3,
+            field: field.map(str::to_owned),
+            message: message.to_owned(),
+        };
+        refused
+            .write(3, Some(&cells), &[why(Some("email"), "is not an email")])
+            .unwrap();
+        refused
+            .write(4, None, &[why(None, "the row cannot be read")])
+            .unwrap();
+        refused.finish().unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "first_name,email,import_problem\n\
+             Cy,not-an-email,line 3: email: is not an email\n\
+             ,,line 4: the row cannot be read\n"
+        );
+    }
 
     #[test]
     fn formula_cells_are_neutralised_and_read_back_as_they_were() {

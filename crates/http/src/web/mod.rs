@@ -10,6 +10,7 @@ mod assets;
 mod forms;
 mod home;
 mod import;
+pub(crate) use import::ImportJobs;
 mod page;
 mod pipeline;
 mod records;
@@ -81,7 +82,12 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/contacts/export", get(export_contacts))
         .route("/contacts/import", get(import::form))
         .route("/contacts/import/check", post(import::check))
-        .route("/contacts/import/run", post(import::run))
+        .route("/contacts/import/{token}", get(import::show))
+        .route("/contacts/import/{token}/run", post(import::run))
+        .route(
+            "/contacts/import/{token}/refused.csv",
+            get(import::refused_rows),
+        )
         .route("/deals", get(pipeline::board))
         .route("/deals/{id}/move", post(pipeline::move_deal))
         .merge(records::router())

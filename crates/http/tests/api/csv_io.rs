@@ -454,3 +454,17 @@ async fn a_nul_character_in_a_csv_cell_fails_its_row_naming_the_column() {
     assert_eq!(report["errors"][0]["row"], 3);
     assert_eq!(report["errors"][0]["field"], "first_name");
 }
+
+#[tokio::test]
+async fn a_file_of_refused_rows_imports_again_once_fixed() {
+    let app = TestApp::spawn().await;
+    let t = app.create_tenant("alpha").await;
+    // What the browser's "Download the refused rows" gives, fixed.
+    let csv = "first_name,last_name,email,import_problem\n\
+               Cy,Young,cy@x.com,line 4: email: is not an email address\n";
+    let done = import(&app, "alpha", &t.admin_token, csv, "").await;
+    assert_eq!(
+        (done["created"].as_u64(), done["failed"].as_u64()),
+        (Some(1), Some(0))
+    );
+}

@@ -162,6 +162,8 @@ async fn contacts_are_imported_from_a_checked_file_and_exported_again() {
         .await
         .unwrap();
     browser.press("Check file").await;
+    // The check runs as a job; its page refreshes until it is done.
+    browser.wait_for_text("main", "would be created").await;
     let text = browser.text().await;
     assert!(text.contains("1 contact would be created"), "{text}");
     assert!(text.contains("2 rows would be refused"), "{text}");
@@ -180,7 +182,41 @@ async fn contacts_are_imported_from_a_checked_file_and_exported_again() {
         "a check writes nothing"
     );
     browser.press("Import").await;
-    assert!(browser.text().await.contains("The import is done."));
+    browser.wait_for_text("main", "The import is done.").await;
+    let text = browser.text().await;
+    assert!(
+        text.contains("1 contact created") && text.contains("2 rows refused"),
+        "{text}"
+    );
+    browser.link("Download the refused rows").await;
+    let job = browser.client.current_url().await.unwrap();
+    let refused = app
+        .tenant_request(Method::GET, "alpha", &format!("{}/refused.csv", job.path()))
+        .header("cookie", format!("atrium_session={}", t.admin_token))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::OK);
+    let refused = refused.text().await.unwrap();
+    assert!(
+        refused.starts_with("first_name,last_name,email,company,import_problem\n")
+            && refused.contains("Bo,,bo@x.example,,line 3: last_name:")
+            && refused.contains("Cy,Ng,not-an-email,,line 4: email:"),
+        "the refused rows as they were, with why: {refused}"
+    );
+    // Another organisation's people do not see the job, nor its rows.
+    let other = app.create_tenant("beta").await;
+    let elsewhere = |path: String| {
+        app.tenant_request(Method::GET, "beta", &path)
+            .header("cookie", format!("atrium_session={}", other.admin_token))
+            .send()
+    };
+    let page = elsewhere(job.path().to_owned()).await.unwrap();
+    assert!(page.text().await.unwrap().contains("no longer here"));
+    let rows = elsewhere(format!("{}/refused.csv", job.path()))
+        .await
+        .unwrap();
+    assert_eq!(rows.status(), StatusCode::NOT_FOUND);
     let after = crate::helpers::send(
         app.authed(Method::GET, "alpha", &t.admin_token, "/api/v1/contacts"),
         StatusCode::OK,
