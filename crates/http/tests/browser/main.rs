@@ -7,6 +7,7 @@
 #[allow(dead_code)]
 mod helpers;
 
+mod a11y;
 mod account;
 mod driver;
 mod records;
