@@ -27,7 +27,7 @@ pub async fn run(server: &Database, bench: &ArchiveBench) -> anyhow::Result<Stri
 
 /// Companies, deals, deal contacts, activities and audit events in
 /// proportion to the contacts.
-async fn fill(db: &Database, schema: &str, contacts: u32) -> anyhow::Result<()> {
+pub(crate) async fn fill(db: &Database, schema: &str, contacts: u32) -> anyhow::Result<()> {
     let companies = (contacts / 10).max(1);
     let deals = (contacts / 5).max(1);
     let activities = contacts / 2;

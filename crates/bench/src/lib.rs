@@ -15,6 +15,7 @@ pub mod noisy;
 pub mod provision;
 pub mod scale;
 pub mod soak;
+pub mod ui;
 
 use atrium_store::AdminDatabase;
 use std::time::Duration;

@@ -10,6 +10,7 @@ use crate::percentile;
 pub(crate) struct LoadResult {
     pub per_second: f64,
     pub p50: Duration,
+    pub p95: Duration,
     pub p99: Duration,
     pub errors: usize,
 }
@@ -20,6 +21,7 @@ impl LoadResult {
         Self {
             per_second: latencies.len() as f64 / elapsed.as_secs_f64(),
             p50: percentile(&latencies, 0.50),
+            p95: percentile(&latencies, 0.95),
             p99: percentile(&latencies, 0.99),
             errors,
         }

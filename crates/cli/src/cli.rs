@@ -333,6 +333,23 @@ pub enum BenchCommand {
     /// The whole fleet at N tenants: provisioning, migration, commands,
     /// API spread and memory, in one report.
     Fleet(BenchFleetArgs),
+    /// The web application's pages against the JSON API for the same
+    /// data, and the pages of a large tenant against their targets.
+    Ui(BenchUiArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchUiArgs {
+    /// Small tenants the side-by-side measurements spread over.
+    #[arg(long, default_value_t = 100)]
+    pub tenants: u32,
+    /// Seconds per measurement.
+    #[arg(long, default_value_t = 5)]
+    pub seconds: u64,
+    /// Contacts in the large tenant (with a tenth as many companies, a
+    /// fifth as many deals and half as many activities).
+    #[arg(long, default_value_t = 100_000)]
+    pub contacts: u32,
 }
 
 #[derive(Debug, Args)]

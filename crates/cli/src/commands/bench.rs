@@ -96,6 +96,17 @@ pub async fn run(command: BenchCommand, connected: &Connected) -> CommandResult 
             )
             .await?
         }
+        BenchCommand::Ui(args) => {
+            atrium_bench::ui::run(
+                server,
+                &atrium_bench::ui::UiBench {
+                    tenants: args.tenants.max(1),
+                    seconds: args.seconds.max(1),
+                    contacts: args.contacts.max(10),
+                },
+            )
+            .await?
+        }
         BenchCommand::Import(args) => {
             atrium_bench::import::run(
                 server,

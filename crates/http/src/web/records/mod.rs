@@ -32,7 +32,7 @@ use actions::{
 };
 
 /// Records a list page shows at once.
-const PAGE_SIZE: i64 = 25;
+const PAGE_SIZE: i64 = 50;
 /// Choices a reference's select offers (the first by name).
 const CHOICES: i64 = 200;
 
