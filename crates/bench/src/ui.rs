@@ -30,7 +30,14 @@ pub struct UiBench {
 }
 
 /// The default pipeline's stages: the board's columns.
-const STAGES: [&str; 6] = ["lead", "qualified", "proposal", "negotiation", "won", "lost"];
+const STAGES: [&str; 6] = [
+    "lead",
+    "qualified",
+    "proposal",
+    "negotiation",
+    "won",
+    "lost",
+];
 /// Searches typed on the large tenant: prefixes, a full name, typos.
 const SEARCHES: [&str; 5] = ["far", "farid", "farid name12", "fraid", "elodie"];
 /// Measurements per side-by-side pair; the run of median p50 is reported.
@@ -222,7 +229,12 @@ async fn measure(db: &Database, bench: &UiBench) -> anyhow::Result<String> {
         ("Contacts list", |_, _, _| "/contacts".into(), 150),
         (
             "Contacts search as you type",
-            |i, _, _| format!("/contacts?q={}", SEARCHES[i % SEARCHES.len()].replace(' ', "+")),
+            |i, _, _| {
+                format!(
+                    "/contacts?q={}",
+                    SEARCHES[i % SEARCHES.len()].replace(' ', "+")
+                )
+            },
             150,
         ),
         ("Pipeline board", |_, _, _| "/deals".into(), 150),
@@ -267,7 +279,12 @@ async fn measure(db: &Database, bench: &UiBench) -> anyhow::Result<String> {
         }
     })
     .await;
-    large_row(&mut report, "Move a deal (and the board after it)", moved, 300)?;
+    large_row(
+        &mut report,
+        "Move a deal (and the board after it)",
+        moved,
+        300,
+    )?;
     server.abort();
     Ok(report)
 }

@@ -12,6 +12,7 @@ pub mod operator;
 pub mod passwords;
 pub mod pipeline;
 pub mod records;
+pub mod saved_views;
 mod scope;
 pub mod tenants;
 pub mod tokens;

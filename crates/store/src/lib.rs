@@ -21,7 +21,8 @@ pub use connection::database::{
 pub use connection::tenant::{CONNECTION_CAP_WAIT, TenantConnectionCap, TenantContext, TenantTx};
 pub use connection::tx::PooledTx;
 pub use data::{
-    custom_fields, invitations, outbox, password_resets, pipeline, records, sessions, users,
+    custom_fields, invitations, outbox, password_resets, pipeline, records, saved_views, sessions,
+    users,
 };
 pub use registry::naming::is_tenant_schema_name;
 

@@ -17,6 +17,7 @@ mod records;
 mod session;
 mod settings;
 mod sign_in;
+mod views;
 
 use std::sync::Arc;
 
@@ -50,6 +51,8 @@ pub(crate) fn router() -> Router<AppState> {
             get(account::join_form).post(account::join_submit),
         )
         .route("/assets/{name}", get(assets::serve))
+        .route("/views", post(views::save))
+        .route("/views/{id}/delete", post(views::delete))
         .route(
             "/settings",
             get(|| async { see_other("/settings/profile") }),

@@ -67,9 +67,10 @@ pub(crate) async fn board(
     params.retain(|_, v| !v.is_empty());
     // Creating deals and moving one's own go together (a viewer does
     // neither); moving someone else's is checked by the update itself.
-    let (name, columns, owners, may_change) = authed
+    let (name, columns, owners, may_change, views, me_id) = authed
         .run(async |tx, me| -> Result<_, ApiError> {
             let columns = pipeline::board(tx, &params, CARDS_PER_STAGE).await?;
+            let views = atrium_services::saved_views::visible(tx, me, "/deals").await?;
             let owners: Vec<(i64, String)> = users::list(tx, me, 0, 200, false)
                 .await?
                 .into_iter()
@@ -81,6 +82,8 @@ pub(crate) async fn board(
                 columns,
                 owners,
                 me.access.allows(Action::RecordsCreate),
+                views,
+                me.id(),
             ))
         })
         .await?;
@@ -108,6 +111,7 @@ pub(crate) async fn board(
             @if may_change { a.button href="/deals/new" { "New deal" } }
             a href="/deals?view=list" { "List" }
         }
+        (super::views::panel("/deals", &params, &views, me_id, &csrf))
         details.filters open[params.contains_key("owner_id") || params.contains_key("next_step")] {
             summary { "Filters" }
             form.filters method="get" action="/deals" {

@@ -425,3 +425,163 @@ async fn contacts_are_filtered_by_company_and_by_a_custom_field() {
     );
     browser.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_filtered_list_is_saved_as_a_view_for_me_or_for_the_team() {
+    let app = TestApp::spawn().await;
+    let t = app.create_tenant("alpha").await;
+    for (first, company) in [("Ann", "Initech"), ("Bo", "Globex")] {
+        let company = crate::helpers::send(
+            app.authed(Method::POST, "alpha", &t.admin_token, "/api/v1/companies")
+                .json(&serde_json::json!({"name": company})),
+            StatusCode::CREATED,
+        )
+        .await;
+        crate::helpers::send(
+            app.authed(Method::POST, "alpha", &t.admin_token, "/api/v1/contacts")
+                .json(&serde_json::json!({"first_name": first, "last_name": "Lee", "company_id": company["id"]})),
+            StatusCode::CREATED,
+        )
+        .await;
+    }
+    let (_, rep_token) = app.add_user(&t, "rep@alpha.example", "sales_rep").await;
+    let browser = Browser::start(1280, 800).await;
+    let base = format!("http://alpha.localhost:{}", app.addr.port());
+    browser.sign_in(&base, &t.admin_email, ADMIN_PASSWORD).await;
+    browser
+        .client
+        .goto(&format!("{base}/contacts"))
+        .await
+        .unwrap();
+    browser.wait_for_heading("Contacts").await;
+    browser
+        .client
+        .find(fantoccini::Locator::Css("details.filters summary"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    browser
+        .field("Company")
+        .await
+        .select_by_label("Initech")
+        .await
+        .unwrap();
+    browser
+        .field("Sort by")
+        .await
+        .select_by_label("Last name A–Z")
+        .await
+        .unwrap();
+    browser.press("Filter").await;
+    assert!(!browser.text().await.contains("Bo Lee"));
+    browser
+        .client
+        .find(fantoccini::Locator::Css("details.save-view summary"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    browser.fill("View name", "Initech people").await;
+    browser
+        .field("Share with the team")
+        .await
+        .click()
+        .await
+        .unwrap();
+    browser.press("Save view").await;
+    browser
+        .client
+        .find(fantoccini::Locator::Css("details.save-view summary"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    browser.fill("View name", "Mine only").await;
+    browser.press("Save view").await;
+
+    // The view is an address: opened from the list, it filters again.
+    browser
+        .client
+        .goto(&format!("{base}/contacts"))
+        .await
+        .unwrap();
+    browser.wait_for_heading("Contacts").await;
+    assert!(browser.text().await.contains("Bo Lee"));
+    browser.follow("Initech people").await;
+    let text = browser.text().await;
+    assert!(
+        text.contains("Ann Lee") && !text.contains("Bo Lee"),
+        "{text}"
+    );
+    browser.screenshot("contacts-view-1280").await;
+
+    // The team sees the shared view, not the private one.
+    let as_rep = app
+        .tenant_request(Method::GET, "alpha", "/contacts")
+        .header("cookie", format!("atrium_session={rep_token}"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(as_rep.contains("Initech people") && !as_rep.contains("Mine only"));
+
+    // A name taken on this page is said so; a nameless view is refused.
+    browser
+        .client
+        .find(fantoccini::Locator::Css("details.save-view summary"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    browser.fill("View name", "initech PEOPLE").await;
+    browser.press("Save view").await;
+    assert!(
+        browser
+            .text()
+            .await
+            .contains("you have a view of this page with this name")
+    );
+    browser
+        .client
+        .goto(&format!("{base}/contacts"))
+        .await
+        .unwrap();
+    browser.wait_for_heading("Contacts").await;
+    browser
+        .client
+        .execute(
+            "document.getElementById('view-name').removeAttribute('required');",
+            vec![],
+        )
+        .await
+        .unwrap();
+    browser
+        .client
+        .find(fantoccini::Locator::Css("details.save-view summary"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    browser.press("Save view").await;
+    let text = browser.text().await;
+    assert!(text.contains("is required"), "{text}");
+
+    // Deleted, it is gone for everyone.
+    browser
+        .client
+        .goto(&format!("{base}/contacts"))
+        .await
+        .unwrap();
+    browser.wait_for_heading("Contacts").await;
+    browser.press("×").await;
+    assert!(!browser.text().await.contains("Initech people"));
+    browser.close().await;
+}

@@ -9,5 +9,6 @@ pub mod outbox;
 pub mod password_resets;
 pub mod pipeline;
 pub mod records;
+pub mod saved_views;
 pub mod sessions;
 pub mod users;

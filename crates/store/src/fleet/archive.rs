@@ -49,6 +49,7 @@ pub const FORMAT_VERSION: u32 = 1;
 /// table's `COPY` ends, so their order does not matter.
 pub const ARCHIVED_TABLES: &[&str] = &[
     "users",
+    "saved_views",
     "pipeline_stages",
     "custom_field_definitions",
     "companies",

@@ -34,6 +34,8 @@ async fn fill(db: &Database, schema: &str) {
              INSERT INTO deals (title, stage, value, owner_id, primary_contact_id, company_id, created_by)
                VALUES ('Big deal', 'won', 1000.50, 2, 1, 2, 1);
              INSERT INTO deal_contacts (deal_id, contact_id, role, created_by) VALUES (1, 2, 'champion', 1);
+             INSERT INTO saved_views (name, path, query, shared, created_by)
+               VALUES ('Open deals', '/deals', 'next_step=overdue', true, 2);
              INSERT INTO activities (kind, subject, contact_id, deal_id, created_by)
                VALUES ('call', 'Intro call', 1, 1, 2);
              INSERT INTO audit_events (entity, entity_id, action, user_id, changes)
@@ -384,8 +386,15 @@ async fn damaged_or_altered_archives_are_refused_and_leave_nothing() {
         ),
         (
             "newer schema version",
-            text.replacen("\"schema_version\":1", "\"schema_version\":99", 1)
-                .into_bytes(),
+            text.replacen(
+                &format!(
+                    "\"schema_version\":{}",
+                    MigrationSets::embedded().latest_tenant_version()
+                ),
+                "\"schema_version\":99",
+                1,
+            )
+            .into_bytes(),
             "schema version 99",
         ),
     ];

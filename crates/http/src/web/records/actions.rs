@@ -258,7 +258,7 @@ pub(super) async fn restore(
 /// A signed-in form post: the request's transaction, the session's CSRF
 /// token (pages drawn after it carry it again), and the form, once its
 /// token is checked.
-fn posted(
+pub(crate) fn posted(
     signed_in: Result<SignedIn, WebError>,
     form: Result<Form<Vec<(String, String)>>, FormRejection>,
 ) -> Result<(crate::extract::Authed, String, Typed), WebError> {

@@ -105,7 +105,7 @@ pub(super) async fn choices(
 }
 
 /// A form's values as typed, by input name.
-pub(super) type Typed = HashMap<String, String>;
+pub(crate) type Typed = HashMap<String, String>;
 
 fn select(
     id: &str,

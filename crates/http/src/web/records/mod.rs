@@ -27,6 +27,7 @@ use crate::error::ApiError;
 mod actions;
 mod form;
 
+pub(crate) use actions::posted;
 use actions::{
     add_deal_contact, create, delete, edit_form, new_form, remove_deal_contact, restore, update,
 };
@@ -145,9 +146,11 @@ pub(crate) async fn list(
     let mut params = query.clone();
     // A filter left at "Any" sends an empty value: no filter.
     params.retain(|k, v| k != "limit" && !v.is_empty());
-    let (name, page, may_create, choices) = authed
+    let path = format!("/{}", entity.table);
+    let (name, page, may_create, choices, views, me_id) = authed
         .run(async |tx, me| -> Result<_, ApiError> {
             let choices = form::choices(tx, me, entity).await?;
+            let views = atrium_services::saved_views::visible(tx, me, &path).await?;
             let page = records::list(
                 tx,
                 me,
@@ -164,6 +167,8 @@ pub(crate) async fn list(
                 page,
                 me.access.allows(Action::RecordsCreate),
                 choices,
+                views,
+                me.id(),
             ))
         })
         .await?;
@@ -212,6 +217,7 @@ pub(crate) async fn list(
                 a href="/contacts/export" download { "Export" }
             }
         }
+        (super::views::panel(&path, &query, &views, me_id, &csrf))
         (form::filter_form(entity, &choices, &query))
         div id="results" aria-live="polite" {
         @if page.data.is_empty() {
