@@ -83,6 +83,17 @@ fn record_id(record: &Value) -> i32 {
     record["id"].as_i64().unwrap_or_default() as i32
 }
 
+/// Live records of a type as choices for a select, by name: id and the
+/// name (`title` fields joined).
+pub async fn titles(
+    tx: &TenantTx,
+    entity: &Entity,
+    title: &[&str],
+    limit: i64,
+) -> Result<Vec<(i32, String)>, ServiceError> {
+    Ok(records::titles(tx, entity, title, limit).await?)
+}
+
 pub async fn create(
     tx: &TenantTx,
     me: &CurrentUser,

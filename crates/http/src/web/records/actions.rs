@@ -12,7 +12,7 @@ use atrium_domain::records::Entity;
 use atrium_services::ServiceError;
 use atrium_services::records;
 
-use super::form::{Choices, Typed, body_of, choices, form_of, record_form, typed_of};
+use super::form::{Choices, ChoicesFor, Typed, body_of, choices, form_of, record_form, typed_of};
 use super::{id_of, title_of, viewer_name};
 use crate::error::ApiError;
 use crate::web::forms::{Errors, csrf_field};
@@ -28,7 +28,10 @@ pub(super) async fn new_form(
     let (name, choices) = authed
         .run(async |tx, me| -> Result<_, ApiError> {
             me.require(Action::RecordsCreate)?;
-            Ok((viewer_name(me), choices(tx, me, entity).await?))
+            Ok((
+                viewer_name(me),
+                choices(tx, me, entity, ChoicesFor::Form).await?,
+            ))
         })
         .await?;
     let viewer = Viewer {
@@ -88,7 +91,7 @@ pub(super) async fn create(
     // either way; the form's choices come back with the refusal.
     let (created, choices, name) = authed
         .run(async |tx, me| -> Result<_, ApiError> {
-            let choices = choices(tx, me, entity).await?;
+            let choices = choices(tx, me, entity, ChoicesFor::Form).await?;
             let body = body_of(entity, &choices.custom, &form, false);
             let created = match records::create(tx, me, entity, body).await {
                 Ok(record) => Ok(record),
@@ -134,7 +137,11 @@ pub(super) async fn edit_form(
     let (name, record, choices) = authed
         .run(async |tx, me| -> Result<_, ApiError> {
             let record = records::get(tx, me, entity, id, false).await?;
-            Ok((viewer_name(me), record, choices(tx, me, entity).await?))
+            Ok((
+                viewer_name(me),
+                record,
+                choices(tx, me, entity, ChoicesFor::Form).await?,
+            ))
         })
         .await?;
     let viewer = Viewer {
@@ -171,7 +178,7 @@ pub(super) async fn update(
     let (authed, csrf, form) = posted(signed_in, form)?;
     let (refusal, choices, name) = authed
         .run(async |tx, me| -> Result<_, ApiError> {
-            let choices = choices(tx, me, entity).await?;
+            let choices = choices(tx, me, entity, ChoicesFor::Form).await?;
             let body = body_of(entity, &choices.custom, &form, true);
             let refusal = match records::update(tx, me, entity, id, body, None).await {
                 Ok(_) => None,

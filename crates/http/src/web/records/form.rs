@@ -12,12 +12,12 @@ use serde_json::{Map, Value, json};
 
 use atrium_domain::custom_fields::FieldType;
 use atrium_domain::records::{Entity, Field, Kind, RecordType};
-use atrium_services::records::{self, ListRequest};
+use atrium_services::records;
 use atrium_services::{CurrentUser, custom_fields, users};
 use atrium_store::TenantTx;
 use atrium_store::custom_fields::FieldDefinition;
 
-use super::{CHOICES, label, shown, title_of};
+use super::{CHOICES, label, shown, title_fields};
 use crate::error::ApiError;
 use crate::web::WebError;
 use crate::web::forms::{Errors, Input, csrf_field};
@@ -30,51 +30,42 @@ pub(super) struct Choices {
     pub(super) custom: Vec<FieldDefinition>,
 }
 
+/// What choices are loaded for.
+#[derive(Clone, Copy)]
+pub(super) enum ChoicesFor {
+    Form,
+    Filters,
+}
+
 pub(super) async fn choices(
     tx: &TenantTx,
     me: &CurrentUser,
     entity: &'static Entity,
+    purpose: ChoicesFor,
 ) -> Result<Choices, ApiError> {
+    // A list page's filters need only the choices of the fields they
+    // filter; a form needs every reference's.
+    let fields: Vec<&Field> = match purpose {
+        ChoicesFor::Filters => entity
+            .filters
+            .iter()
+            .filter_map(|f| entity.field(f.column))
+            .collect(),
+        ChoicesFor::Form => entity.fields.iter().collect(),
+    };
     let mut records_by_type = HashMap::new();
-    for field in entity.fields {
+    for field in &fields {
         if let Kind::Ref(target) = field.kind {
             let target_entity = target.entity();
-            let sort = if target_entity.sort("name").is_some() {
-                "name"
-            } else {
-                "-created_at"
-            };
-            let sort = if target == RecordType::Deal {
-                "title"
-            } else {
-                sort
-            };
-            let params: HashMap<String, String> = [("sort".to_owned(), sort.to_owned())].into();
-            let page = records::list(
-                tx,
-                me,
-                target_entity,
-                ListRequest {
-                    params: &params,
-                    limit: CHOICES,
-                    include_deleted: false,
-                },
-            )
-            .await?;
-            let options = page
-                .data
-                .iter()
-                .map(|r| {
-                    (
-                        r["id"].as_i64().unwrap_or_default(),
-                        title_of(target_entity, r),
-                    )
-                })
+            let options = records::titles(tx, target_entity, title_fields(target_entity), CHOICES)
+                .await?
+                .into_iter()
+                .map(|(id, name)| (i64::from(id), name))
                 .collect();
             records_by_type.insert(target, options);
         }
     }
-    let users = if entity.fields.iter().any(|f| f.kind == Kind::UserRef) {
+    let users = if fields.iter().any(|f| f.kind == Kind::UserRef) {
         users::list(tx, me, 0, CHOICES, false)
             .await?
             .into_iter()
@@ -83,7 +74,7 @@ pub(super) async fn choices(
     } else {
         Vec::new()
     };
-    let stages = if entity.fields.iter().any(|f| f.kind == Kind::Stage) {
+    let stages = if fields.iter().any(|f| f.kind == Kind::Stage) {
         atrium_services::pipeline::list(tx)
             .await?
             .into_iter()

@@ -149,7 +149,7 @@ pub(crate) async fn list(
     let path = format!("/{}", entity.table);
     let (name, page, may_create, choices, views, me_id) = authed
         .run(async |tx, me| -> Result<_, ApiError> {
-            let choices = form::choices(tx, me, entity).await?;
+            let choices = form::choices(tx, me, entity, form::ChoicesFor::Filters).await?;
             let views = atrium_services::saved_views::visible(tx, me, &path).await?;
             let page = records::list(
                 tx,
@@ -309,20 +309,8 @@ async fn show(
             let related = related_records(tx, me, entity, id).await?;
             let people_on_deal = if entity.record == RecordType::Deal {
                 let linked = records::deal_contacts(tx, me, id, 0, PAGE_SIZE).await?;
-                let params: HashMap<String, String> =
-                    [("sort".to_owned(), "name".to_owned())].into();
-                let all = records::list(
-                    tx,
-                    me,
-                    &atrium_domain::records::CONTACT,
-                    ListRequest {
-                        params: &params,
-                        limit: CHOICES,
-                        include_deleted: false,
-                    },
-                )
-                .await?
-                .data;
+                let contact = &atrium_domain::records::CONTACT;
+                let all = records::titles(tx, contact, title_fields(contact), CHOICES).await?;
                 Some((linked, all))
             } else {
                 None
@@ -433,8 +421,8 @@ async fn show(
                     (csrf_field(&csrf))
                     label for="deal-contact" { "Contact" }
                     select id="deal-contact" name="contact_id" {
-                        @for contact in all {
-                            option value=(contact["id"]) { (title_of(&atrium_domain::records::CONTACT, contact)) }
+                        @for (contact_id, name) in all {
+                            option value=(contact_id) { (name) }
                         }
                     }
                     label for="deal-role" { "Role" }

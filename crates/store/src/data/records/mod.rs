@@ -299,3 +299,36 @@ pub async fn recently_changed(tx: &TenantTx, limit: i64) -> Result<Vec<RecentCha
         })
         .collect())
 }
+
+/// Live records of a type as choices for a select: id and the name a
+/// person knows it by (`title` fields joined by a space), in the order of
+/// the type's `name` sort (on its index), else of the first title field.
+/// The fields come from the static definitions, never from a request.
+pub async fn titles(
+    tx: &TenantTx,
+    entity: &Entity,
+    title: &[&str],
+    limit: i64,
+) -> Result<Vec<(i32, String)>, StoreError> {
+    debug_assert!(title.iter().all(|f| entity.field(f).is_some()));
+    let name = format!(
+        "concat_ws(' ', {})",
+        title
+            .iter()
+            .map(|f| format!("t.{f}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let order = entity.sort("name").map_or(title[0], |s| s.column);
+    let rows = tx
+        .query(
+            &format!(
+                "SELECT t.id, {name} FROM {} t WHERE t.deleted_at IS NULL
+                 ORDER BY t.{order}, t.id LIMIT $1",
+                entity.table
+            ),
+            &[&limit],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
