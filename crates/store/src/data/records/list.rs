@@ -230,8 +230,8 @@ struct PersonSearch {
     /// The query, lower-case, single-spaced.
     q: String,
     tsquery: Option<String>,
-    /// The query and its typo variants, one a line.
-    variants: String,
+    /// The query and its typo variants.
+    variants: Vec<String>,
 }
 
 const PERSON_NAME: &str = "lower(t.first_name || ' ' || t.last_name)";
@@ -245,7 +245,7 @@ impl PersonSearch {
             .to_lowercase();
         Self {
             tsquery: prefix_tsquery(&q),
-            variants: typo_variants(&q).join("\n"),
+            variants: typo_variants(&q),
             q,
         }
     }
@@ -258,20 +258,30 @@ impl PersonSearch {
             ),
             None => String::new(),
         };
+        // One `%>` per variant, not `%> ANY(array)`: each is a scan of the
+        // name's trigram index, where an array would read the whole table.
+        let names: Vec<String> = self
+            .variants
+            .iter()
+            .map(|v| format!("{PERSON_NAME} %> {}", sql.bind(v.clone())))
+            .collect();
         format!(
-            "({words}{PERSON_NAME} %> ANY(string_to_array({}, E'\\n')) OR lower(t.email) % {})",
-            sql.bind(self.variants.clone()),
+            "({words}{} OR lower(t.email) % {})",
+            names.join(" OR "),
             sql.bind(self.q.clone()),
         )
     }
 
     /// How well a row matches, higher first.
     fn rank(&self, sql: &mut Sql) -> String {
+        // The best of the variants' word similarities.
         let name_similarity = |sql: &mut Sql| {
-            format!(
-                "(SELECT max(word_similarity(v, {PERSON_NAME})) FROM unnest(string_to_array({}, E'\\n')) v)",
-                sql.bind(self.variants.clone())
-            )
+            let each: Vec<String> = self
+                .variants
+                .iter()
+                .map(|v| format!("word_similarity({}, {PERSON_NAME})", sql.bind(v.clone())))
+                .collect();
+            format!("GREATEST({})", each.join(", "))
         };
         match &self.tsquery {
             Some(tsquery) => format!(
