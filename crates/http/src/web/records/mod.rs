@@ -149,19 +149,20 @@ pub(crate) async fn list(
     let path = format!("/{}", entity.table);
     let (name, page, may_create, choices, views, me_id) = authed
         .run(async |tx, me| -> Result<_, ApiError> {
-            let choices = form::choices(tx, me, entity, form::ChoicesFor::Filters).await?;
-            let views = atrium_services::saved_views::visible(tx, me, &path).await?;
-            let page = records::list(
-                tx,
-                me,
-                entity,
-                ListRequest {
-                    params: &params,
-                    limit: PAGE_SIZE,
-                    include_deleted: false,
+            // Sent together: the connection pipelines them, so the page
+            // waits for one round trip where it would wait for three.
+            let (choices, views, page) = futures::try_join!(
+                form::choices(tx, me, entity, form::ChoicesFor::Filters),
+                async { Ok(atrium_services::saved_views::visible(tx, me, &path).await?) },
+                async {
+                    let request = ListRequest {
+                        params: &params,
+                        limit: PAGE_SIZE,
+                        include_deleted: false,
+                    };
+                    Ok::<_, ApiError>(records::list(tx, me, entity, request).await?)
                 },
-            )
-            .await?;
+            )?;
             Ok((
                 viewer_name(me),
                 page,
