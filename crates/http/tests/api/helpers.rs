@@ -100,12 +100,20 @@ impl TestApp {
     }
 
     pub async fn create_tenant(&self, subdomain: &str) -> TestTenant {
+        self.create_tenant_of_tier(subdomain, "small").await
+    }
+
+    /// A tenant of a larger tier: for tests that drive many requests under
+    /// load (a browser's), whose small-tier budget of database time would
+    /// make them depend on the machine's speed.
+    pub async fn create_tenant_of_tier(&self, subdomain: &str, tier: &str) -> TestTenant {
         let admin_email = format!("admin@{subdomain}.example");
         let created = self
             .platform(Method::POST, "/platform/v1/tenants")
             .json(&json!({
                 "name": format!("{subdomain} Inc"),
                 "subdomain": subdomain,
+                "tier": tier,
                 "admin": {"email": admin_email, "first_name": "Ada", "last_name": "Admin", "password": ADMIN_PASSWORD}
             }))
             .send()

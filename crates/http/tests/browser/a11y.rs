@@ -13,7 +13,7 @@ const AXE: &str = include_str!("axe.min.js");
 
 /// A tenant with one of each record, and the main pages' paths.
 async fn tenant_with_records(app: &TestApp) -> (crate::helpers::TestTenant, Vec<String>) {
-    let t = app.create_tenant("alpha").await;
+    let t = app.create_tenant_of_tier("alpha", "large").await;
     let post = |path: &'static str, body: Value| {
         send(
             app.authed(Method::POST, "alpha", &t.admin_token, path)

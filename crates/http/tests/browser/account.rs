@@ -9,7 +9,7 @@ use crate::helpers::{ADMIN_PASSWORD, TestApp};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_person_signs_in_sees_home_and_signs_out() {
     let app = TestApp::spawn().await;
-    let t = app.create_tenant("alpha").await;
+    let t = app.create_tenant_of_tier("alpha", "large").await;
     let browser = Browser::start(1280, 800).await;
     let base = format!("http://alpha.localhost:{}", app.addr.port());
 
@@ -42,7 +42,7 @@ async fn a_person_signs_in_sees_home_and_signs_out() {
 #[tokio::test]
 async fn forms_without_their_csrf_token_are_403_and_pages_carry_the_security_headers() {
     let app = TestApp::spawn().await;
-    app.create_tenant("alpha").await;
+    app.create_tenant_of_tier("alpha", "large").await;
     let page = app
         .tenant_request(Method::GET, "alpha", "/sign-in")
         .send()
@@ -134,7 +134,7 @@ pub(crate) async fn link_in_outbox(app: &TestApp, kind: &str, to: &str) -> Strin
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invited_person_joins_from_the_emailed_link_and_lands_signed_in() {
     let app = TestApp::spawn().await;
-    let t = app.create_tenant("alpha").await;
+    let t = app.create_tenant_of_tier("alpha", "large").await;
     app.invite(&t, "rep@alpha.example", "sales_rep").await;
     let link = link_in_outbox(&app, "invitation", "rep@alpha.example").await;
     let browser = Browser::start(390, 844).await;
@@ -168,7 +168,7 @@ async fn an_invited_person_joins_from_the_emailed_link_and_lands_signed_in() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_forgotten_password_is_reset_from_the_emailed_link() {
     let app = TestApp::spawn().await;
-    let t = app.create_tenant("alpha").await;
+    let t = app.create_tenant_of_tier("alpha", "large").await;
     let browser = Browser::start(1280, 800).await;
     let base = format!("http://alpha.localhost:{}", app.addr.port());
     browser

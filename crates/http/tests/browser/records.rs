@@ -9,7 +9,7 @@ use crate::helpers::{ADMIN_PASSWORD, TestApp};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_contact_is_created_found_edited_deleted_and_brought_back() {
     let app = TestApp::spawn().await;
-    let t = app.create_tenant("alpha").await;
+    let t = app.create_tenant_of_tier("alpha", "large").await;
     crate::helpers::send(
         app.authed(Method::POST, "alpha", &t.admin_token, "/api/v1/custom-fields").json(
             &serde_json::json!({"entity": "contact", "key": "linkedin", "label": "LinkedIn", "type": "text"}),
@@ -85,7 +85,7 @@ async fn a_contact_is_created_found_edited_deleted_and_brought_back() {
 #[tokio::test]
 async fn a_viewer_sees_no_new_button_and_a_forged_post_is_refused() {
     let app = TestApp::spawn().await;
-    let t = app.create_tenant("alpha").await;
+    let t = app.create_tenant_of_tier("alpha", "large").await;
     let (_, viewer_token) = app.add_user(&t, "viewer@alpha.example", "viewer").await;
     let cookie = format!("atrium_session={viewer_token}");
     let page = app
@@ -137,7 +137,7 @@ async fn a_viewer_sees_no_new_button_and_a_forged_post_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn contacts_are_imported_from_a_checked_file_and_exported_again() {
     let app = TestApp::spawn().await;
-    let t = app.create_tenant("alpha").await;
+    let t = app.create_tenant_of_tier("alpha", "large").await;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("people.csv");
     std::fs::write(
@@ -205,7 +205,7 @@ async fn contacts_are_imported_from_a_checked_file_and_exported_again() {
         "the refused rows as they were, with why: {refused}"
     );
     // Another organisation's people do not see the job, nor its rows.
-    let other = app.create_tenant("beta").await;
+    let other = app.create_tenant_of_tier("beta", "large").await;
     let elsewhere = |path: String| {
         app.tenant_request(Method::GET, "beta", &path)
             .header("cookie", format!("atrium_session={}", other.admin_token))
@@ -242,7 +242,7 @@ async fn contacts_are_imported_from_a_checked_file_and_exported_again() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn contacts_are_found_as_you_type() {
     let app = TestApp::spawn().await;
-    let t = app.create_tenant("alpha").await;
+    let t = app.create_tenant_of_tier("alpha", "large").await;
     for (first, last) in [("John", "Smith"), ("Maria", "Garcia"), ("Joan", "Baker")] {
         crate::helpers::send(
             app.authed(Method::POST, "alpha", &t.admin_token, "/api/v1/contacts")
@@ -291,7 +291,7 @@ async fn contacts_are_found_as_you_type() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_company_page_lists_its_people_and_a_contact_page_logs_a_call() {
     let app = TestApp::spawn().await;
-    let t = app.create_tenant("alpha").await;
+    let t = app.create_tenant_of_tier("alpha", "large").await;
     let post = |path: &'static str, body: serde_json::Value| {
         crate::helpers::send(
             app.authed(Method::POST, "alpha", &t.admin_token, path)
@@ -353,7 +353,7 @@ async fn a_company_page_lists_its_people_and_a_contact_page_logs_a_call() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn contacts_are_filtered_by_company_and_by_a_custom_field() {
     let app = TestApp::spawn().await;
-    let t = app.create_tenant("alpha").await;
+    let t = app.create_tenant_of_tier("alpha", "large").await;
     let post = |path: &'static str, body: serde_json::Value| {
         crate::helpers::send(
             app.authed(Method::POST, "alpha", &t.admin_token, path)
@@ -429,7 +429,7 @@ async fn contacts_are_filtered_by_company_and_by_a_custom_field() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_filtered_list_is_saved_as_a_view_for_me_or_for_the_team() {
     let app = TestApp::spawn().await;
-    let t = app.create_tenant("alpha").await;
+    let t = app.create_tenant_of_tier("alpha", "large").await;
     for (first, company) in [("Ann", "Initech"), ("Bo", "Globex")] {
         let company = crate::helpers::send(
             app.authed(Method::POST, "alpha", &t.admin_token, "/api/v1/companies")

@@ -8,7 +8,7 @@ use crate::helpers::{ADMIN_PASSWORD, TestApp};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deal_moves_on_the_board_and_on_its_page_and_the_figures_follow() {
     let app = TestApp::spawn().await;
-    let t = app.create_tenant("alpha").await;
+    let t = app.create_tenant_of_tier("alpha", "large").await;
     let deal = crate::helpers::send(
         app.authed(Method::POST, "alpha", &t.admin_token, "/api/v1/deals")
             .json(
@@ -175,7 +175,7 @@ async fn a_deal_moves_on_the_board_and_on_its_page_and_the_figures_follow() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn my_overdue_activity_is_marked_done_from_the_activities_page() {
     let app = TestApp::spawn().await;
-    let t = app.create_tenant("alpha").await;
+    let t = app.create_tenant_of_tier("alpha", "large").await;
     let yesterday = (chrono::Utc::now() - chrono::Duration::days(1)).to_rfc3339();
     for (subject, due) in [
         ("Call Ann back", Some(yesterday)),
@@ -215,7 +215,7 @@ async fn my_overdue_activity_is_marked_done_from_the_activities_page() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_admin_invites_adds_a_stage_and_a_field_and_changes_the_password() {
     let app = TestApp::spawn().await;
-    let t = app.create_tenant("alpha").await;
+    let t = app.create_tenant_of_tier("alpha", "large").await;
     let browser = Browser::start(1280, 800).await;
     let base = format!("http://alpha.localhost:{}", app.addr.port());
     browser.sign_in(&base, &t.admin_email, ADMIN_PASSWORD).await;
