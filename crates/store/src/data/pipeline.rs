@@ -304,9 +304,15 @@ const NEXT_STEP: &str = "CASE
         WHEN (act.due AT TIME ZONE 'UTC')::date = (now() AT TIME ZONE 'UTC')::date THEN 'today'
         ELSE 'planned' END";
 
+/// The columns of a deal the board reads: only these are sorted.
+const CARD_COLUMNS: &str =
+    "d.id, d.title, d.value, d.probability, d.stage, d.owner_id, d.company_id, d.created_at";
+
 /// The stage's figures, over the deals that match, and the newest
 /// `per_stage` of them.
-const RANKED: &str = "row_number() OVER (PARTITION BY d.stage ORDER BY d.created_at DESC, d.id DESC) AS n,
+/// Stages are grouped by their bytes (`COLLATE "C"`): the grouping needs
+/// no language's order, and the sort is much cheaper without one.
+const RANKED: &str = "row_number() OVER (PARTITION BY d.stage COLLATE \"C\" ORDER BY d.created_at DESC, d.id DESC) AS n,
         count(*) OVER stage AS stage_count,
         COALESCE(sum(d.value) OVER stage, 0)::numeric(16,2)::text AS stage_total,
         round(COALESCE(sum(d.value * d.probability) OVER stage, 0) / 100, 2)::numeric(16,2)::text AS stage_weighted";
@@ -333,11 +339,11 @@ pub async fn board(
         Some(step) => {
             let sql = format!(
                 "SELECT {card} FROM (
-                    SELECT d.*, {step_columns}, {RANKED}
+                    SELECT {CARD_COLUMNS}, {step_columns}, {RANKED}
                     FROM deals d {NEXT_STEP_JOINS}
                     WHERE d.deleted_at IS NULL AND ($1::int IS NULL OR d.owner_id = $1)
                       AND {NEXT_STEP} = $3
-                    WINDOW stage AS (PARTITION BY d.stage)
+                    WINDOW stage AS (PARTITION BY d.stage COLLATE \"C\")
                  ) d
                  LEFT JOIN companies c ON c.id = d.company_id AND c.deleted_at IS NULL
                  WHERE d.n <= $2
@@ -350,10 +356,10 @@ pub async fn board(
             let sql = format!(
                 "SELECT {card} FROM (
                     SELECT d.*, {step_columns} FROM (
-                        SELECT d.*, {RANKED}
+                        SELECT {CARD_COLUMNS}, {RANKED}
                         FROM deals d
                         WHERE d.deleted_at IS NULL AND ($1::int IS NULL OR d.owner_id = $1)
-                        WINDOW stage AS (PARTITION BY d.stage)
+                        WINDOW stage AS (PARTITION BY d.stage COLLATE \"C\")
                     ) d {NEXT_STEP_JOINS}
                     WHERE d.n <= $2
                  ) d
