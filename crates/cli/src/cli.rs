@@ -68,6 +68,9 @@ pub enum Command {
     /// Create, inspect and change tenants.
     #[command(subcommand)]
     Tenant(TenantCommand),
+    /// The data clusters tenants are placed on.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
     /// System-wide totals: tenants, users, contacts, deals, companies, activities.
     Stats(JsonArg),
     /// Compare every tenant schema with `template`; exit 1 on any difference.
@@ -311,6 +314,17 @@ pub struct TenantCreateArgs {
     pub tier: String,
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// Every data cluster: name, accepting new tenants or not, reachable
+    /// or not, version, tenant count, size.
+    List(JsonArg),
+    /// Let new tenants be placed on the cluster.
+    Accept { name: String },
+    /// Stop placing new tenants on the cluster (its tenants stay).
+    Refuse { name: String },
 }
 
 #[derive(Debug, Subcommand)]

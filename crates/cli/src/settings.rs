@@ -31,6 +31,91 @@ pub struct FileSettings {
     pub spare_schemas: Option<u32>,
     #[serde(alias = "session_max_tenants")]
     pub connection_max_tenants: Option<u32>,
+    /// More data clusters, by name: `[clusters.eu] database_url = "…"`.
+    #[serde(default)]
+    pub clusters: std::collections::BTreeMap<String, ClusterUrls>,
+}
+
+/// Where a declared data cluster is. Its secrets stay here (or in the
+/// environment), never in the registry.
+#[derive(Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterUrls {
+    pub database_url: Option<String>,
+    pub admin_database_url: Option<String>,
+}
+
+impl std::fmt::Debug for ClusterUrls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterUrls")
+            .field(
+                "database_url",
+                &self.database_url.as_deref().map(redact_url),
+            )
+            .field(
+                "admin_database_url",
+                &self.admin_database_url.as_deref().map(redact_url),
+            )
+            .finish()
+    }
+}
+
+/// A data cluster the operator declared, besides the home database (the
+/// cluster `default`).
+#[derive(Debug, Clone)]
+pub struct DeclaredCluster {
+    pub name: String,
+    pub urls: ClusterUrls,
+}
+
+/// The clusters of `atrium.toml`'s `[clusters.NAME]` tables and of the
+/// environment's `ATRIUM_CLUSTER_<NAME>_DATABASE_URL` and
+/// `ATRIUM_CLUSTER_<NAME>_ADMIN_DATABASE_URL` (which win), by name.
+pub fn declared_clusters(
+    file: &FileSettings,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> anyhow::Result<Vec<DeclaredCluster>> {
+    let mut clusters = file.clusters.clone();
+    for (key, value) in env {
+        let Some(rest) = key.strip_prefix("ATRIUM_CLUSTER_") else {
+            continue;
+        };
+        if let Some(name) = rest.strip_suffix("_ADMIN_DATABASE_URL") {
+            clusters
+                .entry(name.to_ascii_lowercase())
+                .or_default()
+                .admin_database_url = Some(value);
+        } else if let Some(name) = rest.strip_suffix("_DATABASE_URL") {
+            clusters
+                .entry(name.to_ascii_lowercase())
+                .or_default()
+                .database_url = Some(value);
+        }
+    }
+    clusters
+        .into_iter()
+        .map(|(name, urls)| {
+            let valid = name.len() <= 40
+                && name.starts_with(|c: char| c.is_ascii_lowercase())
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+            anyhow::ensure!(
+                valid,
+                "cluster name {name:?}: use 1-40 lower-case letters, digits and _, starting with a letter"
+            );
+            anyhow::ensure!(
+                name != "default",
+                "cluster name \"default\" is the home database (--database-url); declare other clusters under other names"
+            );
+            anyhow::ensure!(
+                urls.database_url.is_some() || urls.admin_database_url.is_some(),
+                "cluster {name}: give its database_url (ATRIUM_CLUSTER_{}_DATABASE_URL)",
+                name.to_ascii_uppercase()
+            );
+            Ok(DeclaredCluster { name, urls })
+        })
+        .collect()
 }
 
 impl FileSettings {
@@ -150,6 +235,64 @@ mod tests {
         std::fs::write(&path, "bind = \"0.0.0.0:9000\"\n").unwrap();
         let ok = FileSettings::load(Some(&path)).unwrap();
         assert_eq!(ok.bind.unwrap().port(), 9000);
+    }
+
+    #[test]
+    fn clusters_are_declared_in_the_file_and_the_environment_which_wins() {
+        let file: FileSettings = toml::from_str(
+            "[clusters.eu]\ndatabase_url = \"postgresql://file/eu\"\n\
+             [clusters.asia]\ndatabase_url = \"postgresql://file/asia\"\n",
+        )
+        .unwrap();
+        let env = [
+            ("ATRIUM_CLUSTER_EU_DATABASE_URL", "postgresql://env/eu"),
+            (
+                "ATRIUM_CLUSTER_EU_ADMIN_DATABASE_URL",
+                "postgresql://env/eu-admin",
+            ),
+            ("ATRIUM_CLUSTER_US_EAST_DATABASE_URL", "postgresql://env/us"),
+            ("ATRIUM_DATABASE_URL", "postgresql://home"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()));
+        let declared = declared_clusters(&file, env).unwrap();
+        let found: Vec<(&str, Option<&str>, Option<&str>)> = declared
+            .iter()
+            .map(|c| {
+                (
+                    c.name.as_str(),
+                    c.urls.database_url.as_deref(),
+                    c.urls.admin_database_url.as_deref(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            found,
+            [
+                ("asia", Some("postgresql://file/asia"), None),
+                (
+                    "eu",
+                    Some("postgresql://env/eu"),
+                    Some("postgresql://env/eu-admin")
+                ),
+                ("us_east", Some("postgresql://env/us"), None),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_cluster_needs_a_plain_name_other_than_default_and_an_address() {
+        let env = |k: &str| vec![(k.to_owned(), "postgresql://x/y".to_owned())];
+        let refused = |file: &str, env: Vec<(String, String)>| {
+            let file: FileSettings = toml::from_str(file).unwrap();
+            declared_clusters(&file, env).unwrap_err().to_string()
+        };
+        assert!(refused("", env("ATRIUM_CLUSTER_DEFAULT_DATABASE_URL")).contains("home database"));
+        assert!(
+            refused("[clusters.Bad-Name]\ndatabase_url = \"x\"", vec![]).contains("lower-case")
+        );
+        assert!(refused("[clusters.eu]\n", vec![]).contains("give its database_url"));
+        let unknown: Result<FileSettings, _> = toml::from_str("[clusters.eu]\nurl = \"x\"");
+        assert!(unknown.is_err(), "unknown keys in a cluster are refused");
     }
 
     #[test]

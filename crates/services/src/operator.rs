@@ -51,6 +51,102 @@ pub async fn totals(db: &Database) -> anyhow::Result<Totals> {
     registry::totals(db).await
 }
 
+/// A data cluster as `atrium cluster list` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ClusterView {
+    #[serde(flatten)]
+    pub entry: registry::clusters::ClusterEntry,
+    /// Whether this process knows where it is: the home database
+    /// (`default`), or declared in its settings.
+    pub declared: bool,
+    /// Whether this process reached it.
+    pub reachable: bool,
+    /// PostgreSQL's `server_version`, when reached.
+    pub version: Option<String>,
+    /// The database's size in bytes, when reached.
+    pub size_bytes: Option<i64>,
+}
+
+/// Where a declared cluster is (a URL with its secret: never stored).
+pub struct ClusterAddress {
+    pub name: String,
+    pub url: String,
+}
+
+/// How long reaching a cluster may take before it counts as unreachable.
+const REACH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// A cluster's version and size, if it answers in time.
+async fn reach(db: &Database) -> Option<(String, i64)> {
+    let row = db
+        .connection()
+        .await
+        .ok()?
+        .query_one(
+            "SELECT current_setting('server_version'), pg_database_size(current_database())",
+            &[],
+        )
+        .await
+        .ok()?;
+    Some((row.get(0), row.get(1)))
+}
+
+async fn reach_url(url: &str) -> Option<(String, i64)> {
+    tokio::time::timeout(REACH_TIMEOUT, async {
+        let db = Database::connect(url, 1).await.ok()?;
+        reach(&db).await
+    })
+    .await
+    .ok()
+    .flatten()
+}
+
+/// Every cluster: the declared ones are recorded first (accepting new
+/// tenants), then each recorded one is listed with its tenants, and the
+/// ones this process knows are reached for their version and size.
+pub async fn clusters(
+    admin: &AdminDatabase,
+    declared: &[ClusterAddress],
+) -> Result<Vec<ClusterView>, crate::ServiceError> {
+    let names: Vec<&str> = declared.iter().map(|c| c.name.as_str()).collect();
+    registry::clusters::record(admin, &names).await?;
+    let mut views = Vec::new();
+    for entry in registry::clusters::list(admin.database()).await? {
+        let (declared, reached) = if entry.name == "default" {
+            (true, reach(admin.database()).await)
+        } else {
+            match declared.iter().find(|c| c.name == entry.name) {
+                Some(address) => (true, reach_url(&address.url).await),
+                None => (false, None),
+            }
+        };
+        views.push(ClusterView {
+            declared,
+            reachable: reached.is_some(),
+            version: reached.as_ref().map(|(v, _)| v.clone()),
+            size_bytes: reached.map(|(_, size)| size),
+            entry,
+        });
+    }
+    Ok(views)
+}
+
+/// Lets new tenants be placed on a recorded cluster, or stops it.
+pub async fn set_cluster_accepting(
+    admin: &AdminDatabase,
+    name: &str,
+    accepting: bool,
+) -> Result<(), crate::ServiceError> {
+    registry::clusters::set_accepting(admin, name, accepting)
+        .await
+        .map_err(|e| match e {
+            atrium_store::StoreError::NotFound => {
+                crate::ServiceError::NotFound(format!("cluster {name}"))
+            }
+            other => other.into(),
+        })
+}
+
 /// The newest emails, queued or sent.
 pub async fn outbox(db: &Database, limit: i64) -> anyhow::Result<Vec<QueuedEmail>> {
     outbox::list(db, limit).await

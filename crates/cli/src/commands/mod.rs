@@ -2,6 +2,7 @@
 
 mod bench;
 mod check;
+mod cluster;
 mod maintain;
 mod migrate;
 mod observe;
@@ -110,6 +111,10 @@ async fn dispatch(command: Command, connected: &Connected, file: &FileSettings) 
         Command::Stats(args) => {
             connected.ensure_current().await?;
             stats::run(args, connected).await
+        }
+        Command::Cluster(command) => {
+            connected.ensure_current().await?;
+            cluster::run(command, connected, file).await
         }
         Command::Check(args) => {
             connected.ensure_current().await?;

@@ -1,6 +1,6 @@
 use atrium_testkit::{empty_database, migrated_database};
 
-use crate::helpers::{assert_fails, atrium, json, stderr, stdout};
+use crate::helpers::{assert_fails, atrium, command, json, stderr, stdout};
 
 const CREATE: &[&str] = &[
     "tenant",
@@ -307,4 +307,100 @@ async fn top_indexes_and_connections_answer_by_tenant() {
     assert!(stdout(&atrium(url, &["indexes"])).contains("UNUSED"));
     assert_fails(&atrium(url, &["indexes", "nobody"]), 1, "not found");
     assert_fails(&atrium(url, &["top", "--limit", "0"]), 2, "limit");
+}
+
+#[tokio::test]
+async fn clusters_are_listed_and_take_new_tenants_or_not() {
+    let t = migrated_database().await;
+    let url = &t.url;
+    assert!(atrium(url, CREATE).status.success());
+    let listed = json(&atrium(url, &["cluster", "list", "--json"]));
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+    let home = &listed[0];
+    assert_eq!(
+        (
+            home["name"].as_str(),
+            home["accepting"].as_bool(),
+            home["reachable"].as_bool()
+        ),
+        (Some("default"), Some(true), Some(true))
+    );
+    assert_eq!(home["tenants"], 1);
+    assert!(!home["version"].as_str().unwrap().is_empty());
+    assert!(home["size_bytes"].as_i64().unwrap() > 0);
+
+    let refused = atrium(url, &["cluster", "refuse", "default"]);
+    assert!(refused.status.success(), "{}", stderr(&refused));
+    let listed = json(&atrium(url, &["cluster", "list", "--json"]));
+    assert_eq!(listed[0]["accepting"], false);
+    assert!(
+        atrium(url, &["cluster", "accept", "default"])
+            .status
+            .success()
+    );
+    let table = stdout(&atrium(url, &["cluster", "list"]));
+    assert!(
+        table.contains("default") && table.contains("yes"),
+        "{table}"
+    );
+
+    assert_fails(
+        &atrium(url, &["cluster", "refuse", "nowhere"]),
+        1,
+        "cluster nowhere not found",
+    );
+
+    // Declared in the environment and in atrium.toml: recorded, reached.
+    let other = empty_database().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("atrium.toml"),
+        "[clusters.asia]\ndatabase_url = \"postgresql://postgres@127.0.0.1:1/nowhere\"\n",
+    )
+    .unwrap();
+    let declared = |extra: &[(&str, &str)]| {
+        let mut cmd = command(dir.path());
+        cmd.env("ATRIUM_DATABASE_URL", url)
+            .env("ATRIUM_CLUSTER_EU_DATABASE_URL", &other.url);
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        cmd.args(["cluster", "list", "--json"]).output().unwrap()
+    };
+    let listed = json(&declared(&[]));
+    let by_name = |name: &str| {
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("{name} in {listed}"))
+    };
+    assert_eq!(by_name("eu")["reachable"], true);
+    assert_eq!(
+        by_name("eu")["accepting"],
+        true,
+        "a new cluster takes tenants"
+    );
+    assert_eq!(by_name("eu")["tenants"], 0);
+    assert_eq!(by_name("asia")["reachable"], false, "nothing listens there");
+    // Recorded, it stays listed where it is not declared.
+    let listed = json(&atrium(url, &["cluster", "list", "--json"]));
+    let eu = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "eu")
+        .unwrap();
+    assert_eq!(
+        (eu["declared"].as_bool(), eu["reachable"].as_bool()),
+        (Some(false), Some(false))
+    );
+
+    assert_fails(
+        &declared(&[("ATRIUM_CLUSTER_DEFAULT_DATABASE_URL", "postgresql://x/y")]),
+        1,
+        "is the home database",
+    );
 }

@@ -20,8 +20,8 @@ async fn metrics_of(app: &TestApp, id: i64) -> serde_json::Value {
 #[tokio::test]
 async fn metrics_move_for_the_tenant_used_and_not_for_others() {
     let app = TestApp::spawn().await;
-    let a = app.create_tenant("alpha").await;
-    let b = app.create_tenant("bravo").await;
+    let a = app.create_tenant_of_tier("alpha", "small").await;
+    let b = app.create_tenant_of_tier("bravo", "small").await;
     let before = metrics_of(&app, b.id).await;
     for _ in 0..10 {
         send(
@@ -75,8 +75,8 @@ async fn a_flooding_tenant_gets_503_beyond_its_limit_and_the_others_are_served()
         ..Default::default()
     })
     .await;
-    let noisy = app.create_tenant("noisy").await;
-    let quiet = app.create_tenant("quiet").await;
+    let noisy = app.create_tenant_of_tier("noisy", "small").await;
+    let quiet = app.create_tenant_of_tier("quiet", "small").await;
     // The noisy tenant's requests are slow: its sessions table is locked,
     // so each one holds its connection slot until the lock goes.
     let locker = app.db.dedicated_connection().await.unwrap();
@@ -137,8 +137,8 @@ async fn a_flooding_tenant_gets_503_beyond_its_limit_and_the_others_are_served()
 #[tokio::test]
 async fn a_tenant_past_its_request_rate_waits_then_gets_503_and_the_others_do_not() {
     let app = TestApp::spawn().await;
-    let noisy = app.create_tenant("noisy").await;
-    let quiet = app.create_tenant("quiet").await;
+    let noisy = app.create_tenant_of_tier("noisy", "small").await;
+    let quiet = app.create_tenant_of_tier("quiet", "small").await;
     // Far more signed-in requests at once than a small tier's rate and
     // burst, each allowed to wait a second for its turn.
     let flood = join_all((0..400).map(|_| {
@@ -220,7 +220,7 @@ fn captured_logs() -> &'static Captured {
 async fn an_internal_errors_log_line_names_the_request_its_tenant_route_and_user() {
     let captured = captured_logs();
     let app = TestApp::spawn().await;
-    let t = app.create_tenant("alpha").await;
+    let t = app.create_tenant_of_tier("alpha", "small").await;
     // A table gone from under the server: the next list is a 500.
     app.sql_execute(&format!(
         "ALTER TABLE tenant_{}.contacts RENAME TO contacts_gone",

@@ -118,7 +118,7 @@ async fn patching_to_a_taken_subdomain_is_409_and_changes_nothing() {
 #[tokio::test]
 async fn patching_an_invalid_value_is_422_naming_the_field_and_changes_nothing() {
     let app = TestApp::spawn().await;
-    let t = app.create_tenant("alpha").await;
+    let t = app.create_tenant_of_tier("alpha", "small").await;
     let path = format!("/platform/v1/tenants/{}", t.id);
     for (body, field) in [
         (json!({"status": "paused"}), "status"),

@@ -1,6 +1,7 @@
 //! The registry of tenants in `public`: the only place schema names come
 //! from.
 
+pub mod clusters;
 pub mod directory;
 pub mod naming;
 
