@@ -78,17 +78,7 @@ const REACH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// A cluster's version and size, if it answers in time.
 async fn reach(db: &Database) -> Option<(String, i64)> {
-    let row = db
-        .connection()
-        .await
-        .ok()?
-        .query_one(
-            "SELECT current_setting('server_version'), pg_database_size(current_database())",
-            &[],
-        )
-        .await
-        .ok()?;
-    Some((row.get(0), row.get(1)))
+    registry::clusters::version_and_size(db).await.ok()
 }
 
 async fn reach_url(url: &str) -> Option<(String, i64)> {

@@ -8,7 +8,6 @@ use axum::extract::rejection::FormRejection;
 use axum::extract::{Path, Query};
 use axum::http::StatusCode;
 use maud::{Markup, html};
-use serde::Deserialize;
 use serde_json::Value;
 
 use atrium_domain::records::{ACTIVITY, ACTIVITY_KINDS};
@@ -17,8 +16,8 @@ use atrium_services::users;
 
 use super::forms::csrf_field;
 use super::page::{Viewer, layout, respond};
-use super::session::{SignedIn, check_csrf};
-use super::{PageResult, WebError, see_other};
+use super::session::SignedIn;
+use super::{PageResult, WebError, id_of, see_other};
 use crate::error::ApiError;
 
 /// Open activities the page sorts into its three lists.
@@ -85,14 +84,9 @@ pub(crate) async fn page(
             let people: Vec<(String, String)> = users::list(tx, me, 0, 200, false)
                 .await?
                 .into_iter()
-                .map(|u| {
-                    (
-                        u.id.to_string(),
-                        format!("{} {}", u.first_name, u.last_name),
-                    )
-                })
+                .map(|u| (u.id.to_string(), super::page::person(&u)))
                 .collect();
-            let name = format!("{} {}", me.user.first_name, me.user.last_name);
+            let name = super::page::person(&me.user);
             Ok((name, page.data, people, owner))
         })
         .await?;
@@ -164,23 +158,13 @@ pub(crate) async fn page(
     ))
 }
 
-#[derive(Deserialize)]
-pub(crate) struct DoneForm {
-    #[serde(default)]
-    csrf: String,
-}
-
 pub(crate) async fn done(
     signed_in: Result<SignedIn, WebError>,
     Path(id): Path<String>,
-    form: Result<Form<DoneForm>, FormRejection>,
+    form: Result<Form<Vec<(String, String)>>, FormRejection>,
 ) -> PageResult {
-    let SignedIn { authed, csrf } = signed_in?;
-    let Form(form) = form.map_err(|_| ApiError::bad_request("the form could not be read"))?;
-    check_csrf(&csrf, &form.csrf)?;
-    let id: i32 = id
-        .parse()
-        .map_err(|_| WebError::from(ApiError::not_found("no such activity")))?;
+    let id = id_of(&id)?;
+    let (authed, _, _) = super::records::posted(signed_in, form)?;
     authed
         .run(async |tx, me| records::complete_activity(tx, me, id).await)
         .await?;

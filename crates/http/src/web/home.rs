@@ -126,21 +126,15 @@ async fn home(signed_in: SignedIn) -> PageResult {
             .await?;
             // My deals in open stages, with where their next step stands.
             let params: HashMap<String, String> = [("owner_id".to_owned(), mine.clone())].into();
-            let open: Vec<String> = pipeline::list(tx)
-                .await?
-                .into_iter()
-                .filter(|s| s.kind == "open")
-                .map(|s| s.name)
-                .collect();
             let deals: Vec<DealCard> = pipeline::board(tx, &params, HOME_LIST)
                 .await?
                 .into_iter()
-                .filter(|column| open.contains(&column.summary.stage))
+                .filter(|column| column.kind == "open")
                 .flat_map(|column| column.cards)
                 .take(HOME_LIST as usize)
                 .collect();
             let recent = records::recently_changed(tx, HOME_LIST).await?;
-            let name = format!("{} {}", me.user.first_name, me.user.last_name);
+            let name = super::page::person(&me.user);
             Ok((name, due, deals, recent))
         })
         .await?;

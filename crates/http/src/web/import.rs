@@ -164,7 +164,7 @@ pub(crate) async fn form(signed_in: Result<SignedIn, WebError>) -> PageResult {
     let name = authed
         .run(async |_tx, me| -> Result<_, ApiError> {
             me.require(atrium_domain::Action::ContactsImport)?;
-            Ok(format!("{} {}", me.user.first_name, me.user.last_name))
+            Ok(super::page::person(&me.user))
         })
         .await?;
     Ok(page_of(&name, &csrf, upload_form(&csrf)))
@@ -353,7 +353,7 @@ pub(crate) async fn show(
     let (name, me, scope) = authed
         .run_and_keep(async |_tx, me| -> Result<_, ApiError> {
             me.require(atrium_domain::Action::ContactsImport)?;
-            Ok(format!("{} {}", me.user.first_name, me.user.last_name))
+            Ok(super::page::person(&me.user))
         })
         .await?;
     let Some(job) = state.imports.find(&token, &me, scope.tenant.id) else {

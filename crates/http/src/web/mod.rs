@@ -218,6 +218,15 @@ pub(crate) async fn fallback(uri: axum::http::Uri) -> Response {
 }
 
 /// A 303 to `to`, the answer to every successful form.
+/// A record id from a path: anything but a positive number is the 404
+/// page, as an id that names nothing is.
+pub(crate) fn id_of(raw: &str) -> Result<i32, WebError> {
+    raw.parse::<i32>()
+        .ok()
+        .filter(|id| *id > 0)
+        .ok_or_else(|| ApiError::not_found("no such record").into())
+}
+
 pub(crate) fn see_other(to: &str) -> Response {
     (
         StatusCode::SEE_OTHER,

@@ -72,6 +72,11 @@ pub(crate) fn layout(
     }
 }
 
+/// A person as pages name them.
+pub(crate) fn person(user: &atrium_store::users::User) -> String {
+    format!("{} {}", user.first_name, user.last_name)
+}
+
 /// An HTML answer with a status.
 pub(crate) fn respond(status: StatusCode, page: Markup) -> Response {
     (status, Html(page.into_string())).into_response()

@@ -11,7 +11,6 @@ use axum::extract::rejection::FormRejection;
 use axum::extract::{Path, Query};
 use axum::http::StatusCode;
 use maud::{Markup, html};
-use serde::Deserialize;
 use serde_json::{Value, json};
 
 use atrium_domain::Action;
@@ -22,8 +21,8 @@ use atrium_services::{pipeline, users};
 
 use super::forms::csrf_field;
 use super::page::{Viewer, layout, respond};
-use super::session::{SignedIn, check_csrf};
-use super::{PageResult, WebError, see_other};
+use super::session::SignedIn;
+use super::{PageResult, WebError, id_of, see_other};
 use crate::error::ApiError;
 
 /// Cards a column shows; the list view pages through the rest.
@@ -74,9 +73,9 @@ pub(crate) async fn board(
             let owners: Vec<(i64, String)> = users::list(tx, me, 0, 200, false)
                 .await?
                 .into_iter()
-                .map(|u| (i64::from(u.id), format!("{} {}", u.first_name, u.last_name)))
+                .map(|u| (i64::from(u.id), super::page::person(&u)))
                 .collect();
-            let name = format!("{} {}", me.user.first_name, me.user.last_name);
+            let name = super::page::person(&me.user);
             Ok((
                 name,
                 columns,
@@ -181,38 +180,26 @@ pub(crate) async fn board(
     ))
 }
 
-#[derive(Deserialize)]
-pub(crate) struct MoveForm {
-    #[serde(default)]
-    stage: String,
-    #[serde(default)]
-    back: String,
-    #[serde(default)]
-    csrf: String,
-}
-
 /// Moves a deal to another stage (its probability and, when won or lost,
 /// its close date follow the stage, as in the API), then goes back.
 pub(crate) async fn move_deal(
     signed_in: Result<SignedIn, WebError>,
     Path(id): Path<String>,
-    form: Result<Form<MoveForm>, FormRejection>,
+    form: Result<Form<Vec<(String, String)>>, FormRejection>,
 ) -> PageResult {
-    let SignedIn { authed, csrf } = signed_in?;
-    let Form(form) = form.map_err(|_| ApiError::bad_request("the form could not be read"))?;
-    check_csrf(&csrf, &form.csrf)?;
-    let id: i32 = id
-        .parse()
-        .map_err(|_| WebError::from(ApiError::not_found("no such deal")))?;
+    let id = id_of(&id)?;
+    let (authed, _, form) = super::records::posted(signed_in, form)?;
+    let field = |name: &str| form.get(name).map(String::as_str).unwrap_or_default();
     authed
         .run(async |tx, me| {
-            let body: Value = json!({"stage": form.stage});
+            let body: Value = json!({"stage": field("stage")});
             records::update(tx, me, &DEAL, id, body, None).await
         })
         .await?;
     // Only a path of this site: never a redirect elsewhere.
-    let back = if form.back.starts_with('/') && !form.back.starts_with("//") {
-        form.back.as_str()
+    let back = field("back");
+    let back = if back.starts_with('/') && !back.starts_with("//") {
+        back
     } else {
         "/deals"
     };

@@ -20,7 +20,7 @@ use atrium_services::{CurrentUser, auth, custom_fields, invitations, pipeline, u
 use super::forms::csrf_field;
 use super::page::{Viewer, layout, respond};
 use super::session::{SignedIn, check_csrf};
-use super::{PageResult, WebError, see_other};
+use super::{PageResult, WebError, id_of, see_other};
 use crate::AppState;
 use crate::error::ApiError;
 
@@ -116,7 +116,7 @@ fn options(choices: &[&str], selected: &str) -> Markup {
 }
 
 fn name_of(me: &CurrentUser) -> String {
-    format!("{} {}", me.user.first_name, me.user.last_name)
+    super::page::person(&me.user)
 }
 
 fn page(title: &str, path: &str, name: &str, csrf: &str, body: Markup) -> Response {
@@ -199,11 +199,6 @@ pub(crate) async fn users_page(
         }
     };
     Ok(page("Users", "/settings/users", &name, &csrf, body))
-}
-
-fn id_of(raw: &str) -> Result<i32, WebError> {
-    raw.parse()
-        .map_err(|_| WebError::from(ApiError::not_found("no such item")))
 }
 
 pub(crate) async fn invite(

@@ -191,6 +191,13 @@ async fn my_overdue_activity_is_marked_done_from_the_activities_page() {
     let browser = Browser::start(390, 844).await;
     let base = format!("http://alpha.localhost:{}", app.addr.port());
     browser.sign_in(&base, &t.admin_email, ADMIN_PASSWORD).await;
+    let home = browser.text().await;
+    let (due, recent) = home.split_once("Recently changed").unwrap();
+    assert!(due.contains("Call Ann back"), "{home}");
+    assert!(
+        recent.contains("Write the proposal (activity, created"),
+        "Home lists the records changed lately: {home}"
+    );
     browser.screenshot("home-390").await;
     browser
         .client

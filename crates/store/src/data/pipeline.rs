@@ -281,6 +281,8 @@ pub struct DealCard {
 #[derive(Debug, Clone)]
 pub struct BoardStage {
     pub summary: StageSummary,
+    /// `open`, `won` or `lost`.
+    pub kind: String,
     pub cards: Vec<DealCard>,
 }
 
@@ -373,6 +375,7 @@ pub async fn board(
     let mut board: Vec<BoardStage> = stages
         .into_iter()
         .map(|stage| BoardStage {
+            kind: stage.kind,
             summary: StageSummary {
                 stage: stage.name,
                 count: 0,

@@ -72,3 +72,16 @@ pub async fn record(admin: &AdminDatabase, names: &[&str]) -> Result<(), StoreEr
         .await?;
     Ok(())
 }
+
+/// The server's version and the database's size in bytes.
+pub async fn version_and_size(db: &Database) -> Result<(String, i64), StoreError> {
+    let row = db
+        .connection()
+        .await?
+        .query_one(
+            "SELECT current_setting('server_version'), pg_database_size(current_database())",
+            &[],
+        )
+        .await?;
+    Ok((row.get(0), row.get(1)))
+}

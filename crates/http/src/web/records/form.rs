@@ -69,7 +69,7 @@ pub(super) async fn choices(
         users::list(tx, me, 0, CHOICES, false)
             .await?
             .into_iter()
-            .map(|u| (i64::from(u.id), format!("{} {}", u.first_name, u.last_name)))
+            .map(|u| (i64::from(u.id), crate::web::page::person(&u)))
             .collect()
     } else {
         Vec::new()

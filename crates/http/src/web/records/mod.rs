@@ -20,7 +20,7 @@ use atrium_services::{CurrentUser, custom_fields};
 use super::forms::csrf_field;
 use super::page::{Viewer, layout, respond};
 use super::session::SignedIn;
-use super::{PageResult, WebError};
+use super::{PageResult, WebError, id_of};
 use crate::AppState;
 use crate::error::ApiError;
 
@@ -114,13 +114,6 @@ fn plural_title(entity: &Entity) -> String {
     title
 }
 
-fn id_of(raw: &str) -> Result<i32, WebError> {
-    raw.parse::<i32>()
-        .ok()
-        .filter(|id| *id > 0)
-        .ok_or_else(|| ApiError::not_found("no such record").into())
-}
-
 /// A field's value as text on a page.
 fn shown(field: &Field, value: &Value) -> String {
     match value {
@@ -134,7 +127,7 @@ fn shown(field: &Field, value: &Value) -> String {
 }
 
 fn viewer_name(me: &CurrentUser) -> String {
-    format!("{} {}", me.user.first_name, me.user.last_name)
+    super::page::person(&me.user)
 }
 
 pub(crate) async fn list(
@@ -322,7 +315,7 @@ async fn show(
                 atrium_services::users::list(tx, me, 0, 1000, everyone)
                     .await?
                     .into_iter()
-                    .map(|u| (i64::from(u.id), format!("{} {}", u.first_name, u.last_name)))
+                    .map(|u| (i64::from(u.id), super::page::person(&u)))
                     .collect();
             let stages: Vec<String> = if entity.record == RecordType::Deal {
                 atrium_services::pipeline::list(tx)
