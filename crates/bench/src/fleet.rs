@@ -13,8 +13,10 @@ pub(crate) const BENCH_HASH: &str = "$2b$10$N9qo8uLOickgx2ZMRZoMyeIjZAgcfl7p92ld
 pub(crate) async fn provision_one(db: &Database, subdomain: &str) -> anyhow::Result<()> {
     let subdomain = Subdomain::parse(subdomain)?;
     let email = Email::parse("admin@bench.example")?;
+    let admin = AdminDatabase::new(db.clone());
     provision(
-        &AdminDatabase::new(db.clone()),
+        &admin,
+        atrium_store::Fleet::single(db.clone(), admin.clone()).home(),
         &NewTenant {
             name: "Bench Org",
             subdomain: &subdomain,

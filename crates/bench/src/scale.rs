@@ -233,10 +233,13 @@ async fn measure(
     .await?;
     let stats = timed(async { atrium_store::registry::totals(db).await.map(|_| ()) }).await?;
     let list = timed(async {
-        atrium_services::tenants::list_all(db)
-            .await
-            .map(|_| ())
-            .map_err(anyhow::Error::from)
+        atrium_services::tenants::list_all(&atrium_store::Fleet::single(
+            db.clone(),
+            AdminDatabase::new(db.clone()),
+        ))
+        .await
+        .map(|_| ())
+        .map_err(anyhow::Error::from)
     })
     .await?;
     writeln!(report, "### The operator's commands at {n} tenants\n")?;

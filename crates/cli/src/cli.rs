@@ -312,6 +312,10 @@ pub struct TenantCreateArgs {
     pub admin_last_name: String,
     #[arg(long, value_parser = ["small", "medium", "large"], default_value = "small")]
     pub tier: String,
+    /// The data cluster to place it on, instead of the accepting one with
+    /// the fewest tenants.
+    #[arg(long)]
+    pub cluster: Option<String>,
     #[arg(long)]
     pub json: bool,
 }

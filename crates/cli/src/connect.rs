@@ -6,10 +6,12 @@ use std::path::PathBuf;
 use anyhow::Context;
 use atrium_services::operator::{self, MigrateOptions, sealing};
 use atrium_store::connection::embedded::{EMBEDDED_DATABASE, EmbeddedCluster};
-use atrium_store::{AdminDatabase, ConnectionLimits, Database, ensure_database};
+use atrium_store::{
+    AdminDatabase, ClusterDatabases, ConnectionLimits, Database, Fleet, ensure_database,
+};
 
 use crate::cli::GlobalArgs;
-use crate::settings::{DatabaseTarget, FileSettings};
+use crate::settings::{DatabaseTarget, DeclaredCluster, FileSettings};
 
 pub const DEFAULT_DATA_DIR: &str = "./atrium-data";
 pub use atrium_store::DEFAULT_POOL_SIZE;
@@ -48,11 +50,56 @@ pub struct Connected {
     /// an admin URL was given.
     pub may_migrate: bool,
     cluster: Option<EmbeddedCluster>,
+    /// The declared data clusters besides the home database, connected
+    /// lazily: one that is down stops only the work that needs it.
+    others: Vec<ClusterDatabases>,
 }
 
+/// Sessions of a declared cluster's operator pool.
+const CLUSTER_ADMIN_POOL: usize = 8;
+
 impl Connected {
-    /// Connects pools of `pool_size` sessions, retired by `limits`.
+    /// Connects pools of `pool_size` sessions, retired by `limits`, to the
+    /// home database and to each declared cluster.
     pub async fn open(
+        target: &DatabaseTarget,
+        declared: &[DeclaredCluster],
+        pool_size: usize,
+        limits: ConnectionLimits,
+    ) -> anyhow::Result<Self> {
+        let others = declared
+            .iter()
+            .map(|cluster| {
+                let urls = &cluster.urls;
+                let app_url = urls
+                    .database_url
+                    .as_ref()
+                    .or(urls.admin_database_url.as_ref());
+                let admin_url = urls
+                    .admin_database_url
+                    .as_ref()
+                    .or(urls.database_url.as_ref());
+                let (Some(app_url), Some(admin_url)) = (app_url, admin_url) else {
+                    anyhow::bail!("cluster {}: no database URL", cluster.name);
+                };
+                let context = || format!("cluster {}: reading its database URL", cluster.name);
+                Ok(ClusterDatabases {
+                    name: cluster.name.clone(),
+                    db: Database::connect_lazily(app_url, pool_size, limits)
+                        .with_context(context)?,
+                    admin: AdminDatabase::new(
+                        Database::connect_lazily(admin_url, CLUSTER_ADMIN_POOL, limits)
+                            .with_context(context)?,
+                    ),
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let mut connected = Self::open_home(target, pool_size, limits).await?;
+        connected.others = others;
+        Ok(connected)
+    }
+
+    async fn open_home(
         target: &DatabaseTarget,
         pool_size: usize,
         limits: ConnectionLimits,
@@ -73,6 +120,7 @@ impl Connected {
                     admin: AdminDatabase::new(admin.unwrap_or_else(|| db.clone())),
                     db,
                     cluster: None,
+                    others: Vec::new(),
                 })
             }
             DatabaseTarget::Embedded { data_dir } => {
@@ -91,6 +139,7 @@ impl Connected {
                     db,
                     may_migrate: true,
                     cluster: Some(cluster),
+                    others: Vec::new(),
                 })
             }
         }
@@ -99,6 +148,17 @@ impl Connected {
     /// The connections that may change the schema.
     pub fn admin(&self) -> &AdminDatabase {
         &self.admin
+    }
+
+    /// Every data cluster's pools, the home database's first.
+    pub fn fleet(&self) -> Fleet {
+        self.fleet_serving_with(self.db.clone())
+    }
+
+    /// [`Connected::fleet`] with `app_db` as the home database's
+    /// application pool (see [`Connected::application_db`]).
+    pub fn fleet_serving_with(&self, app_db: Database) -> Fleet {
+        Fleet::new(app_db, self.admin.clone(), self.others.clone())
     }
 
     /// Makes sure the database is at this program's version: migrates it
@@ -110,7 +170,16 @@ impl Connected {
                 wait_for_lock: true,
                 ..Default::default()
             };
-            let report = operator::migrate(self.admin(), &options, &|_, _| {}).await?;
+            let report = operator::migrate(&self.fleet(), &options, &|_, _| {}).await?;
+            // A data cluster that is down stops only its own tenants: the
+            // command (or the server) goes on, and says so.
+            for failure in &report.cluster_failures {
+                tracing::warn!(
+                    cluster = %failure.cluster,
+                    error = %failure.error,
+                    "a data cluster could not be brought up to date"
+                );
+            }
             if let Some(failure) = report.failures.first() {
                 anyhow::bail!(
                     "{} tenant(s) failed to migrate, first {} ({}): {}; run `atrium migrate` for the full list",
@@ -144,8 +213,7 @@ impl Connected {
     /// Closes the pools and leaves the embedded cluster (stopping it if no
     /// other process uses it).
     pub async fn close(mut self) -> anyhow::Result<()> {
-        self.db.close();
-        self.admin.close();
+        self.fleet().close();
         if let Some(cluster) = self.cluster.take() {
             tokio::task::spawn_blocking(move || cluster.leave()).await??;
         }

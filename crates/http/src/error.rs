@@ -199,6 +199,10 @@ impl From<ServiceError> for ApiError {
                 )
             },
             ServiceError::PreconditionFailed => Self::precondition_failed(),
+            ServiceError::Moving => Self::unavailable(
+                "this organisation is moving to another database server; retry shortly",
+                1,
+            ),
             ServiceError::Busy => Self::unavailable(
                 "this organisation is using all of its capacity; retry shortly",
                 1,

@@ -74,8 +74,23 @@ async fn resolve_tenant(parts: &Parts, state: &AppState) -> ApiResult<Scope> {
         charged.set(tenant.id);
     }
     tracing::Span::current().record("tenant", tenant.id);
+    let Some(cluster) = state.fleet.cluster(&tenant.cluster) else {
+        tracing::error!(
+            tenant = tenant.id,
+            cluster = %tenant.cluster,
+            "the tenant's cluster is not declared in this server's settings"
+        );
+        return Err(ApiError::unavailable(
+            "this organisation's database is unavailable; retry shortly",
+            5,
+        ));
+    };
     Ok(Scope {
-        db: state.db.clone(),
+        placement: Some(atrium_services::Placement {
+            directory: state.directory.clone(),
+            fleet: state.fleet.clone(),
+        }),
+        db: cluster.db.clone(),
         statement_timeout: state
             .settings
             .request_timeout

@@ -30,16 +30,37 @@ async fn healthz() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// Ready when the database answers a query within a second.
+/// Ready when the home database (the registry) answers a query within a
+/// second. A data cluster that does not answer leaves the server ready,
+/// since every other cluster's tenants are served, but is named:
+/// `{"status": "degraded", "clusters_down": ["eu"]}`. Taking the server out
+/// of a load balancer would not bring that cluster back.
 async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
-    match tokio::time::timeout(std::time::Duration::from_secs(1), state.db.ping()).await {
-        Ok(Ok(())) => (StatusCode::OK, Json(json!({"status": "ready"}))),
-        _ => (
+    let answers = futures::future::join_all(state.fleet.clusters().iter().map(|cluster| async {
+        let answered = tokio::time::timeout(READY_WITHIN, cluster.db.ping()).await;
+        (cluster.name.as_str(), matches!(answered, Ok(Ok(()))))
+    }))
+    .await;
+    let home_up = answers[0].1;
+    let down: Vec<&str> = answers
+        .iter()
+        .filter(|(_, up)| !up)
+        .map(|(name, _)| *name)
+        .collect();
+    match (home_up, down.is_empty()) {
+        (false, _) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "unavailable"})),
+            Json(json!({"status": "unavailable", "clusters_down": down})),
+        ),
+        (true, true) => (StatusCode::OK, Json(json!({"status": "ready"}))),
+        (true, false) => (
+            StatusCode::OK,
+            Json(json!({"status": "degraded", "clusters_down": down})),
         ),
     }
 }
+
+const READY_WITHIN: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The process-wide Prometheus recorder (installed once, shared by every
 /// server in the process).
@@ -93,10 +114,14 @@ fn process_collector() -> &'static metrics_process::Collector {
 /// and `atrium top`.
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     process_collector().collect();
-    let pool = state.db.status();
-    metrics::gauge!("atrium_db_pool_size").set(pool.size as f64);
-    metrics::gauge!("atrium_db_pool_available").set(pool.available as f64);
-    metrics::gauge!("atrium_db_pool_waiting").set(pool.waiting as f64);
+    for cluster in state.fleet.clusters() {
+        let pool = cluster.db.status();
+        let name = cluster.name.clone();
+        metrics::gauge!("atrium_db_pool_size", "cluster" => name.clone()).set(pool.size as f64);
+        metrics::gauge!("atrium_db_pool_available", "cluster" => name.clone())
+            .set(pool.available as f64);
+        metrics::gauge!("atrium_db_pool_waiting", "cluster" => name).set(pool.waiting as f64);
+    }
     let activity = state.db.activity();
     metrics::counter!("atrium_db_connections_opened_total").absolute(activity.connections_opened);
     metrics::counter!("atrium_db_connections_retired_total").absolute(activity.connections_retired);

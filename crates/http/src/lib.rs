@@ -32,7 +32,7 @@ use utoipa_axum::router::OpenApiRouter;
 use atrium_services::auth::{AuthSettings, LoginLimiter};
 use atrium_services::invitations::Links;
 use atrium_store::registry::directory::TenantDirectory;
-use atrium_store::{AdminDatabase, Database};
+use atrium_store::{AdminDatabase, Database, Fleet};
 
 pub use error::{ApiError, Problem};
 
@@ -102,6 +102,9 @@ pub(crate) struct AppState {
     pub db: Database,
     /// Rights to change the schema: provisioning and the platform's writes.
     pub admin_db: AdminDatabase,
+    /// Every data cluster's pools (the home database's are `db` and
+    /// `admin_db`): tenant work runs on its tenant's cluster.
+    pub fleet: Fleet,
     pub directory: Arc<TenantDirectory>,
     pub settings: Arc<ServerSettings>,
     pub auth: Arc<AuthSettings>,
@@ -152,17 +155,23 @@ pub async fn app(
     settings: ServerSettings,
     port: u16,
 ) -> anyhow::Result<Router> {
-    build(db, admin_db, settings, port, Default::default()).await
+    build(
+        Fleet::single(db, admin_db),
+        settings,
+        port,
+        Default::default(),
+    )
+    .await
 }
 
 async fn build(
-    db: Database,
-    admin_db: AdminDatabase,
+    fleet: Fleet,
     settings: ServerSettings,
     port: u16,
     metrics: Arc<tenant_metrics::TenantMetrics>,
 ) -> anyhow::Result<Router> {
     health::prometheus();
+    let (db, admin_db) = (fleet.home().db.clone(), fleet.home().admin.clone());
     let directory = TenantDirectory::start(db.clone()).await?;
     let links = Links {
         public_url: settings.public_url.clone(),
@@ -173,6 +182,7 @@ async fn build(
     let state = AppState {
         db,
         admin_db,
+        fleet,
         directory,
         settings: Arc::new(settings),
         auth: Arc::new(AuthSettings::default()),
@@ -213,10 +223,21 @@ pub async fn serve(
     settings: ServerSettings,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    serve_fleet(listener, Fleet::single(db, admin_db), settings, shutdown).await
+}
+
+/// [`serve`] for tenants on several data clusters.
+pub async fn serve_fleet(
+    listener: TcpListener,
+    fleet: Fleet,
+    settings: ServerSettings,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let port = listener.local_addr()?.port();
     let settings_of_connections = connections::Limits::from(&settings);
     let metrics = Arc::new(tenant_metrics::TenantMetrics::default());
-    let app = build(db.clone(), admin_db, settings, port, metrics.clone()).await?;
+    let db = fleet.home().db.clone();
+    let app = build(fleet, settings, port, metrics.clone()).await?;
     let server_id = tenant_metrics::server_id(port);
     // Stopped with the server, even when the caller drops this future
     // instead of resolving `shutdown`: it holds the pool.

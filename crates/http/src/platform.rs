@@ -7,7 +7,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use atrium_services::tenants::{self, CreateTenant, TenantView, UpdateTenant};
-use atrium_store::registry::{self, Totals};
+use atrium_store::registry::Totals;
 
 use crate::AppState;
 use crate::error::{ApiResult, Problem};
@@ -20,6 +20,7 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(create_tenant, list_tenants))
         .routes(routes!(get_tenant, update_tenant, delete_tenant))
         .routes(routes!(stats))
+        .routes(routes!(list_clusters))
         .routes(routes!(tenant_metrics))
 }
 
@@ -30,6 +31,10 @@ pub struct NewTenantBody {
     subdomain: String,
     /// `small` (default), `medium` or `large`.
     tier: Option<String>,
+    /// The data cluster to place the tenant on. Without it, the accepting
+    /// cluster with the fewest tenants (ties by name). An unknown cluster,
+    /// or one that takes no new tenants, is 422.
+    cluster: Option<String>,
     admin: NewAdminBody,
 }
 
@@ -53,7 +58,7 @@ async fn create_tenant(
     Json(body): Json<NewTenantBody>,
 ) -> ApiResult<(StatusCode, axum::Json<TenantView>)> {
     let created = tenants::create(
-        &state.admin_db,
+        &state.fleet,
         CreateTenant {
             name: body.name,
             subdomain: body.subdomain,
@@ -62,6 +67,7 @@ async fn create_tenant(
             admin_first_name: body.admin.first_name,
             admin_last_name: body.admin.last_name,
             admin_password: body.admin.password,
+            cluster: body.cluster,
         },
     )
     .await?;
@@ -83,7 +89,7 @@ async fn list_tenants(
     query: Query,
 ) -> ApiResult<axum::Json<Page<TenantView>>> {
     let limit = query.limit()?;
-    let rows = registry::list(&state.db, query.id_cursor()?, limit + 1).await?;
+    let rows = tenants::page(&state.fleet, query.id_cursor()?, limit + 1).await?;
     Ok(axum::Json(id_page(
         rows,
         limit,
@@ -102,7 +108,7 @@ async fn get_tenant(
     Id(id): Id,
 ) -> ApiResult<axum::Json<TenantView>> {
     Ok(axum::Json(TenantView::from(
-        &tenants::get(state.admin_db.database(), id).await?,
+        &tenants::get(&state.fleet, id).await?,
     )))
 }
 
@@ -153,7 +159,7 @@ async fn delete_tenant(
     State(state): State<AppState>,
     Id(id): Id,
 ) -> ApiResult<StatusCode> {
-    let deleted = tenants::delete(&state.admin_db, id).await;
+    let deleted = tenants::delete(&state.fleet, id).await;
     state.directory.forget(id);
     deleted?;
     Ok(StatusCode::NO_CONTENT)
@@ -180,7 +186,7 @@ async fn stats(_: Platform, State(state): State<AppState>) -> ApiResult<axum::Js
         total_contacts,
         total_deals,
         total_activities,
-    } = registry::totals(&state.db)
+    } = atrium_services::operator::totals(&state.fleet)
         .await
         .map_err(atrium_services::ServiceError::from)?;
     Ok(axum::Json(StatsBody {
@@ -206,8 +212,44 @@ async fn tenant_metrics(
     Id(id): Id,
 ) -> ApiResult<axum::Json<TenantMetricsView>> {
     // A tenant that does not exist is 404, not an empty window.
-    tenants::get(state.admin_db.database(), id).await?;
+    tenants::get(&state.fleet, id).await?;
     Ok(axum::Json(TenantMetricsView::from(
         &state.metrics.window(id),
     )))
+}
+
+/// A data cluster as the platform API shows it.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ClusterBody {
+    name: String,
+    /// Whether new tenants may be placed on it.
+    accepting: bool,
+    /// Whether this server reached it within five seconds just now.
+    reachable: bool,
+    tenant_count: i64,
+    /// The size of its database in bytes; `null` when unreachable.
+    size_bytes: Option<i64>,
+}
+
+/// Every data cluster the registry records: `default` is the home
+/// database, the others are declared in the server's settings.
+#[utoipa::path(get, path = "/platform/v1/clusters", tag = "platform",
+    security(("platform" = [])), responses((status = 200, body = Vec<ClusterBody>)))]
+async fn list_clusters(
+    _: Platform,
+    State(state): State<AppState>,
+) -> ApiResult<axum::Json<Vec<ClusterBody>>> {
+    let clusters = atrium_services::operator::clusters(&state.fleet).await?;
+    Ok(axum::Json(
+        clusters
+            .into_iter()
+            .map(|c| ClusterBody {
+                name: c.entry.name,
+                accepting: c.entry.accepting,
+                reachable: c.reachable,
+                tenant_count: c.entry.tenants,
+                size_bytes: c.size_bytes,
+            })
+            .collect(),
+    ))
 }

@@ -302,14 +302,24 @@ pub async fn begin_authenticated(
     token: &str,
     writes: RequestWrites,
 ) -> Result<(TenantTx, CurrentUser), ServiceError> {
-    let (tx, found) = sessions::begin_authenticated(
-        &scope.db,
-        &scope.tenant,
-        scope.statement_timeout,
-        &tokens::hash(token),
-        settings.session_idle.as_secs_f64(),
-    )
-    .await?;
+    let token_hash = tokens::hash(token);
+    let idle_seconds = settings.session_idle.as_secs_f64();
+    let (tx, found) = scope
+        .retry_moved(|scope| {
+            let token_hash = &token_hash;
+            async move {
+                sessions::begin_authenticated(
+                    &scope.db,
+                    &scope.tenant,
+                    scope.statement_timeout,
+                    token_hash,
+                    idle_seconds,
+                    writes == RequestWrites::Records,
+                )
+                .await
+            }
+        })
+        .await?;
     let result = async {
         let found = found.ok_or_else(|| {
             ServiceError::Unauthorized("the session is missing, expired or ended".into())

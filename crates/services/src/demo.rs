@@ -4,7 +4,7 @@
 use serde_json::json;
 
 use atrium_store::registry::directory::TenantDirectory;
-use atrium_store::{AdminDatabase, Database, registry, users};
+use atrium_store::{Fleet, registry, users};
 
 use crate::records::{self, ACTIVITY, COMPANY, CONTACT, DEAL};
 use crate::tenants::{self, CreateTenant};
@@ -89,15 +89,15 @@ const SOURCES: &[&str] = &["website", "referral", "trade show", "cold call", "pa
 const KINDS: &[&str] = &["call", "email", "meeting", "task", "note"];
 
 /// Makes the demo tenant unless it exists; says whether it made it.
-pub async fn ensure(admin_db: &AdminDatabase, db: &Database) -> Result<bool, ServiceError> {
-    if registry::find_by_subdomain(admin_db.database(), SUBDOMAIN)
+pub async fn ensure(fleet: &Fleet) -> Result<bool, ServiceError> {
+    if registry::find_by_subdomain(&fleet.home().db, SUBDOMAIN)
         .await
         .is_ok()
     {
         return Ok(false);
     }
     let created = tenants::create(
-        admin_db,
+        fleet,
         CreateTenant {
             name: "Demo Trading Co.".into(),
             subdomain: SUBDOMAIN.into(),
@@ -106,17 +106,19 @@ pub async fn ensure(admin_db: &AdminDatabase, db: &Database) -> Result<bool, Ser
             admin_first_name: "Demo".into(),
             admin_last_name: "Admin".into(),
             admin_password: ADMIN_PASSWORD.into(),
+            cluster: None,
         },
     )
     .await?;
-    let directory = TenantDirectory::start(db.clone()).await?;
+    let directory = TenantDirectory::start(fleet.home().db.clone()).await?;
     let tenant = directory
         .resolve(SUBDOMAIN)
         .await?
         .ok_or_else(|| anyhow::anyhow!("the demo tenant just made is not there"))?;
     let scope = Scope {
-        db: db.clone(),
+        db: tenants::cluster_of(fleet, &created.tenant)?.db.clone(),
         tenant,
+        placement: None,
         statement_timeout: std::time::Duration::from_secs(120),
     };
     scope

@@ -18,7 +18,7 @@ pub mod tenants;
 pub mod tokens;
 pub mod users;
 
-pub use scope::{CurrentUser, Scope};
+pub use scope::{CurrentUser, Placement, Scope};
 
 use atrium_domain::Invalid;
 use atrium_store::StoreError;
@@ -52,6 +52,10 @@ pub enum ServiceError {
     /// The tenant is using every connection its tier allows.
     #[error("the service is busy; retry shortly")]
     Busy,
+    /// The tenant is being moved between clusters and could not be
+    /// reached where the registry placed it, even after asking again.
+    #[error("this organisation is moving; retry shortly")]
+    Moving,
     #[error(transparent)]
     Other(#[from] anyhow::Error),
 }
@@ -62,6 +66,7 @@ impl ServiceError {
             StoreError::NotFound => Self::NotFound(what.to_owned()),
             StoreError::Conflict(m) => Self::Conflict(m),
             StoreError::Busy => Self::Busy,
+            StoreError::Moved => Self::Moving,
             StoreError::Damaged(m) => Self::Damaged(m),
             StoreError::Other(e) => Self::Other(e),
         }

@@ -5,7 +5,8 @@
 
 use atrium_store::fleet::migrate::MigrationSets;
 use atrium_store::fleet::{check, migrate, observe, roles, spares, tenant_metrics};
-use atrium_store::{AdminDatabase, Database, outbox, registry};
+use atrium_store::registry::TenantEntry;
+use atrium_store::{AdminDatabase, Database, Fleet, outbox, registry};
 
 pub use atrium_store::fleet::check::CheckReport;
 pub use atrium_store::fleet::migrate::{
@@ -17,14 +18,15 @@ pub use atrium_store::fleet::tenant_metrics::TenantLoad;
 pub use atrium_store::outbox::QueuedEmail;
 pub use atrium_store::registry::Totals;
 
-/// Brings the registry, `template` and every tenant to this program's
-/// migrations; one tenant's failure is reported and the rest go on.
+/// Brings the registry, `template` and every tenant on every cluster to
+/// this program's migrations; one tenant's or one cluster's failure is
+/// reported and the rest go on.
 pub async fn migrate(
-    admin: &AdminDatabase,
+    fleet: &Fleet,
     options: &MigrateOptions,
     on_progress: &(dyn Fn(usize, usize) + Sync),
 ) -> Result<MigrateReport, MigrationError> {
-    migrate::migrate(admin, options, on_progress).await
+    migrate::migrate_fleet(fleet, options, on_progress).await
 }
 
 pub async fn migration_status(db: &Database) -> anyhow::Result<MigrationStatus> {
@@ -46,9 +48,28 @@ pub async fn check(admin: &AdminDatabase) -> anyhow::Result<CheckReport> {
     check::check(admin).await
 }
 
-/// The fleet's totals, from the registry's counters.
-pub async fn totals(db: &Database) -> anyhow::Result<Totals> {
-    registry::totals(db).await
+/// The fleet's totals, from the counters each cluster keeps for its own
+/// tenants (the home registry counts the tenants). A cluster that does
+/// not answer is left out of the sums, with a warning in the log.
+pub async fn totals(fleet: &Fleet) -> anyhow::Result<Totals> {
+    let mut totals = registry::totals(&fleet.home().db).await?;
+    for cluster in &fleet.clusters()[1..] {
+        match registry::totals(cluster.admin.database()).await {
+            Ok(more) => {
+                totals.total_users += more.total_users;
+                totals.total_companies += more.total_companies;
+                totals.total_contacts += more.total_contacts;
+                totals.total_deals += more.total_deals;
+                totals.total_activities += more.total_activities;
+            }
+            Err(e) => tracing::warn!(
+                cluster = %cluster.name,
+                error = format!("{e:#}"),
+                "leaving an unreachable cluster out of the totals"
+            ),
+        }
+    }
+    Ok(totals)
 }
 
 /// A data cluster as `atrium cluster list` shows it.
@@ -67,58 +88,41 @@ pub struct ClusterView {
     pub size_bytes: Option<i64>,
 }
 
-/// Where a declared cluster is (a URL with its secret: never stored).
-pub struct ClusterAddress {
-    pub name: String,
-    pub url: String,
-}
-
 /// How long reaching a cluster may take before it counts as unreachable.
 const REACH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// A cluster's version and size, if it answers in time.
-async fn reach(db: &Database) -> Option<(String, i64)> {
-    registry::clusters::version_and_size(db).await.ok()
-}
-
-async fn reach_url(url: &str) -> Option<(String, i64)> {
-    tokio::time::timeout(REACH_TIMEOUT, async {
-        let db = Database::connect(url, 1).await.ok()?;
-        reach(&db).await
-    })
-    .await
-    .ok()
-    .flatten()
-}
-
 /// Every cluster: the declared ones are recorded first (accepting new
 /// tenants), then each recorded one is listed with its tenants, and the
-/// ones this process knows are reached for their version and size.
-pub async fn clusters(
-    admin: &AdminDatabase,
-    declared: &[ClusterAddress],
-) -> Result<Vec<ClusterView>, crate::ServiceError> {
-    let names: Vec<&str> = declared.iter().map(|c| c.name.as_str()).collect();
-    registry::clusters::record(admin, &names).await?;
-    let mut views = Vec::new();
-    for entry in registry::clusters::list(admin.database()).await? {
-        let (declared, reached) = if entry.name == "default" {
-            (true, reach(admin.database()).await)
-        } else {
-            match declared.iter().find(|c| c.name == entry.name) {
-                Some(address) => (true, reach_url(&address.url).await),
-                None => (false, None),
-            }
+/// ones this process knows are reached, all at once, for their version
+/// and size.
+pub async fn clusters(fleet: &Fleet) -> Result<Vec<ClusterView>, crate::ServiceError> {
+    let home = &fleet.home().admin;
+    let names: Vec<&str> = fleet.clusters().iter().map(|c| c.name.as_str()).collect();
+    registry::clusters::record(home, &names).await?;
+    let entries = registry::clusters::list(home.database()).await?;
+    let views = entries.into_iter().map(|entry| async move {
+        let (declared, reached) = match fleet.cluster(&entry.name) {
+            Some(cluster) => (
+                true,
+                tokio::time::timeout(
+                    REACH_TIMEOUT,
+                    registry::clusters::version_and_size(cluster.admin.database()),
+                )
+                .await
+                .ok()
+                .and_then(Result::ok),
+            ),
+            None => (false, None),
         };
-        views.push(ClusterView {
+        ClusterView {
             declared,
             reachable: reached.is_some(),
             version: reached.as_ref().map(|(v, _)| v.clone()),
             size_bytes: reached.map(|(_, size)| size),
             entry,
-        });
-    }
-    Ok(views)
+        }
+    });
+    Ok(futures::future::join_all(views).await)
 }
 
 /// Lets new tenants be placed on a recorded cluster, or stops it.
@@ -178,16 +182,90 @@ pub async fn busiest_tenants(db: &Database, limit: usize) -> anyhow::Result<Vec<
     tenant_metrics::busiest(db, limit).await
 }
 
-pub async fn indexes_by_tenant(db: &Database) -> anyhow::Result<Vec<TenantIndexes>> {
-    observe::indexes_by_tenant(db).await
+/// What a command read from every cluster, and the clusters it could not
+/// read (by name, with the error), which the command reports and fails on
+/// after showing the rest.
+#[derive(Debug)]
+pub struct FleetRead<T> {
+    pub rows: Vec<T>,
+    pub failed: Vec<(String, String)>,
 }
 
-pub async fn indexes_of(db: &Database, schema_name: &str) -> anyhow::Result<Vec<IndexUsage>> {
-    observe::indexes_of(db, schema_name).await
+/// Runs `read` on every cluster's operator pool at once.
+async fn on_every_cluster<T, F, Fut>(fleet: &Fleet, read: F) -> FleetRead<(String, T)>
+where
+    F: Fn(Database) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<Vec<T>>>,
+{
+    let reads = fleet.clusters().iter().map(|cluster| {
+        let read = read(cluster.admin.database().clone());
+        async move { (cluster.name.clone(), read.await) }
+    });
+    let mut out = FleetRead {
+        rows: Vec::new(),
+        failed: Vec::new(),
+    };
+    for (cluster, result) in futures::future::join_all(reads).await {
+        match result {
+            Ok(rows) => out
+                .rows
+                .extend(rows.into_iter().map(|row| (cluster.clone(), row))),
+            Err(e) => out.failed.push((cluster, format!("{e:#}"))),
+        }
+    }
+    out
 }
 
-pub async fn connections(db: &Database) -> anyhow::Result<Vec<ConnectionGroup>> {
-    observe::connections(db).await
+/// Subdomains by schema name, from the home registry: a data cluster's
+/// own copy of a tenant row does not keep the subdomain.
+async fn subdomains(fleet: &Fleet) -> anyhow::Result<std::collections::HashMap<String, String>> {
+    Ok(registry::schema_subdomains(&fleet.home().db)
+        .await?
+        .into_iter()
+        .collect())
+}
+
+/// Every tenant's index totals, on every cluster.
+pub async fn indexes_by_tenant(fleet: &Fleet) -> anyhow::Result<FleetRead<TenantIndexes>> {
+    let names = subdomains(fleet).await?;
+    let read = on_every_cluster(fleet, async |db| observe::indexes_by_tenant(&db).await).await;
+    Ok(FleetRead {
+        rows: read
+            .rows
+            .into_iter()
+            .filter_map(|(cluster, mut t)| {
+                // A cluster's copy of a tenant that has since moved away.
+                t.subdomain = names.get(&t.schema_name)?.clone();
+                t.cluster = cluster;
+                Some(t)
+            })
+            .collect(),
+        failed: read.failed,
+    })
+}
+
+/// One tenant's indexes, on its cluster.
+pub async fn indexes_of(fleet: &Fleet, tenant: &TenantEntry) -> anyhow::Result<Vec<IndexUsage>> {
+    let cluster = crate::tenants::cluster_of(fleet, tenant)?;
+    observe::indexes_of(cluster.admin.database(), &tenant.schema_name).await
+}
+
+/// Open connections on every cluster, grouped by what they serve.
+pub async fn connections(fleet: &Fleet) -> anyhow::Result<FleetRead<ConnectionGroup>> {
+    let names = subdomains(fleet).await?;
+    let read = on_every_cluster(fleet, async |db| observe::connections(&db).await).await;
+    Ok(FleetRead {
+        rows: read
+            .rows
+            .into_iter()
+            .map(|(cluster, mut g)| {
+                g.tenant = names.get(&g.application_name).cloned();
+                g.cluster = cluster;
+                g
+            })
+            .collect(),
+        failed: read.failed,
+    })
 }
 
 /// The key that seals queued emails: whether this process holds one, and

@@ -4,18 +4,36 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use atrium_domain::{Access, Action, Permissions, Role};
+use atrium_store::registry::directory::TenantDirectory;
 use atrium_store::users::User;
-use atrium_store::{Database, TenantContext, TenantTx};
+use atrium_store::{Database, Fleet, StoreError, TenantContext, TenantTx};
 
 use crate::ServiceError;
 
 /// One request's tenant: where its transactions go.
 #[derive(Clone)]
 pub struct Scope {
+    /// The pool of the tenant's cluster.
     pub db: Database,
     pub tenant: Arc<TenantContext>,
     pub statement_timeout: Duration,
+    /// Where to ask again when the tenant has moved to another cluster
+    /// since it was resolved; without it, a move fails the request (503).
+    pub placement: Option<Placement>,
 }
+
+/// The registry's directory and every cluster's pools: what finds a
+/// tenant again after a move.
+#[derive(Clone)]
+pub struct Placement {
+    pub directory: Arc<TenantDirectory>,
+    pub fleet: Fleet,
+}
+
+/// How often a transaction asks the registry again for a tenant that
+/// moved: once is the rule (a move flips the registry before it fences
+/// the source), twice covers a move right after another.
+const RELOCATIONS: usize = 2;
 
 impl Scope {
     /// Runs `work` in one tenant transaction: commits if it succeeded,
@@ -40,9 +58,51 @@ impl Scope {
     /// Opens a transaction whose end the caller decides: an import's
     /// batches, which a dry run rolls back on success.
     pub async fn begin(&self) -> Result<TenantTx, ServiceError> {
-        TenantTx::begin(&self.db, &self.tenant, self.statement_timeout)
-            .await
-            .map_err(Into::into)
+        self.retry_moved(|scope| async move {
+            TenantTx::begin_as(&scope.db, &scope.tenant, scope.statement_timeout, true).await
+        })
+        .await
+    }
+
+    /// Runs `open` (which opens a tenant transaction) on this scope, and
+    /// again on the tenant's new cluster if it moved.
+    pub async fn retry_moved<T, F, Fut>(&self, open: F) -> Result<T, ServiceError>
+    where
+        F: Fn(Scope) -> Fut,
+        Fut: std::future::Future<Output = Result<T, StoreError>>,
+    {
+        let mut scope = self.clone();
+        for _ in 0..RELOCATIONS {
+            match open(scope.clone()).await {
+                Err(StoreError::Moved) => scope = scope.relocated().await?,
+                other => return other.map_err(Into::into),
+            }
+        }
+        open(scope).await.map_err(Into::into)
+    }
+
+    /// The same tenant where the registry places it now.
+    async fn relocated(&self) -> Result<Scope, ServiceError> {
+        let Some(placement) = &self.placement else {
+            return Err(ServiceError::Moving);
+        };
+        placement.directory.forget(self.tenant.id);
+        let tenant = placement
+            .directory
+            .resolve(&self.tenant.subdomain)
+            .await?
+            .filter(|t| t.id == self.tenant.id)
+            .ok_or(ServiceError::Moving)?;
+        let cluster = placement
+            .fleet
+            .cluster(&tenant.cluster)
+            .ok_or(ServiceError::Moving)?;
+        Ok(Scope {
+            db: cluster.db.clone(),
+            tenant,
+            statement_timeout: self.statement_timeout,
+            placement: self.placement.clone(),
+        })
     }
 }
 

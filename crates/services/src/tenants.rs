@@ -6,7 +6,7 @@ use atrium_store::fleet::migrate::MigrationSets;
 use atrium_store::fleet::provision;
 use atrium_store::fleet::provision::{FirstAdmin, NewTenant};
 use atrium_store::registry::{self, TenantChanges, TenantEntry};
-use atrium_store::{AdminDatabase, Database};
+use atrium_store::{AdminDatabase, ClusterDatabases, Fleet};
 
 use crate::{Problems, ServiceError, passwords};
 
@@ -20,6 +20,9 @@ pub struct CreateTenant {
     pub admin_first_name: String,
     pub admin_last_name: String,
     pub admin_password: String,
+    /// The data cluster to place it on; `None` follows the placement rule
+    /// ([`placement`]).
+    pub cluster: Option<String>,
 }
 
 #[derive(Debug)]
@@ -42,10 +45,7 @@ pub(crate) fn parse_name(field: &'static str, raw: &str, max: usize) -> Result<S
     Ok(value.to_owned())
 }
 
-pub async fn create(
-    db: &AdminDatabase,
-    request: CreateTenant,
-) -> Result<CreatedTenant, ServiceError> {
+pub async fn create(fleet: &Fleet, request: CreateTenant) -> Result<CreatedTenant, ServiceError> {
     let mut problems = Problems::default();
     let name = problems.check(parse_name("name", &request.name, 255));
     let subdomain = problems.check(Subdomain::parse(&request.subdomain));
@@ -62,6 +62,7 @@ pub async fn create(
         &request.admin_password,
     ));
     problems.into_result()?;
+    let cluster = placement(fleet, request.cluster.as_deref()).await?;
     let (name, subdomain, tier, email, first_name, last_name, password) = (
         name.unwrap(),
         subdomain.unwrap(),
@@ -73,7 +74,8 @@ pub async fn create(
     );
     let password_hash = passwords::hash(&password).await?;
     let (tenant, admin_user_id) = provision::provision(
-        db,
+        &fleet.home().admin,
+        cluster,
         &NewTenant {
             name: &name,
             subdomain: &subdomain,
@@ -92,6 +94,89 @@ pub async fn create(
         tenant,
         admin_user_id,
     })
+}
+
+/// Where a new tenant goes: the `requested` cluster, which must be
+/// recorded, accepting new tenants and known to this process; else the
+/// accepting cluster this process knows with the fewest tenants, ties by
+/// name.
+pub async fn placement<'f>(
+    fleet: &'f Fleet,
+    requested: Option<&str>,
+) -> Result<&'f ClusterDatabases, ServiceError> {
+    let recorded = registry::clusters::list(fleet.home().admin.database()).await?;
+    if let Some(name) = requested {
+        let refuse = |why: String| ServiceError::from(Invalid::new("cluster", why));
+        let entry = recorded
+            .iter()
+            .find(|c| c.name == name)
+            .ok_or_else(|| refuse(format!("no cluster is called {name:?}")))?;
+        if !entry.accepting {
+            return Err(refuse(format!(
+                "cluster {name} takes no new tenants (`atrium cluster accept {name}`)"
+            )));
+        }
+        return fleet.cluster(name).ok_or_else(|| {
+            refuse(format!(
+                "cluster {name} is not declared in this process's settings"
+            ))
+        });
+    }
+    recorded
+        .iter()
+        .filter(|c| c.accepting)
+        .filter_map(|c| Some((c.tenants, &c.name, fleet.cluster(&c.name)?)))
+        .min_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)))
+        .map(|(_, _, cluster)| cluster)
+        .ok_or_else(|| {
+            ServiceError::from(Invalid::new(
+                "cluster",
+                "no cluster takes new tenants (`atrium cluster accept NAME`)",
+            ))
+        })
+}
+
+/// The tenant's cluster as this process reaches it.
+pub fn cluster_of<'f>(
+    fleet: &'f Fleet,
+    tenant: &TenantEntry,
+) -> Result<&'f ClusterDatabases, ServiceError> {
+    fleet.cluster(&tenant.cluster).ok_or_else(|| {
+        ServiceError::Other(anyhow::anyhow!(
+            "tenant {} is on cluster {}, which is not declared in this process's settings",
+            tenant.subdomain,
+            tenant.cluster
+        ))
+    })
+}
+
+/// Fills in the live counts of the tenants that live on other clusters
+/// than the home one (whose counters the registry query already joined).
+/// A cluster that does not answer leaves its tenants' counts at zero
+/// rather than failing a listing of the whole fleet.
+pub async fn count_elsewhere(fleet: &Fleet, tenants: &mut [TenantEntry]) {
+    for cluster in &fleet.clusters()[1..] {
+        let ids: Vec<i32> = tenants
+            .iter()
+            .filter(|t| t.cluster == cluster.name)
+            .map(|t| t.id)
+            .collect();
+        if ids.is_empty() {
+            continue;
+        }
+        match registry::counts_of(cluster.admin.database(), &ids).await {
+            Ok(counts) => {
+                for tenant in tenants.iter_mut().filter(|t| t.cluster == cluster.name) {
+                    tenant.counts = counts.get(&tenant.id).copied().unwrap_or_default();
+                }
+            }
+            Err(e) => tracing::warn!(
+                cluster = %cluster.name,
+                error = format!("{e:#}"),
+                "reading tenant counts"
+            ),
+        }
+    }
 }
 
 /// Changes to a tenant, as they arrive from the edge.
@@ -129,25 +214,29 @@ pub async fn update(
 
 /// Finds a tenant by its subdomain, as operators name tenants on the
 /// command line.
-pub async fn find(db: &Database, subdomain: &str) -> Result<TenantEntry, ServiceError> {
-    registry::find_by_subdomain(db, subdomain)
+pub async fn find(fleet: &Fleet, subdomain: &str) -> Result<TenantEntry, ServiceError> {
+    let mut tenant = registry::find_by_subdomain(&fleet.home().db, subdomain)
         .await
         .map_err(|e| match e {
             atrium_store::StoreError::NotFound => {
                 ServiceError::NotFound(format!("tenant '{subdomain}'"))
             }
             other => ServiceError::from_store(other, "tenant"),
-        })
+        })?;
+    count_elsewhere(fleet, std::slice::from_mut(&mut tenant)).await;
+    Ok(tenant)
 }
 
-pub async fn get(db: &Database, id: i32) -> Result<TenantEntry, ServiceError> {
-    registry::find_by_id(db, id)
+pub async fn get(fleet: &Fleet, id: i32) -> Result<TenantEntry, ServiceError> {
+    let mut tenant = registry::find_by_id(&fleet.home().db, id)
         .await
-        .map_err(|e| ServiceError::from_store(e, "tenant"))
+        .map_err(|e| ServiceError::from_store(e, "tenant"))?;
+    count_elsewhere(fleet, std::slice::from_mut(&mut tenant)).await;
+    Ok(tenant)
 }
 
-pub async fn delete(db: &AdminDatabase, id: i32) -> Result<(), ServiceError> {
-    registry::delete(db, id)
+pub async fn delete(fleet: &Fleet, id: i32) -> Result<(), ServiceError> {
+    registry::delete(fleet, id)
         .await
         .map_err(|e| ServiceError::from_store(e, "tenant"))
 }
@@ -194,13 +283,20 @@ impl From<&TenantEntry> for TenantView {
     }
 }
 
+/// Tenants by id after `after`, at most `limit`, with their counts.
+pub async fn page(fleet: &Fleet, after: i32, limit: i64) -> Result<Vec<TenantEntry>, ServiceError> {
+    let mut page = registry::list(&fleet.home().db, after, limit).await?;
+    count_elsewhere(fleet, &mut page).await;
+    Ok(page)
+}
+
 /// Every tenant, read page by page from the registry and its counters.
-pub async fn list_all(db: &Database) -> Result<Vec<TenantView>, ServiceError> {
+pub async fn list_all(fleet: &Fleet) -> Result<Vec<TenantView>, ServiceError> {
     const PAGE: i64 = 1000;
     let mut all = Vec::new();
     let mut after = 0;
     loop {
-        let page = registry::list(db, after, PAGE).await?;
+        let page = page(fleet, after, PAGE).await?;
         let Some(last) = page.last() else { break };
         after = last.id;
         let full = page.len() as i64 == PAGE;
@@ -215,15 +311,16 @@ pub async fn list_all(db: &Database) -> Result<Vec<TenantView>, ServiceError> {
 /// Writes tenant `subdomain`'s archive to `out` (see
 /// `atrium_store::fleet::archive`).
 pub async fn export<W>(
-    db: &AdminDatabase,
+    fleet: &Fleet,
     subdomain: &str,
     out: W,
 ) -> Result<ArchiveReport, ServiceError>
 where
     W: tokio::io::AsyncWrite + Unpin,
 {
-    let tenant = find(db.database(), subdomain).await?;
-    Ok(archive::export(db, &tenant, out).await?)
+    let tenant = find(fleet, subdomain).await?;
+    let cluster = cluster_of(fleet, &tenant)?;
+    Ok(archive::export(&cluster.admin, &tenant, out).await?)
 }
 
 /// Creates a tenant under `subdomain` from an archive; `name` defaults to
@@ -260,16 +357,13 @@ where
 
 /// Writes tenant `subdomain`'s `pg_dump` backup to `out`; the bytes
 /// written.
-pub async fn backup<W>(
-    db: &AdminDatabase,
-    subdomain: &str,
-    out: &mut W,
-) -> Result<u64, ServiceError>
+pub async fn backup<W>(fleet: &Fleet, subdomain: &str, out: &mut W) -> Result<u64, ServiceError>
 where
     W: tokio::io::AsyncWrite + Unpin,
 {
-    let tenant = find(db.database(), subdomain).await?;
-    Ok(atrium_store::fleet::backup::backup(db, &tenant, out).await?)
+    let tenant = find(fleet, subdomain).await?;
+    let cluster = cluster_of(fleet, &tenant)?;
+    Ok(atrium_store::fleet::backup::backup(&cluster.admin, &tenant, out).await?)
 }
 
 /// Restores a backup as the tenant it was; never over a live tenant.

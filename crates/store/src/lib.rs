@@ -18,6 +18,7 @@ pub use connection::database::{
     ConnectionLimits, DEFAULT_POOL_SIZE, Database, MIN_SERVER_VERSION, PoolActivity,
     TenantConnectionSource, ensure_database, quote_ident,
 };
+pub use connection::fleet::{ClusterDatabases, Fleet, HOME_CLUSTER};
 pub use connection::tenant::{CONNECTION_CAP_WAIT, TenantConnectionCap, TenantContext, TenantTx};
 pub use connection::tx::PooledTx;
 pub use data::{
@@ -41,6 +42,10 @@ pub enum StoreError {
     /// The tenant already uses all the connections its tier allows.
     #[error("the tenant is at its connection limit")]
     Busy,
+    /// The cluster asked is not (or not yet) where the tenant is served:
+    /// it moved. Ask the registry again.
+    #[error("the tenant moved to another cluster")]
+    Moved,
     #[error(transparent)]
     Other(#[from] anyhow::Error),
 }

@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 
 use atrium_store::connection::embedded::ThrowawayCluster;
 use atrium_store::fleet::migrate;
-use atrium_store::{AdminDatabase, Database, ensure_database};
+use atrium_store::{AdminDatabase, ClusterDatabases, Database, Fleet, ensure_database};
 
 static SERVER: OnceLock<Server> = OnceLock::new();
 
@@ -160,6 +160,62 @@ async fn migrated(database: EmptyDatabase) -> TestDatabase {
         admin,
         _database: database,
     }
+}
+
+/// A data cluster of a test about several clusters: a PostgreSQL server
+/// of its own (so the test can stop it), with an empty database `atrium`
+/// that `migrate_fleet` sets up. It lives as long as the test process.
+pub struct DataCluster {
+    pub name: String,
+    pub server: ThrowawayCluster,
+    pub url: String,
+}
+
+impl DataCluster {
+    pub async fn start(name: &str) -> Self {
+        let server = tokio::task::spawn_blocking(ThrowawayCluster::start)
+            .await
+            .unwrap()
+            .expect("starting a data cluster for a test");
+        let database = empty_database_at(&server.postgres_database_url()).await;
+        let url = database.url.clone();
+        // Nobody drops it: the server goes with the test process.
+        std::mem::forget(database);
+        Self {
+            name: name.to_owned(),
+            server,
+            url,
+        }
+    }
+
+    /// Pools to it, connected on first use, as a server declares it.
+    pub fn databases(&self) -> ClusterDatabases {
+        let db = Database::connect_lazily(&self.url, 8, Default::default()).unwrap();
+        ClusterDatabases {
+            name: self.name.clone(),
+            admin: AdminDatabase::new(db.clone()),
+            db,
+        }
+    }
+}
+
+/// The fleet of `home` and `others`, migrated (the other clusters set up
+/// for the home registry).
+pub async fn migrated_fleet(home: &TestDatabase, others: &[&DataCluster]) -> Fleet {
+    let fleet = Fleet::new(
+        home.db.clone(),
+        home.admin.clone(),
+        others.iter().map(|c| c.databases()).collect(),
+    );
+    let report = migrate::migrate_fleet(&fleet, &Default::default(), &|_, _| {})
+        .await
+        .expect("migrating the fleet");
+    assert!(
+        report.cluster_failures.is_empty(),
+        "{:?}",
+        report.cluster_failures
+    );
+    fleet
 }
 
 #[cfg(test)]

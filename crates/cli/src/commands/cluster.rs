@@ -2,29 +2,17 @@
 
 use std::process::ExitCode;
 
-use atrium_services::operator::{self, ClusterAddress};
+use atrium_services::operator;
 
 use super::CommandResult;
 use crate::cli::ClusterCommand;
 use crate::connect::Connected;
 use crate::output::{print_json, print_table};
-use crate::settings::{FileSettings, declared_clusters};
 
-pub async fn run(
-    command: ClusterCommand,
-    connected: &Connected,
-    file: &FileSettings,
-) -> CommandResult {
+pub async fn run(command: ClusterCommand, connected: &Connected) -> CommandResult {
     match command {
         ClusterCommand::List(args) => {
-            let declared: Vec<ClusterAddress> = declared_clusters(file, std::env::vars())?
-                .into_iter()
-                .filter_map(|c| {
-                    let url = c.urls.database_url.or(c.urls.admin_database_url)?;
-                    Some(ClusterAddress { name: c.name, url })
-                })
-                .collect();
-            let clusters = operator::clusters(connected.admin(), &declared).await?;
+            let clusters = operator::clusters(&connected.fleet()).await?;
             if args.json {
                 print_json(&clusters)?;
             } else {

@@ -20,7 +20,7 @@ async fn apply(jobs: usize, connected: &Connected) -> CommandResult {
         ..Default::default()
     };
     let bar = progress_bar("migrating");
-    let report = operator::migrate(connected.admin(), &options, &|done, total| {
+    let report = operator::migrate(&connected.fleet(), &options, &|done, total| {
         bar.set_length(total as u64);
         bar.set_position(done as u64);
     })
@@ -46,6 +46,18 @@ async fn apply(jobs: usize, connected: &Connected) -> CommandResult {
     };
     eprintln!("registry: {}", describe(&report.control_applied));
     eprintln!("template: {}", describe(&report.template_applied));
+    for cluster in &report.clusters {
+        eprintln!(
+            "cluster {}: registry {}, template {}, {} tenant(s) migrated",
+            cluster.cluster,
+            describe(&cluster.control_applied),
+            describe(&cluster.template_applied),
+            cluster.tenants_migrated
+        );
+    }
+    for failure in &report.cluster_failures {
+        eprintln!("cluster {}: failed: {}", failure.cluster, failure.error);
+    }
     eprintln!(
         "tenants: {} migrated to version {:04}, {} failed",
         report.tenants_migrated,
@@ -54,9 +66,24 @@ async fn apply(jobs: usize, connected: &Connected) -> CommandResult {
     );
     for failure in &report.failures {
         eprintln!(
-            "failed: {} ({}, id {}): {}",
-            failure.subdomain, failure.schema_name, failure.tenant_id, failure.error
+            "failed: {} ({}, id {}, cluster {}): {}",
+            failure.subdomain,
+            failure.schema_name,
+            failure.tenant_id,
+            failure.cluster,
+            failure.error
         );
+    }
+    if let Some(first) = report.cluster_failures.first() {
+        return Err(Failure {
+            message: format!(
+                "{} cluster(s) could not be migrated, first {}: {}; the others are up to date",
+                report.cluster_failures.len(),
+                first.cluster,
+                first.error
+            ),
+            exit_code: 1,
+        });
     }
     if report.failures.is_empty() {
         Ok(ExitCode::SUCCESS)

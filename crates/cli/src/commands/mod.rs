@@ -17,7 +17,7 @@ use atrium_services::ServiceError;
 
 use crate::cli::{Cli, Command};
 use crate::connect::{Connected, DEFAULT_POOL_SIZE, database_target};
-use crate::settings::FileSettings;
+use crate::settings::{FileSettings, declared_clusters};
 
 /// A command that did not do its work: one line for stderr and the exit
 /// code CLI.md gives (1: the work failed, 2: the command line was wrong).
@@ -91,10 +91,11 @@ pub async fn run(cli: Cli) -> CommandResult {
     let target = database_target(&cli.global, &file);
     outbox_key(&file)?;
     let pool_size = file.pool_size.unwrap_or(DEFAULT_POOL_SIZE);
+    let declared = declared_clusters(&file, std::env::vars())?;
     if let Command::Serve(args) = cli.command {
-        return serve::run(args, &file, &target, pool_size).await;
+        return serve::run(args, &file, &target, &declared, pool_size).await;
     }
-    let connected = Connected::open(&target, pool_size, Default::default()).await?;
+    let connected = Connected::open(&target, &declared, pool_size, Default::default()).await?;
     let result = dispatch(cli.command, &connected, &file).await;
     connected.close().await?;
     result
@@ -114,7 +115,7 @@ async fn dispatch(command: Command, connected: &Connected, file: &FileSettings) 
         }
         Command::Cluster(command) => {
             connected.ensure_current().await?;
-            cluster::run(command, connected, file).await
+            cluster::run(command, connected).await
         }
         Command::Check(args) => {
             connected.ensure_current().await?;

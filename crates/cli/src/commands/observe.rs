@@ -28,6 +28,7 @@ pub async fn top(args: TopArgs, connected: &Connected) -> CommandResult {
         .map(|l| {
             vec![
                 l.subdomain.clone(),
+                l.cluster.clone(),
                 l.requests.to_string(),
                 l.errors.to_string(),
                 format!("{:.1}", l.p50_ms),
@@ -37,18 +38,33 @@ pub async fn top(args: TopArgs, connected: &Connected) -> CommandResult {
         })
         .collect();
     print_table(
-        &["TENANT", "REQUESTS", "ERRORS", "P50_MS", "P99_MS", "DB_MS"],
+        &[
+            "TENANT", "CLUSTER", "REQUESTS", "ERRORS", "P50_MS", "P99_MS", "DB_MS",
+        ],
         &rows,
     );
     Ok(ExitCode::SUCCESS)
 }
 
+/// Says on stderr which clusters could not be read; the command then
+/// exits 1 after showing what the others said.
+fn report_unread(failed: &[(String, String)]) -> CommandResult {
+    for (cluster, error) in failed {
+        eprintln!("cluster {cluster} could not be read: {error}");
+    }
+    Ok(if failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
 pub async fn indexes(args: IndexesArgs, connected: &Connected) -> CommandResult {
-    let db = &connected.db;
+    let fleet = &connected.fleet();
     match args.subdomain {
         Some(subdomain) => {
-            let tenant = tenants::find(db, &subdomain).await?;
-            let indexes = operator::indexes_of(db, &tenant.schema_name).await?;
+            let tenant = tenants::find(fleet, &subdomain).await?;
+            let indexes = operator::indexes_of(fleet, &tenant).await?;
             if args.json {
                 print_json(&indexes)?;
                 return Ok(ExitCode::SUCCESS);
@@ -74,16 +90,18 @@ pub async fn indexes(args: IndexesArgs, connected: &Connected) -> CommandResult 
             print_table(&["TABLE", "INDEX", "SCANS", "MIB", "NOTE"], &rows);
         }
         None => {
-            let tenants = operator::indexes_by_tenant(db).await?;
+            let read = operator::indexes_by_tenant(fleet).await?;
             if args.json {
-                print_json(&tenants)?;
-                return Ok(ExitCode::SUCCESS);
+                print_json(&read.rows)?;
+                return report_unread(&read.failed);
             }
-            let rows: Vec<Vec<String>> = tenants
+            let rows: Vec<Vec<String>> = read
+                .rows
                 .iter()
                 .map(|t| {
                     vec![
                         t.subdomain.clone(),
+                        t.cluster.clone(),
                         t.indexes.to_string(),
                         t.scans.to_string(),
                         mib(t.bytes),
@@ -91,22 +109,28 @@ pub async fn indexes(args: IndexesArgs, connected: &Connected) -> CommandResult 
                     ]
                 })
                 .collect();
-            print_table(&["TENANT", "INDEXES", "SCANS", "MIB", "UNUSED"], &rows);
+            print_table(
+                &["TENANT", "CLUSTER", "INDEXES", "SCANS", "MIB", "UNUSED"],
+                &rows,
+            );
+            return report_unread(&read.failed);
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
 pub async fn connections(args: JsonArg, connected: &Connected) -> CommandResult {
-    let groups = operator::connections(&connected.db).await?;
+    let read = operator::connections(&connected.fleet()).await?;
     if args.json {
-        print_json(&groups)?;
-        return Ok(ExitCode::SUCCESS);
+        print_json(&read.rows)?;
+        return report_unread(&read.failed);
     }
-    let rows: Vec<Vec<String>> = groups
+    let rows: Vec<Vec<String>> = read
+        .rows
         .iter()
         .map(|g| {
             vec![
+                g.cluster.clone(),
                 g.tenant.clone().unwrap_or_else(|| "-".into()),
                 g.application_name.clone(),
                 g.state.clone(),
@@ -116,8 +140,15 @@ pub async fn connections(args: JsonArg, connected: &Connected) -> CommandResult 
         })
         .collect();
     print_table(
-        &["TENANT", "APPLICATION", "STATE", "CONNECTIONS", "LONGEST_S"],
+        &[
+            "CLUSTER",
+            "TENANT",
+            "APPLICATION",
+            "STATE",
+            "CONNECTIONS",
+            "LONGEST_S",
+        ],
         &rows,
     );
-    Ok(ExitCode::SUCCESS)
+    report_unread(&read.failed)
 }

@@ -8,7 +8,7 @@ use atrium_services::maintain::{self, DEFAULT_INTERVAL_MINUTES, DEFAULT_RETENTIO
 use super::CommandResult;
 use crate::cli::ServeArgs;
 use crate::connect::Connected;
-use crate::settings::{DatabaseTarget, FileSettings};
+use crate::settings::{DatabaseTarget, DeclaredCluster, FileSettings};
 
 pub const DEFAULT_BIND: &str = "127.0.0.1:8080";
 
@@ -16,6 +16,7 @@ pub async fn run(
     args: ServeArgs,
     file: &FileSettings,
     target: &DatabaseTarget,
+    declared: &[DeclaredCluster],
     pool_size: usize,
 ) -> CommandResult {
     let bind = args
@@ -72,7 +73,7 @@ pub async fn run(
             .map_or(atrium_store::CONNECTION_MAX_TENANTS, |n| n as usize),
         ..Default::default()
     };
-    let connected = Connected::open(target, pool_size, limits).await?;
+    let connected = Connected::open(target, declared, pool_size, limits).await?;
     // Closed before the embedded cluster stops, so that its sessions end
     // from this side and none is cut off by the cluster's shutdown.
     let mut application_pool = None;
@@ -96,7 +97,7 @@ pub async fn run(
             );
         }
         let demo = if args.demo {
-            let made = atrium_services::demo::ensure(connected.admin(), &app_db).await?;
+            let made = atrium_services::demo::ensure(&connected.fleet_serving_with(app_db.clone())).await?;
             Some(made)
         } else {
             None
@@ -184,10 +185,9 @@ pub async fn run(
                 if made { "created" } else { "ready" }
             );
         }
-        atrium_http::serve(
+        atrium_http::serve_fleet(
             listener,
-            app_db,
-            connected.admin().clone(),
+            connected.fleet_serving_with(app_db),
             settings,
             shutdown,
         )

@@ -8,7 +8,7 @@ use crate::connect::Connected;
 use crate::output::print_json;
 
 pub async fn run(args: JsonArg, connected: &Connected) -> CommandResult {
-    let totals = operator::totals(&connected.db).await?;
+    let totals = operator::totals(&connected.fleet()).await?;
     if args.json {
         print_json(&totals)?;
     } else {

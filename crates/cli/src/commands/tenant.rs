@@ -10,11 +10,11 @@ use crate::connect::Connected;
 use crate::output::{byte_progress, print_json, print_table};
 
 pub async fn run(command: TenantCommand, connected: &Connected) -> CommandResult {
-    let db = &connected.db;
+    let fleet = &connected.fleet();
     match command {
         TenantCommand::Create(args) => create(args, connected).await,
         TenantCommand::List(args) => {
-            let all = tenants::list_all(db).await?;
+            let all = tenants::list_all(fleet).await?;
             if args.json {
                 print_json(&all)?;
             } else {
@@ -29,6 +29,7 @@ pub async fn run(command: TenantCommand, connected: &Connected) -> CommandResult
                             t.tier.clone(),
                             format!("{:04}", t.schema_version),
                             t.user_count.to_string(),
+                            t.cluster.clone(),
                             t.name.clone(),
                         ]
                     })
@@ -42,6 +43,7 @@ pub async fn run(command: TenantCommand, connected: &Connected) -> CommandResult
                         "TIER",
                         "VERSION",
                         "USERS",
+                        "CLUSTER",
                         "NAME",
                     ],
                     &rows,
@@ -50,7 +52,7 @@ pub async fn run(command: TenantCommand, connected: &Connected) -> CommandResult
             Ok(ExitCode::SUCCESS)
         }
         TenantCommand::Show { subdomain, json } => {
-            let tenant = TenantView::from(&tenants::find(db, &subdomain).await?);
+            let tenant = TenantView::from(&tenants::find(fleet, &subdomain).await?);
             if json {
                 print_json(&tenant)?;
             } else {
@@ -61,6 +63,7 @@ pub async fn run(command: TenantCommand, connected: &Connected) -> CommandResult
                     ("schema", tenant.schema_name.clone()),
                     ("status", tenant.status.clone()),
                     ("tier", tenant.tier.clone()),
+                    ("cluster", tenant.cluster.clone()),
                     ("version", format!("{:04}", tenant.schema_version)),
                     ("users", tenant.user_count.to_string()),
                     ("companies", tenant.company_count.to_string()),
@@ -83,7 +86,7 @@ pub async fn run(command: TenantCommand, connected: &Connected) -> CommandResult
             subdomain,
             new_subdomain,
         } => {
-            let tenant = tenants::find(db, &subdomain).await?;
+            let tenant = tenants::find(fleet, &subdomain).await?;
             let changes = UpdateTenant {
                 subdomain: Some(new_subdomain),
                 ..Default::default()
@@ -113,7 +116,7 @@ pub async fn run(command: TenantCommand, connected: &Connected) -> CommandResult
                 let subdomain = subdomain.clone();
                 async move {
                     let mut file = bar.wrap_async_write(file);
-                    Ok(tenants::backup(connected.admin(), &subdomain, &mut file).await?)
+                    Ok(tenants::backup(fleet, &subdomain, &mut file).await?)
                 }
             })
             .await;
@@ -152,8 +155,8 @@ pub async fn run(command: TenantCommand, connected: &Connected) -> CommandResult
                     "deleting tenant {subdomain} drops its schema and every row in it: add --yes to confirm"
                 )));
             }
-            let tenant = tenants::find(db, &subdomain).await?;
-            tenants::delete(connected.admin(), tenant.id).await?;
+            let tenant = tenants::find(fleet, &subdomain).await?;
+            tenants::delete(fleet, tenant.id).await?;
             eprintln!(
                 "deleted tenant {subdomain} (schema {} and its role dropped)",
                 tenant.schema_name
@@ -164,7 +167,7 @@ pub async fn run(command: TenantCommand, connected: &Connected) -> CommandResult
 }
 
 async fn set_status(connected: &Connected, subdomain: &str, status: &str) -> CommandResult {
-    let tenant = tenants::find(&connected.db, subdomain).await?;
+    let tenant = tenants::find(&connected.fleet(), subdomain).await?;
     let changes = UpdateTenant {
         status: Some(status.to_owned()),
         ..Default::default()
@@ -182,7 +185,7 @@ async fn create(args: TenantCreateArgs, connected: &Connected) -> CommandResult 
         .or_else(|| generated.clone())
         .unwrap_or_default();
     let created = tenants::create(
-        connected.admin(),
+        &connected.fleet(),
         CreateTenant {
             name: args.name,
             subdomain: args.subdomain,
@@ -191,6 +194,7 @@ async fn create(args: TenantCreateArgs, connected: &Connected) -> CommandResult 
             admin_first_name: args.admin_first_name,
             admin_last_name: args.admin_last_name,
             admin_password: password,
+            cluster: args.cluster,
         },
     )
     .await?;
@@ -268,7 +272,7 @@ async fn export(connected: &Connected, subdomain: &str, out: &Path, json: bool) 
     let result = write_owner_only(out, |file| {
         let bar = bar.clone();
         async move {
-            Ok(tenants::export(connected.admin(), subdomain, bar.wrap_async_write(file)).await?)
+            Ok(tenants::export(&connected.fleet(), subdomain, bar.wrap_async_write(file)).await?)
         }
     })
     .await;

@@ -44,19 +44,22 @@ impl TestApp {
 
     /// A server over `database` (one on a cluster of the test's own).
     pub async fn spawn_over(database: TestDatabase, settings: ServerSettings) -> Self {
+        let fleet = atrium_store::Fleet::single(database.db.clone(), database.admin.clone());
+        Self::spawn_fleet(database, fleet, settings).await
+    }
+
+    /// A server over the home `database` and the data clusters of `fleet`.
+    pub async fn spawn_fleet(
+        database: TestDatabase,
+        fleet: atrium_store::Fleet,
+        settings: ServerSettings,
+    ) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let db = database.db.clone();
         tokio::spawn(async move {
-            atrium_http::serve(
-                listener,
-                db.clone(),
-                atrium_store::AdminDatabase::new(db),
-                settings,
-                std::future::pending(),
-            )
-            .await
-            .expect("server")
+            atrium_http::serve_fleet(listener, fleet, settings, std::future::pending())
+                .await
+                .expect("server")
         });
         Self {
             addr,

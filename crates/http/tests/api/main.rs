@@ -2,6 +2,7 @@
 //! PostgreSQL (a fresh database per test).
 
 mod auth;
+mod clusters;
 mod companies;
 mod contacts;
 mod conventions;

@@ -147,7 +147,30 @@ impl Database {
         Self::connect_config(config, tls, max_connections, limits).await
     }
 
+    /// `connect_with_limits` without reaching the server: sessions are
+    /// opened when first needed. A data cluster that is down when the
+    /// server starts must not stop it (only that cluster's tenants wait).
+    pub fn connect_lazily(
+        url: &str,
+        max_connections: usize,
+        limits: ConnectionLimits,
+    ) -> anyhow::Result<Self> {
+        let (config, tls) = crate::connection::tls::parse_url(url)?;
+        Self::build(config, tls, max_connections, limits)
+    }
+
     async fn connect_config(
+        config: tokio_postgres::Config,
+        tls: Connector,
+        max_connections: usize,
+        limits: ConnectionLimits,
+    ) -> anyhow::Result<Self> {
+        let db = Self::build(config, tls, max_connections, limits)?;
+        db.check_server_version().await?;
+        Ok(db)
+    }
+
+    fn build(
         mut config: tokio_postgres::Config,
         tls: Connector,
         max_connections: usize,
@@ -182,16 +205,14 @@ impl Database {
         };
         let pool = build(shared)?;
         let lanes = (0..lanes).map(|_| build(1)).collect::<Result<_, _>>()?;
-        let db = Self {
+        Ok(Self {
             pool,
             lanes,
             config,
             tls,
             limits,
             counters,
-        };
-        db.check_server_version().await?;
-        Ok(db)
+        })
     }
 
     /// The sessions of the pool, lanes included, and how many are in use

@@ -450,6 +450,13 @@ impl ThrowawayCluster {
     /// again on the same data: for tests of what clients see when the
     /// database restarts.
     pub fn restart(&self, down_for: std::time::Duration) -> anyhow::Result<()> {
+        self.stop()?;
+        std::thread::sleep(down_for);
+        self.start_again()
+    }
+
+    /// Stops the server (fast shutdown: sessions are cut).
+    pub fn stop(&self) -> anyhow::Result<()> {
         let out = self
             .binaries
             .command("pg_ctl", &self.dir)
@@ -463,7 +470,11 @@ impl ThrowawayCluster {
                 String::from_utf8_lossy(&out.stderr).trim()
             );
         }
-        std::thread::sleep(down_for);
+        Ok(())
+    }
+
+    /// Starts the server again after [`ThrowawayCluster::stop`].
+    pub fn start_again(&self) -> anyhow::Result<()> {
         run_postmaster(self.binaries.clone(), &self.dir, self.tls_port)
     }
     /// URL of the cluster's `postgres` database.
@@ -525,6 +536,8 @@ fn spawn_postgres(
     cmd.args(["-c", "fsync=off"])
         .args(["-c", "synchronous_commit=off", "-c", "full_page_writes=off"])
         .args(["-c", "max_connections=300"])
+        // Tenants move between clusters by logical replication.
+        .args(["-c", "wal_level=logical"])
         .stdout(log.try_clone()?)
         .stderr(log);
     // SAFETY: prctl is async-signal-safe; it runs in the child between fork

@@ -32,6 +32,8 @@ pub struct TenantContext {
     pub role_name: String,
     pub status: TenantStatus,
     pub tier: Tier,
+    /// The data cluster whose pool its transactions run on.
+    pub cluster: String,
     connections: Arc<TenantConnectionCap>,
 }
 
@@ -71,6 +73,7 @@ impl TenantContext {
         role_name: String,
         status: TenantStatus,
         tier: Tier,
+        cluster: String,
         connections: Arc<TenantConnectionCap>,
     ) -> Self {
         assert!(
@@ -85,6 +88,7 @@ impl TenantContext {
             role_name,
             status,
             tier,
+            cluster,
             connections,
         }
     }
@@ -95,17 +99,41 @@ impl TenantContext {
     /// JIT is off: a request's statements are short, and compiling one
     /// whose estimate crosses `jit_above_cost` (the pipeline board over
     /// 20,000 deals) cost 30 ms, more than running it.
-    fn setup_sql(&self, statement_timeout: Duration) -> String {
+    /// `writes`: whether the transaction may write, so waits while a move
+    /// pauses the tenant's writes (`shared.enter_tenant`, which also
+    /// refuses a tenant this cluster no longer serves).
+    fn setup_sql(&self, statement_timeout: Duration, writes: bool) -> String {
         format!(
-            "SELECT set_config('search_path', '{schema}, extensions, pg_temp', true), \
+            "SELECT shared.enter_tenant({id}, {writes}); \
+             SELECT set_config('search_path', '{schema}, extensions, pg_temp', true), \
                     set_config('role', '{role}', true), \
                     set_config('application_name', '{schema}', true), \
                     set_config('statement_timeout', '{timeout}', true), \
                     set_config('jit', 'off', true)",
+            id = self.id,
             schema = self.schema_name,
             role = self.role_name,
             timeout = statement_timeout.as_millis(),
         )
+    }
+}
+
+/// The SQLSTATE `shared.enter_tenant` raises for a fenced tenant.
+const TENANT_MOVED: &str = "AT001";
+
+/// `StoreError::Moved` for a tenant this cluster no longer serves (or does
+/// not serve yet), anything else as it is.
+fn moved_or_other(e: anyhow::Error) -> StoreError {
+    let moved = e.chain().any(|cause| {
+        cause
+            .downcast_ref::<tokio_postgres::Error>()
+            .and_then(|e| e.code())
+            .is_some_and(|code| code.code() == TENANT_MOVED)
+    });
+    if moved {
+        StoreError::Moved
+    } else {
+        StoreError::Other(e)
     }
 }
 
@@ -138,13 +166,26 @@ impl TenantTx {
         tenant: &Arc<TenantContext>,
         statement_timeout: Duration,
     ) -> Result<Self, StoreError> {
+        Self::begin_as(db, tenant, statement_timeout, true).await
+    }
+
+    /// [`TenantTx::begin`] for a transaction that writes or only reads
+    /// (readers never wait for a move's pause). `StoreError::Moved` when
+    /// the tenant is no longer served by this cluster.
+    pub async fn begin_as(
+        db: &Database,
+        tenant: &Arc<TenantContext>,
+        statement_timeout: Duration,
+        writes: bool,
+    ) -> Result<Self, StoreError> {
         let permit = tenant.connections.acquire().await?;
         let mut tx = timed(PooledTx::begin_for(
             db,
             tenant.id,
-            &tenant.setup_sql(statement_timeout),
+            &tenant.setup_sql(statement_timeout, writes),
         ))
-        .await?;
+        .await
+        .map_err(moved_or_other)?;
         tx.hold(permit);
         Ok(Self {
             tx,
@@ -162,6 +203,7 @@ impl TenantTx {
         db: &Database,
         tenant: &Arc<TenantContext>,
         statement_timeout: Duration,
+        writes: bool,
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<(Self, Option<Row>), StoreError> {
@@ -169,7 +211,7 @@ impl TenantTx {
         let mut tx = PooledTx::open_for(db, tenant.id).await?;
         tx.hold(permit);
         let client = tx.client();
-        let setup = format!("BEGIN; {}", tenant.setup_sql(statement_timeout));
+        let setup = format!("BEGIN; {}", tenant.setup_sql(statement_timeout, writes));
         let (begun, row) = timed(async {
             futures::join!(client.batch_execute(&setup), async {
                 let statement = client.prepare_cached(sql).await?;
@@ -186,7 +228,7 @@ impl TenantTx {
             Ok(row) => Ok((tx, row)),
             Err(e) => {
                 let _ = tx.rollback().await;
-                Err(e.into())
+                Err(moved_or_other(e.into()))
             }
         }
     }

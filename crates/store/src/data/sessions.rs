@@ -61,11 +61,13 @@ pub async fn begin_authenticated(
     statement_timeout: Duration,
     token_hash: &str,
     idle_seconds: f64,
+    writes: bool,
 ) -> Result<(TenantTx, Option<Authenticated>), StoreError> {
     let (tx, row) = TenantTx::begin_with_query_opt(
         db,
         tenant,
         statement_timeout,
+        writes,
         &authenticate_sql(),
         &[&token_hash, &idle_seconds],
     )

@@ -1,4 +1,4 @@
-//! What the operator does to many tenants at once: migrate, provision
+//! What the operator does to many tenants at once: migrate, move, provision
 //! (with the pool of spare schemas), check for drift, maintain, archive
 //! and back up, set up roles, and read the database's statistics per
 //! tenant. Each works through the registry; none takes a tenant's role.
@@ -8,6 +8,7 @@ pub mod backup;
 pub mod check;
 pub mod maintain;
 pub mod migrate;
+pub mod moving;
 pub mod observe;
 pub mod provision;
 pub mod roles;

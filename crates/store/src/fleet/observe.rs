@@ -9,6 +9,8 @@ use crate::Database;
 /// A tenant's indexes, summed.
 #[derive(Debug, Clone, Serialize)]
 pub struct TenantIndexes {
+    /// Filled in by the caller that reads several clusters.
+    pub cluster: String,
     pub subdomain: String,
     pub schema_name: String,
     pub indexes: i64,
@@ -53,6 +55,7 @@ pub async fn indexes_by_tenant(db: &Database) -> anyhow::Result<Vec<TenantIndexe
     Ok(rows
         .iter()
         .map(|r| TenantIndexes {
+            cluster: String::new(),
             subdomain: r.get(0),
             schema_name: r.get(1),
             indexes: r.get(2),
@@ -94,6 +97,8 @@ pub async fn indexes_of(db: &Database, schema_name: &str) -> anyhow::Result<Vec<
 /// Open connections to this database, grouped by what they serve.
 #[derive(Debug, Clone, Serialize)]
 pub struct ConnectionGroup {
+    /// Filled in by the caller that reads several clusters.
+    pub cluster: String,
     /// The tenant whose transaction the connections are in (the tenant
     /// context sets `application_name` to its schema), if any.
     pub tenant: Option<String>,
@@ -122,6 +127,7 @@ pub async fn connections(db: &Database) -> anyhow::Result<Vec<ConnectionGroup>> 
     Ok(rows
         .iter()
         .map(|r| ConnectionGroup {
+            cluster: String::new(),
             tenant: r.get(0),
             application_name: r.get(1),
             state: r.get(2),

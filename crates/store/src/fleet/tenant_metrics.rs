@@ -64,6 +64,7 @@ pub async fn withdraw(db: &Database, server_id: &str) -> anyhow::Result<()> {
 pub struct TenantLoad {
     pub tenant_id: i32,
     pub subdomain: String,
+    pub cluster: String,
     pub requests: u64,
     pub errors: u64,
     pub p50_ms: f64,
@@ -77,7 +78,8 @@ pub async fn busiest(db: &Database, limit: usize) -> anyhow::Result<Vec<TenantLo
     let session = db.connection().await?;
     let rows = session
         .query(
-            "SELECT m.tenant_id, t.subdomain, m.requests, m.errors, m.db_time_ms, m.latency_histogram
+            "SELECT m.tenant_id, t.subdomain, m.requests, m.errors, m.db_time_ms, m.latency_histogram,
+                    t.cluster
                FROM public.tenant_metrics m JOIN public.tenants t ON t.id = m.tenant_id
               WHERE m.reported_at > now() - make_interval(secs => $1)",
             &[&FRESH_SECONDS],
@@ -91,6 +93,7 @@ pub async fn busiest(db: &Database, limit: usize) -> anyhow::Result<Vec<TenantLo
                 TenantLoad {
                     tenant_id,
                     subdomain: row.get(1),
+                    cluster: row.get(6),
                     requests: 0,
                     errors: 0,
                     p50_ms: 0.0,

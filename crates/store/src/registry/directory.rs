@@ -86,7 +86,7 @@ impl TenantDirectory {
         let session = self.db.connection().await?;
         let row = session
             .query_opt(
-                "SELECT id, name, subdomain, schema_name, status, tier FROM public.tenants
+                "SELECT id, name, subdomain, schema_name, status, tier, cluster FROM public.tenants
                  WHERE subdomain = $1",
                 &[&subdomain],
             )
@@ -109,6 +109,7 @@ impl TenantDirectory {
             tenant_role_name(&self.role_prefix, id),
             TenantStatus::parse(row.get(4)).map_err(anyhow::Error::from)?,
             tier,
+            row.get(6),
             cap,
         ));
         if self.listening.load(Ordering::Acquire) {

@@ -7,13 +7,14 @@ pub mod naming;
 
 use crate::AdminDatabase;
 use chrono::{DateTime, Utc};
+use std::collections::HashMap;
 use tokio_postgres::{Client, Row};
 
 use atrium_domain::{Subdomain, TenantStatus, Tier};
 
 use crate::connection::database::{constraint_of, quote_ident};
 use crate::registry::naming::tenant_role_name;
-use crate::{Database, PooledTx, StoreError};
+use crate::{Database, Fleet, HOME_CLUSTER, PooledTx, StoreError};
 
 /// Enough of a tenant to find its schema.
 #[derive(Debug, Clone)]
@@ -85,6 +86,45 @@ fn tenant_from_row(row: &Row) -> anyhow::Result<TenantEntry> {
             activities: row.get(14),
         },
     })
+}
+
+/// The live counts of tenants `ids` as the database they live on keeps
+/// them (the home registry's counters cover only the home's tenants).
+pub async fn counts_of(db: &Database, ids: &[i32]) -> anyhow::Result<HashMap<i32, TenantCounts>> {
+    let rows = db
+        .connection()
+        .await?
+        .query(
+            "SELECT tenant_id, users, companies, contacts, deals, activities
+               FROM public.tenant_counters WHERE tenant_id = ANY($1)",
+            &[&ids],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            (
+                r.get(0),
+                TenantCounts {
+                    users: r.get(1),
+                    companies: r.get(2),
+                    contacts: r.get(3),
+                    deals: r.get(4),
+                    activities: r.get(5),
+                },
+            )
+        })
+        .collect())
+}
+
+/// Every tenant's schema name and subdomain.
+pub async fn schema_subdomains(db: &Database) -> anyhow::Result<Vec<(String, String)>> {
+    let rows = db
+        .connection()
+        .await?
+        .query("SELECT schema_name, subdomain FROM public.tenants", &[])
+        .await?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
 /// Tenants ordered by id, a page at a time (`after` is the last id seen).
@@ -173,27 +213,39 @@ pub async fn update(
 }
 
 /// Drops the tenant's schema with every row in it, its database role and
-/// its registry row, in one transaction.
-pub async fn delete(admin: &AdminDatabase, id: i32) -> Result<(), StoreError> {
-    let db = admin.database();
-    let tx = PooledTx::begin(db, "").await?;
+/// its registry row. On the home database that is one transaction; on
+/// another cluster the registry row goes in a home transaction committed
+/// once the cluster's schema is gone, so a cluster that cannot be reached
+/// leaves the tenant as it was.
+pub async fn delete(fleet: &Fleet, id: i32) -> Result<(), StoreError> {
+    let home = fleet.home().admin.database();
+    let tx = PooledTx::begin(home, "").await?;
     let client = tx.client();
     let row = client
         .query_opt(
-            "DELETE FROM public.tenants WHERE id = $1 RETURNING schema_name",
+            "DELETE FROM public.tenants WHERE id = $1 RETURNING schema_name, cluster",
             &[&id],
         )
         .await?
         .ok_or(StoreError::NotFound)?;
-    let schema: String = row.get(0);
+    let (schema, cluster): (String, String) = (row.get(0), row.get(1));
     let role = tenant_role_name(&role_prefix(client).await?, id);
-    client
-        .batch_execute(&format!(
-            "DROP SCHEMA IF EXISTS {} CASCADE; DROP ROLE IF EXISTS {};",
-            quote_ident(&schema),
-            quote_ident(&role)
-        ))
-        .await?;
+    if cluster == HOME_CLUSTER {
+        client
+            .batch_execute(&format!(
+                "DROP SCHEMA IF EXISTS {} CASCADE; DROP ROLE IF EXISTS {};",
+                quote_ident(&schema),
+                quote_ident(&role)
+            ))
+            .await?;
+    } else {
+        let on = fleet.cluster(&cluster).ok_or_else(|| {
+            anyhow::anyhow!(
+                "tenant {id} is on cluster {cluster}, which this process has no address for"
+            )
+        })?;
+        crate::fleet::provision::drop_on_cluster(&on.admin, id, &schema, &role).await?;
+    }
     tx.commit().await?;
     Ok(())
 }

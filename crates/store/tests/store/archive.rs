@@ -493,7 +493,12 @@ async fn a_backup_restores_a_deleted_tenant_and_never_replaces_a_live_one() {
         "{live}"
     );
 
-    registry::delete(&t.admin, source.id).await.unwrap();
+    registry::delete(
+        &atrium_store::Fleet::single(t.db.clone(), t.admin.clone()),
+        source.id,
+    )
+    .await
+    .unwrap();
     let before = footprint(&t.db).await;
     let mut truncated = backup.clone();
     truncated.truncate(backup.len() * 2 / 3);

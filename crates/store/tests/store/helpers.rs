@@ -21,8 +21,10 @@ pub async fn new_tenant_with_hash(
 ) -> Result<TenantEntry, atrium_store::StoreError> {
     let subdomain = Subdomain::parse(subdomain).unwrap();
     let email = Email::parse(&format!("admin@{subdomain}.example")).unwrap();
+    let admin = AdminDatabase::new(db.clone());
     provision(
-        &AdminDatabase::new(db.clone()),
+        &admin,
+        atrium_store::Fleet::single(db.clone(), admin.clone()).home(),
         &NewTenant {
             name: "Test Org",
             subdomain: &subdomain,

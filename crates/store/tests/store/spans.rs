@@ -57,7 +57,7 @@ async fn provisioning_migrating_and_archiving_log_in_a_span_naming_the_tenant() 
         .unwrap();
     let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
     for span in [
-        "provision{tenant=spanned}",
+        "provision{tenant=spanned cluster=default}",
         "migrate_tenant{tenant=spanned schema=",
         "archive_export{tenant=spanned}",
     ] {

@@ -17,7 +17,7 @@ use tokio_postgres::error::SqlState;
 use crate::connection::database::{quote_ident, sql_state};
 use crate::connection::tx::execute_in_transaction;
 use crate::registry::naming::tenant_role_name;
-use crate::{Database, registry};
+use crate::{ClusterDatabases, Database, Fleet, HOME_CLUSTER, registry};
 
 mod files;
 mod status;
@@ -90,6 +90,9 @@ pub struct MigrateOptions {
     /// blocks that tenant's traffic behind itself.
     pub lock_timeout: Duration,
     pub lock_retries: u32,
+    /// Tenants left as they are: the ones being moved to another cluster
+    /// (DDL is not replicated). `migrate_fleet` fills it in.
+    pub skip_tenants: Vec<i32>,
 }
 
 impl Default for MigrateOptions {
@@ -99,12 +102,15 @@ impl Default for MigrateOptions {
             wait_for_lock: false,
             lock_timeout: Duration::from_secs(2),
             lock_retries: 10,
+            skip_tenants: Vec::new(),
         }
     }
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct TenantFailure {
+    /// The data cluster the tenant lives on.
+    pub cluster: String,
     pub tenant_id: i32,
     pub subdomain: String,
     pub schema_name: String,
@@ -120,8 +126,243 @@ pub struct MigrateReport {
     /// Spare schemas brought to the newest version with the tenants.
     pub spares_migrated: usize,
     pub failures: Vec<TenantFailure>,
+    /// Tenants behind that were left alone because they are moving; the
+    /// next run migrates them.
+    pub skipped_moving: Vec<i32>,
     /// Statements sent by the coordinating session and the tenant jobs.
     pub queries: usize,
+    /// What each data cluster besides the home one applied (empty with
+    /// one cluster).
+    pub clusters: Vec<ClusterMigration>,
+    /// The clusters that could not be migrated, with the reason; their
+    /// tenants are left as they were.
+    pub cluster_failures: Vec<ClusterFailure>,
+}
+
+#[derive(Debug, Default, serde::Serialize)]
+pub struct ClusterMigration {
+    pub cluster: String,
+    pub control_applied: Vec<i32>,
+    pub template_applied: Vec<i32>,
+    pub tenants_migrated: usize,
+    pub spares_migrated: usize,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ClusterFailure {
+    pub cluster: String,
+    pub error: String,
+}
+
+/// Brings every data cluster to the newest version: the home database
+/// first (the registry, `template`, its tenants), then every other cluster
+/// at once, each under its own migration lock. A cluster that fails is
+/// reported and the others finish. Each cluster's tenant versions are
+/// copied into the home registry afterwards, which is what `migrate
+/// status` and `tenant list` read.
+pub async fn migrate_fleet(
+    fleet: &Fleet,
+    options: &MigrateOptions,
+    on_progress: &(dyn Fn(usize, usize) + Sync),
+) -> Result<MigrateReport, MigrationError> {
+    let clusters = fleet.clusters();
+    let progress = std::sync::Mutex::new(vec![(0usize, 0usize); clusters.len()]);
+    let report_progress = |cluster: usize, done: usize, total: usize| {
+        let mut all = progress.lock().expect("not poisoned");
+        all[cluster] = (done, total);
+        let (done, total) = all
+            .iter()
+            .fold((0, 0), |(d, t), (done, total)| (d + done, t + total));
+        on_progress(done, total);
+    };
+    let home = &fleet.home().admin;
+    let moving = {
+        let session = home.database().connection().await?;
+        match crate::fleet::moving::moving_tenants(&session).await {
+            Ok(ids) => ids,
+            // A registry older than moves has none.
+            Err(e) if sql_state(&e) == Some(&SqlState::UNDEFINED_TABLE) => Vec::new(),
+            Err(e) => return Err(e.into()),
+        }
+    };
+    let options = &MigrateOptions {
+        skip_tenants: moving,
+        ..options.clone()
+    };
+    let mut report = migrate(home, options, &|done, total| {
+        report_progress(0, done, total)
+    })
+    .await?;
+    let declared: Vec<&str> = clusters.iter().map(|c| c.name.as_str()).collect();
+    registry::clusters::record(home, &declared)
+        .await
+        .map_err(|e| anyhow::anyhow!("recording the declared clusters: {e}"))?;
+    let home_prefix = {
+        let session = home.database().connection().await?;
+        registry::role_prefix(&session).await?
+    };
+    let others = clusters[1..].iter().enumerate().map(|(i, cluster)| {
+        let (home_prefix, report_progress) = (&home_prefix, &report_progress);
+        async move {
+            let migrated = migrate_cluster(home, cluster, home_prefix, options, &|done, total| {
+                report_progress(i + 1, done, total)
+            })
+            .await;
+            (cluster, migrated)
+        }
+    });
+    for (cluster, migrated) in futures::future::join_all(others).await {
+        match migrated {
+            Ok(cluster_report) => {
+                report.tenants_migrated += cluster_report.tenants_migrated;
+                report.skipped_moving.extend(cluster_report.skipped_moving);
+                report.spares_migrated += cluster_report.spares_migrated;
+                report.queries += cluster_report.queries;
+                report
+                    .failures
+                    .extend(cluster_report.failures.into_iter().map(|f| TenantFailure {
+                        cluster: cluster.name.clone(),
+                        ..f
+                    }));
+                report.clusters.push(ClusterMigration {
+                    cluster: cluster.name.clone(),
+                    control_applied: cluster_report.control_applied,
+                    template_applied: cluster_report.template_applied,
+                    tenants_migrated: cluster_report.tenants_migrated,
+                    spares_migrated: cluster_report.spares_migrated,
+                });
+            }
+            Err(e) => report.cluster_failures.push(ClusterFailure {
+                cluster: cluster.name.clone(),
+                error: match e {
+                    MigrationError::Other(e) => format!("{e:#}"),
+                    other => other.to_string(),
+                },
+            }),
+        }
+    }
+    Ok(report)
+}
+
+/// One data cluster: its own registry tables, `template` and tenants,
+/// set up for the home registry's role names on first use, then its
+/// tenants' versions copied home. Failures name the home subdomains.
+async fn migrate_cluster(
+    home: &AdminDatabase,
+    cluster: &ClusterDatabases,
+    home_prefix: &str,
+    options: &MigrateOptions,
+    on_progress: &(dyn Fn(usize, usize) + Sync),
+) -> Result<MigrateReport, MigrationError> {
+    let mut report = migrate(&cluster.admin, options, on_progress).await?;
+    let session = cluster.admin.database().connection().await?;
+    adopt_role_prefix(&session, home_prefix).await?;
+    // Its copies of tenant rows name it as their cluster.
+    session
+        .execute(
+            "INSERT INTO public.clusters (name) VALUES ($1) ON CONFLICT DO NOTHING",
+            &[&cluster.name],
+        )
+        .await?;
+    let versions = session
+        .query("SELECT id, schema_version FROM public.tenants", &[])
+        .await?;
+    let (ids, versions): (Vec<i32>, Vec<i32>) = versions
+        .iter()
+        .map(|r| (r.get::<_, i32>(0), r.get::<_, i32>(1)))
+        .unzip();
+    let home_session = home.database().connection().await?;
+    home_session
+        .execute(
+            "UPDATE public.tenants t SET schema_version = v.version
+               FROM unnest($1::int[], $2::int[]) AS v(id, version)
+              WHERE t.id = v.id AND t.cluster = $3 AND t.schema_version <> v.version",
+            &[&ids, &versions, &cluster.name],
+        )
+        .await?;
+    if !report.failures.is_empty() {
+        let names: std::collections::HashMap<i32, String> = home_session
+            .query(
+                "SELECT id, subdomain FROM public.tenants WHERE id = ANY($1)",
+                &[&report
+                    .failures
+                    .iter()
+                    .map(|f| f.tenant_id)
+                    .collect::<Vec<_>>()],
+            )
+            .await?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        for failure in &mut report.failures {
+            if let Some(name) = names.get(&failure.tenant_id) {
+                failure.subdomain = name.clone();
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// Names a new data cluster's roles as the home registry does: tenant
+/// roles are `<prefix>_tenant_<id>` on every cluster, so a tenant keeps
+/// its role name wherever it lives. A cluster's control migrations made a
+/// prefix of their own; while it has no tenants nor spares, its tenants'
+/// group takes the home name (renamed, or, where the home's group already
+/// exists on the same server, the policies and grants handed over to it).
+async fn adopt_role_prefix(session: &Client, home_prefix: &str) -> Result<(), MigrationError> {
+    let own = registry::role_prefix(session).await?;
+    if own == home_prefix {
+        return Ok(());
+    }
+    let valid = |p: &str| {
+        p.starts_with(|c: char| c.is_ascii_lowercase())
+            && p.len() <= 32
+            && p.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    };
+    if !valid(home_prefix) || !valid(&own) {
+        return Err(anyhow::anyhow!("unexpected role prefix {home_prefix:?} or {own:?}").into());
+    }
+    let row = session
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM public.tenants) OR EXISTS (SELECT 1 FROM public.spare_schemas)",
+            &[],
+        )
+        .await?;
+    if row.get::<_, bool>(0) {
+        return Err(anyhow::anyhow!(
+            "this cluster's database already holds tenants of another Atrium registry \
+             (role prefix {own}); declare an empty database as a cluster"
+        )
+        .into());
+    }
+    let (old_group, new_group) = (format!("{own}_tenants"), format!("{home_prefix}_tenants"));
+    session
+        .batch_execute(&format!(
+            "BEGIN;
+             DO $$ BEGIN
+               IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{new_group}') THEN
+                 ALTER ROLE {old} RENAME TO {new};
+               ELSE
+                 ALTER POLICY invitations_own_tenant ON public.invitations TO {new};
+                 ALTER POLICY outbox_own_tenant ON public.outbox TO {new};
+                 GRANT SELECT, INSERT, UPDATE ON public.invitations TO {new};
+                 GRANT USAGE ON SEQUENCE public.invitations_id_seq TO {new};
+                 GRANT INSERT ON public.outbox TO {new};
+                 GRANT USAGE ON SEQUENCE public.outbox_id_seq TO {new};
+                 REVOKE ALL ON public.invitations, public.outbox FROM {old};
+                 REVOKE ALL ON SEQUENCE public.invitations_id_seq, public.outbox_id_seq FROM {old};
+                 DROP ROLE {old};
+               END IF;
+             END $$;
+             UPDATE public.installation SET role_prefix = '{home_prefix}';
+             COMMIT;",
+            old = quote_ident(&old_group),
+            new = quote_ident(&new_group),
+        ))
+        .await
+        .map_err(|e| anyhow::Error::from(e).context("naming the cluster's roles as the home's"))?;
+    Ok(())
 }
 
 /// Brings the registry, `template` and every tenant to the newest version.
@@ -201,7 +442,12 @@ async fn migrate_locked(
     .await?;
 
     counter.add();
-    let pending = registry::tenants_below_version(session, report.latest_version).await?;
+    let (pending, skipped): (Vec<_>, Vec<_>) =
+        registry::tenants_below_version(session, report.latest_version)
+            .await?
+            .into_iter()
+            .partition(|t| t.spare || !options.skip_tenants.contains(&t.id));
+    report.skipped_moving = skipped.iter().map(|t| t.id).collect();
     if pending.is_empty() {
         return Ok(report);
     }
@@ -228,6 +474,7 @@ async fn migrate_locked(
             Ok(()) if tenant.spare => report.spares_migrated += 1,
             Ok(()) => report.tenants_migrated += 1,
             Err(e) => report.failures.push(TenantFailure {
+                cluster: HOME_CLUSTER.to_owned(),
                 tenant_id: tenant.id,
                 subdomain: tenant.subdomain,
                 schema_name: tenant.schema_name,
