@@ -293,6 +293,39 @@ pub enum TenantCommand {
         #[arg(long)]
         yes: bool,
     },
+    /// Move the tenant to another cluster while it keeps serving: copy
+    /// and catch up with logical replication, pause its writes briefly,
+    /// flip the registry. Progress on stderr.
+    Move(TenantMoveArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TenantMoveArgs {
+    pub subdomain: String,
+    /// The cluster to move it to.
+    #[arg(long, required_unless_present = "abort")]
+    pub to: Option<String>,
+    /// The longest the tenant's writes may wait at the cut-over, in
+    /// seconds; a cut-over that would take longer backs off and retries.
+    #[arg(long, default_value_t = 2.0, value_parser = parse_max_pause)]
+    pub max_pause: f64,
+    /// Drop the source schema at once instead of keeping it renamed
+    /// (`moved_<id>_<timestamp>`) until `atrium maintain` removes it.
+    #[arg(long)]
+    pub drop_source: bool,
+    /// Stop an unfinished move and remove what it made; the tenant stays
+    /// where it is.
+    #[arg(long, conflicts_with_all = ["to", "drop_source"])]
+    pub abort: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_max_pause(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(seconds) if (0.05..=60.0).contains(&seconds) => Ok(seconds),
+        _ => Err("give seconds between 0.05 and 60".into()),
+    }
 }
 
 #[derive(Debug, Args)]
@@ -329,6 +362,16 @@ pub enum ClusterCommand {
     Accept { name: String },
     /// Stop placing new tenants on the cluster (its tenants stay).
     Refuse { name: String },
+    /// Stop placing tenants on the cluster and move its tenants to the
+    /// others, one at a time (each where a new tenant would go).
+    Drain {
+        name: String,
+        /// Say which tenant would go where, and move nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -6,6 +6,7 @@ use serde::Deserialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use atrium_services::operator;
 use atrium_services::tenants::{self, CreateTenant, TenantView, UpdateTenant};
 use atrium_store::registry::Totals;
 
@@ -21,6 +22,7 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_tenant, update_tenant, delete_tenant))
         .routes(routes!(stats))
         .routes(routes!(list_clusters))
+        .routes(routes!(start_move, show_move))
         .routes(routes!(tenant_metrics))
 }
 
@@ -252,4 +254,147 @@ async fn list_clusters(
             })
             .collect(),
     ))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MoveBody {
+    /// The cluster to move the tenant to.
+    to: String,
+    /// The longest the tenant's writes may wait at the cut-over (default
+    /// 2000, 50 to 60000); a cut-over that would take longer backs off and
+    /// is tried again.
+    max_pause_ms: Option<u64>,
+}
+
+/// A tenant's move as the registry records it.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct MoveView {
+    tenant_id: i32,
+    from: String,
+    to: String,
+    /// `preparing`, `copying`, `catching_up`, `cutting_over`, `done` or
+    /// `failed`.
+    state: String,
+    /// Progress while it runs (tables copied, bytes, lag), the reason when
+    /// it failed.
+    detail: String,
+    max_pause_ms: i32,
+    /// When done: `copy_ms`, `rows`, `bytes`, `longest_pause_ms`,
+    /// `verified` and each table's check.
+    #[schema(value_type = Option<Object>)]
+    result: Option<serde_json::Value>,
+    started_at: chrono::DateTime<chrono::Utc>,
+    updated_at: chrono::DateTime<chrono::Utc>,
+    finished_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl From<operator::MoveRecord> for MoveView {
+    fn from(m: operator::MoveRecord) -> Self {
+        Self {
+            tenant_id: m.tenant_id,
+            from: m.source,
+            to: m.target,
+            state: m.state.as_str().to_owned(),
+            detail: m.detail,
+            max_pause_ms: m.max_pause_ms,
+            result: m.result,
+            started_at: m.started_at,
+            updated_at: m.updated_at,
+            finished_at: m.finished_at,
+        }
+    }
+}
+
+/// Start moving a tenant to another cluster. The move runs in this server
+/// while the tenant keeps serving; `GET` on the same path follows it.
+#[utoipa::path(post, path = "/platform/v1/tenants/{id}/move", tag = "platform",
+    security(("platform" = [])), params(("id" = i32, Path)), request_body = MoveBody,
+    responses((status = 202, body = MoveView), (status = 404, body = Problem),
+              (status = 409, body = Problem), (status = 422, body = Problem)))]
+async fn start_move(
+    _: Platform,
+    State(state): State<AppState>,
+    Id(id): Id,
+    Json(body): Json<MoveBody>,
+) -> ApiResult<(StatusCode, axum::Json<MoveView>)> {
+    let tenant = tenants::get(&state.fleet, id).await?;
+    let max_pause_ms = body.max_pause_ms.unwrap_or(2000);
+    if !(50..=60_000).contains(&max_pause_ms) {
+        return Err(crate::error::ApiError::invalid_field(
+            "max_pause_ms",
+            "must be between 50 and 60000",
+        ));
+    }
+    operator::check_move(&state.fleet, &tenant, &body.to).await?;
+    let before = operator::latest_move(&state.fleet, id)
+        .await?
+        .map(|m| m.started_at);
+    let (fleet, directory, to) = (
+        state.fleet.clone(),
+        state.directory.clone(),
+        body.to.clone(),
+    );
+    let options = operator::MoveOptions {
+        max_pause: std::time::Duration::from_millis(max_pause_ms),
+        ..Default::default()
+    };
+    let moving = tenant.clone();
+    tokio::spawn(async move {
+        match operator::move_tenant(&fleet, &moving, &to, &options, &|_| {}).await {
+            Ok(report) => tracing::info!(
+                tenant = moving.id,
+                to = %to,
+                longest_pause_ms = report.longest_pause_ms,
+                "tenant moved"
+            ),
+            Err(e) => tracing::warn!(tenant = moving.id, error = %e, "tenant move failed"),
+        }
+        directory.forget(moving.id);
+    });
+    // The move records itself first thing; answer with that record.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        if let Some(record) = operator::latest_move(&state.fleet, id).await?
+            && Some(record.started_at) != before
+        {
+            return Ok((StatusCode::ACCEPTED, axum::Json(record.into())));
+        }
+        if std::time::Instant::now() >= deadline {
+            let now = chrono::Utc::now();
+            return Ok((
+                StatusCode::ACCEPTED,
+                axum::Json(MoveView {
+                    tenant_id: id,
+                    from: tenant.cluster,
+                    to: body.to,
+                    state: "preparing".into(),
+                    detail: "starting".into(),
+                    max_pause_ms: max_pause_ms as i32,
+                    result: None,
+                    started_at: now,
+                    updated_at: now,
+                    finished_at: None,
+                }),
+            ));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// The tenant's latest move: its state while it runs, its result when
+/// done. 404 if the tenant was never moved.
+#[utoipa::path(get, path = "/platform/v1/tenants/{id}/move", tag = "platform",
+    security(("platform" = [])), params(("id" = i32, Path)),
+    responses((status = 200, body = MoveView), (status = 404, body = Problem)))]
+async fn show_move(
+    _: Platform,
+    State(state): State<AppState>,
+    Id(id): Id,
+) -> ApiResult<axum::Json<MoveView>> {
+    tenants::get(&state.fleet, id).await?;
+    let record = operator::latest_move(&state.fleet, id)
+        .await?
+        .ok_or_else(|| crate::error::ApiError::not_found("this tenant was never moved"))?;
+    Ok(axum::Json(record.into()))
 }

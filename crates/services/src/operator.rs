@@ -4,7 +4,7 @@
 //! reaches into the store.
 
 use atrium_store::fleet::migrate::MigrationSets;
-use atrium_store::fleet::{check, migrate, observe, roles, spares, tenant_metrics};
+use atrium_store::fleet::{check, migrate, moving, observe, roles, spares, tenant_metrics};
 use atrium_store::registry::TenantEntry;
 use atrium_store::{AdminDatabase, Database, Fleet, outbox, registry};
 
@@ -273,4 +273,118 @@ pub async fn connections(fleet: &Fleet) -> anyhow::Result<FleetRead<ConnectionGr
 /// default keeps one in its data directory).
 pub mod sealing {
     pub use atrium_store::outbox::{key_from_hex, key_in_file, seals, use_key};
+}
+
+pub use atrium_store::fleet::moving::{
+    MoveError, MoveOptions, MoveProgress, MoveRecord, MoveReport, MoveState,
+};
+
+impl From<MoveError> for crate::ServiceError {
+    fn from(e: MoveError) -> Self {
+        match e {
+            MoveError::Refused(why) => atrium_domain::Invalid::new("to", why).into(),
+            MoveError::Busy(why) => Self::Conflict(why),
+            MoveError::Failed(e) => Self::Other(e),
+        }
+    }
+}
+
+/// Refuses a move the registry can tell is wrong at once: an unknown
+/// target, the tenant's own cluster, or a move of it already under way.
+pub async fn check_move(
+    fleet: &Fleet,
+    tenant: &TenantEntry,
+    to: &str,
+) -> Result<(), crate::ServiceError> {
+    if tenant.cluster == to {
+        return Err(MoveError::Refused(format!(
+            "tenant {} is already on cluster {to}",
+            tenant.subdomain
+        ))
+        .into());
+    }
+    if fleet.cluster(to).is_none() {
+        return Err(MoveError::Refused(format!(
+            "no cluster {to} is declared in this process's settings"
+        ))
+        .into());
+    }
+    if let Some(running) = moving::latest(&fleet.home().admin, tenant.id).await?
+        && !matches!(running.state, MoveState::Done | MoveState::Failed)
+    {
+        return Err(crate::ServiceError::Conflict(format!(
+            "a move of tenant {} to {} is already under way ({})",
+            tenant.subdomain,
+            running.target,
+            running.state.as_str()
+        )));
+    }
+    Ok(())
+}
+
+/// Moves a tenant to cluster `to` while it keeps serving (see
+/// `atrium_store::fleet::moving`).
+pub async fn move_tenant(
+    fleet: &Fleet,
+    tenant: &TenantEntry,
+    to: &str,
+    options: &MoveOptions,
+    on_progress: &(dyn Fn(&MoveProgress) + Sync),
+) -> Result<MoveReport, crate::ServiceError> {
+    Ok(moving::move_tenant(fleet, tenant, to, options, on_progress).await?)
+}
+
+/// Stops an unfinished move of the tenant; whether there was one.
+pub async fn abort_move(fleet: &Fleet, tenant: &TenantEntry) -> Result<bool, crate::ServiceError> {
+    Ok(moving::abort(fleet, tenant).await?)
+}
+
+/// The tenant's latest move, if it was ever moved.
+pub async fn latest_move(
+    fleet: &Fleet,
+    tenant_id: i32,
+) -> Result<Option<MoveRecord>, crate::ServiceError> {
+    Ok(moving::latest(&fleet.home().admin, tenant_id).await?)
+}
+
+/// Where each tenant of a drained cluster goes.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DrainStep {
+    pub tenant: String,
+    pub to: String,
+}
+
+/// Stops placing tenants on cluster `name`, then plans where each of its
+/// tenants goes: the accepting cluster with the fewest tenants, counting
+/// the ones already planned there.
+pub async fn plan_drain(fleet: &Fleet, name: &str) -> Result<Vec<DrainStep>, crate::ServiceError> {
+    set_cluster_accepting(&fleet.home().admin, name, false).await?;
+    let mut counts: Vec<(i64, String)> = registry::clusters::list(fleet.home().admin.database())
+        .await?
+        .into_iter()
+        .filter(|c| c.accepting && c.name != name && fleet.cluster(&c.name).is_some())
+        .map(|c| (c.tenants, c.name))
+        .collect();
+    let tenants: Vec<TenantEntry> = crate::tenants::list_all_entries(fleet)
+        .await?
+        .into_iter()
+        .filter(|t| t.cluster == name)
+        .collect();
+    if !tenants.is_empty() && counts.is_empty() {
+        return Err(atrium_domain::Invalid::new(
+            "cluster",
+            format!("no other cluster takes new tenants, so {name}'s cannot go anywhere"),
+        )
+        .into());
+    }
+    let mut plan = Vec::new();
+    for tenant in tenants {
+        let fewest = counts.iter_mut().min().expect("checked above");
+        fewest.0 += 1;
+        plan.push(DrainStep {
+            tenant: tenant.subdomain,
+            to: fewest.1.clone(),
+        });
+    }
+    Ok(plan)
 }

@@ -290,6 +290,24 @@ pub async fn page(fleet: &Fleet, after: i32, limit: i64) -> Result<Vec<TenantEnt
     Ok(page)
 }
 
+/// Every tenant's registry entry, by id.
+pub async fn list_all_entries(fleet: &Fleet) -> Result<Vec<TenantEntry>, ServiceError> {
+    const PAGE: i64 = 1000;
+    let mut all = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = registry::list(&fleet.home().db, after, PAGE).await?;
+        let Some(last) = page.last() else { break };
+        after = last.id;
+        let full = page.len() as i64 == PAGE;
+        all.extend(page);
+        if !full {
+            break;
+        }
+    }
+    Ok(all)
+}
+
 /// Every tenant, read page by page from the registry and its counters.
 pub async fn list_all(fleet: &Fleet) -> Result<Vec<TenantView>, ServiceError> {
     const PAGE: i64 = 1000;

@@ -51,6 +51,60 @@ pub async fn run(command: ClusterCommand, connected: &Connected) -> CommandResul
             operator::set_cluster_accepting(connected.admin(), &name, true).await?;
             eprintln!("cluster {name} takes new tenants");
         }
+        ClusterCommand::Drain {
+            name,
+            dry_run,
+            json,
+        } => {
+            let fleet = connected.fleet();
+            let plan = operator::plan_drain(&fleet, &name).await?;
+            if dry_run || plan.is_empty() {
+                if json {
+                    print_json(&plan)?;
+                } else {
+                    let rows: Vec<Vec<String>> = plan
+                        .iter()
+                        .map(|s| vec![s.tenant.clone(), name.clone(), s.to.clone()])
+                        .collect();
+                    print_table(&["tenant", "from", "to"], &rows);
+                }
+                eprintln!(
+                    "cluster {name} takes no new tenants; {} tenant(s) {}",
+                    plan.len(),
+                    if dry_run { "would move" } else { "to move" }
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            let mut reports = Vec::new();
+            for step in &plan {
+                let tenant = atrium_services::tenants::find(&fleet, &step.tenant).await?;
+                let report = super::tenant::move_with_progress(
+                    &fleet,
+                    &tenant,
+                    &step.to,
+                    &Default::default(),
+                )
+                .await
+                .map_err(|mut e| {
+                    e.message = format!(
+                        "draining {name} stopped at {} ({} of {} moved): {}",
+                        step.tenant,
+                        reports.len(),
+                        plan.len(),
+                        e.message
+                    );
+                    e
+                })?;
+                reports.push(report);
+            }
+            if json {
+                print_json(&reports)?;
+            }
+            eprintln!(
+                "cluster {name} is drained: {} tenant(s) moved",
+                reports.len()
+            );
+        }
         ClusterCommand::Refuse { name } => {
             operator::set_cluster_accepting(connected.admin(), &name, false).await?;
             eprintln!("cluster {name} takes no new tenants; its tenants stay");

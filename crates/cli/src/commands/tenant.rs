@@ -1,6 +1,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 
+use atrium_services::operator::{self, MoveOptions, MoveReport};
 use atrium_services::passwords;
 use atrium_services::tenants::{self, CreateTenant, TenantView, UpdateTenant};
 
@@ -149,6 +150,31 @@ pub async fn run(command: TenantCommand, connected: &Connected) -> CommandResult
             }
             Ok(ExitCode::SUCCESS)
         }
+        TenantCommand::Move(args) => {
+            let tenant = tenants::find(fleet, &args.subdomain).await?;
+            if args.abort {
+                if operator::abort_move(fleet, &tenant).await? {
+                    eprintln!(
+                        "stopped the move of {}; it serves from {} as before",
+                        tenant.subdomain, tenant.cluster
+                    );
+                } else {
+                    eprintln!("no move of {} is under way", tenant.subdomain);
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+            let to = args.to.expect("clap requires --to without --abort");
+            let options = MoveOptions {
+                max_pause: std::time::Duration::from_secs_f64(args.max_pause),
+                drop_source: args.drop_source,
+                ..Default::default()
+            };
+            let report = move_with_progress(fleet, &tenant, &to, &options).await?;
+            if args.json {
+                print_json(&report)?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         TenantCommand::Delete { subdomain, yes } => {
             if !yes {
                 return Err(Failure::usage(format!(
@@ -164,6 +190,52 @@ pub async fn run(command: TenantCommand, connected: &Connected) -> CommandResult
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Moves one tenant, telling stderr where it is, and a summary when done.
+pub(crate) async fn move_with_progress(
+    fleet: &atrium_store::Fleet,
+    tenant: &atrium_store::registry::TenantEntry,
+    to: &str,
+    options: &MoveOptions,
+) -> Result<MoveReport, Failure> {
+    operator::check_move(fleet, tenant, to).await?;
+    let last = std::sync::Mutex::new(String::new());
+    let report = operator::move_tenant(fleet, tenant, to, options, &|progress| {
+        let line = format!(
+            "{}: {}: {}",
+            tenant.subdomain,
+            progress.state.as_str().replace('_', " "),
+            progress.detail
+        );
+        let mut last = last.lock().unwrap_or_else(|e| e.into_inner());
+        if *last != line {
+            eprintln!("{line}");
+            *last = line;
+        }
+    })
+    .await?;
+    eprintln!(
+        "moved {} from {} to {}: {} rows ({:.1} MB) copied in {:.1} s; writes paused at most {} ms{}; {}",
+        report.tenant,
+        report.from,
+        report.to,
+        report.rows,
+        report.bytes as f64 / 1e6,
+        report.copy_ms as f64 / 1000.0,
+        report.longest_pause_ms,
+        if report.cut_over_attempts > 1 {
+            format!(" ({} cut-over attempts)", report.cut_over_attempts)
+        } else {
+            String::new()
+        },
+        match (&report.source_kept_as, report.verified) {
+            (_, false) => "WARNING: the copy differs from the source, see --json".to_owned(),
+            (Some(kept), true) => format!("verified; the source is kept as {kept}"),
+            (None, true) => "verified; the source is dropped".to_owned(),
+        }
+    );
+    Ok(report)
 }
 
 async fn set_status(connected: &Connected, subdomain: &str, status: &str) -> CommandResult {

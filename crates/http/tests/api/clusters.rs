@@ -251,3 +251,126 @@ async fn tenants_on_two_clusters_are_served_side_by_side_and_a_down_cluster_stop
         0
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_works_through_pgbouncer_in_transaction_mode() {
+    let eu = DataCluster::start("eu").await;
+    // Two server sessions for a pool of sixteen: clients share them, one
+    // transaction at a time.
+    let port = eu.server.start_pgbouncer(2).unwrap();
+    let database = eu
+        .url
+        .split('?')
+        .next()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap();
+    let pooled = format!("postgresql://postgres@127.0.0.1:{port}/{database}?pooler=transaction");
+    let home = migrated_database().await;
+    let direct = eu.databases();
+    let through_pooler = atrium_store::ClusterDatabases {
+        db: atrium_store::Database::connect_lazily(&pooled, 16, Default::default()).unwrap(),
+        ..direct
+    };
+    let fleet = atrium_store::Fleet::new(home.db.clone(), home.admin.clone(), vec![through_pooler]);
+    let report =
+        atrium_store::fleet::migrate::migrate_fleet(&fleet, &Default::default(), &|_, _| {})
+            .await
+            .unwrap();
+    assert!(report.cluster_failures.is_empty(), "{report:?}");
+    let app = TestApp::spawn_fleet(
+        home,
+        fleet,
+        ServerSettings {
+            platform_token: Some(PLATFORM_TOKEN.into()),
+            ..Default::default()
+        },
+    )
+    .await;
+    let created = send(
+        app.platform(Method::POST, "/platform/v1/tenants")
+            .json(&new_tenant("pooled", Some("eu"))),
+        StatusCode::CREATED,
+    )
+    .await;
+    assert_eq!(created["cluster"], "eu");
+    let token = app
+        .login("pooled", "admin@pooled.example", ADMIN_PASSWORD)
+        .await;
+    // Requests four at a time over two server sessions, each a
+    // transaction of several statements. (Time spent waiting for PgBouncer
+    // counts as the tenant's database time, so a flood would meet the
+    // tenant's budget instead.)
+    use futures::StreamExt;
+    let work = (0..40).map(|i| {
+        let (app, token) = (&app, &token);
+        async move {
+            let contact = send(
+                app.authed(Method::POST, "pooled", token, "/api/v1/contacts")
+                    .json(&json!({"first_name": "P", "last_name": format!("n{i}"), "email": format!("p{i}@x.example")})),
+                StatusCode::CREATED,
+            )
+            .await;
+            send(
+                app.authed(
+                    Method::PATCH,
+                    "pooled",
+                    token,
+                    &format!("/api/v1/contacts/{}", contact["id"]),
+                )
+                .json(&json!({"phone": "+44 20 7946 0000"})),
+                StatusCode::OK,
+            )
+            .await;
+            send(
+                app.authed(Method::GET, "pooled", token, "/api/v1/contacts?q=p&limit=5"),
+                StatusCode::OK,
+            )
+            .await;
+        }
+    });
+    futures::stream::iter(work)
+        .buffer_unordered(4)
+        .collect::<Vec<()>>()
+        .await;
+    let listed = send(
+        app.authed(Method::GET, "pooled", &token, "/api/v1/contacts?limit=100"),
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(listed["data"].as_array().unwrap().len(), 40);
+
+    // PgBouncer carried the tenant's transactions, over its two sessions.
+    let (admin, connection) = tokio_postgres::connect(
+        &format!("host=127.0.0.1 port={port} user=postgres dbname=pgbouncer"),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .unwrap();
+    tokio::spawn(connection);
+    let stats = admin.simple_query("SHOW STATS").await.unwrap();
+    let transactions: i64 = stats
+        .iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(row)
+                if row.get("database") == Some(database) =>
+            {
+                row.get("total_xact_count")
+                    .and_then(|n| n.parse::<i64>().ok())
+            }
+            _ => None,
+        })
+        .sum();
+    assert!(
+        transactions >= 120,
+        "PgBouncer saw {transactions} transactions"
+    );
+    let servers = scalar(
+        eu.databases().admin.database(),
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND application_name <> 'atrium'
+            AND backend_type = 'client backend' AND pid <> pg_backend_pid()",
+    )
+    .await;
+    assert!(servers <= 2, "{servers} server sessions behind PgBouncer");
+}

@@ -18,6 +18,7 @@ mod hosts;
 mod invitations;
 mod isolation;
 mod lists;
+mod moves;
 mod observability;
 mod passwords;
 mod pipeline;

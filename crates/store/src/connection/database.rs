@@ -119,6 +119,10 @@ pub struct Database {
     tls: Connector,
     limits: ConnectionLimits,
     counters: Arc<PoolCounters>,
+    /// A transaction-mode pooler (PgBouncer) is in between: a server
+    /// session lasts one transaction, so nothing may outlive it (no
+    /// statements prepared for later, no session options).
+    pooler: bool,
 }
 
 impl std::fmt::Debug for Database {
@@ -143,8 +147,9 @@ impl Database {
         max_connections: usize,
         limits: ConnectionLimits,
     ) -> anyhow::Result<Self> {
-        let (config, tls) = crate::connection::tls::parse_url(url)?;
-        Self::connect_config(config, tls, max_connections, limits).await
+        let db = Self::connect_lazily(url, max_connections, limits)?;
+        db.check_server_version().await?;
+        Ok(db)
     }
 
     /// `connect_with_limits` without reaching the server: sessions are
@@ -156,7 +161,14 @@ impl Database {
         limits: ConnectionLimits,
     ) -> anyhow::Result<Self> {
         let (config, tls) = crate::connection::tls::parse_url(url)?;
-        Self::build(config, tls, max_connections, limits)
+        let pooler = crate::connection::tls::transaction_pooler(url)?;
+        Self::build(config, tls, max_connections, limits, pooler)
+    }
+
+    /// Whether statements may be prepared once per session and reused
+    /// (not behind a transaction-mode pooler).
+    pub(crate) fn caches_statements(&self) -> bool {
+        !self.pooler
     }
 
     async fn connect_config(
@@ -165,7 +177,7 @@ impl Database {
         max_connections: usize,
         limits: ConnectionLimits,
     ) -> anyhow::Result<Self> {
-        let db = Self::build(config, tls, max_connections, limits)?;
+        let db = Self::build(config, tls, max_connections, limits, false)?;
         db.check_server_version().await?;
         Ok(db)
     }
@@ -175,8 +187,14 @@ impl Database {
         tls: Connector,
         max_connections: usize,
         limits: ConnectionLimits,
+        pooler: bool,
     ) -> anyhow::Result<Self> {
-        config.options(SESSION_OPTIONS);
+        // PgBouncer refuses startup options, and a session setting would
+        // not follow the client from one server session to the next (the
+        // tenant context is transaction-local anyway).
+        if !pooler {
+            config.options(SESSION_OPTIONS);
+        }
         if config.get_application_name().is_none() {
             config.application_name("atrium");
         }
@@ -212,6 +230,7 @@ impl Database {
             tls,
             limits,
             counters,
+            pooler,
         })
     }
 

@@ -485,6 +485,74 @@ impl ThrowawayCluster {
     pub fn pgdata(&self) -> PathBuf {
         self.dir.join("data")
     }
+
+    /// Starts Debian's PgBouncer in transaction mode in front of this
+    /// cluster, on a free port of 127.0.0.1, with `server_sessions` server
+    /// sessions per database (fewer than the clients, so that clients
+    /// really share them). Returns the port; the process ends with the
+    /// test process. Its admin console is database `pgbouncer`.
+    pub fn start_pgbouncer(&self, server_sessions: usize) -> anyhow::Result<u16> {
+        let program = ["/usr/sbin/pgbouncer", "/usr/bin/pgbouncer"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .ok_or_else(|| {
+                anyhow::anyhow!("no pgbouncer: apt-get install pgbouncer (the tests need it)")
+            })?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let dir = &self.dir;
+        let userlist = dir.join("pgbouncer-users.txt");
+        fs::write(&userlist, format!("\"{SUPERUSER}\" \"\"\n"))?;
+        let ini = dir.join("pgbouncer.ini");
+        fs::write(
+            &ini,
+            format!(
+                "[databases]\n* = host={dir} port=5432\n\
+                 [pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {port}\n\
+                 unix_socket_dir =\nauth_type = trust\nauth_file = {users}\n\
+                 admin_users = {SUPERUSER}\npool_mode = transaction\n\
+                 default_pool_size = {server_sessions}\nmax_client_conn = 500\n\
+                 ignore_startup_parameters = extra_float_digits\n\
+                 logfile = {dir}/pgbouncer.log\n",
+                dir = dir.display(),
+                users = userlist.display(),
+            ),
+        )?;
+        for path in [&userlist, &ini] {
+            self.binaries.give_to_server_user(path)?;
+        }
+        let mut cmd = Command::new(program);
+        cmd.arg(&ini).current_dir(dir).stdin(Stdio::null());
+        cmd.stdout(Stdio::null()).stderr(Stdio::null());
+        if let Some((uid, gid)) = self.binaries.run_as {
+            cmd.uid(uid.as_raw()).gid(gid.as_raw());
+        }
+        // SAFETY: as for postgres above: async-signal-safe, after the fork.
+        unsafe {
+            cmd.pre_exec(|| {
+                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM)
+                    .map_err(std::io::Error::from)
+            });
+        }
+        let child = cmd.spawn().context("starting pgbouncer")?;
+        // Reaped by a thread that lives as long as the process.
+        std::thread::spawn(move || {
+            let mut child = child;
+            let _ = child.wait();
+        });
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if std::time::Instant::now() >= deadline {
+                bail!(
+                    "pgbouncer did not start listening (see {})",
+                    dir.join("pgbouncer.log").display()
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        Ok(port)
+    }
 }
 
 /// Starts postgres from a thread that lives as long as the process, so the

@@ -153,6 +153,9 @@ pub struct TenantTx {
     /// through this transaction's own writes (which clear it) or another
     /// transaction's, which a transaction may read as of its start.
     pub(crate) definitions: std::sync::Mutex<DefinitionsMemo>,
+    /// Statements are prepared once per session and reused, unless a
+    /// transaction-mode pooler hands each transaction another session.
+    cache_statements: bool,
 }
 
 pub(crate) type DefinitionsMemo =
@@ -191,6 +194,7 @@ impl TenantTx {
             tx,
             tenant: tenant.clone(),
             definitions: Default::default(),
+            cache_statements: db.caches_statements(),
         })
     }
 
@@ -212,9 +216,14 @@ impl TenantTx {
         tx.hold(permit);
         let client = tx.client();
         let setup = format!("BEGIN; {}", tenant.setup_sql(statement_timeout, writes));
+        let cache_statements = db.caches_statements();
         let (begun, row) = timed(async {
             futures::join!(client.batch_execute(&setup), async {
-                let statement = client.prepare_cached(sql).await?;
+                let statement = if cache_statements {
+                    client.prepare_cached(sql).await?
+                } else {
+                    client.prepare(sql).await?
+                };
                 client.query_opt(&statement, params).await
             })
         })
@@ -223,6 +232,7 @@ impl TenantTx {
             tx,
             tenant: tenant.clone(),
             definitions: Default::default(),
+            cache_statements,
         };
         match begun.and(row) {
             Ok(row) => Ok((tx, row)),
@@ -239,9 +249,16 @@ impl TenantTx {
 
     /// Prepares `sql` once per pooled session and reuses it: PostgreSQL
     /// replans a cached statement when the search path changes, so one
-    /// statement serves every tenant.
+    /// statement serves every tenant. Behind a transaction-mode pooler it
+    /// is prepared in this transaction and closed with its last use, which
+    /// comes before the commit: the server session it lived in is another
+    /// client's next.
     async fn prepared(&self, sql: &str) -> Result<Statement, tokio_postgres::Error> {
-        self.tx.client().prepare_cached(sql).await
+        if self.cache_statements {
+            self.tx.client().prepare_cached(sql).await
+        } else {
+            self.tx.client().prepare(sql).await
+        }
     }
 
     pub(crate) async fn query(

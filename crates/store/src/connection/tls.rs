@@ -32,6 +32,21 @@ pub type TlsStream =
 /// Parses a database URL, taking out what tokio-postgres does not know
 /// (`sslmode=verify-*`, `sslrootcert`) and building the TLS connector for
 /// it.
+/// Whether the URL says a transaction-mode pooler (PgBouncer) stands
+/// between Atrium and PostgreSQL: `?pooler=transaction`.
+pub fn transaction_pooler(url: &str) -> anyhow::Result<bool> {
+    let query = url.split_once('?').map_or("", |(_, q)| q);
+    match form_urlencoded::parse(query.as_bytes())
+        .find(|(key, _)| key == "pooler")
+        .map(|(_, value)| value.into_owned())
+        .as_deref()
+    {
+        None => Ok(false),
+        Some("transaction") => Ok(true),
+        Some(other) => bail!("pooler={other}: the only pooler mode Atrium knows is transaction"),
+    }
+}
+
 pub fn parse_url(url: &str) -> anyhow::Result<(tokio_postgres::Config, Connector)> {
     let (base, query) = url.split_once('?').unwrap_or((url, ""));
     let mut mode = None;
@@ -41,6 +56,8 @@ pub fn parse_url(url: &str) -> anyhow::Result<(tokio_postgres::Config, Connector
         match key.as_ref() {
             "sslmode" => mode = Some(value.into_owned()),
             "sslrootcert" => root_cert = Some(value.into_owned()),
+            // Atrium's own, read by `Database` (see `transaction_pooler`).
+            "pooler" => {}
             _ => {
                 rest.append_pair(&key, &value);
             }

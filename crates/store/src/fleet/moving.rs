@@ -60,6 +60,11 @@ pub struct MoveOptions {
     pub attempts: u32,
     /// Drop the source schema at once instead of keeping it renamed.
     pub drop_source: bool,
+    /// Time spent inside the pause of cut-over attempt `n` (index `n - 1`)
+    /// before the marker is looked for: how the tests make a cut-over run
+    /// long (a target that cannot catch up in time, a move killed while
+    /// writes are paused). Empty in real moves.
+    pub pause_stalls: Vec<Duration>,
 }
 
 impl Default for MoveOptions {
@@ -68,6 +73,7 @@ impl Default for MoveOptions {
             max_pause: Duration::from_secs(2),
             attempts: 5,
             drop_source: false,
+            pause_stalls: Vec::new(),
         }
     }
 }
@@ -376,7 +382,6 @@ pub async fn move_tenant(
         target,
         home,
     };
-    check_preconditions(&sides).await?;
     sides
         .home
         .execute(
@@ -573,6 +578,7 @@ async fn run(
     options: &MoveOptions,
     on_progress: &(dyn Fn(&MoveProgress) + Sync),
 ) -> Result<MoveReport, MoveError> {
+    check_preconditions(sides).await?;
     let schema = sides.tenant.schema_name.clone();
     let progress = |state: MoveState, detail: String| MoveProgress {
         state,
@@ -609,7 +615,8 @@ async fn run(
             MoveState::CuttingOver,
             format!("pausing writes (attempt {attempt})"),
         ));
-        match cut_over(sides, options.max_pause).await? {
+        let stall = options.pause_stalls.get(attempt as usize - 1).copied();
+        match cut_over(sides, options.max_pause, stall).await? {
             CutOver::Done { pause, snapshot } => {
                 longest_pause = longest_pause.max(pause);
                 break snapshot;
@@ -931,7 +938,11 @@ enum CutOver {
 }
 
 /// One try at the pause (see the module's documentation).
-async fn cut_over(sides: &Sides<'_>, max_pause: Duration) -> Result<CutOver, MoveError> {
+async fn cut_over(
+    sides: &Sides<'_>,
+    max_pause: Duration,
+    stall: Option<Duration>,
+) -> Result<CutOver, MoveError> {
     let (id, schema) = (sides.tenant.id, &sides.tenant.schema_name);
     let source = sides.source.admin.database().dedicated_connection().await?;
     let target = sides.target.admin.database().dedicated_connection().await?;
@@ -966,8 +977,15 @@ async fn cut_over(sides: &Sides<'_>, max_pause: Duration) -> Result<CutOver, Mov
                 &[&id, &token],
             )
             .await?;
+        if let Some(stall) = stall {
+            tokio::time::sleep(stall).await;
+        }
         let deadline = paused_at + max_pause.mul_f32(0.8);
         loop {
+            // Past the bound, the pause ends here, whatever has arrived.
+            if Instant::now() >= deadline {
+                return Ok(None);
+            }
             let arrived = target
                 .query_opt(
                     "SELECT 1 FROM public.move_markers WHERE tenant_id = $1 AND token = $2",
@@ -977,9 +995,6 @@ async fn cut_over(sides: &Sides<'_>, max_pause: Duration) -> Result<CutOver, Mov
                 .is_some();
             if arrived {
                 break;
-            }
-            if Instant::now() >= deadline {
-                return Ok(None);
             }
             tokio::time::sleep(MARKER_POLL).await;
         }
