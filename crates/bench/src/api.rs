@@ -182,7 +182,7 @@ fn workload_path(kind: usize, i: usize) -> String {
 
 /// One closed-loop run of workload `kind` over the first `spread` tenants.
 /// The lookup sends no token and expects 401; the others expect 200.
-async fn api_workload(
+pub(crate) async fn api_workload(
     client: &reqwest::Client,
     addr: std::net::SocketAddr,
     tenants: &Arc<Vec<BenchTenant>>,
@@ -224,7 +224,7 @@ const WARM_PATHS: [&str; 4] = [
 /// One pass over every tenant with each kind of request before measuring:
 /// the figures are the server's steady state, in which each tenant's
 /// catalog entries are warm in its lane's backend, not its first minute.
-async fn warm_api(
+pub(crate) async fn warm_api(
     client: &reqwest::Client,
     addr: std::net::SocketAddr,
     tenants: &[BenchTenant],
@@ -368,9 +368,11 @@ fn record_sql() -> [String; 3] {
 /// them.
 fn tenant_setup(t: &BenchTenant) -> String {
     format!(
-        "BEGIN; SELECT set_config('search_path', '{s}, extensions, pg_temp', true), \
+        "BEGIN; SELECT shared.enter_tenant({id}, false); \
+         SELECT set_config('search_path', '{s}, extensions, pg_temp', true), \
          set_config('role', '{r}', true), set_config('application_name', '{s}', true), \
          set_config('statement_timeout', '30000', true)",
+        id = t.schema.trim_start_matches("tenant_"),
         s = t.schema,
         r = t.role
     )

@@ -11,6 +11,7 @@ pub mod import;
 mod load;
 mod memory;
 pub mod migrate;
+pub mod moving;
 pub mod noisy;
 pub mod provision;
 pub mod scale;

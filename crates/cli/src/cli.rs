@@ -397,6 +397,25 @@ pub enum BenchCommand {
     /// The web application's pages against the JSON API for the same
     /// data, and the pages of a large tenant against their targets.
     Ui(BenchUiArgs),
+    /// A tenant moved between two clusters under a writer, against
+    /// pg_dump | pg_restore of the same schema.
+    Move(BenchMoveArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchMoveArgs {
+    /// Contacts of the moved tenant (the other tables in proportion).
+    #[arg(long, default_value_t = 100_000)]
+    pub contacts: u32,
+    /// The move's --max-pause, in milliseconds.
+    #[arg(long, default_value_t = 2000)]
+    pub max_pause_ms: u64,
+    /// Tenants per cluster for the two-clusters-against-one throughput.
+    #[arg(long, default_value_t = 40)]
+    pub tenants: u32,
+    /// Seconds per throughput measurement.
+    #[arg(long, default_value_t = 10)]
+    pub seconds: u64,
 }
 
 #[derive(Debug, Args)]

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use atrium_store::AdminDatabase;
-use atrium_store::fleet::maintain::{self, MaintainReport, Policy};
+use atrium_store::fleet::maintain::{self, MaintainReport, Policy, TenantFailure};
+use atrium_store::{AdminDatabase, Fleet};
 
 use crate::ServiceError;
 use crate::auth::AuthSettings;
@@ -22,38 +22,88 @@ pub fn policy(retention_days: u32, vacuum: bool) -> Policy {
     }
 }
 
-/// Runs `maintain` now; `None` when another run is in progress.
+/// Runs `maintain` now on every cluster, one after another; `None` when
+/// another run is in progress on the home database. A cluster that fails
+/// as a whole is reported as a failure named after it.
 pub async fn run_now(
-    db: &AdminDatabase,
+    fleet: &Fleet,
     policy: &Policy,
 ) -> Result<Option<MaintainReport>, ServiceError> {
-    Ok(maintain::maintain(db, policy).await?)
+    let Some(mut total) = maintain::maintain(&fleet.home().admin, policy).await? else {
+        return Ok(None);
+    };
+    for cluster in &fleet.clusters()[1..] {
+        match maintain::maintain(&cluster.admin, policy).await {
+            Ok(Some(report)) => add(&mut total, report, &cluster.name),
+            Ok(None) => {}
+            Err(e) => total.failures.push(TenantFailure {
+                subdomain: format!("(cluster {})", cluster.name),
+                error: format!("{e:#}"),
+            }),
+        }
+    }
+    Ok(Some(total))
+}
+
+/// Adds a data cluster's run to the fleet's (its tenants are named by
+/// schema there: a cluster's copies of tenant rows keep no subdomain).
+fn add(total: &mut MaintainReport, report: MaintainReport, cluster: &str) {
+    total.tenants += report.tenants;
+    total.sessions_removed += report.sessions_removed;
+    total.reset_tokens_removed += report.reset_tokens_removed;
+    total.companies_purged += report.companies_purged;
+    total.contacts_purged += report.contacts_purged;
+    total.deals_purged += report.deals_purged;
+    total.activities_purged += report.activities_purged;
+    total.audit_events_purged += report.audit_events_purged;
+    total.invitations_removed += report.invitations_removed;
+    total.outbox_tokens_blanked += report.outbox_tokens_blanked;
+    let on = |name: String| format!("{name} (cluster {cluster})");
+    total.vacuumed.extend(report.vacuumed.into_iter().map(on));
+    total
+        .moved_sources_dropped
+        .extend(report.moved_sources_dropped.into_iter().map(on));
+    total
+        .failures
+        .extend(report.failures.into_iter().map(|f| TenantFailure {
+            subdomain: on(f.subdomain),
+            error: f.error,
+        }));
+    total.seconds += report.seconds;
 }
 
 /// Every `interval`, runs `maintain` (with `VACUUM ANALYZE` of written
-/// schemas) if no server has in the last `interval`. Never returns.
-pub async fn run_schedule(db: AdminDatabase, policy: Policy, interval: Duration) {
+/// schemas) on every cluster where no server has in the last `interval`.
+/// Never returns.
+pub async fn run_schedule(fleet: Fleet, policy: Policy, interval: Duration) {
     // Checking more often than the interval lets another server's run count:
     // the database decides whether a run is due.
     let mut ticks = tokio::time::interval(interval.min(Duration::from_secs(300)));
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
-        match maintain::maintain_if_due(&db, &policy, interval).await {
-            Ok(Some(report)) => tracing::info!(
-                tenants = report.tenants,
-                sessions_removed = report.sessions_removed,
-                purged = report.companies_purged
-                    + report.contacts_purged
-                    + report.deals_purged
-                    + report.activities_purged,
-                vacuumed = report.vacuumed.len(),
-                failures = report.failures.len(),
-                seconds = report.seconds,
-                "maintain ran"
-            ),
-            Ok(None) => {}
-            Err(e) => tracing::warn!(error = format!("{e:#}"), "maintain failed"),
+        for cluster in fleet.clusters() {
+            run_if_due(&cluster.admin, &cluster.name, &policy, interval).await;
         }
+    }
+}
+
+async fn run_if_due(db: &AdminDatabase, cluster: &str, policy: &Policy, interval: Duration) {
+    match maintain::maintain_if_due(db, policy, interval).await {
+        Ok(Some(report)) => tracing::info!(
+            tenants = report.tenants,
+            sessions_removed = report.sessions_removed,
+            purged = report.companies_purged
+                + report.contacts_purged
+                + report.deals_purged
+                + report.activities_purged,
+            vacuumed = report.vacuumed.len(),
+            failures = report.failures.len(),
+            seconds = report.seconds,
+            cluster,
+            "maintain ran"
+        ),
+        Ok(None) => {}
+        Err(e) => tracing::warn!(error = format!("{e:#}"), cluster, "maintain failed"),
     }
 }

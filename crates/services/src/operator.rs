@@ -33,6 +33,36 @@ pub async fn migration_status(db: &Database) -> anyhow::Result<MigrationStatus> 
     migrate::status(db).await
 }
 
+/// Where each data cluster's registry tables and `template` stand, or why
+/// it could not be read.
+#[derive(Debug, serde::Serialize)]
+pub struct ClusterVersions {
+    pub cluster: String,
+    pub registry_version: Option<i32>,
+    pub template_version: Option<i32>,
+    pub error: Option<String>,
+}
+
+pub async fn cluster_versions(fleet: &Fleet) -> Vec<ClusterVersions> {
+    let reads = fleet.clusters().iter().map(|cluster| async move {
+        match migrate::status(cluster.admin.database()).await {
+            Ok(status) => ClusterVersions {
+                cluster: cluster.name.clone(),
+                registry_version: Some(status.control_version),
+                template_version: Some(status.template_version),
+                error: None,
+            },
+            Err(e) => ClusterVersions {
+                cluster: cluster.name.clone(),
+                registry_version: None,
+                template_version: None,
+                error: Some(format!("{e:#}")),
+            },
+        }
+    });
+    futures::future::join_all(reads).await
+}
+
 pub async fn tenant_versions(db: &Database) -> anyhow::Result<Vec<TenantVersion>> {
     migrate::tenant_versions(db).await
 }
@@ -43,9 +73,35 @@ pub async fn migrations_pending(db: &Database) -> anyhow::Result<bool> {
     migrate::pending_control_or_template(db).await
 }
 
-/// Every tenant and spare schema compared with `template`.
-pub async fn check(admin: &AdminDatabase) -> anyhow::Result<CheckReport> {
-    check::check(admin).await
+/// Every tenant and spare schema compared with its cluster's `template`,
+/// on every cluster at once. A cluster that cannot be checked is an
+/// error naming it.
+pub async fn check(fleet: &Fleet) -> anyhow::Result<CheckReport> {
+    let names = subdomains(fleet).await?;
+    let checks = fleet
+        .clusters()
+        .iter()
+        .map(|cluster| async move { (cluster.name.as_str(), check::check(&cluster.admin).await) });
+    let mut total = CheckReport {
+        schemas_checked: 0,
+        spares_checked: 0,
+        drifted: Vec::new(),
+    };
+    for (cluster, report) in futures::future::join_all(checks).await {
+        let report = report.map_err(|e| e.context(format!("checking cluster {cluster}")))?;
+        total.schemas_checked += report.schemas_checked;
+        total.spares_checked += report.spares_checked;
+        total
+            .drifted
+            .extend(report.drifted.into_iter().map(|mut drift| {
+                drift.cluster = cluster.to_owned();
+                if drift.subdomain.is_some() {
+                    drift.subdomain = names.get(&drift.schema_name).cloned();
+                }
+                drift
+            }));
+    }
+    Ok(total)
 }
 
 /// The fleet's totals, from the counters each cluster keeps for its own

@@ -107,6 +107,18 @@ pub async fn run(command: BenchCommand, connected: &Connected) -> CommandResult 
             )
             .await?
         }
+        BenchCommand::Move(args) => {
+            atrium_bench::moving::run(
+                server,
+                &atrium_bench::moving::MoveBench {
+                    contacts: args.contacts.max(10),
+                    max_pause: std::time::Duration::from_millis(args.max_pause_ms.max(50)),
+                    tenants: args.tenants.max(2),
+                    seconds: args.seconds.max(1),
+                },
+            )
+            .await?
+        }
         BenchCommand::Import(args) => {
             atrium_bench::import::run(
                 server,

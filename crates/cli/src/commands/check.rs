@@ -8,7 +8,7 @@ use crate::connect::Connected;
 use crate::output::print_json;
 
 pub async fn run(args: JsonArg, connected: &Connected) -> CommandResult {
-    let report = operator::check(connected.admin()).await?;
+    let report = operator::check(&connected.fleet()).await?;
     if args.json {
         print_json(&report)?;
     } else if report.drifted.is_empty() {
@@ -19,9 +19,10 @@ pub async fn run(args: JsonArg, connected: &Connected) -> CommandResult {
     } else {
         for drift in &report.drifted {
             println!(
-                "{} ({}) differs from template:",
+                "{} ({}, cluster {}) differs from template:",
                 drift.schema_name,
-                drift.subdomain.as_deref().unwrap_or("a spare schema")
+                drift.subdomain.as_deref().unwrap_or("a spare schema"),
+                drift.cluster
             );
             for item in &drift.missing {
                 println!("  - missing: {item}");

@@ -14,7 +14,7 @@ pub async fn run(args: MaintainArgs, connected: &Connected, file: &FileSettings)
         .or(file.retention_days)
         .unwrap_or(DEFAULT_RETENTION_DAYS);
     let policy = maintain::policy(retention_days, args.vacuum);
-    let Some(report) = maintain::run_now(connected.admin(), &policy).await? else {
+    let Some(report) = maintain::run_now(&connected.fleet(), &policy).await? else {
         return Err(Failure::from(anyhow::anyhow!(
             "another maintain run is in progress; try again when it has finished"
         )));
@@ -41,6 +41,9 @@ pub async fn run(args: MaintainArgs, connected: &Connected, file: &FileSettings)
         }
         if args.vacuum {
             println!("  {:<22}{}", "schemas vacuumed", report.vacuumed.len());
+        }
+        for schema in &report.moved_sources_dropped {
+            println!("  dropped the source of a moved tenant: {schema}");
         }
         for failure in &report.failures {
             eprintln!("atrium: tenant {}: {}", failure.subdomain, failure.error);

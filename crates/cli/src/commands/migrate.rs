@@ -106,18 +106,37 @@ async fn apply(jobs: usize, connected: &Connected) -> CommandResult {
 
 async fn status(json: bool, connected: &Connected) -> CommandResult {
     let status = operator::migration_status(&connected.db).await?;
+    let clusters = operator::cluster_versions(&connected.fleet()).await;
     if json {
         let tenants = operator::tenant_versions(&connected.db).await?;
         print_json(&serde_json::json!({
             "latest_version": status.latest_version,
             "registry_version": status.control_version,
             "template_version": status.template_version,
+            "clusters": clusters,
             "tenants": tenants,
         }))?;
     } else {
         println!("newest tenant version: {:04}", status.latest_version);
         println!("registry version: {:04}", status.control_version);
         println!("template version: {:04}", status.template_version);
+        for cluster in clusters.iter().skip(1) {
+            match (
+                &cluster.error,
+                cluster.registry_version,
+                cluster.template_version,
+            ) {
+                (None, Some(registry), Some(template)) => println!(
+                    "cluster {}: registry {registry:04}, template {template:04}",
+                    cluster.cluster
+                ),
+                (error, ..) => println!(
+                    "cluster {}: not reachable ({})",
+                    cluster.cluster,
+                    error.as_deref().unwrap_or("unknown")
+                ),
+            }
+        }
         let rows: Vec<Vec<String>> = status
             .tenants_by_version
             .iter()

@@ -123,19 +123,35 @@ async fn dispatch(command: Command, connected: &Connected, file: &FileSettings) 
         }
         Command::Db(crate::cli::DbCommand::Roles(args)) => {
             connected.ensure_current().await?;
-            let report = atrium_services::operator::ensure_roles(connected.admin()).await?;
+            // Every cluster has its own roles: a tenant's role lives where
+            // its schema does.
+            let mut reports = Vec::new();
+            for cluster in connected.fleet().clusters() {
+                let report = atrium_services::operator::ensure_roles(&cluster.admin)
+                    .await
+                    .map_err(|e| e.context(format!("cluster {}", cluster.name)))?;
+                reports.push((cluster.name.clone(), report));
+            }
             if args.json {
-                crate::output::print_json(&report)?;
+                let (_, home) = &reports[0];
+                crate::output::print_json(home)?;
             } else {
-                eprintln!(
-                    "roles ready (created: {}); atrium_application may switch to {} tenant role(s)",
-                    if report.created.is_empty() {
-                        "none".to_owned()
-                    } else {
-                        report.created.join(", ")
-                    },
-                    report.tenant_roles_granted
-                );
+                for (cluster, report) in &reports {
+                    eprintln!(
+                        "{}roles ready (created: {}); atrium_application may switch to {} tenant role(s)",
+                        if reports.len() > 1 {
+                            format!("cluster {cluster}: ")
+                        } else {
+                            String::new()
+                        },
+                        if report.created.is_empty() {
+                            "none".to_owned()
+                        } else {
+                            report.created.join(", ")
+                        },
+                        report.tenant_roles_granted
+                    );
+                }
             }
             Ok(ExitCode::SUCCESS)
         }

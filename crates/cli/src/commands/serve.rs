@@ -114,17 +114,38 @@ pub async fn run(
             Ok(None) => {}
             Err(e) => tracing::debug!(error = format!("{e:#}"), "reading max_files_per_process"),
         }
-        let _sender = smtp_url.map(|url| {
-            let db = connected.db.clone();
-            AbortOnDrop(tokio::spawn(async move {
-                if let Err(e) =
-                    atrium_services::mail::run_sender(db, url, mail_from, Duration::from_secs(2))
-                        .await
-                {
-                    tracing::error!(error = format!("{e:#}"), "the email sender stopped");
-                }
-            }))
-        });
+        // Each cluster queues its own tenants' emails: one sender each.
+        let senders: Vec<(String, atrium_store::Database)> = connected
+            .fleet()
+            .clusters()
+            .iter()
+            .map(|c| (c.name.clone(), c.db.clone()))
+            .collect();
+        let _senders: Vec<AbortOnDrop> = smtp_url
+            .map(|url| {
+                senders
+                    .into_iter()
+                    .map(|(cluster, db)| {
+                        let (url, mail_from) = (url.clone(), mail_from.clone());
+                        AbortOnDrop(tokio::spawn(async move {
+                            let sent = atrium_services::mail::run_sender(
+                                db,
+                                url,
+                                mail_from,
+                                Duration::from_secs(2),
+                            );
+                            if let Err(e) = sent.await {
+                                tracing::error!(
+                                    error = format!("{e:#}"),
+                                    cluster,
+                                    "the email sender stopped"
+                                );
+                            }
+                        }))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
         let interval_minutes = args
             .maintain_interval_minutes
             .or_else(|| {
@@ -147,10 +168,7 @@ pub async fn run(
                 .retention_days
                 .or(file.retention_days)
                 .unwrap_or(DEFAULT_RETENTION_DAYS);
-            let (db, policy) = (
-                connected.admin().clone(),
-                maintain::policy(retention_days, true),
-            );
+            let (db, policy) = (connected.fleet(), maintain::policy(retention_days, true));
             let interval = Duration::from_secs(u64::from(interval_minutes) * 60);
             Some(AbortOnDrop(tokio::spawn(maintain::run_schedule(
                 db, policy, interval,
@@ -160,13 +178,22 @@ pub async fn run(
             .spare_schemas
             .or(file.spare_schemas)
             .unwrap_or(DEFAULT_SPARE_SCHEMAS);
-        let _spares = (connected.may_migrate && spare_schemas > 0).then(|| {
-            let db = connected.admin().clone();
-            AbortOnDrop(tokio::spawn(atrium_services::operator::keep_spares(
-                db,
-                spare_schemas as usize,
-            )))
-        });
+        // Each cluster keeps spares for the tenants placed on it.
+        let _spares: Vec<AbortOnDrop> = if connected.may_migrate && spare_schemas > 0 {
+            connected
+                .fleet()
+                .clusters()
+                .iter()
+                .map(|cluster| {
+                    AbortOnDrop(tokio::spawn(atrium_services::operator::keep_spares(
+                        cluster.admin.clone(),
+                        spare_schemas as usize,
+                    )))
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         let port = listener.local_addr()?.port();
         eprintln!(
             "atrium: serving on http://{} (tenants at http://<subdomain>.{}:{port})",

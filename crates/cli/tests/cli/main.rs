@@ -4,6 +4,7 @@
 mod archives;
 mod embedded;
 mod faults;
+mod fleet;
 mod helpers;
 mod sealed;
 mod tenants;

@@ -117,6 +117,8 @@ async fn items_of(
 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct SchemaDrift {
+    /// The cluster it is on (filled in by the caller that checks several).
+    pub cluster: String,
     pub schema_name: String,
     pub subdomain: Option<String>,
     /// In `template` but not in this schema.
@@ -169,6 +171,7 @@ pub async fn check(admin: &AdminDatabase) -> anyhow::Result<CheckReport> {
         for schema in chunk {
             let mine = items.remove(schema).unwrap_or_default();
             drifted.push(SchemaDrift {
+                cluster: String::new(),
                 subdomain: tenants.get(schema).filter(|s| !s.is_empty()).cloned(),
                 missing: if mine.is_empty() {
                     vec!["the whole schema".into()]

@@ -52,6 +52,9 @@ pub struct MaintainReport {
     pub outbox_tokens_blanked: u64,
     /// Schemas vacuumed and analyzed (with `vacuum`).
     pub vacuumed: Vec<String>,
+    /// Sources of tenants moved to another cluster, kept renamed
+    /// (`moved_<id>_<timestamp>`) and dropped once past the retention.
+    pub moved_sources_dropped: Vec<String>,
     pub failures: Vec<TenantFailure>,
     pub seconds: f64,
 }
@@ -174,6 +177,7 @@ async fn run(db: &Database, policy: &Policy) -> anyhow::Result<MaintainReport> {
             &[],
         )
         .await?;
+    report.moved_sources_dropped = drop_old_moved_sources(&session, policy.retention).await?;
     if policy.vacuum {
         report.vacuumed = vacuum_written(db).await?;
     }
@@ -187,6 +191,34 @@ async fn run(db: &Database, policy: &Policy) -> anyhow::Result<MaintainReport> {
         )
         .await?;
     Ok(report)
+}
+
+/// Drops the kept sources of moved tenants whose move is older than
+/// `retention` (the timestamp is in the name the move gave them).
+async fn drop_old_moved_sources(
+    session: &tokio_postgres::Client,
+    retention: Duration,
+) -> anyhow::Result<Vec<String>> {
+    let old = session
+        .query(
+            "SELECT nspname::text FROM pg_namespace
+              WHERE nspname ~ '^moved_[0-9]+_[0-9]{14}$'
+                -- the name's digits are UTC, read back as they are written
+                AND to_timestamp(substring(nspname FROM '[0-9]{14}$'), 'YYYYMMDDHH24MISS')::timestamp
+                    < (now() AT TIME ZONE 'UTC') - make_interval(secs => $1)
+              ORDER BY 1",
+            &[&retention.as_secs_f64()],
+        )
+        .await?;
+    let mut dropped = Vec::new();
+    for row in old {
+        let schema: String = row.get(0);
+        session
+            .batch_execute(&format!("DROP SCHEMA {} CASCADE", quote_ident(&schema)))
+            .await?;
+        dropped.push(schema);
+    }
+    Ok(dropped)
 }
 
 /// One tenant's housekeeping, in one statement (one transaction).

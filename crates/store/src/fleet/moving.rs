@@ -47,8 +47,8 @@ const SLOT_WAIT: Duration = Duration::from_secs(10);
 const SLOT_ATTEMPTS: u32 = 6;
 /// Below this much unconfirmed WAL on the slot, a cut-over is tried.
 const CATCH_UP_LAG_BYTES: i64 = 16 * 1024 * 1024;
-/// How often progress is polled.
-const POLL: Duration = Duration::from_millis(200);
+/// How often progress is polled (each poll is a small catalog query).
+const POLL: Duration = Duration::from_millis(50);
 /// How often the target is asked for the marker during the pause.
 const MARKER_POLL: Duration = Duration::from_millis(5);
 
@@ -477,8 +477,10 @@ pub async fn abort(fleet: &Fleet, tenant: &TenantEntry) -> Result<bool, MoveErro
     Ok(true)
 }
 
+/// What the clusters must allow before anything is made; each refusal says
+/// what to change. (Not the command line's fault: these fail the work.)
 async fn check_preconditions(sides: &Sides<'_>) -> Result<(), MoveError> {
-    let refuse = |m: String| Err(MoveError::Refused(m));
+    let refuse = |m: String| Err(MoveError::Failed(anyhow::anyhow!(m)));
     let source = sides
         .source
         .admin
@@ -486,7 +488,7 @@ async fn check_preconditions(sides: &Sides<'_>) -> Result<(), MoveError> {
         .connection()
         .await
         .map_err(|e| {
-            MoveError::Refused(format!(
+            MoveError::Failed(anyhow::anyhow!(
                 "cluster {} cannot be reached: {e:#}",
                 sides.source.name
             ))
@@ -498,7 +500,7 @@ async fn check_preconditions(sides: &Sides<'_>) -> Result<(), MoveError> {
         .connection()
         .await
         .map_err(|e| {
-            MoveError::Refused(format!(
+            MoveError::Failed(anyhow::anyhow!(
                 "cluster {} cannot be reached: {e:#}",
                 sides.target.name
             ))
@@ -971,11 +973,15 @@ async fn cut_over(
     // From here the tenant's writes wait: release them whatever happens.
     let result = async {
         let token = format!("{:016x}", rand::random::<u64>());
+        // Flushed at once: a WAL sender sends only flushed WAL, and a
+        // server with synchronous_commit off would hold the marker back
+        // for up to three wal_writer_delay rounds.
         source
-            .execute(
-                "INSERT INTO public.move_markers (tenant_id, token) VALUES ($1, $2)",
-                &[&id, &token],
-            )
+            .batch_execute(&format!(
+                "BEGIN; SET LOCAL synchronous_commit = on;
+                 INSERT INTO public.move_markers (tenant_id, token) VALUES ({id}, '{token}');
+                 COMMIT;"
+            ))
             .await?;
         if let Some(stall) = stall {
             tokio::time::sleep(stall).await;

@@ -64,6 +64,7 @@ pub async fn pending_control_or_template(db: &Database) -> anyhow::Result<bool> 
 #[derive(Debug, serde::Serialize)]
 pub struct TenantVersion {
     pub id: i32,
+    pub cluster: String,
     pub subdomain: String,
     pub schema_name: String,
     pub schema_version: i32,
@@ -74,7 +75,7 @@ pub async fn tenant_versions(db: &Database) -> anyhow::Result<Vec<TenantVersion>
     let client = db.connection().await?;
     let rows = client
         .query(
-            "SELECT id, subdomain, schema_name, schema_version FROM public.tenants ORDER BY id",
+            "SELECT id, subdomain, schema_name, schema_version, cluster FROM public.tenants ORDER BY id",
             &[],
         )
         .await?;
@@ -82,6 +83,7 @@ pub async fn tenant_versions(db: &Database) -> anyhow::Result<Vec<TenantVersion>
         .iter()
         .map(|r| TenantVersion {
             id: r.get(0),
+            cluster: r.get(4),
             subdomain: r.get(1),
             schema_name: r.get(2),
             schema_version: r.get(3),
