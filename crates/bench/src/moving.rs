@@ -160,8 +160,7 @@ async fn measure(home: &Database, bench: &MoveBench) -> anyhow::Result<String> {
     let report = move_tenant(&fleet, &tenant, "target", &options, &|p| {
         tracing::info!(state = p.state.as_str(), detail = %p.detail, "move");
     })
-    .await
-    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    .await?;
     let move_seconds = moved_at.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_secs(1)).await;
     stop.store(true, Ordering::Relaxed);
@@ -321,10 +320,12 @@ async fn spread_over_clusters(
     let mut out = String::new();
     writeln!(
         out,
-        "### Two clusters against one
-
-         The same uniform workload (8 clients, {} s each, requests spread evenly) over {n}          tenants on one cluster, then over {n} tenants half on each of two clusters, through          one server over both. Both clusters share this machine's two cores, so the figure          to read is the ratio: routing by cluster costs nothing measurable when it is near 1.
-",
+        "### Two clusters against one\n\n\
+         The same uniform workload (8 clients, {} s each, requests spread evenly) over {n} \
+         tenants on one cluster, then over {n} tenants half on each of two clusters, \
+         through one server over both. Both clusters share this machine's two cores, so \
+         the figure to read is the ratio: routing by cluster costs nothing measurable \
+         when it is near 1.\n",
         bench.seconds
     )?;
     writeln!(out, "| workload | one cluster | two clusters | ratio |")?;

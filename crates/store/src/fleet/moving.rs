@@ -594,12 +594,17 @@ async fn run(
         MoveState::Preparing,
         format!("making {schema} on {}", sides.target.name),
     ));
-    prepare_target(sides).await?;
+    let deferred_indexes = prepare_target(sides).await?;
     publish_source(sides).await?;
     sides.record(MoveState::Copying, "copying").await?;
     let copy_started = Instant::now();
     subscribe_target(sides).await?;
     let copied = wait_for_copy(sides, on_progress).await?;
+    on_progress(&progress(
+        MoveState::Copying,
+        format!("building {} indexes", deferred_indexes.len()),
+    ));
+    build_deferred_indexes(sides, &deferred_indexes).await?;
     let copy_ms = copy_started.elapsed().as_millis() as u64;
     sides.record(MoveState::CatchingUp, "catching up").await?;
     let mut longest_pause = Duration::ZERO;
@@ -677,8 +682,12 @@ async fn run(
 }
 
 /// The tenant's role, schema (empty, at its version) and bookkeeping row
-/// on the target, fenced until the flip.
-async fn prepare_target(sides: &Sides<'_>) -> Result<(), MoveError> {
+/// on the target, fenced until the flip. Its indexes that neither key nor
+/// constrain anything are dropped for the copy (maintaining a trigram
+/// index row by row costs far more than building it once at the end, as
+/// `pg_restore` does) and returned, to be built again once the copy is
+/// done. A move stopped before that drops the whole schema anyway.
+async fn prepare_target(sides: &Sides<'_>) -> Result<Vec<String>, MoveError> {
     let (id, schema) = (sides.tenant.id, &sides.tenant.schema_name);
     let role_prefix = registry::role_prefix(&sides.home).await?;
     let q_schema = quote_ident(schema);
@@ -739,7 +748,57 @@ async fn prepare_target(sides: &Sides<'_>) -> Result<(), MoveError> {
             &[&id, &sides.tenant.name, &sides.tenant.tier.as_str()],
         )
         .await?;
+    // Definitions that name every schema (the table's, the operator
+    // classes' in `extensions`), to run from any session.
+    client
+        .batch_execute("SELECT set_config('search_path', 'pg_catalog', true)")
+        .await?;
+    let deferred = client
+        .query(
+            "SELECT format('%I.%I', n.nspname, c.relname), pg_get_indexdef(i.indexrelid)
+               FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+               JOIN pg_namespace n ON n.oid = c.relnamespace
+              WHERE n.nspname = $1 AND NOT i.indisunique AND NOT i.indisprimary
+                AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid)
+              ORDER BY 1",
+            &[schema],
+        )
+        .await?;
+    let mut definitions = Vec::new();
+    for index in deferred {
+        let (name, definition): (String, String) = (index.get(0), index.get(1));
+        client.batch_execute(&format!("DROP INDEX {name}")).await?;
+        definitions.push(definition);
+    }
     tx.commit().await?;
+    Ok(definitions)
+}
+
+/// Builds the indexes `prepare_target` left out, two at a time, once the
+/// tables are copied (the target is fenced: only the subscription writes).
+async fn build_deferred_indexes(
+    sides: &Sides<'_>,
+    definitions: &[String],
+) -> Result<(), MoveError> {
+    let target = sides.target.admin.database();
+    let (first, second) = (
+        target.dedicated_connection().await?,
+        target.dedicated_connection().await?,
+    );
+    for session in [&first, &second] {
+        session
+            .batch_execute("SET maintenance_work_mem = '256MB'")
+            .await?;
+    }
+    for pair in definitions.chunks(2) {
+        let (a, b) = (
+            first.batch_execute(&pair[0]),
+            second.batch_execute(pair.get(1).map_or("", String::as_str)),
+        );
+        let (a, b) = futures::join!(a, b);
+        a?;
+        b?;
+    }
     Ok(())
 }
 
