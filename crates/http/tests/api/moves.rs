@@ -472,3 +472,100 @@ async fn a_cut_over_longer_than_max_pause_backs_off_and_writes_resume() {
         "us"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_move_started_over_the_platform_api_runs_in_the_server_and_reports_its_state() {
+    let (app, fleet, t, _clusters) = fleet_with_tenant_on_eu().await;
+    let path = format!("/platform/v1/tenants/{}/move", t.id);
+    send_problem(
+        app.platform(Method::GET, &path),
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
+    for (body, field) in [
+        (json!({"to": "eu"}), "to"),
+        (json!({"to": "mars"}), "to"),
+        (json!({"to": "us", "max_pause_ms": 10}), "max_pause_ms"),
+    ] {
+        send_invalid(app.platform(Method::POST, &path).json(&body), field).await;
+    }
+    let started = send(
+        app.platform(Method::POST, &path).json(&json!({"to": "us"})),
+        StatusCode::ACCEPTED,
+    )
+    .await;
+    assert_eq!(
+        (started["from"].as_str(), started["to"].as_str()),
+        (Some("eu"), Some("us"))
+    );
+    assert!(
+        [
+            "preparing",
+            "copying",
+            "catching_up",
+            "cutting_over",
+            "done"
+        ]
+        .contains(&started["state"].as_str().unwrap()),
+        "{started}"
+    );
+    // While it runs, another is refused.
+    if started["state"] != "done" {
+        let again = app
+            .platform(Method::POST, &path)
+            .json(&json!({"to": "us"}))
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            matches!(
+                again.status(),
+                StatusCode::CONFLICT | StatusCode::UNPROCESSABLE_ENTITY
+            ),
+            "{}",
+            again.status()
+        );
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let done = loop {
+        let state = send(app.platform(Method::GET, &path), StatusCode::OK).await;
+        if state["state"] == "done" || state["state"] == "failed" {
+            break state;
+        }
+        assert!(std::time::Instant::now() < deadline, "{state}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(done["state"], "done", "{done}");
+    assert_eq!(done["result"]["verified"], true, "{done}");
+    let tenant = send(
+        app.platform(Method::GET, &format!("/platform/v1/tenants/{}", t.id)),
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(tenant["cluster"], "us");
+    serves(&app, &t, "after").await;
+
+    // A data cluster keeps its own spare schemas, and its new tenants
+    // take them.
+    let us = fleet.cluster("us").unwrap();
+    assert_eq!(operator::refill_spares(&us.admin, 1).await.unwrap(), 1);
+    let created = send(
+        app.platform(Method::POST, "/platform/v1/tenants")
+            .json(&json!({
+                "name": "Spare", "subdomain": "spare", "cluster": "us",
+                "admin": {"email": "a@spare.example", "first_name": "A",
+                          "last_name": "B", "password": ADMIN_PASSWORD},
+            })),
+        StatusCode::CREATED,
+    )
+    .await;
+    assert_eq!(created["cluster"], "us");
+    let left = rows(
+        us.admin.database(),
+        "SELECT count(*) FROM public.spare_schemas",
+    )
+    .await;
+    assert_eq!(left[0].get::<_, i64>(0), 0, "the new tenant took the spare");
+    app.login("spare", "a@spare.example", ADMIN_PASSWORD).await;
+}

@@ -206,6 +206,26 @@ fn move_name(tenant_id: i32) -> String {
     format!("atrium_move_{tenant_id}")
 }
 
+/// Takes the one-mover-per-tenant lock on `home`'s session. A mover just
+/// killed holds it until the server notices its session is gone, which
+/// takes a moment: wait that long, not for a mover that is running.
+async fn take_mover_lock(home: &Client, tenant_id: i32) -> Result<bool, MoveError> {
+    home.batch_execute("SET lock_timeout = '5s'").await?;
+    match home
+        .execute(
+            "SELECT pg_advisory_lock($1, $2)",
+            &[&MOVER_LOCK_CLASS, &tenant_id],
+        )
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE) => {
+            Ok(false)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// The latest move of a tenant, if it was ever moved.
 pub async fn latest(
     home: &AdminDatabase,
@@ -286,14 +306,7 @@ pub async fn move_tenant(
 ) -> Result<MoveReport, MoveError> {
     let home_db = fleet.home().admin.database();
     let home = home_db.dedicated_connection().await?;
-    let locked: bool = home
-        .query_one(
-            "SELECT pg_try_advisory_lock($1, $2)",
-            &[&MOVER_LOCK_CLASS, &tenant.id],
-        )
-        .await?
-        .get(0);
-    if !locked {
+    if !take_mover_lock(&home, tenant.id).await? {
         return Err(MoveError::Busy(format!(
             "a move of tenant {} is already running",
             tenant.subdomain
@@ -434,14 +447,7 @@ pub async fn abort(fleet: &Fleet, tenant: &TenantEntry) -> Result<bool, MoveErro
         return Ok(false);
     };
     let home = home_db.dedicated_connection().await?;
-    let locked: bool = home
-        .query_one(
-            "SELECT pg_try_advisory_lock($1, $2)",
-            &[&MOVER_LOCK_CLASS, &tenant.id],
-        )
-        .await?
-        .get(0);
-    if !locked {
+    if !take_mover_lock(&home, tenant.id).await? {
         return Err(MoveError::Busy(format!(
             "a move of tenant {} is running in another process: stop it first",
             tenant.subdomain
