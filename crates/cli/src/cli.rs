@@ -221,6 +221,11 @@ pub struct MigrateArgs {
     /// Tenants migrated at once.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub jobs: u16,
+    /// Migrate this tenant's schema only (after the registry and
+    /// `template`): for a migration that needs the tenant quiet, run while
+    /// it is in maintenance.
+    #[arg(long, value_name = "SUB")]
+    pub tenant: Option<String>,
     #[command(subcommand)]
     pub action: Option<MigrateAction>,
 }
@@ -292,6 +297,17 @@ pub enum TenantCommand {
         /// Confirm: the tenant's data is gone for good.
         #[arg(long)]
         yes: bool,
+    },
+    /// Take the tenant out of service for work that needs it quiet (its
+    /// API answers 503 `maintenance`, its pages say so, on every server
+    /// within a second), or put it back.
+    Maintenance {
+        subdomain: String,
+        #[arg(value_parser = ["on", "off"])]
+        state: String,
+        /// What the tenant's people are told (with `on`).
+        #[arg(long)]
+        message: Option<String>,
     },
     /// Move the tenant to another cluster while it keeps serving: copy
     /// and catch up with logical replication, pause its writes briefly,

@@ -86,6 +86,8 @@ impl Tier {
 pub enum TenantStatus {
     Active,
     Suspended,
+    /// Out of service while the operator works on it: 503 `maintenance`.
+    Maintenance,
 }
 
 impl TenantStatus {
@@ -93,7 +95,11 @@ impl TenantStatus {
         match raw {
             "active" => Ok(Self::Active),
             "suspended" => Ok(Self::Suspended),
-            _ => Err(Invalid::new("status", "must be one of active, suspended")),
+            "maintenance" => Ok(Self::Maintenance),
+            _ => Err(Invalid::new(
+                "status",
+                "must be one of active, suspended, maintenance",
+            )),
         }
     }
 
@@ -101,6 +107,7 @@ impl TenantStatus {
         match self {
             Self::Active => "active",
             Self::Suspended => "suspended",
+            Self::Maintenance => "maintenance",
         }
     }
 }

@@ -83,6 +83,21 @@ impl ApiError {
         )
     }
 
+    /// The tenant is in maintenance: its people are told the operator's
+    /// message, and when to come back.
+    pub fn maintenance(message: Option<&str>) -> Self {
+        Self {
+            retry_after: Some(MAINTENANCE_RETRY_AFTER),
+            ..Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "maintenance",
+                message.unwrap_or(
+                    "this organisation is down for maintenance; it will be back shortly",
+                ),
+            )
+        }
+    }
+
     pub fn precondition_failed() -> Self {
         Self::new(
             StatusCode::PRECONDITION_FAILED,
@@ -238,6 +253,9 @@ fn is_unavailable(e: &anyhow::Error) -> bool {
             || cause.downcast_ref::<std::io::Error>().is_some()
     })
 }
+
+/// Seconds a client is asked to wait while a tenant is in maintenance.
+const MAINTENANCE_RETRY_AFTER: u64 = 30;
 
 impl From<anyhow::Error> for ApiError {
     fn from(e: anyhow::Error) -> Self {

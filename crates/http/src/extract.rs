@@ -67,8 +67,12 @@ async fn resolve_tenant(parts: &Parts, state: &AppState) -> ApiResult<Scope> {
         .resolve(&subdomain)
         .await?
         .ok_or_else(ApiError::tenant_not_found)?;
-    if tenant.status == TenantStatus::Suspended {
-        return Err(ApiError::tenant_suspended());
+    match tenant.status {
+        TenantStatus::Suspended => return Err(ApiError::tenant_suspended()),
+        TenantStatus::Maintenance => {
+            return Err(ApiError::maintenance(tenant.maintenance_message.as_deref()));
+        }
+        TenantStatus::Active => {}
     }
     if let Some(charged) = parts.extensions.get::<ChargedTenant>() {
         charged.set(tenant.id);

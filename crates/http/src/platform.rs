@@ -120,11 +120,15 @@ pub struct TenantChangesBody {
     name: Option<String>,
     subdomain: Option<String>,
     tier: Option<String>,
-    /// `active` or `suspended`.
+    /// `active`, `suspended` or `maintenance` (its API answers 503
+    /// `maintenance` until `active` again).
     status: Option<String>,
+    /// With `"status": "maintenance"`: what the tenant's people are told
+    /// (at most 500 characters).
+    maintenance_message: Option<String>,
 }
 
-/// Rename, re-tier, suspend or resume a tenant.
+/// Rename, re-tier, suspend, resume a tenant, or put it in maintenance.
 #[utoipa::path(patch, path = "/platform/v1/tenants/{id}", tag = "platform",
     security(("platform" = [])), params(("id" = i32, Path)), request_body = TenantChangesBody,
     responses((status = 200, body = TenantView), (status = 404, body = Problem),
@@ -143,6 +147,8 @@ async fn update_tenant(
             subdomain: body.subdomain,
             tier: body.tier,
             status: body.status,
+            maintenance_message: body.maintenance_message,
+            changed_by: Some("platform API".into()),
         },
     )
     .await;

@@ -186,7 +186,14 @@ pub struct UpdateTenant {
     pub subdomain: Option<String>,
     pub tier: Option<String>,
     pub status: Option<String>,
+    /// With `status` `maintenance`: what the tenant's people are told.
+    pub maintenance_message: Option<String>,
+    /// Who asks (recorded when the tenant goes into maintenance).
+    pub changed_by: Option<String>,
 }
+
+/// The longest maintenance message.
+const MAINTENANCE_MESSAGE_MAX: usize = 500;
 
 pub async fn update(
     db: &AdminDatabase,
@@ -205,7 +212,27 @@ pub async fn update(
         status: request
             .status
             .and_then(|s| problems.check(TenantStatus::parse(&s))),
+        maintenance_message: None,
+        changed_by: request.changed_by,
     };
+    let mut changes = changes;
+    if let Some(message) = request.maintenance_message {
+        if changes.status != Some(TenantStatus::Maintenance) {
+            problems.push(Invalid::new(
+                "maintenance_message",
+                "goes with \"status\": \"maintenance\"",
+            ));
+        } else {
+            changes.maintenance_message = problems
+                .check(parse_name(
+                    "maintenance_message",
+                    &message,
+                    MAINTENANCE_MESSAGE_MAX,
+                ))
+                .map(Some)
+                .unwrap_or_default();
+        }
+    }
     problems.into_result()?;
     registry::update(db, id, &changes)
         .await
@@ -251,6 +278,12 @@ pub struct TenantView {
     pub status: String,
     pub tier: String,
     pub cluster: String,
+    /// While in maintenance: what its people are told.
+    pub maintenance_message: Option<String>,
+    /// While in maintenance: who put it there (the platform API, or the
+    /// operator's login on the command line) and since when.
+    pub maintenance_by: Option<String>,
+    pub maintenance_since: Option<chrono::DateTime<chrono::Utc>>,
     pub schema_version: i32,
     pub created_at: chrono::DateTime<chrono::Utc>,
     pub updated_at: chrono::DateTime<chrono::Utc>,
@@ -271,6 +304,9 @@ impl From<&TenantEntry> for TenantView {
             status: t.status.as_str().to_owned(),
             tier: t.tier.as_str().to_owned(),
             cluster: t.cluster.clone(),
+            maintenance_message: t.maintenance.as_ref().and_then(|m| m.message.clone()),
+            maintenance_by: t.maintenance.as_ref().and_then(|m| m.by.clone()),
+            maintenance_since: t.maintenance.as_ref().and_then(|m| m.since),
             schema_version: t.schema_version,
             created_at: t.created_at,
             updated_at: t.updated_at,

@@ -10,13 +10,22 @@ use crate::output::{print_json, print_table, progress_bar};
 pub async fn run(args: MigrateArgs, connected: &Connected) -> CommandResult {
     match args.action {
         Some(MigrateAction::Status(json)) => status(json.json, connected).await,
-        None => apply(args.jobs.into(), connected).await,
+        None => apply(args.jobs.into(), args.tenant.as_deref(), connected).await,
     }
 }
 
-async fn apply(jobs: usize, connected: &Connected) -> CommandResult {
+async fn apply(jobs: usize, tenant: Option<&str>, connected: &Connected) -> CommandResult {
+    let only_tenants = match tenant {
+        Some(subdomain) => Some(vec![
+            atrium_services::tenants::find(&connected.fleet(), subdomain)
+                .await?
+                .id,
+        ]),
+        None => None,
+    };
     let options = MigrateOptions {
         jobs,
+        only_tenants,
         ..Default::default()
     };
     let bar = progress_bar("migrating");

@@ -65,6 +65,20 @@ pub async fn run(command: TenantCommand, connected: &Connected) -> CommandResult
                     ("status", tenant.status.clone()),
                     ("tier", tenant.tier.clone()),
                     ("cluster", tenant.cluster.clone()),
+                    (
+                        "maintenance",
+                        match (&tenant.maintenance_by, tenant.maintenance_since) {
+                            (Some(by), Some(since)) => format!(
+                                "since {} by {by}: {}",
+                                since.to_rfc3339(),
+                                tenant
+                                    .maintenance_message
+                                    .as_deref()
+                                    .unwrap_or("(no message)")
+                            ),
+                            _ => "no".into(),
+                        },
+                    ),
                     ("version", format!("{:04}", tenant.schema_version)),
                     ("users", tenant.user_count.to_string()),
                     ("companies", tenant.company_count.to_string()),
@@ -148,6 +162,33 @@ pub async fn run(command: TenantCommand, connected: &Connected) -> CommandResult
                     file.display()
                 );
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        TenantCommand::Maintenance {
+            subdomain,
+            state,
+            message,
+        } => {
+            let tenant = tenants::find(fleet, &subdomain).await?;
+            let on = state == "on";
+            let operator_login = std::env::var("USER")
+                .or_else(|_| std::env::var("LOGNAME"))
+                .unwrap_or_else(|_| "unknown".into());
+            let changes = UpdateTenant {
+                status: Some(if on { "maintenance" } else { "active" }.into()),
+                maintenance_message: message,
+                changed_by: Some(format!("atrium command line ({operator_login})")),
+                ..Default::default()
+            };
+            tenants::update(connected.admin(), tenant.id, changes).await?;
+            eprintln!(
+                "{}",
+                if on {
+                    format!("tenant {subdomain} is in maintenance: its API answers 503 maintenance")
+                } else {
+                    format!("tenant {subdomain} is serving again")
+                }
+            );
             Ok(ExitCode::SUCCESS)
         }
         TenantCommand::Move(args) => {

@@ -404,3 +404,49 @@ async fn clusters_are_listed_and_take_new_tenants_or_not() {
         "is the home database",
     );
 }
+
+#[tokio::test]
+async fn maintenance_is_turned_on_with_a_message_and_off_again() {
+    let t = migrated_database().await;
+    let url = &t.url;
+    assert!(atrium(url, CREATE).status.success());
+    let on = atrium(
+        url,
+        &[
+            "tenant",
+            "maintenance",
+            "acme",
+            "on",
+            "--message",
+            "Back at noon",
+        ],
+    );
+    assert!(on.status.success(), "{}", stderr(&on));
+    let shown = json(&atrium(url, &["tenant", "show", "acme", "--json"]));
+    assert_eq!(shown["status"], "maintenance");
+    assert_eq!(shown["maintenance_message"], "Back at noon");
+    assert!(
+        shown["maintenance_by"]
+            .as_str()
+            .unwrap()
+            .starts_with("atrium command line"),
+        "{shown}"
+    );
+    let table = stdout(&atrium(url, &["tenant", "show", "acme"]));
+    assert!(table.contains("Back at noon"), "{table}");
+    assert_fails(
+        &atrium(
+            url,
+            &["tenant", "maintenance", "acme", "off", "--message", "x"],
+        ),
+        2,
+        "maintenance_message",
+    );
+    let sideways = atrium(url, &["tenant", "maintenance", "acme", "sideways"]);
+    assert_eq!(sideways.status.code(), Some(2), "{}", stderr(&sideways));
+    let off = atrium(url, &["tenant", "maintenance", "acme", "off"]);
+    assert!(off.status.success(), "{}", stderr(&off));
+    let shown = json(&atrium(url, &["tenant", "show", "acme", "--json"]));
+    assert_eq!(shown["status"], "active");
+    assert!(shown["maintenance_message"].is_null(), "{shown}");
+}

@@ -125,6 +125,7 @@ pub(crate) fn error_response(error: &ApiError, request_id: Option<&str>) -> Resp
             "Organisation suspended",
             "This organisation is suspended. Ask its administrator or the operator.",
         ),
+        (_, "maintenance") => ("Down for maintenance", error.detail()),
         (StatusCode::FORBIDDEN, _) => ("Not allowed", "You are not allowed to do this."),
         (StatusCode::NOT_FOUND, _) => (
             "Page not found",

@@ -444,3 +444,129 @@ async fn once_a_rename_or_suspension_is_answered_the_same_server_never_serves_th
         task.await.unwrap();
     }
 }
+
+#[tokio::test]
+async fn maintenance_answers_503_with_its_message_on_every_server_while_the_others_serve() {
+    let app = TestApp::spawn().await;
+    let alpha = app.create_tenant("alpha").await;
+    let beta = app.create_tenant("beta").await;
+    // A second server over the same database, which has alpha cached.
+    let other = {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let db = app.db.clone();
+        tokio::spawn(atrium_http::serve(
+            listener,
+            db.clone(),
+            atrium_store::AdminDatabase::new(db),
+            Default::default(),
+            std::future::pending(),
+        ));
+        addr
+    };
+    let on_other = || {
+        reqwest::Client::new()
+            .get(format!("http://{other}/api/v1/me"))
+            .header("host", format!("alpha.localhost:{}", other.port()))
+            .header("authorization", format!("Bearer {}", alpha.admin_token))
+    };
+    send(on_other(), StatusCode::OK).await;
+
+    let path = format!("/platform/v1/tenants/{}", alpha.id);
+    let changed = send(
+        app.platform(Method::PATCH, &path).json(&json!({
+            "status": "maintenance",
+            "maintenance_message": "Moving to faster disks; back by 14:00 UTC."
+        })),
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(changed["status"], "maintenance");
+    assert_eq!(changed["maintenance_by"], "platform API");
+    assert!(changed["maintenance_since"].is_string(), "{changed}");
+
+    for (label, request) in [
+        (
+            "this server",
+            app.authed(Method::GET, "alpha", &alpha.admin_token, "/api/v1/me"),
+        ),
+        ("the other server", on_other()),
+    ] {
+        let started = std::time::Instant::now();
+        let mut request = Some(request);
+        loop {
+            let response = request.take().unwrap().send().await.unwrap();
+            if response.status() == StatusCode::SERVICE_UNAVAILABLE {
+                assert_eq!(
+                    response.headers()["retry-after"].to_str().unwrap(),
+                    "30",
+                    "{label}"
+                );
+                let problem: Value = response.json().await.unwrap();
+                assert_eq!(problem["code"], "maintenance", "{label}");
+                assert_eq!(
+                    problem["detail"], "Moving to faster disks; back by 14:00 UTC.",
+                    "{label}"
+                );
+                break;
+            }
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(3),
+                "{label} still served"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            request = Some(on_other());
+        }
+    }
+    // Its pages say so; the other tenant is served.
+    let page = app
+        .tenant_request(Method::GET, "alpha", "/sign-in")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let html = page.text().await.unwrap();
+    assert!(html.contains("Down for maintenance"), "{html}");
+    assert!(html.contains("Moving to faster disks"), "{html}");
+    send(
+        app.authed(Method::GET, "beta", &beta.admin_token, "/api/v1/me"),
+        StatusCode::OK,
+    )
+    .await;
+
+    // Bad input changes nothing.
+    send_invalid(
+        app.platform(Method::PATCH, &path)
+            .json(&json!({"maintenance_message": "no status"})),
+        "maintenance_message",
+    )
+    .await;
+    send_invalid(
+        app.platform(Method::PATCH, &path)
+            .json(&json!({"status": "maintenance", "maintenance_message": "x".repeat(501)})),
+        "maintenance_message",
+    )
+    .await;
+    send_invalid(
+        app.platform(Method::PATCH, &path)
+            .json(&json!({"status": "sleeping"})),
+        "status",
+    )
+    .await;
+
+    let back = send(
+        app.platform(Method::PATCH, &path)
+            .json(&json!({"status": "active"})),
+        StatusCode::OK,
+    )
+    .await;
+    assert!(
+        back["maintenance_message"].is_null() && back["maintenance_by"].is_null(),
+        "{back}"
+    );
+    send(
+        app.authed(Method::GET, "alpha", &alpha.admin_token, "/api/v1/me"),
+        StatusCode::OK,
+    )
+    .await;
+}

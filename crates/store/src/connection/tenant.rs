@@ -34,6 +34,8 @@ pub struct TenantContext {
     pub tier: Tier,
     /// The data cluster whose pool its transactions run on.
     pub cluster: String,
+    /// What its people are told while it is in maintenance.
+    pub maintenance_message: Option<String>,
     connections: Arc<TenantConnectionCap>,
 }
 
@@ -89,6 +91,7 @@ impl TenantContext {
             status,
             tier,
             cluster,
+            maintenance_message: None,
             connections,
         }
     }

@@ -86,7 +86,8 @@ impl TenantDirectory {
         let session = self.db.connection().await?;
         let row = session
             .query_opt(
-                "SELECT id, name, subdomain, schema_name, status, tier, cluster FROM public.tenants
+                "SELECT id, name, subdomain, schema_name, status, tier, cluster, maintenance_message
+                   FROM public.tenants
                  WHERE subdomain = $1",
                 &[&subdomain],
             )
@@ -101,7 +102,7 @@ impl TenantDirectory {
             .entry((id, tier))
             .or_insert_with(|| Arc::new(TenantConnectionCap::new(tier)))
             .clone();
-        let tenant = Arc::new(TenantContext::new(
+        let mut tenant = TenantContext::new(
             id,
             row.get(1),
             row.get(2),
@@ -111,7 +112,9 @@ impl TenantDirectory {
             tier,
             row.get(6),
             cap,
-        ));
+        );
+        tenant.maintenance_message = row.get(7);
+        let tenant = Arc::new(tenant);
         if self.listening.load(Ordering::Acquire) {
             let mut cache = self.by_subdomain.write().expect("not poisoned");
             if self.generation.load(Ordering::Acquire) == generation {

@@ -52,12 +52,23 @@ pub struct TenantEntry {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub counts: TenantCounts,
+    /// While in maintenance: what its people are told, who put it there,
+    /// and since when.
+    pub maintenance: Option<Maintenance>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Maintenance {
+    pub message: Option<String>,
+    pub by: Option<String>,
+    pub since: Option<DateTime<Utc>>,
 }
 
 const TENANT_COLUMNS: &str = "t.id, t.name, t.subdomain, t.schema_name, t.status, t.tier, \
      t.cluster, t.schema_version, t.created_at, t.updated_at, \
      COALESCE(c.users, 0), COALESCE(c.companies, 0), COALESCE(c.contacts, 0), \
-     COALESCE(c.deals, 0), COALESCE(c.activities, 0)";
+     COALESCE(c.deals, 0), COALESCE(c.activities, 0), \
+     t.maintenance_message, t.maintenance_by, t.maintenance_since";
 
 const TENANT_FROM: &str =
     "public.tenants t LEFT JOIN public.tenant_counters c ON c.tenant_id = t.id";
@@ -85,6 +96,11 @@ fn tenant_from_row(row: &Row) -> anyhow::Result<TenantEntry> {
             deals: row.get(13),
             activities: row.get(14),
         },
+        maintenance: (row.get::<_, &str>(4) == "maintenance").then(|| Maintenance {
+            message: row.get(15),
+            by: row.get(16),
+            since: row.get(17),
+        }),
     })
 }
 
@@ -172,6 +188,11 @@ pub struct TenantChanges {
     pub subdomain: Option<Subdomain>,
     pub tier: Option<Tier>,
     pub status: Option<TenantStatus>,
+    /// What the tenant's people are told while it is in maintenance.
+    pub maintenance_message: Option<String>,
+    /// Who makes the change (recorded when it puts the tenant in
+    /// maintenance).
+    pub changed_by: Option<String>,
 }
 
 pub async fn update(
@@ -184,11 +205,21 @@ pub async fn update(
     let updated = tx
         .client()
         .execute(
+            // Maintenance starts with who and when; a new message may
+            // replace the one given; leaving it clears all three.
             "UPDATE public.tenants SET
                name = COALESCE($2, name),
                subdomain = COALESCE($3, subdomain),
                tier = COALESCE($4, tier),
-               status = COALESCE($5, status)
+               status = COALESCE($5, status),
+               maintenance_message = CASE WHEN COALESCE($5, status) = 'maintenance'
+                                          THEN COALESCE($6, maintenance_message) END,
+               maintenance_by = CASE WHEN COALESCE($5, status) <> 'maintenance' THEN NULL
+                                     WHEN status = 'maintenance' THEN maintenance_by
+                                     ELSE $7 END,
+               maintenance_since = CASE WHEN COALESCE($5, status) <> 'maintenance' THEN NULL
+                                        WHEN status = 'maintenance' THEN maintenance_since
+                                        ELSE now() END
              WHERE id = $1",
             &[
                 &id,
@@ -196,6 +227,8 @@ pub async fn update(
                 &changes.subdomain.as_ref().map(Subdomain::as_str),
                 &changes.tier.map(Tier::as_str),
                 &changes.status.map(TenantStatus::as_str),
+                &changes.maintenance_message,
+                &changes.changed_by,
             ],
         )
         .await

@@ -309,3 +309,45 @@ async fn a_migration_stopped_half_way_leaves_whole_versions_and_a_rerun_finishes
             .all(|v| v.schema_version == next)
     );
 }
+
+#[tokio::test]
+async fn one_tenant_is_migrated_alone_and_moving_tenants_are_skipped() {
+    let t = migrated_database().await;
+    for sub in ["alpha", "bravo", "charlie"] {
+        new_tenant(&t.db, sub).await;
+    }
+    let sets = with_extra_tenant_migration("ALTER TABLE contacts ADD COLUMN nickname TEXT;");
+    let next = sets.latest_tenant_version();
+    let version_of = async |id: i32| {
+        scalar_i64(
+            &t.db,
+            &format!("SELECT schema_version::bigint FROM public.tenants WHERE id = {id}"),
+        )
+        .await
+    };
+    // `migrate --tenant bravo`: the tenant taken out of service for it.
+    let only = MigrateOptions {
+        only_tenants: Some(vec![2]),
+        ..options()
+    };
+    let report = migrate::migrate_sets(&t.admin, sets, &only, &|_, _| {})
+        .await
+        .unwrap();
+    assert_eq!(report.tenants_migrated, 1);
+    assert_eq!(version_of(2).await, next as i64);
+    assert_eq!(version_of(1).await, (next - 1) as i64);
+    // A tenant being moved is left alone, and said so.
+    let moving = MigrateOptions {
+        skip_tenants: vec![3],
+        ..options()
+    };
+    let report = migrate::migrate_sets(&t.admin, sets, &moving, &|_, _| {})
+        .await
+        .unwrap();
+    assert_eq!(
+        (report.tenants_migrated, report.skipped_moving.clone()),
+        (1, vec![3])
+    );
+    assert_eq!(version_of(1).await, next as i64);
+    assert_eq!(version_of(3).await, (next - 1) as i64);
+}

@@ -93,6 +93,8 @@ pub struct MigrateOptions {
     /// Tenants left as they are: the ones being moved to another cluster
     /// (DDL is not replicated). `migrate_fleet` fills it in.
     pub skip_tenants: Vec<i32>,
+    /// Only these tenants (no spares): `migrate --tenant`.
+    pub only_tenants: Option<Vec<i32>>,
 }
 
 impl Default for MigrateOptions {
@@ -103,6 +105,7 @@ impl Default for MigrateOptions {
             lock_timeout: Duration::from_secs(2),
             lock_retries: 10,
             skip_tenants: Vec::new(),
+            only_tenants: None,
         }
     }
 }
@@ -446,6 +449,10 @@ async fn migrate_locked(
         registry::tenants_below_version(session, report.latest_version)
             .await?
             .into_iter()
+            .filter(|t| match &options.only_tenants {
+                Some(only) => !t.spare && only.contains(&t.id),
+                None => true,
+            })
             .partition(|t| t.spare || !options.skip_tenants.contains(&t.id));
     report.skipped_moving = skipped.iter().map(|t| t.id).collect();
     if pending.is_empty() {
