@@ -92,6 +92,9 @@ pub enum Command {
     Indexes(IndexesArgs),
     /// Open database connections grouped by tenant and state.
     Connections(JsonArg),
+    /// Tenant statements running now, longest first, on every cluster;
+    /// `queries cancel` stops them.
+    Queries(QueriesArgs),
     /// The project's benchmarks.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -111,6 +114,40 @@ pub struct IndexesArgs {
     pub subdomain: Option<String>,
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct QueriesArgs {
+    /// Only statements that have run at least this many seconds.
+    #[arg(long, default_value_t = 0.0, value_parser = parse_seconds)]
+    pub over: f64,
+    #[arg(long)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub action: Option<QueriesAction>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum QueriesAction {
+    /// Cancel one running tenant statement by its backend PID, or every
+    /// running statement of one tenant.
+    Cancel {
+        #[arg(required_unless_present = "tenant", conflicts_with = "tenant")]
+        pid: Option<i32>,
+        /// The tenant (subdomain) whose statements to cancel.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// The cluster the PID is on.
+        #[arg(long, default_value = "default")]
+        cluster: String,
+    },
+}
+
+fn parse_seconds(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(seconds) if seconds >= 0.0 && seconds.is_finite() => Ok(seconds),
+        _ => Err("give a number of seconds, 0 or more".into()),
+    }
 }
 
 #[derive(Debug, Args)]

@@ -300,6 +300,55 @@ pub async fn indexes_by_tenant(fleet: &Fleet) -> anyhow::Result<FleetRead<Tenant
     })
 }
 
+/// Tenant statements running for at least `over_seconds`, on every
+/// cluster, longest first.
+pub async fn running_queries(
+    fleet: &Fleet,
+    over_seconds: f64,
+) -> anyhow::Result<FleetRead<observe::RunningQuery>> {
+    let names = subdomains(fleet).await?;
+    let read = on_every_cluster(fleet, async |db| {
+        observe::running_queries(&db, over_seconds).await
+    })
+    .await;
+    let mut rows: Vec<observe::RunningQuery> = read
+        .rows
+        .into_iter()
+        .map(|(cluster, mut q)| {
+            q.tenant = names.get(&q.schema_name).cloned();
+            q.cluster = cluster;
+            q
+        })
+        .collect();
+    rows.sort_by(|a, b| b.seconds.total_cmp(&a.seconds));
+    Ok(FleetRead {
+        rows,
+        failed: read.failed,
+    })
+}
+
+/// Cancels tenant statements: by backend `pid` on `cluster`, or all of
+/// `tenant`'s on its cluster. The number cancelled.
+pub async fn cancel_queries(
+    fleet: &Fleet,
+    cluster: &str,
+    pid: Option<i32>,
+    tenant: Option<&TenantEntry>,
+) -> Result<u64, crate::ServiceError> {
+    let on = match tenant {
+        Some(tenant) => crate::tenants::cluster_of(fleet, tenant)?,
+        None => fleet
+            .cluster(cluster)
+            .ok_or_else(|| crate::ServiceError::NotFound(format!("cluster {cluster}")))?,
+    };
+    Ok(observe::cancel_queries(
+        on.admin.database(),
+        pid,
+        tenant.map(|t| t.schema_name.as_str()),
+    )
+    .await?)
+}
+
 /// One tenant's indexes, on its cluster.
 pub async fn indexes_of(fleet: &Fleet, tenant: &TenantEntry) -> anyhow::Result<Vec<IndexUsage>> {
     let cluster = crate::tenants::cluster_of(fleet, tenant)?;

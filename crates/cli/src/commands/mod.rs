@@ -167,6 +167,10 @@ async fn dispatch(command: Command, connected: &Connected, file: &FileSettings) 
             connected.ensure_current().await?;
             observe::connections(args, connected).await
         }
+        Command::Queries(args) => {
+            connected.ensure_current().await?;
+            observe::queries(args, connected).await
+        }
         Command::Maintain(args) => {
             connected.ensure_current().await?;
             maintain::run(args, connected, file).await

@@ -6,7 +6,7 @@ use atrium_services::operator;
 use atrium_services::tenants;
 
 use super::CommandResult;
-use crate::cli::{IndexesArgs, JsonArg, TopArgs};
+use crate::cli::{IndexesArgs, JsonArg, QueriesAction, QueriesArgs, TopArgs};
 use crate::connect::Connected;
 use crate::output::{print_json, print_table};
 
@@ -148,6 +148,53 @@ pub async fn connections(args: JsonArg, connected: &Connected) -> CommandResult 
             "CONNECTIONS",
             "LONGEST_S",
         ],
+        &rows,
+    );
+    report_unread(&read.failed)
+}
+
+pub async fn queries(args: QueriesArgs, connected: &Connected) -> CommandResult {
+    let fleet = &connected.fleet();
+    if let Some(QueriesAction::Cancel {
+        pid,
+        tenant,
+        cluster,
+    }) = args.action
+    {
+        let tenant = match tenant {
+            Some(subdomain) => Some(tenants::find(fleet, &subdomain).await?),
+            None => None,
+        };
+        let cancelled = operator::cancel_queries(fleet, &cluster, pid, tenant.as_ref()).await?;
+        if cancelled == 0 {
+            return Err(super::Failure::from(anyhow::anyhow!(
+                "no running tenant statement matched: nothing was cancelled"
+            )));
+        }
+        eprintln!("cancelled {cancelled} statement(s)");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let read = operator::running_queries(fleet, args.over).await?;
+    if args.json {
+        print_json(&read.rows)?;
+        return report_unread(&read.failed);
+    }
+    let rows: Vec<Vec<String>> = read
+        .rows
+        .iter()
+        .map(|q| {
+            vec![
+                q.cluster.clone(),
+                q.tenant.clone().unwrap_or_else(|| q.schema_name.clone()),
+                q.pid.to_string(),
+                q.state.clone(),
+                format!("{:.1}", q.seconds),
+                q.query.split_whitespace().collect::<Vec<_>>().join(" "),
+            ]
+        })
+        .collect();
+    print_table(
+        &["CLUSTER", "TENANT", "PID", "STATE", "SECONDS", "QUERY"],
         &rows,
     );
     report_unread(&read.failed)

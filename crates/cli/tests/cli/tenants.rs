@@ -450,3 +450,66 @@ async fn maintenance_is_turned_on_with_a_message_and_off_again() {
     assert_eq!(shown["status"], "active");
     assert!(shown["maintenance_message"].is_null(), "{shown}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_tenant_statements_are_listed_and_cancelled() {
+    use atrium_store::TenantTx;
+    use atrium_store::registry::directory::TenantDirectory;
+    let t = migrated_database().await;
+    let url = &t.url;
+    assert!(atrium(url, CREATE).status.success());
+    let directory = TenantDirectory::start(t.db.clone()).await.unwrap();
+    let acme = directory.resolve("acme").await.unwrap().unwrap();
+    let db = t.db.clone();
+    let sleeping = tokio::spawn(async move {
+        let tx = TenantTx::begin(&db, &acme, std::time::Duration::from_secs(60))
+            .await
+            .unwrap();
+        tx.query_raw_for_tests("SELECT pg_sleep(30)").await
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let listed = loop {
+        let listed = json(&atrium(url, &["queries", "--over", "0.5", "--json"]));
+        if !listed.as_array().unwrap().is_empty() {
+            break listed;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no long statement listed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    let query = &listed[0];
+    assert_eq!(
+        (query["tenant"].as_str(), query["cluster"].as_str()),
+        (Some("acme"), Some("default")),
+        "{listed}"
+    );
+    assert!(
+        query["query"].as_str().unwrap().contains("pg_sleep"),
+        "{listed}"
+    );
+    assert!(query["seconds"].as_f64().unwrap() >= 0.5, "{listed}");
+    let table = stdout(&atrium(url, &["queries"]));
+    assert!(table.contains("acme") && table.contains("PID"), "{table}");
+
+    assert_fails(
+        &atrium(url, &["queries", "cancel", "999999"]),
+        1,
+        "nothing was cancelled",
+    );
+    let cancelled = atrium(url, &["queries", "cancel", "--tenant", "acme"]);
+    assert!(cancelled.status.success(), "{}", stderr(&cancelled));
+    assert!(
+        stderr(&cancelled).contains("cancelled 1"),
+        "{}",
+        stderr(&cancelled)
+    );
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(5), sleeping)
+        .await
+        .expect("the statement was cancelled")
+        .unwrap();
+    assert!(ended.is_err(), "pg_sleep ran to its end");
+    let negative = atrium(url, &["queries", "--over", "-1"]);
+    assert_eq!(negative.status.code(), Some(2));
+}

@@ -136,3 +136,80 @@ pub async fn connections(db: &Database) -> anyhow::Result<Vec<ConnectionGroup>> 
         })
         .collect())
 }
+
+/// A statement running in a tenant transaction.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunningQuery {
+    /// Filled in by the caller that reads several clusters.
+    pub cluster: String,
+    /// Filled in by the caller from the home registry.
+    pub tenant: Option<String>,
+    pub schema_name: String,
+    pub pid: i32,
+    pub state: String,
+    /// How long the statement has run.
+    pub seconds: f64,
+    /// Its text, cut at 200 characters (parameters are not in it).
+    pub query: String,
+}
+
+/// Tenant statements that have run for at least `over_seconds`, longest
+/// first. A tenant transaction names its session after its schema
+/// (`application_name`), which is how they are told from the rest.
+pub async fn running_queries(
+    db: &Database,
+    over_seconds: f64,
+) -> anyhow::Result<Vec<RunningQuery>> {
+    let rows = db
+        .connection()
+        .await?
+        .query(
+            "SELECT a.application_name, a.pid, COALESCE(a.state, 'unknown'),
+                    extract(epoch FROM now() - a.query_start)::float8, left(a.query, 200)
+               FROM pg_stat_activity a
+              WHERE a.datname = current_database() AND a.backend_type = 'client backend'
+                AND a.application_name ~ '^tenant_[1-9][0-9]*$'
+                AND a.state IS DISTINCT FROM 'idle' AND a.pid <> pg_backend_pid()
+                AND now() - a.query_start >= make_interval(secs => $1)
+              ORDER BY 4 DESC",
+            &[&over_seconds],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| RunningQuery {
+            cluster: String::new(),
+            tenant: None,
+            schema_name: r.get(0),
+            pid: r.get(1),
+            state: r.get(2),
+            seconds: (r.get::<_, f64>(3) * 10.0).round() / 10.0,
+            query: r.get(4),
+        })
+        .collect())
+}
+
+/// Cancels the running statements of tenant sessions: the one with `pid`,
+/// or every one of schema `schema`. Only sessions in a tenant transaction
+/// are touched (never the operator's, nor another program's); returns the
+/// statements cancelled.
+pub async fn cancel_queries(
+    db: &Database,
+    pid: Option<i32>,
+    schema: Option<&str>,
+) -> anyhow::Result<u64> {
+    let rows = db
+        .connection()
+        .await?
+        .query(
+            "SELECT pg_cancel_backend(a.pid) FROM pg_stat_activity a
+              WHERE a.datname = current_database() AND a.backend_type = 'client backend'
+                AND a.application_name ~ '^tenant_[1-9][0-9]*$'
+                AND a.state IS DISTINCT FROM 'idle' AND a.pid <> pg_backend_pid()
+                AND ($1::int IS NULL OR a.pid = $1)
+                AND ($2::text IS NULL OR a.application_name = $2)",
+            &[&pid, &schema],
+        )
+        .await?;
+    Ok(rows.iter().filter(|r| r.get::<_, bool>(0)).count() as u64)
+}
