@@ -14,16 +14,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use atrium_domain::{Email, Subdomain, Tier};
+use atrium_domain::Tier;
 use atrium_services::{CurrentUser, Placement, Scope};
 use atrium_store::connection::embedded::{ThrowawayCluster, client_program};
 use atrium_store::fleet::moving::{MoveOptions, move_tenant};
-use atrium_store::fleet::provision::{FirstAdmin, NewTenant, provision};
 use atrium_store::registry::directory::TenantDirectory;
 use atrium_store::{AdminDatabase, ClusterDatabases, Database, Fleet, ensure_database};
 
 use crate::Scratch;
-use crate::fleet::BENCH_HASH;
+use crate::fleet::provision_on;
 
 pub struct MoveBench {
     pub contacts: u32,
@@ -83,24 +82,7 @@ async fn measure(home: &Database, bench: &MoveBench) -> anyhow::Result<String> {
     );
     atrium_store::fleet::migrate::migrate_fleet(&fleet, &Default::default(), &|_, _| {}).await?;
 
-    let subdomain = Subdomain::parse("moving")?;
-    let email = Email::parse("admin@moving.example")?;
-    let (tenant, admin_id) = provision(
-        &home_admin,
-        &source,
-        &NewTenant {
-            name: "Moving Org",
-            subdomain: &subdomain,
-            tier: Tier::Large,
-            admin: FirstAdmin {
-                email: &email,
-                first_name: "Bench",
-                last_name: "Admin",
-                password_hash: BENCH_HASH,
-            },
-        },
-    )
-    .await?;
+    let (tenant, admin_id) = provision_on(&home_admin, &source, "moving", Tier::Large).await?;
     crate::archive::fill(source.admin.database(), &tenant.schema_name, bench.contacts).await?;
     let schema_bytes: i64 = source
         .admin
@@ -242,24 +224,7 @@ async fn spread_over_clusters(
     let mut by_cluster = Vec::new();
     for (cluster, count) in [(source, n), (target, n / 2)] {
         for i in 0..count {
-            let subdomain = Subdomain::parse(&format!("{}-{i}", cluster.name))?;
-            let email = Email::parse("admin@spread.example")?;
-            provision(
-                home,
-                cluster,
-                &NewTenant {
-                    name: "Spread Org",
-                    subdomain: &subdomain,
-                    tier: Tier::Large,
-                    admin: FirstAdmin {
-                        email: &email,
-                        first_name: "Bench",
-                        last_name: "Admin",
-                        password_hash: BENCH_HASH,
-                    },
-                },
-            )
-            .await?;
+            provision_on(home, cluster, &format!("{}-{i}", cluster.name), Tier::Large).await?;
         }
         // Sessions and records on the cluster; subdomains from the home
         // registry (a cluster's copy of a tenant row keeps none).

@@ -394,26 +394,16 @@ impl From<MoveError> for crate::ServiceError {
     }
 }
 
-/// Refuses a move the registry can tell is wrong at once: an unknown
-/// target, the tenant's own cluster, or a move of it already under way.
+/// Refuses, before a move is started in the background, what the registry
+/// can tell is wrong at once: an unknown target, the tenant's own cluster,
+/// or a move of it already under way. (`move_tenant` itself takes over an
+/// unfinished move instead: that is how one is resumed.)
 pub async fn check_move(
     fleet: &Fleet,
     tenant: &TenantEntry,
     to: &str,
 ) -> Result<(), crate::ServiceError> {
-    if tenant.cluster == to {
-        return Err(MoveError::Refused(format!(
-            "tenant {} is already on cluster {to}",
-            tenant.subdomain
-        ))
-        .into());
-    }
-    if fleet.cluster(to).is_none() {
-        return Err(MoveError::Refused(format!(
-            "no cluster {to} is declared in this process's settings"
-        ))
-        .into());
-    }
+    moving::clusters_of_move(fleet, tenant, to)?;
     if let Some(running) = moving::latest(&fleet.home().admin, tenant.id).await?
         && !matches!(running.state, MoveState::Done | MoveState::Failed)
     {

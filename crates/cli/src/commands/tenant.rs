@@ -240,7 +240,6 @@ pub(crate) async fn move_with_progress(
     to: &str,
     options: &MoveOptions,
 ) -> Result<MoveReport, Failure> {
-    operator::check_move(fleet, tenant, to).await?;
     let last = std::sync::Mutex::new(String::new());
     let report = operator::move_tenant(fleet, tenant, to, options, &|progress| {
         let line = format!(

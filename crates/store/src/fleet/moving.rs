@@ -30,8 +30,8 @@ use serde::Serialize;
 use tokio_postgres::Client;
 
 use crate::connection::database::quote_ident;
-use crate::fleet::migrate::{MigrationSets, QueryCounter, apply_pending, latest_tenant_version};
-use crate::fleet::provision::{default_privileges_sql, tenant_role_sql};
+use crate::fleet::migrate::latest_tenant_version;
+use crate::fleet::provision::newest_schema;
 use crate::registry::naming::tenant_role_name;
 use crate::registry::{self, TenantEntry};
 use crate::{AdminDatabase, ClusterDatabases, Fleet, PooledTx, StoreError};
@@ -368,24 +368,7 @@ pub async fn move_tenant(
         drop(sides);
         return Box::pin(move_tenant(fleet, &tenant, to, options, on_progress)).await;
     }
-    if tenant.cluster == to {
-        return Err(MoveError::Refused(format!(
-            "tenant {} is already on cluster {to}",
-            tenant.subdomain
-        )));
-    }
-    let source = fleet.cluster(&tenant.cluster).ok_or_else(|| {
-        MoveError::Refused(format!(
-            "tenant {} is on cluster {}, which is not declared in this process's settings",
-            tenant.subdomain, tenant.cluster
-        ))
-    })?;
-    let target = fleet.cluster(to).ok_or_else(|| {
-        MoveError::Refused(format!(
-            "no cluster {to} is declared in this process's settings (atrium.toml [clusters.{to}] or ATRIUM_CLUSTER_{}_DATABASE_URL)",
-            to.to_ascii_uppercase()
-        ))
-    })?;
+    let (source, target) = clusters_of_move(fleet, &tenant, to)?;
     let sides = Sides {
         fleet,
         name: move_name(tenant.id),
@@ -434,6 +417,34 @@ pub async fn move_tenant(
             Err(e)
         }
     }
+}
+
+/// The source and target of moving `tenant` to `to`, refused when `to` is
+/// its own cluster or either is unknown to this process.
+pub fn clusters_of_move<'f>(
+    fleet: &'f Fleet,
+    tenant: &TenantEntry,
+    to: &str,
+) -> Result<(&'f ClusterDatabases, &'f ClusterDatabases), MoveError> {
+    if tenant.cluster == to {
+        return Err(MoveError::Refused(format!(
+            "tenant {} is already on cluster {to}",
+            tenant.subdomain
+        )));
+    }
+    let source = fleet.cluster(&tenant.cluster).ok_or_else(|| {
+        MoveError::Refused(format!(
+            "tenant {} is on cluster {}, which is not declared in this process's settings",
+            tenant.subdomain, tenant.cluster
+        ))
+    })?;
+    let target = fleet.cluster(to).ok_or_else(|| {
+        MoveError::Refused(format!(
+            "no cluster {to} is declared in this process's settings (atrium.toml [clusters.{to}] or ATRIUM_CLUSTER_{}_DATABASE_URL)",
+            to.to_ascii_uppercase()
+        ))
+    })?;
+    Ok((source, target))
 }
 
 /// Stops an unfinished move of `tenant` and removes what it made (before
@@ -487,30 +498,15 @@ pub async fn abort(fleet: &Fleet, tenant: &TenantEntry) -> Result<bool, MoveErro
 /// what to change. (Not the command line's fault: these fail the work.)
 async fn check_preconditions(sides: &Sides<'_>) -> Result<(), MoveError> {
     let refuse = |m: String| Err(MoveError::Failed(anyhow::anyhow!(m)));
-    let source = sides
-        .source
-        .admin
-        .database()
-        .connection()
-        .await
-        .map_err(|e| {
+    let reach = async |cluster: &ClusterDatabases| {
+        cluster.admin.database().connection().await.map_err(|e| {
             MoveError::Failed(anyhow::anyhow!(
                 "cluster {} cannot be reached: {e:#}",
-                sides.source.name
+                cluster.name
             ))
-        })?;
-    let target = sides
-        .target
-        .admin
-        .database()
-        .connection()
-        .await
-        .map_err(|e| {
-            MoveError::Failed(anyhow::anyhow!(
-                "cluster {} cannot be reached: {e:#}",
-                sides.target.name
-            ))
-        })?;
+        })
+    };
+    let (source, target) = (reach(sides.source).await?, reach(sides.target).await?);
     let facts = "SELECT current_setting('wal_level'), current_setting('server_version_num')::int,
                         (SELECT rolsuper FROM pg_roles WHERE rolname = current_user),
                         current_setting('max_replication_slots')::int
@@ -696,31 +692,11 @@ async fn run(
 async fn prepare_target(sides: &Sides<'_>) -> Result<Vec<String>, MoveError> {
     let (id, schema) = (sides.tenant.id, &sides.tenant.schema_name);
     let role_prefix = registry::role_prefix(&sides.home).await?;
-    let q_schema = quote_ident(schema);
     let mut tx = PooledTx::begin(sides.target.admin.database(), "").await?;
     tx.note_tenant(id);
     tx.note_schema_created();
     let client = tx.client();
-    client
-        .batch_execute(&format!(
-            "{role}
-             CREATE SCHEMA {q_schema};
-             SELECT set_config('search_path', '{q_schema}, extensions', true);
-             {history};
-             {privileges}",
-            role = tenant_role_sql(&sides.role, &role_prefix),
-            history = crate::fleet::migrate::SCHEMA_MIGRATIONS_DDL,
-            privileges = default_privileges_sql(&q_schema, &quote_ident(&sides.role)),
-        ))
-        .await?;
-    apply_pending(
-        client,
-        schema,
-        MigrationSets::embedded().tenant,
-        &QueryCounter::default(),
-    )
-    .await
-    .map_err(|e| anyhow::anyhow!(e))?;
+    newest_schema(client, schema, &sides.role, &role_prefix).await?;
     // Every table arrives from the source, migration history included.
     let tables = client
         .query(

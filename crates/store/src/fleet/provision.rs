@@ -127,19 +127,10 @@ async fn fill_tenant(
     } else {
         client
             .batch_execute(&format!(
-                "INSERT INTO public.tenant_counters (tenant_id) VALUES ({id});
-                 {}",
-                empty_schema_sql(schema, &role, role_prefix)
+                "INSERT INTO public.tenant_counters (tenant_id) VALUES ({id});"
             ))
             .await?;
-        apply_pending(
-            client,
-            schema,
-            MigrationSets::embedded().tenant,
-            &QueryCounter::default(),
-        )
-        .await
-        .map_err(|e| anyhow::anyhow!(e))?;
+        newest_schema(client, schema, &role, role_prefix).await?;
         client.batch_execute(&default_stages_sql()).await?;
     }
     client
@@ -263,6 +254,28 @@ async fn insert_registry_row(
     tx.note_tenant(id);
     tx.note_schema_created();
     Ok((id, row.get(1), row.get(2)))
+}
+
+/// Tenant schema `schema` with its role, at the newest version, in the
+/// open transaction (whose search path it is left on).
+pub(crate) async fn newest_schema(
+    client: &tokio_postgres::Client,
+    schema: &str,
+    role: &str,
+    role_prefix: &str,
+) -> Result<(), StoreError> {
+    client
+        .batch_execute(&empty_schema_sql(schema, role, role_prefix))
+        .await?;
+    apply_pending(
+        client,
+        schema,
+        MigrationSets::embedded().tenant,
+        &QueryCounter::default(),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!(e))?;
+    Ok(())
 }
 
 /// An empty schema with its migration history table and its data-only
