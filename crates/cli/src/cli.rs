@@ -238,6 +238,11 @@ pub struct ServeArgs {
     /// still works.
     #[arg(long, alias = "session-max-tenants", env = "ATRIUM_CONNECTION_MAX_TENANTS", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub connection_max_tenants: Option<u32>,
+    /// A tenant statement that runs this many milliseconds or longer is
+    /// logged (with its request id) and counted for its tenant in
+    /// /metrics and `atrium top` (default 1000).
+    #[arg(long, env = "ATRIUM_SLOW_STATEMENT_MS", value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+    pub slow_statement_ms: Option<u64>,
     /// Also create (once) a `demo` tenant with sample data, and say how
     /// to sign in.
     #[arg(long)]

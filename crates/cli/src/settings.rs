@@ -31,6 +31,7 @@ pub struct FileSettings {
     pub spare_schemas: Option<u32>,
     #[serde(alias = "session_max_tenants")]
     pub connection_max_tenants: Option<u32>,
+    pub slow_statement_ms: Option<u64>,
     /// More data clusters, by name: `[clusters.eu] database_url = "…"`.
     #[serde(default)]
     pub clusters: std::collections::BTreeMap<String, ClusterUrls>,

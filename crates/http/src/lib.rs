@@ -53,6 +53,9 @@ pub struct ServerSettings {
     /// A client has this long to send a request's headers (slow-loris
     /// connections are closed).
     pub header_read_timeout: Duration,
+    /// A tenant statement running this long or longer is logged with its
+    /// request id and counted for its tenant (/metrics, `atrium top`).
+    pub slow_statement: Duration,
 }
 
 impl std::fmt::Debug for ServerSettings {
@@ -69,6 +72,7 @@ impl std::fmt::Debug for ServerSettings {
             .field("max_connections", &self.max_connections)
             .field("max_requests_in_flight", &self.max_requests_in_flight)
             .field("header_read_timeout", &self.header_read_timeout)
+            .field("slow_statement", &self.slow_statement)
             .finish()
     }
 }
@@ -84,6 +88,7 @@ impl Default for ServerSettings {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_requests_in_flight: DEFAULT_MAX_REQUESTS_IN_FLIGHT,
             header_read_timeout: Duration::from_secs(10),
+            slow_statement: Duration::from_secs(1),
         }
     }
 }

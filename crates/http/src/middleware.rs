@@ -10,6 +10,8 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 
+use atrium_store::connection::db_time::DbUsage;
+
 use crate::AppState;
 use crate::error::ApiError;
 use crate::extract::ChargedTenant;
@@ -125,9 +127,13 @@ async fn observe_and_bound(
         user = tracing::field::Empty,
     );
     let handled = tracing::Instrument::instrument(handled, span.clone());
-    let (response, db_time) = match tokio::time::timeout(
+    let (response, db) = match tokio::time::timeout(
         timeout,
-        atrium_store::connection::db_time::measured(handled),
+        atrium_store::connection::db_time::measured(
+            &request_id,
+            state.settings.slow_statement,
+            handled,
+        ),
     )
     .await
     {
@@ -139,16 +145,20 @@ async fn observe_and_bound(
                 Some(&request_id),
             )
             .await,
-            Duration::ZERO,
+            DbUsage::default(),
         ),
     };
     let elapsed = started.elapsed();
     let status = response.status().as_u16();
     let tenant = charged.get();
     if let Some(tenant_id) = tenant {
-        state
-            .metrics
-            .record(tenant_id, elapsed, status >= 500, db_time);
+        state.metrics.record(tenant_id, elapsed, status >= 500, db);
+        if db.slow_statements > 0 {
+            // Labelled by tenant id: only tenants with slow statements
+            // get a series, and the id never changes (a subdomain can).
+            metrics::counter!("atrium_slow_statements_total", "tenant_id" => tenant_id.to_string())
+                .increment(u64::from(db.slow_statements));
+        }
     }
     // An import is the one request meant to run for minutes: it is bounded
     // by its row limit and works one batch transaction at a time, on one
@@ -157,7 +167,7 @@ async fn observe_and_bound(
     if let Some(policy) = charged.policy()
         && !is_import
     {
-        policy.charge_db_time(db_time);
+        policy.charge_db_time(db.time);
     }
     metrics::counter!("atrium_http_requests_total", "route" => route.clone(), "method" => method.to_string(), "status" => status.to_string()).increment(1);
     metrics::histogram!("atrium_http_request_duration_seconds", "route" => route.clone())

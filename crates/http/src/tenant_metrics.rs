@@ -9,6 +9,7 @@ use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use atrium_domain::latency::Histogram;
+use atrium_store::connection::db_time::DbUsage;
 use atrium_store::fleet::tenant_metrics::Published;
 use serde::Serialize;
 
@@ -23,6 +24,7 @@ struct Bucket {
     requests: u32,
     errors: u32,
     db_time_us: u64,
+    slow_statements: u32,
     latency: Histogram,
 }
 
@@ -38,6 +40,7 @@ pub struct Window {
     pub errors: u64,
     pub db_time: Duration,
     pub latency: Histogram,
+    pub slow_statements: u64,
 }
 
 /// `GET /platform/v1/tenants/{id}/metrics`.
@@ -50,6 +53,8 @@ pub struct TenantMetricsView {
     pub latency_ms: LatencyView,
     /// Time spent waiting on PostgreSQL, summed over the requests.
     pub db_time_ms: f64,
+    /// Statements that ran past the server's slow-statement threshold.
+    pub slow_statements: u64,
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -70,6 +75,7 @@ impl From<&Window> for TenantMetricsView {
                 p99: round(w.latency.quantile_ms(0.99)),
             },
             db_time_ms: round(w.db_time.as_secs_f64() * 1000.0),
+            slow_statements: w.slow_statements,
         }
     }
 }
@@ -96,6 +102,7 @@ impl Ring {
             window.requests += u64::from(bucket.requests);
             window.errors += u64::from(bucket.errors);
             window.db_time += Duration::from_micros(bucket.db_time_us);
+            window.slow_statements += u64::from(bucket.slow_statements);
             window.latency.merge(&bucket.latency);
         }
         window
@@ -109,7 +116,7 @@ impl Ring {
 }
 
 impl TenantMetrics {
-    pub fn record(&self, tenant_id: i32, latency: Duration, error: bool, db_time: Duration) {
+    pub fn record(&self, tenant_id: i32, latency: Duration, error: bool, db: DbUsage) {
         let period = current_period();
         let mut rings = self.rings.lock().unwrap_or_else(|e| e.into_inner());
         let ring = rings.entry(tenant_id).or_default();
@@ -124,7 +131,8 @@ impl TenantMetrics {
         bucket.errors = bucket.errors.saturating_add(u32::from(error));
         bucket.db_time_us = bucket
             .db_time_us
-            .saturating_add(db_time.as_micros().min(u128::from(u64::MAX)) as u64);
+            .saturating_add(db.time.as_micros().min(u128::from(u64::MAX)) as u64);
+        bucket.slow_statements = bucket.slow_statements.saturating_add(db.slow_statements);
         bucket.latency.record(latency.as_secs_f64() * 1000.0);
     }
 
@@ -178,6 +186,7 @@ pub(crate) async fn publish_every_minute(
                 errors: w.errors,
                 db_time_ms: w.db_time.as_secs_f64() * 1000.0,
                 latency: w.latency.to_counts(),
+                slow_statements: w.slow_statements,
             })
             .collect();
         if let Err(e) = atrium_store::fleet::tenant_metrics::publish(&db, &server_id, &rows).await {
@@ -198,13 +207,17 @@ mod tests {
                 7,
                 Duration::from_millis(ms),
                 ms == 400,
-                Duration::from_millis(1),
+                DbUsage {
+                    time: Duration::from_millis(1),
+                    slow_statements: u32::from(ms == 400),
+                },
             );
         }
-        metrics.record(8, Duration::from_millis(5), false, Duration::ZERO);
+        metrics.record(8, Duration::from_millis(5), false, DbUsage::default());
         let seven = metrics.window(7);
         assert_eq!((seven.requests, seven.errors), (4, 1));
         assert_eq!(seven.db_time, Duration::from_millis(4));
+        assert_eq!(seven.slow_statements, 1);
         let view = TenantMetricsView::from(&seven);
         assert!(
             view.latency_ms.p50 <= 3.0 && view.latency_ms.p99 > 100.0,

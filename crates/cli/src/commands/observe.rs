@@ -34,12 +34,13 @@ pub async fn top(args: TopArgs, connected: &Connected) -> CommandResult {
                 format!("{:.1}", l.p50_ms),
                 format!("{:.1}", l.p99_ms),
                 format!("{:.0}", l.db_time_ms),
+                l.slow_statements.to_string(),
             ]
         })
         .collect();
     print_table(
         &[
-            "TENANT", "CLUSTER", "REQUESTS", "ERRORS", "P50_MS", "P99_MS", "DB_MS",
+            "TENANT", "CLUSTER", "REQUESTS", "ERRORS", "P50_MS", "P99_MS", "DB_MS", "SLOW",
         ],
         &rows,
     );
@@ -189,12 +190,15 @@ pub async fn queries(args: QueriesArgs, connected: &Connected) -> CommandResult 
                 q.pid.to_string(),
                 q.state.clone(),
                 format!("{:.1}", q.seconds),
+                q.request_id.clone().unwrap_or_else(|| "-".into()),
                 q.query.split_whitespace().collect::<Vec<_>>().join(" "),
             ]
         })
         .collect();
     print_table(
-        &["CLUSTER", "TENANT", "PID", "STATE", "SECONDS", "QUERY"],
+        &[
+            "CLUSTER", "TENANT", "PID", "STATE", "SECONDS", "REQUEST", "QUERY",
+        ],
         &rows,
     );
     report_unread(&read.failed)

@@ -41,6 +41,11 @@ pub async fn run(
             args.trusted_proxies
         },
         max_connections: max_connections(),
+        slow_statement: Duration::from_millis(
+            args.slow_statement_ms
+                .or(file.slow_statement_ms)
+                .unwrap_or(1000),
+        ),
         ..Default::default()
     };
     let smtp_url = args

@@ -460,13 +460,19 @@ async fn long_tenant_statements_are_listed_and_cancelled() {
     assert!(atrium(url, CREATE).status.success());
     let directory = TenantDirectory::start(t.db.clone()).await.unwrap();
     let acme = directory.resolve("acme").await.unwrap().unwrap();
+    let acme_id = acme.id;
     let db = t.db.clone();
-    let sleeping = tokio::spawn(async move {
-        let tx = TenantTx::begin(&db, &acme, std::time::Duration::from_secs(60))
-            .await
-            .unwrap();
-        tx.query_raw_for_tests("SELECT pg_sleep(30)").await
-    });
+    // As a request would: its id beside the statement.
+    let sleeping = tokio::spawn(atrium_store::connection::db_time::measured(
+        "req-sleepy-1",
+        std::time::Duration::from_secs(1),
+        async move {
+            let tx = TenantTx::begin(&db, &acme, std::time::Duration::from_secs(60))
+                .await
+                .unwrap();
+            tx.query_raw_for_tests("SELECT pg_sleep(30)").await
+        },
+    ));
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let listed = loop {
         let listed = json(&atrium(url, &["queries", "--over", "0.5", "--json"]));
@@ -490,8 +496,27 @@ async fn long_tenant_statements_are_listed_and_cancelled() {
         "{listed}"
     );
     assert!(query["seconds"].as_f64().unwrap() >= 0.5, "{listed}");
+    assert_eq!(query["request_id"], "req-sleepy-1", "{listed}");
     let table = stdout(&atrium(url, &["queries"]));
-    assert!(table.contains("acme") && table.contains("PID"), "{table}");
+    assert!(
+        table.contains("acme") && table.contains("PID") && table.contains("req-sleepy-1"),
+        "{table}"
+    );
+    // Sessions of one tenant are one line of `connections`, whatever
+    // request each serves.
+    let groups = json(&atrium(url, &["connections", "--json"]));
+    let acme_groups: Vec<_> = groups
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|g| g["tenant"] == "acme")
+        .collect();
+    assert_eq!(acme_groups.len(), 1, "{groups}");
+    assert_eq!(
+        acme_groups[0]["application_name"],
+        format!("tenant_{}", acme_id),
+        "{groups}"
+    );
 
     assert_fails(
         &atrium(url, &["queries", "cancel", "999999"]),
@@ -508,7 +533,8 @@ async fn long_tenant_statements_are_listed_and_cancelled() {
     let ended = tokio::time::timeout(std::time::Duration::from_secs(5), sleeping)
         .await
         .expect("the statement was cancelled")
-        .unwrap();
+        .unwrap()
+        .0;
     assert!(ended.is_err(), "pg_sleep ran to its end");
     let negative = atrium(url, &["queries", "--over", "-1"]);
     assert_eq!(negative.status.code(), Some(2));

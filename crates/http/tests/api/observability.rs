@@ -247,3 +247,55 @@ async fn an_internal_errors_log_line_names_the_request_its_tenant_route_and_user
     assert_eq!(span["tenant"], t.id, "{line}");
     assert!(span["user"].as_i64().is_some_and(|u| u > 0), "{line}");
 }
+
+#[tokio::test]
+async fn statements_past_the_threshold_are_logged_and_counted_for_their_tenant() {
+    let captured = captured_logs();
+    // Every statement is past a zero threshold.
+    let app = TestApp::spawn_with(ServerSettings {
+        slow_statement: Duration::ZERO,
+        platform_token: Some(PLATFORM_TOKEN.into()),
+        ..Default::default()
+    })
+    .await;
+    let t = app.create_tenant_of_tier("alpha", "small").await;
+    let response = app
+        .authed(Method::GET, "alpha", &t.admin_token, "/api/v1/contacts")
+        .header("x-request-id", "slow-one-7")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let line: serde_json::Value = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|l| {
+            l["fields"]["message"] == "slow statement" && l["span"]["request_id"] == "slow-one-7"
+        })
+        .unwrap_or_else(|| panic!("no slow statement logged for the request: {logs}"));
+    assert!(
+        line["fields"]["statement"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("SELECT")),
+        "{line}"
+    );
+    assert_eq!(line["span"]["tenant"], t.id, "{line}");
+    assert_eq!(
+        line["fields"]["schema"],
+        format!("tenant_{}", t.id),
+        "{line}"
+    );
+    let alpha = metrics_of(&app, t.id).await;
+    assert!(alpha["slow_statements"].as_u64().unwrap() >= 1, "{alpha}");
+    let text = app
+        .request(Method::GET, "/metrics")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let series = format!("atrium_slow_statements_total{{tenant_id=\"{}\"}}", t.id);
+    assert!(text.contains(&series), "{series} missing from {text}");
+}

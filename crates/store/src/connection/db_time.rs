@@ -1,6 +1,8 @@
 //! Time a request spends waiting on PostgreSQL, summed over its tenant
-//! transactions: the "database time" of the per-tenant metrics. A
-//! task-local, so no handler has to carry it.
+//! transactions: the "database time" of the per-tenant metrics; the
+//! statements of it that ran past the slow-statement threshold; and the
+//! request's id, which its tenant transactions show in `pg_stat_activity`.
+//! A task-local, so no handler has to carry them.
 
 use std::cell::Cell;
 use std::future::Future;
@@ -17,6 +19,40 @@ struct DbClock {
     total: Cell<Duration>,
     in_flight: Cell<u32>,
     busy_since: Cell<Option<Instant>>,
+    slow_statements: Cell<u32>,
+    slow_statement: Duration,
+    /// Only characters safe in `application_name` and in SQL text.
+    request_id: Option<String>,
+}
+
+/// What a request asked of PostgreSQL.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DbUsage {
+    pub time: Duration,
+    /// Tenant statements that ran at least the request's slow-statement
+    /// threshold.
+    pub slow_statements: u32,
+}
+
+/// A request id as it may appear in `application_name` (at most 63 bytes,
+/// with the schema name before it) and in the setup SQL: a client's own
+/// `X-Request-Id` of other characters, or longer, is left out.
+fn usable_request_id(id: &str) -> Option<String> {
+    let usable = !id.is_empty()
+        && id.len() <= 40
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    usable.then(|| id.to_owned())
+}
+
+/// The id of the request this task serves, if it is a request and its id
+/// is usable.
+pub(crate) fn request_id() -> Option<String> {
+    DB_TIME
+        .try_with(|clock| clock.request_id.clone())
+        .ok()
+        .flatten()
 }
 
 impl DbClock {
@@ -41,12 +77,27 @@ tokio::task_local! {
     static DB_TIME: DbClock;
 }
 
-/// Runs `work`, returning its output and the database time it spent.
-pub async fn measured<F: Future>(work: F) -> (F::Output, Duration) {
+/// Runs `work` for request `request_id`, returning its output and what it
+/// asked of the database; its tenant statements that take `slow_statement`
+/// or longer are logged and counted.
+pub async fn measured<F: Future>(
+    request_id: &str,
+    slow_statement: Duration,
+    work: F,
+) -> (F::Output, DbUsage) {
+    let clock = DbClock {
+        request_id: usable_request_id(request_id),
+        slow_statement,
+        ..Default::default()
+    };
     DB_TIME
-        .scope(DbClock::default(), async {
+        .scope(clock, async {
             let output = work.await;
-            (output, DB_TIME.with(|clock| clock.total.get()))
+            let usage = DB_TIME.with(|clock| DbUsage {
+                time: clock.total.get(),
+                slow_statements: clock.slow_statements.get(),
+            });
+            (output, usage)
         })
         .await
 }
@@ -68,6 +119,36 @@ pub(crate) async fn timed<F: Future>(call: F) -> F::Output {
     output
 }
 
+/// Awaits one tenant statement like [`timed`]; in a request, one that
+/// ran past the request's threshold is logged (in the request's span: its
+/// id and tenant) and counted.
+pub(crate) async fn timed_statement<F: Future>(schema: &str, sql: &str, call: F) -> F::Output {
+    let started = std::time::Instant::now();
+    let output = timed(call).await;
+    let elapsed = started.elapsed();
+    let slow = DB_TIME
+        .try_with(|clock| {
+            let slow = elapsed >= clock.slow_statement;
+            if slow {
+                clock
+                    .slow_statements
+                    .set(clock.slow_statements.get().saturating_add(1));
+            }
+            slow
+        })
+        .unwrap_or(false);
+    if slow {
+        let statement: String = sql.split_whitespace().collect::<Vec<_>>().join(" ");
+        tracing::warn!(
+            schema,
+            elapsed_ms = elapsed.as_millis() as u64,
+            statement = %statement.chars().take(200).collect::<String>(),
+            "slow statement"
+        );
+    }
+    output
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -75,20 +156,33 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn calls_sent_together_count_their_overlap_once() {
         let nap = || timed(tokio::time::sleep(Duration::from_millis(50)));
-        let ((), spent) = measured(async {
+        let ((), spent) = measured("r1", Duration::from_secs(1), async {
             tokio::join!(nap(), nap(), nap());
         })
         .await;
         assert_eq!(
-            spent,
+            spent.time,
             Duration::from_millis(50),
             "three overlapping 50 ms calls are 50 ms of database time, not 150"
         );
-        let ((), spent) = measured(async {
+        let ((), spent) = measured("r2", Duration::from_secs(1), async {
             nap().await;
             nap().await;
         })
         .await;
-        assert_eq!(spent, Duration::from_millis(100), "one after the other");
+        assert_eq!(
+            spent.time,
+            Duration::from_millis(100),
+            "one after the other"
+        );
+    }
+
+    #[test]
+    fn only_plain_request_ids_reach_the_database() {
+        let uuid = "0b6f7c1e-8d4a-4f7e-9a51-2f0c7d7e3b10";
+        assert_eq!(usable_request_id(uuid).as_deref(), Some(uuid));
+        for bad in ["", "a'b", "a b", "x;DROP", "é", &"x".repeat(41)] {
+            assert_eq!(usable_request_id(bad), None, "{bad}");
+        }
     }
 }

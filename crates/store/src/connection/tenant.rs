@@ -17,7 +17,7 @@ use tokio_postgres::{Row, Statement};
 
 use atrium_domain::{TenantStatus, Tier};
 
-use crate::connection::db_time::timed;
+use crate::connection::db_time::{request_id, timed, timed_statement};
 use crate::registry::naming::is_tenant_schema_name;
 use crate::{Database, PooledTx, StoreError};
 
@@ -105,12 +105,19 @@ impl TenantContext {
     /// `writes`: whether the transaction may write, so waits while a move
     /// pauses the tenant's writes (`shared.enter_tenant`, which also
     /// refuses a tenant this cluster no longer serves).
+    /// The session is named after the schema, followed by the request's id
+    /// when it serves one (`atrium queries` shows it; the id is checked to
+    /// hold only letters, digits, `-`, `_` and `.`).
     fn setup_sql(&self, statement_timeout: Duration, writes: bool) -> String {
+        let application_name = match request_id() {
+            Some(id) => format!("{} {id}", self.schema_name),
+            None => self.schema_name.clone(),
+        };
         format!(
             "SELECT shared.enter_tenant({id}, {writes}); \
              SELECT set_config('search_path', '{schema}, extensions, pg_temp', true), \
                     set_config('role', '{role}', true), \
-                    set_config('application_name', '{schema}', true), \
+                    set_config('application_name', '{application_name}', true), \
                     set_config('statement_timeout', '{timeout}', true), \
                     set_config('jit', 'off', true)",
             id = self.id,
@@ -220,7 +227,7 @@ impl TenantTx {
         let client = tx.client();
         let setup = format!("BEGIN; {}", tenant.setup_sql(statement_timeout, writes));
         let cache_statements = db.caches_statements();
-        let (begun, row) = timed(async {
+        let (begun, row) = timed_statement(&tenant.schema_name, sql, async {
             futures::join!(client.batch_execute(&setup), async {
                 let statement = if cache_statements {
                     client.prepare_cached(sql).await?
@@ -269,7 +276,7 @@ impl TenantTx {
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<Row>, tokio_postgres::Error> {
-        timed(async {
+        timed_statement(&self.tenant.schema_name, sql, async {
             let statement = self.prepared(sql).await?;
             self.tx.client().query(&statement, params).await
         })
@@ -281,7 +288,7 @@ impl TenantTx {
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Option<Row>, tokio_postgres::Error> {
-        timed(async {
+        timed_statement(&self.tenant.schema_name, sql, async {
             let statement = self.prepared(sql).await?;
             self.tx.client().query_opt(&statement, params).await
         })
@@ -293,7 +300,7 @@ impl TenantTx {
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Row, tokio_postgres::Error> {
-        timed(async {
+        timed_statement(&self.tenant.schema_name, sql, async {
             let statement = self.prepared(sql).await?;
             self.tx.client().query_one(&statement, params).await
         })
@@ -305,7 +312,7 @@ impl TenantTx {
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<u64, tokio_postgres::Error> {
-        timed(async {
+        timed_statement(&self.tenant.schema_name, sql, async {
             let statement = self.prepared(sql).await?;
             self.tx.client().execute(&statement, params).await
         })

@@ -109,18 +109,29 @@ pub struct ConnectionGroup {
     pub longest_seconds: f64,
 }
 
+/// A tenant session's `application_name`: its schema, then a space and
+/// the id of the request it serves, if any.
+const TENANT_SESSION: &str = "'^tenant_[1-9][0-9]*( |$)'";
+
 pub async fn connections(db: &Database) -> anyhow::Result<Vec<ConnectionGroup>> {
     let session = db.connection().await?;
     let rows = session
         .query(
-            "SELECT t.subdomain, coalesce(a.application_name, ''), coalesce(a.state, 'unknown'),
-                    count(*), coalesce(extract(epoch FROM max(now() - a.state_change)), 0)::float8
-               FROM pg_stat_activity a
-               LEFT JOIN public.tenants t ON t.schema_name = a.application_name
-              WHERE a.datname = current_database() AND a.backend_type = 'client backend'
-                AND a.pid <> pg_backend_pid()
-              GROUP BY t.subdomain, a.application_name, a.state
-              ORDER BY count(*) DESC, 2, 3",
+            &format!(
+                "WITH a AS (
+                   SELECT CASE WHEN application_name ~ {TENANT_SESSION}
+                               THEN split_part(application_name, ' ', 1)
+                               ELSE coalesce(application_name, '') END AS name,
+                          coalesce(state, 'unknown') AS state, state_change
+                     FROM pg_stat_activity
+                    WHERE datname = current_database() AND backend_type = 'client backend'
+                      AND pid <> pg_backend_pid())
+                 SELECT t.subdomain, a.name, a.state, count(*),
+                        coalesce(extract(epoch FROM max(now() - a.state_change)), 0)::float8
+                   FROM a LEFT JOIN public.tenants t ON t.schema_name = a.name
+                  GROUP BY t.subdomain, a.name, a.state
+                  ORDER BY count(*) DESC, 2, 3"
+            ),
             &[],
         )
         .await?;
@@ -147,6 +158,8 @@ pub struct RunningQuery {
     pub schema_name: String,
     pub pid: i32,
     pub state: String,
+    /// The request it serves (its `X-Request-Id`), when it serves one.
+    pub request_id: Option<String>,
     /// How long the statement has run.
     pub seconds: f64,
     /// Its text, cut at 200 characters (parameters are not in it).
@@ -164,14 +177,17 @@ pub async fn running_queries(
         .connection()
         .await?
         .query(
-            "SELECT a.application_name, a.pid, COALESCE(a.state, 'unknown'),
-                    extract(epoch FROM now() - a.query_start)::float8, left(a.query, 200)
-               FROM pg_stat_activity a
-              WHERE a.datname = current_database() AND a.backend_type = 'client backend'
-                AND a.application_name ~ '^tenant_[1-9][0-9]*$'
-                AND a.state IS DISTINCT FROM 'idle' AND a.pid <> pg_backend_pid()
-                AND now() - a.query_start >= make_interval(secs => $1)
-              ORDER BY 4 DESC",
+            &format!(
+                "SELECT split_part(a.application_name, ' ', 1), a.pid, COALESCE(a.state, 'unknown'),
+                        extract(epoch FROM now() - a.query_start)::float8, left(a.query, 200),
+                        nullif(split_part(a.application_name, ' ', 2), '')
+                   FROM pg_stat_activity a
+                  WHERE a.datname = current_database() AND a.backend_type = 'client backend'
+                    AND a.application_name ~ {TENANT_SESSION}
+                    AND a.state IS DISTINCT FROM 'idle' AND a.pid <> pg_backend_pid()
+                    AND now() - a.query_start >= make_interval(secs => $1)
+                  ORDER BY 4 DESC"
+            ),
             &[&over_seconds],
         )
         .await?;
@@ -183,6 +199,7 @@ pub async fn running_queries(
             schema_name: r.get(0),
             pid: r.get(1),
             state: r.get(2),
+            request_id: r.get(5),
             seconds: (r.get::<_, f64>(3) * 10.0).round() / 10.0,
             query: r.get(4),
         })
@@ -202,12 +219,14 @@ pub async fn cancel_queries(
         .connection()
         .await?
         .query(
-            "SELECT pg_cancel_backend(a.pid) FROM pg_stat_activity a
-              WHERE a.datname = current_database() AND a.backend_type = 'client backend'
-                AND a.application_name ~ '^tenant_[1-9][0-9]*$'
-                AND a.state IS DISTINCT FROM 'idle' AND a.pid <> pg_backend_pid()
-                AND ($1::int IS NULL OR a.pid = $1)
-                AND ($2::text IS NULL OR a.application_name = $2)",
+            &format!(
+                "SELECT pg_cancel_backend(a.pid) FROM pg_stat_activity a
+                  WHERE a.datname = current_database() AND a.backend_type = 'client backend'
+                    AND a.application_name ~ {TENANT_SESSION}
+                    AND a.state IS DISTINCT FROM 'idle' AND a.pid <> pg_backend_pid()
+                    AND ($1::int IS NULL OR a.pid = $1)
+                    AND ($2::text IS NULL OR split_part(a.application_name, ' ', 1) = $2)"
+            ),
             &[&pid, &schema],
         )
         .await?;

@@ -16,6 +16,7 @@ pub struct Published {
     pub errors: u64,
     pub db_time_ms: f64,
     pub latency: Vec<i32>,
+    pub slow_statements: u64,
 }
 
 /// Rows older than this are from servers that stopped.
@@ -31,16 +32,19 @@ pub async fn publish(db: &Database, server_id: &str, rows: &[Published]) -> anyh
             "WITH gone AS (
                DELETE FROM public.tenant_metrics WHERE server_id = $1 AND tenant_id <> ALL($3))
              INSERT INTO public.tenant_metrics
-                    (server_id, tenant_id, reported_at, requests, errors, db_time_ms, latency_histogram)
+                    (server_id, tenant_id, reported_at, requests, errors, db_time_ms, latency_histogram,
+                     slow_statements)
              SELECT $1, r.tenant_id, now(), r.requests, r.errors, r.db_time_ms,
-                    ARRAY(SELECT jsonb_array_elements_text(r.latency)::int)
+                    ARRAY(SELECT jsonb_array_elements_text(r.latency)::int), r.slow_statements
                FROM jsonb_to_recordset($2) AS r(tenant_id int, requests bigint, errors bigint,
-                                                db_time_ms float8, latency jsonb)
+                                                db_time_ms float8, latency jsonb,
+                                                slow_statements bigint)
                -- a tenant deleted since the figures were taken
               WHERE EXISTS (SELECT 1 FROM public.tenants t WHERE t.id = r.tenant_id)
              ON CONFLICT (server_id, tenant_id) DO UPDATE SET
                     reported_at = now(), requests = EXCLUDED.requests, errors = EXCLUDED.errors,
-                    db_time_ms = EXCLUDED.db_time_ms, latency_histogram = EXCLUDED.latency_histogram",
+                    db_time_ms = EXCLUDED.db_time_ms, latency_histogram = EXCLUDED.latency_histogram,
+                    slow_statements = EXCLUDED.slow_statements",
             &[&server_id, &serde_json::to_value(rows)?, &ids],
         )
         .await?;
@@ -70,6 +74,8 @@ pub struct TenantLoad {
     pub p50_ms: f64,
     pub p99_ms: f64,
     pub db_time_ms: f64,
+    /// Statements past the servers' slow-statement threshold.
+    pub slow_statements: u64,
     pub servers: usize,
 }
 
@@ -79,7 +85,7 @@ pub async fn busiest(db: &Database, limit: usize) -> anyhow::Result<Vec<TenantLo
     let rows = session
         .query(
             "SELECT m.tenant_id, t.subdomain, m.requests, m.errors, m.db_time_ms, m.latency_histogram,
-                    t.cluster
+                    t.cluster, m.slow_statements
                FROM public.tenant_metrics m JOIN public.tenants t ON t.id = m.tenant_id
               WHERE m.reported_at > now() - make_interval(secs => $1)",
             &[&FRESH_SECONDS],
@@ -99,6 +105,7 @@ pub async fn busiest(db: &Database, limit: usize) -> anyhow::Result<Vec<TenantLo
                     p50_ms: 0.0,
                     p99_ms: 0.0,
                     db_time_ms: 0.0,
+                    slow_statements: 0,
                     servers: 0,
                 },
                 Histogram::default(),
@@ -107,6 +114,7 @@ pub async fn busiest(db: &Database, limit: usize) -> anyhow::Result<Vec<TenantLo
         entry.0.requests += row.get::<_, i64>(2).max(0) as u64;
         entry.0.errors += row.get::<_, i64>(3).max(0) as u64;
         entry.0.db_time_ms += row.get::<_, f64>(4);
+        entry.0.slow_statements += row.get::<_, i64>(7).max(0) as u64;
         entry.0.servers += 1;
         entry
             .1

@@ -20,6 +20,7 @@ fn load(tenant_id: i32, requests: u64, latency_ms: f64) -> Published {
         errors: requests / 10,
         db_time_ms: requests as f64 * 0.5,
         latency: latency.to_counts(),
+        slow_statements: requests / 20,
     }
 }
 
@@ -51,6 +52,7 @@ async fn top_merges_every_live_server_and_orders_by_load() {
     assert_eq!(order, vec![("alpha", 70, 2), ("bravo", 50, 1)]);
     assert!(top[0].p99_ms < top[1].p50_ms, "{top:?}");
     assert_eq!(top[0].errors, 7);
+    assert_eq!(top[0].slow_statements, 1 + 2, "each server's count, summed");
     assert_eq!(busiest(&t.db, 1).await.unwrap().len(), 1);
 
     // A server publishes its whole view: a tenant it no longer saw drops out.
