@@ -112,6 +112,12 @@ pub struct TopArgs {
 #[derive(Debug, Args)]
 pub struct IndexesArgs {
     pub subdomain: Option<String>,
+    /// Each B-tree index's estimated bloat (from the statistics, reading
+    /// no table), only the bloated ones (30% and 1 MiB or more): what
+    /// `maintain --reindex` rebuilds. With SUB, every index of that
+    /// tenant with its estimate.
+    #[arg(long)]
+    pub bloated: bool,
     #[arg(long)]
     pub json: bool,
 }
@@ -170,6 +176,11 @@ pub struct MaintainArgs {
     /// vacuumed or analyzed.
     #[arg(long)]
     pub vacuum: bool,
+    /// Also rebuild the bloated tenant indexes (`atrium indexes
+    /// --bloated`) with REINDEX INDEX CONCURRENTLY, two tables at a time;
+    /// writes go on meanwhile.
+    #[arg(long)]
+    pub reindex: bool,
     /// Purge records soft-deleted more than this many days ago (default 30).
     #[arg(long, env = "ATRIUM_RETENTION_DAYS", value_parser = clap::value_parser!(u32).range(1..=36500))]
     pub retention_days: Option<u32>,
@@ -243,6 +254,10 @@ pub struct ServeArgs {
     /// /metrics and `atrium top` (default 1000).
     #[arg(long, env = "ATRIUM_SLOW_STATEMENT_MS", value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
     pub slow_statement_ms: Option<u64>,
+    /// Rebuild bloated tenant indexes (REINDEX CONCURRENTLY) this often,
+    /// as part of the scheduled maintain; 0 turns it off (default 7).
+    #[arg(long, env = "ATRIUM_REINDEX_INTERVAL_DAYS", value_parser = clap::value_parser!(u32).range(0..=365))]
+    pub reindex_interval_days: Option<u32>,
     /// Also create (once) a `demo` tenant with sample data, and say how
     /// to sign in.
     #[arg(long)]

@@ -32,6 +32,7 @@ pub struct FileSettings {
     #[serde(alias = "session_max_tenants")]
     pub connection_max_tenants: Option<u32>,
     pub slow_statement_ms: Option<u64>,
+    pub reindex_interval_days: Option<u32>,
     /// More data clusters, by name: `[clusters.eu] database_url = "…"`.
     #[serde(default)]
     pub clusters: std::collections::BTreeMap<String, ClusterUrls>,

@@ -14,12 +14,23 @@ pub const DEFAULT_RETENTION_DAYS: u32 = 30;
 /// How often `serve` runs `maintain` (across all its processes).
 pub const DEFAULT_INTERVAL_MINUTES: u32 = 60;
 
-pub fn policy(retention_days: u32, vacuum: bool) -> Policy {
+/// How often `serve` rebuilds bloated indexes by default.
+pub const DEFAULT_REINDEX_INTERVAL_DAYS: u32 = 7;
+
+/// `reindex_every`: rebuild bloated indexes when no run did in that long
+/// (zero: now); `None`: not at all.
+pub fn policy(retention_days: u32, vacuum: bool, reindex_every: Option<Duration>) -> Policy {
     Policy {
         retention: Duration::from_secs(u64::from(retention_days) * 24 * 3600),
         session_idle: AuthSettings::default().session_idle,
         vacuum,
+        reindex_every,
     }
+}
+
+/// `days` as a policy's `reindex_every` (0 turns it off).
+pub fn reindex_every_days(days: u32) -> Option<Duration> {
+    (days > 0).then(|| Duration::from_secs(u64::from(days) * 24 * 3600))
 }
 
 /// Runs `maintain` now on every cluster, one after another; `None` when
@@ -60,6 +71,8 @@ fn add(total: &mut MaintainReport, report: MaintainReport, cluster: &str) {
     total.outbox_tokens_blanked += report.outbox_tokens_blanked;
     let on = |name: String| format!("{name} (cluster {cluster})");
     total.vacuumed.extend(report.vacuumed.into_iter().map(on));
+    total.reindex_ran |= report.reindex_ran;
+    total.reindexed.extend(report.reindexed);
     total
         .moved_sources_dropped
         .extend(report.moved_sources_dropped.into_iter().map(on));
@@ -98,6 +111,7 @@ async fn run_if_due(db: &AdminDatabase, cluster: &str, policy: &Policy, interval
                 + report.deals_purged
                 + report.activities_purged,
             vacuumed = report.vacuumed.len(),
+            reindexed = report.reindexed.len(),
             failures = report.failures.len(),
             seconds = report.seconds,
             cluster,

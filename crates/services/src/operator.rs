@@ -4,11 +4,14 @@
 //! reaches into the store.
 
 use atrium_store::fleet::migrate::MigrationSets;
-use atrium_store::fleet::{check, migrate, moving, observe, roles, spares, tenant_metrics};
+use atrium_store::fleet::{
+    check, index_health, migrate, moving, observe, roles, spares, tenant_metrics,
+};
 use atrium_store::registry::TenantEntry;
 use atrium_store::{AdminDatabase, Database, Fleet, outbox, registry};
 
 pub use atrium_store::fleet::check::CheckReport;
+pub use atrium_store::fleet::index_health::IndexBloat;
 pub use atrium_store::fleet::migrate::{
     MigrateOptions, MigrateReport, MigrationError, MigrationStatus, TenantVersion,
 };
@@ -347,6 +350,53 @@ pub async fn cancel_queries(
         tenant.map(|t| t.schema_name.as_str()),
     )
     .await?)
+}
+
+/// The bloated tenant indexes of every cluster, most bloat first; or,
+/// for `tenant`, the estimate of each of its B-tree indexes.
+pub async fn index_bloat(
+    fleet: &Fleet,
+    tenant: Option<&TenantEntry>,
+) -> anyhow::Result<FleetRead<IndexBloat>> {
+    let names = subdomains(fleet).await?;
+    let read = match tenant {
+        Some(tenant) => {
+            let cluster = crate::tenants::cluster_of(fleet, tenant)?;
+            let rows =
+                index_health::estimate(cluster.admin.database(), Some(&tenant.schema_name)).await?;
+            FleetRead {
+                rows: rows
+                    .into_iter()
+                    .map(|r| (cluster.name.clone(), r))
+                    .collect(),
+                failed: Vec::new(),
+            }
+        }
+        None => {
+            on_every_cluster(fleet, async |db| {
+                Ok(index_health::estimate(&db, None)
+                    .await?
+                    .into_iter()
+                    .filter(IndexBloat::is_bloated)
+                    .collect())
+            })
+            .await
+        }
+    };
+    let mut rows: Vec<IndexBloat> = read
+        .rows
+        .into_iter()
+        .map(|(cluster, mut i)| {
+            i.tenant = names.get(&i.schema_name).cloned();
+            i.cluster = cluster;
+            i
+        })
+        .collect();
+    rows.sort_by_key(|i| std::cmp::Reverse(i.bloat_bytes));
+    Ok(FleetRead {
+        rows,
+        failed: read.failed,
+    })
 }
 
 /// One tenant's indexes, on its cluster.

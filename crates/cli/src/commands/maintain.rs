@@ -13,7 +13,8 @@ pub async fn run(args: MaintainArgs, connected: &Connected, file: &FileSettings)
         .retention_days
         .or(file.retention_days)
         .unwrap_or(DEFAULT_RETENTION_DAYS);
-    let policy = maintain::policy(retention_days, args.vacuum);
+    let reindex = args.reindex.then_some(std::time::Duration::ZERO);
+    let policy = maintain::policy(retention_days, args.vacuum, reindex);
     let Some(report) = maintain::run_now(&connected.fleet(), &policy).await? else {
         return Err(Failure::from(anyhow::anyhow!(
             "another maintain run is in progress; try again when it has finished"
@@ -41,6 +42,19 @@ pub async fn run(args: MaintainArgs, connected: &Connected, file: &FileSettings)
         }
         if args.vacuum {
             println!("  {:<22}{}", "schemas vacuumed", report.vacuumed.len());
+        }
+        if args.reindex {
+            println!("  {:<22}{}", "indexes rebuilt", report.reindexed.len());
+            for index in &report.reindexed {
+                println!(
+                    "    {}.{}: {} -> {} MiB in {:.1} s",
+                    index.schema_name,
+                    index.index,
+                    crate::output::mib(index.bytes_before),
+                    crate::output::mib(index.bytes_after),
+                    index.seconds
+                );
+            }
         }
         for schema in &report.moved_sources_dropped {
             println!("  dropped the source of a moved tenant: {schema}");

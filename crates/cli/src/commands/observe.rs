@@ -8,11 +8,7 @@ use atrium_services::tenants;
 use super::CommandResult;
 use crate::cli::{IndexesArgs, JsonArg, QueriesAction, QueriesArgs, TopArgs};
 use crate::connect::Connected;
-use crate::output::{print_json, print_table};
-
-fn mib(bytes: i64) -> String {
-    format!("{:.1}", bytes as f64 / (1024.0 * 1024.0))
-}
+use crate::output::{mib, print_json, print_table};
 
 pub async fn top(args: TopArgs, connected: &Connected) -> CommandResult {
     let loads = operator::busiest_tenants(&connected.db, args.limit as usize).await?;
@@ -47,6 +43,50 @@ pub async fn top(args: TopArgs, connected: &Connected) -> CommandResult {
     Ok(ExitCode::SUCCESS)
 }
 
+async fn bloated_indexes(args: IndexesArgs, connected: &Connected) -> CommandResult {
+    let fleet = &connected.fleet();
+    let tenant = match &args.subdomain {
+        Some(subdomain) => Some(tenants::find(fleet, subdomain).await?),
+        None => None,
+    };
+    let read = operator::index_bloat(fleet, tenant.as_ref()).await?;
+    if args.json {
+        print_json(&read.rows)?;
+        return report_unread(&read.failed);
+    }
+    if read.rows.is_empty() && tenant.is_none() {
+        eprintln!("no bloated index (30% and 1 MiB or more of dead space)");
+    }
+    let rows: Vec<Vec<String>> = read
+        .rows
+        .iter()
+        .map(|i| {
+            vec![
+                i.tenant.clone().unwrap_or_else(|| i.schema_name.clone()),
+                i.cluster.clone(),
+                i.table.clone(),
+                i.index.clone(),
+                mib(i.bytes),
+                mib(i.bloat_bytes),
+                format!("{:.0}%", i.bloat_ratio * 100.0),
+            ]
+        })
+        .collect();
+    print_table(
+        &[
+            "TENANT",
+            "CLUSTER",
+            "TABLE",
+            "INDEX",
+            "MIB",
+            "BLOAT_MIB",
+            "BLOAT",
+        ],
+        &rows,
+    );
+    report_unread(&read.failed)
+}
+
 /// Says on stderr which clusters could not be read; the command then
 /// exits 1 after showing what the others said.
 fn report_unread(failed: &[(String, String)]) -> CommandResult {
@@ -62,6 +102,9 @@ fn report_unread(failed: &[(String, String)]) -> CommandResult {
 
 pub async fn indexes(args: IndexesArgs, connected: &Connected) -> CommandResult {
     let fleet = &connected.fleet();
+    if args.bloated {
+        return bloated_indexes(args, connected).await;
+    }
     match args.subdomain {
         Some(subdomain) => {
             let tenant = tenants::find(fleet, &subdomain).await?;

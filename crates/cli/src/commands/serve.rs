@@ -173,7 +173,15 @@ pub async fn run(
                 .retention_days
                 .or(file.retention_days)
                 .unwrap_or(DEFAULT_RETENTION_DAYS);
-            let (db, policy) = (connected.fleet(), maintain::policy(retention_days, true));
+            let reindex_every = maintain::reindex_every_days(
+                args.reindex_interval_days
+                    .or(file.reindex_interval_days)
+                    .unwrap_or(maintain::DEFAULT_REINDEX_INTERVAL_DAYS),
+            );
+            let (db, policy) = (
+                connected.fleet(),
+                maintain::policy(retention_days, true, reindex_every),
+            );
             let interval = Duration::from_secs(u64::from(interval_minutes) * 60);
             Some(AbortOnDrop(tokio::spawn(maintain::run_schedule(
                 db, policy, interval,

@@ -2,6 +2,7 @@
 //! JSON output, and the embedded default.
 
 mod archives;
+mod duties;
 mod embedded;
 mod faults;
 mod fleet;

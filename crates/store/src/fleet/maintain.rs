@@ -9,7 +9,8 @@
 //! go and expired tokens are blanked in the outbox. With `vacuum`,
 //! `VACUUM ANALYZE` runs on the schemas written since they were last
 //! vacuumed or analyzed, as the statistics say (so a quiet tenant costs
-//! nothing).
+//! nothing). With `reindex_every`, the bloated tenant indexes are rebuilt
+//! concurrently when the last run that did so is that old.
 
 use crate::AdminDatabase;
 use std::time::{Duration, Instant};
@@ -20,6 +21,7 @@ use serde::Serialize;
 use crate::Database;
 use crate::connection::database::quote_ident;
 use crate::fleet::archive::{ARCHIVED_TABLES, NOT_ARCHIVED};
+use crate::fleet::index_health::{self, Reindexed};
 use crate::registry::naming::is_tenant_schema_name;
 
 /// Session-level advisory lock held by the one `maintain` run at a time.
@@ -35,6 +37,9 @@ pub struct Policy {
     /// Sessions unused for this long are removed (they no longer sign in).
     pub session_idle: Duration,
     pub vacuum: bool,
+    /// Rebuild bloated indexes when no run has in this long (zero: in
+    /// this run); `None` never.
+    pub reindex_every: Option<Duration>,
 }
 
 #[derive(Debug, Default, Clone, Serialize)]
@@ -52,6 +57,10 @@ pub struct MaintainReport {
     pub outbox_tokens_blanked: u64,
     /// Schemas vacuumed and analyzed (with `vacuum`).
     pub vacuumed: Vec<String>,
+    /// Whether this run looked for bloated indexes (the schedule does
+    /// weekly), and the ones it rebuilt.
+    pub reindex_ran: bool,
+    pub reindexed: Vec<Reindexed>,
     /// Sources of tenants moved to another cluster, kept renamed
     /// (`moved_<id>_<timestamp>`) and dropped once past the retention.
     pub moved_sources_dropped: Vec<String>,
@@ -181,6 +190,19 @@ async fn run(db: &Database, policy: &Policy) -> anyhow::Result<MaintainReport> {
     if policy.vacuum {
         report.vacuumed = vacuum_written(db).await?;
     }
+    if let Some(every) = policy.reindex_every
+        && reindex_due(&session, every).await?
+    {
+        // After the vacuum: the estimate reads the statistics it refreshed.
+        let (rebuilt, failed) = index_health::reindex_bloated(db).await?;
+        report.reindex_ran = true;
+        report.reindexed = rebuilt;
+        report.failures.extend(
+            failed
+                .into_iter()
+                .map(|(subdomain, error)| TenantFailure { subdomain, error }),
+        );
+    }
     report.seconds = started.elapsed().as_secs_f64();
     session
         .execute(
@@ -191,6 +213,21 @@ async fn run(db: &Database, policy: &Policy) -> anyhow::Result<MaintainReport> {
         )
         .await?;
     Ok(report)
+}
+
+/// Whether no run has looked for bloated indexes in the last `every`.
+async fn reindex_due(session: &tokio_postgres::Client, every: Duration) -> anyhow::Result<bool> {
+    if every.is_zero() {
+        return Ok(true);
+    }
+    Ok(session
+        .query_one(
+            "SELECT coalesce(max(started_at) < now() - make_interval(secs => $1), true)
+               FROM public.maintenance_runs WHERE (report->>'reindex_ran')::boolean",
+            &[&every.as_secs_f64()],
+        )
+        .await?
+        .get(0))
 }
 
 /// Drops the kept sources of moved tenants whose move is older than

@@ -6,6 +6,7 @@
 pub mod archive;
 pub mod backup;
 pub mod check;
+pub mod index_health;
 pub mod maintain;
 pub mod migrate;
 pub mod moving;

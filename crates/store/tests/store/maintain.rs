@@ -15,6 +15,7 @@ fn policy(vacuum: bool) -> Policy {
         retention: Duration::from_secs(30 * DAY),
         session_idle: Duration::from_secs(7 * DAY),
         vacuum,
+        reindex_every: None,
     }
 }
 
@@ -264,4 +265,27 @@ async fn wait_for_write_statistics(db: &Database, schema: &str) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     panic!("no write statistics for {schema}");
+}
+
+#[tokio::test]
+async fn the_schedule_looks_for_bloated_indexes_once_a_week() {
+    let t = migrated_database().await;
+    new_tenant(&t.db, "alpha").await;
+    let weekly = Policy {
+        reindex_every: Some(Duration::from_secs(7 * DAY)),
+        ..policy(false)
+    };
+    let first = maintain(&t.admin, &weekly).await.unwrap().unwrap();
+    assert!(first.reindex_ran, "no run had looked yet");
+    let second = maintain(&t.admin, &weekly).await.unwrap().unwrap();
+    assert!(!second.reindex_ran, "the last look is not a week old");
+    sql(
+        &t.db,
+        "UPDATE public.maintenance_runs SET started_at = started_at - interval '8 days'",
+    )
+    .await;
+    let third = maintain(&t.admin, &weekly).await.unwrap().unwrap();
+    assert!(third.reindex_ran, "a week has passed");
+    let never = maintain(&t.admin, &policy(false)).await.unwrap().unwrap();
+    assert!(!never.reindex_ran);
 }
