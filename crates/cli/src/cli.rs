@@ -95,6 +95,10 @@ pub enum Command {
     /// Tenant statements running now, longest first, on every cluster;
     /// `queries cancel` stops them.
     Queries(QueriesArgs),
+    /// Each tenant's size (tables, indexes, TOAST), its growth over 7 and
+    /// 30 days, and when each cluster's disk fills at that rate; with a
+    /// subdomain, that tenant table by table.
+    Capacity(CapacityArgs),
     /// The project's benchmarks.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -147,6 +151,34 @@ pub enum QueriesAction {
         #[arg(long, default_value = "default")]
         cluster: String,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct CapacityArgs {
+    pub subdomain: Option<String>,
+    /// The size of a cluster's disk, for the projection when Atrium cannot
+    /// see it from this machine: SIZE for every cluster (500GiB, 2TB) or
+    /// NAME=SIZE for one; repeatable.
+    #[arg(long, value_name = "[NAME=]SIZE", value_parser = parse_disk_size)]
+    pub disk_size: Vec<(Option<String>, u64)>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_disk_size(text: &str) -> Result<(Option<String>, u64), String> {
+    let (cluster, size) = match text.split_once('=') {
+        Some((name, size)) => (Some(name.trim().to_owned()), size),
+        None => (None, text),
+    };
+    let bytes = size
+        .trim()
+        .parse::<bytesize::ByteSize>()
+        .map_err(|_| format!("give a size such as 500GiB or 2TB, not {size:?}"))?
+        .as_u64();
+    if bytes == 0 {
+        return Err("a disk size must be more than 0".into());
+    }
+    Ok((cluster, bytes))
 }
 
 fn parse_seconds(text: &str) -> Result<f64, String> {

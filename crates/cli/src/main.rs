@@ -20,6 +20,20 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if !matches!(cli.command, cli::Command::Serve(_)) {
+        // A command piped into `head` ends quietly when the reader goes,
+        // as command-line tools do, instead of panicking on the closed pipe.
+        // (The server keeps Rust's default: a client closing its socket
+        // must never end it.)
+        // SAFETY: no other thread exists yet, and SIG_DFL installs no
+        // handler code.
+        unsafe {
+            let _ = nix::sys::signal::signal(
+                nix::sys::signal::Signal::SIGPIPE,
+                nix::sys::signal::SigHandler::SigDfl,
+            );
+        }
+    }
     let filter = tracing_subscriber::EnvFilter::try_from_env("ATRIUM_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(cli.default_log_filter()));
     // Colour codes only for a person at a terminal, never in a log file.

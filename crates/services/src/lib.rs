@@ -2,6 +2,7 @@
 //! and CLI commands are thin adapters over these, so they cannot disagree.
 
 pub mod auth;
+pub mod capacity;
 pub mod contacts_csv;
 pub mod custom_fields;
 pub mod demo;

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use atrium_store::fleet::maintain::{self, MaintainReport, Policy, TenantFailure};
-use atrium_store::{AdminDatabase, Fleet};
+use atrium_store::{ClusterDatabases, Fleet};
 
 use crate::ServiceError;
 use crate::auth::AuthSettings;
@@ -43,9 +43,13 @@ pub async fn run_now(
     let Some(mut total) = maintain::maintain(&fleet.home().admin, policy).await? else {
         return Ok(None);
     };
+    sample_capacity(fleet, fleet.home(), &mut total).await;
     for cluster in &fleet.clusters()[1..] {
         match maintain::maintain(&cluster.admin, policy).await {
-            Ok(Some(report)) => add(&mut total, report, &cluster.name),
+            Ok(Some(mut report)) => {
+                sample_capacity(fleet, cluster, &mut report).await;
+                add(&mut total, report, &cluster.name)
+            }
             Ok(None) => {}
             Err(e) => total.failures.push(TenantFailure {
                 subdomain: format!("(cluster {})", cluster.name),
@@ -54,6 +58,18 @@ pub async fn run_now(
         }
     }
     Ok(Some(total))
+}
+
+/// Takes today's capacity samples of `cluster`'s tenants after its run,
+/// if not taken yet; a failure is one of the run's.
+async fn sample_capacity(fleet: &Fleet, cluster: &ClusterDatabases, report: &mut MaintainReport) {
+    match crate::capacity::sample_if_due(fleet, cluster).await {
+        Ok(sampled) => report.capacity_samples += sampled,
+        Err(e) => report.failures.push(TenantFailure {
+            subdomain: format!("(capacity samples of cluster {})", cluster.name),
+            error: format!("{e:#}"),
+        }),
+    }
 }
 
 /// Adds a data cluster's run to the fleet's (its tenants are named by
@@ -73,6 +89,7 @@ fn add(total: &mut MaintainReport, report: MaintainReport, cluster: &str) {
     total.vacuumed.extend(report.vacuumed.into_iter().map(on));
     total.reindex_ran |= report.reindex_ran;
     total.reindexed.extend(report.reindexed);
+    total.capacity_samples += report.capacity_samples;
     total
         .moved_sources_dropped
         .extend(report.moved_sources_dropped.into_iter().map(on));
@@ -96,28 +113,40 @@ pub async fn run_schedule(fleet: Fleet, policy: Policy, interval: Duration) {
     loop {
         ticks.tick().await;
         for cluster in fleet.clusters() {
-            run_if_due(&cluster.admin, &cluster.name, &policy, interval).await;
+            run_if_due(&fleet, cluster, &policy, interval).await;
         }
     }
 }
 
-async fn run_if_due(db: &AdminDatabase, cluster: &str, policy: &Policy, interval: Duration) {
-    match maintain::maintain_if_due(db, policy, interval).await {
-        Ok(Some(report)) => tracing::info!(
-            tenants = report.tenants,
-            sessions_removed = report.sessions_removed,
-            purged = report.companies_purged
-                + report.contacts_purged
-                + report.deals_purged
-                + report.activities_purged,
-            vacuumed = report.vacuumed.len(),
-            reindexed = report.reindexed.len(),
-            failures = report.failures.len(),
-            seconds = report.seconds,
-            cluster,
-            "maintain ran"
-        ),
+async fn run_if_due(fleet: &Fleet, on: &ClusterDatabases, policy: &Policy, interval: Duration) {
+    let cluster = on.name.as_str();
+    match maintain::maintain_if_due(&on.admin, policy, interval).await {
+        Ok(Some(mut report)) => {
+            sample_capacity(fleet, on, &mut report).await;
+            log_run(&report, cluster)
+        }
         Ok(None) => {}
         Err(e) => tracing::warn!(error = format!("{e:#}"), cluster, "maintain failed"),
+    }
+}
+
+fn log_run(report: &MaintainReport, cluster: &str) {
+    tracing::info!(
+        tenants = report.tenants,
+        sessions_removed = report.sessions_removed,
+        purged = report.companies_purged
+            + report.contacts_purged
+            + report.deals_purged
+            + report.activities_purged,
+        vacuumed = report.vacuumed.len(),
+        reindexed = report.reindexed.len(),
+        capacity_samples = report.capacity_samples,
+        failures = report.failures.len(),
+        seconds = report.seconds,
+        cluster,
+        "maintain ran"
+    );
+    for failure in &report.failures {
+        tracing::warn!(cluster, what = %failure.subdomain, error = %failure.error, "maintain: a part failed");
     }
 }

@@ -171,6 +171,10 @@ async fn dispatch(command: Command, connected: &Connected, file: &FileSettings) 
             connected.ensure_current().await?;
             observe::queries(args, connected).await
         }
+        Command::Capacity(args) => {
+            connected.ensure_current().await?;
+            observe::capacity(args, connected).await
+        }
         Command::Maintain(args) => {
             connected.ensure_current().await?;
             maintain::run(args, connected, file).await

@@ -6,7 +6,7 @@ use atrium_services::operator;
 use atrium_services::tenants;
 
 use super::CommandResult;
-use crate::cli::{IndexesArgs, JsonArg, QueriesAction, QueriesArgs, TopArgs};
+use crate::cli::{CapacityArgs, IndexesArgs, JsonArg, QueriesAction, QueriesArgs, TopArgs};
 use crate::connect::Connected;
 use crate::output::{mib, print_json, print_table};
 
@@ -245,4 +245,142 @@ pub async fn queries(args: QueriesArgs, connected: &Connected) -> CommandResult 
         &rows,
     );
     report_unread(&read.failed)
+}
+
+pub async fn capacity(args: CapacityArgs, connected: &Connected) -> CommandResult {
+    let fleet = &connected.fleet();
+    if let Some(subdomain) = &args.subdomain {
+        let tenant = tenants::find(fleet, subdomain).await?;
+        let one = atrium_services::capacity::of_tenant(fleet, &tenant).await?;
+        if args.json {
+            print_json(&one)?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        let rows: Vec<Vec<String>> = one
+            .tables
+            .iter()
+            .map(|t| {
+                vec![
+                    t.table.clone(),
+                    t.rows.to_string(),
+                    mib(t.table_bytes),
+                    mib(t.index_bytes),
+                    mib(t.toast_bytes),
+                    mib(t.total_bytes),
+                ]
+            })
+            .collect();
+        print_table(
+            &[
+                "TABLE",
+                "ROWS",
+                "TABLE_MIB",
+                "INDEX_MIB",
+                "TOAST_MIB",
+                "TOTAL_MIB",
+            ],
+            &rows,
+        );
+        println!(
+            "{} on {}: {} MiB; grew {} in 7 days, {} in 30 days",
+            one.tenant.tenant,
+            one.tenant.cluster,
+            mib(one.tenant.total_bytes),
+            growth(
+                one.tenant.growth.growth_7d_bytes,
+                one.tenant.growth.growth_7d_days
+            ),
+            growth(
+                one.tenant.growth.growth_30d_bytes,
+                one.tenant.growth.growth_30d_days
+            ),
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let disk_sizes = args.disk_size.into_iter().collect();
+    let fleet_capacity = atrium_services::capacity::capacity(fleet, &disk_sizes).await?;
+    if args.json {
+        print_json(&fleet_capacity)?;
+        return report_unread(&fleet_capacity.failed);
+    }
+    let rows: Vec<Vec<String>> = fleet_capacity
+        .tenants
+        .iter()
+        .map(|t| {
+            vec![
+                t.tenant.clone(),
+                t.cluster.clone(),
+                t.rows.to_string(),
+                mib(t.table_bytes),
+                mib(t.index_bytes),
+                mib(t.toast_bytes),
+                mib(t.total_bytes),
+                t.growth.growth_7d_bytes.map_or("-".into(), mib),
+                t.growth.growth_30d_bytes.map_or("-".into(), mib),
+            ]
+        })
+        .collect();
+    print_table(
+        &[
+            "TENANT",
+            "CLUSTER",
+            "ROWS",
+            "TABLE_MIB",
+            "INDEX_MIB",
+            "TOAST_MIB",
+            "TOTAL_MIB",
+            "7D_MIB",
+            "30D_MIB",
+        ],
+        &rows,
+    );
+    println!();
+    let rows: Vec<Vec<String>> = fleet_capacity
+        .clusters
+        .iter()
+        .map(|c| {
+            vec![
+                c.cluster.clone(),
+                c.tenants.to_string(),
+                mib(c.database_bytes),
+                c.disk_free_bytes
+                    .map_or("unknown".into(), |b| mib(b as i64)),
+                c.growth_bytes_per_day.map_or("-".into(), |b| mib(b as i64)),
+                match (c.full_on, c.disk_free_bytes, c.growth_bytes_per_day) {
+                    (Some(day), _, _) => day.to_string(),
+                    (None, None, _) => "give --disk-size".into(),
+                    (None, Some(_), None) => "no history yet".into(),
+                    (None, Some(_), Some(_)) => "not filling".into(),
+                },
+            ]
+        })
+        .collect();
+    print_table(
+        &[
+            "CLUSTER",
+            "TENANTS",
+            "DATABASE_MIB",
+            "FREE_MIB",
+            "MIB_PER_DAY",
+            "FULL_ON",
+        ],
+        &rows,
+    );
+    let totals = &fleet_capacity.totals;
+    println!(
+        "{} tenants, {} contacts, {} deals; {} MiB of tenant data, {} MiB more than 7 days ago",
+        totals.records.tenant_count,
+        totals.records.total_contacts,
+        totals.records.total_deals,
+        mib(totals.total_bytes),
+        mib(totals.growth_7d_bytes)
+    );
+    report_unread(&fleet_capacity.failed)
+}
+
+fn growth(bytes: Option<i64>, days: Option<i64>) -> String {
+    match (bytes, days) {
+        (Some(bytes), Some(days)) => format!("{} MiB (over {days} days of samples)", mib(bytes)),
+        _ => "unknown (no samples yet)".into(),
+    }
 }

@@ -176,3 +176,130 @@ async fn a_bloated_index_is_found_and_rebuilt_while_writes_go_on() {
         "not found",
     );
 }
+
+#[tokio::test]
+async fn capacity_shows_sizes_growth_and_when_the_disk_fills() {
+    let t = migrated_database().await;
+    let url = &t.url;
+    assert!(atrium(url, CREATE).status.success());
+    let mut bravo = CREATE.to_vec();
+    bravo[5] = "bravo";
+    bravo[7] = "boss@bravo.com";
+    assert!(atrium(url, &bravo).status.success());
+    let schema = tenant_schema(&t.db, "acme").await;
+    sql(
+        &t.db,
+        &format!(
+            "INSERT INTO {schema}.contacts (first_name, last_name, email, created_by)
+             SELECT 'F' || g, 'L' || g, 'c' || g || '@example.com', (SELECT min(id) FROM {schema}.users)
+               FROM generate_series(1, 2000) g"
+        ),
+    )
+    .await;
+    sql(&t.db, &format!("ANALYZE {schema}.contacts")).await;
+
+    // The first maintain of the day samples every tenant; the next does not.
+    let first = json(&atrium(url, &["maintain", "--json"]));
+    assert_eq!(first["capacity_samples"], 2, "{first}");
+    let second = json(&atrium(url, &["maintain", "--json"]));
+    assert_eq!(second["capacity_samples"], 0, "{second}");
+
+    // A history: 7 and 30 days ago each tenant was 7 and 30 MiB smaller,
+    // and a sample too old to keep.
+    sql(
+        &t.db,
+        "INSERT INTO public.capacity_samples (tenant_id, sampled_on, total_bytes, rows)
+         SELECT tenant_id, current_date - d, total_bytes - d * 1048576, rows
+           FROM public.capacity_samples, (VALUES (7), (30), (40)) AS days(d)",
+    )
+    .await;
+    let report = json(&atrium(url, &["capacity", "--disk-size", "1GiB", "--json"]));
+    let acme = report["tenants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["tenant"] == "acme")
+        .unwrap_or_else(|| panic!("{report}"));
+    assert_eq!(
+        report["tenants"][0]["tenant"], "acme",
+        "largest first: {report}"
+    );
+    let near = |value: &serde_json::Value, expected: i64| {
+        (value.as_i64().unwrap() - expected).abs() < 256 * 1024
+    };
+    assert!(near(&acme["growth_7d_bytes"], 7 * 1048576), "{acme}");
+    assert_eq!(acme["growth_7d_days"], 7, "{acme}");
+    assert!(near(&acme["growth_30d_bytes"], 30 * 1048576), "{acme}");
+    assert_eq!(acme["growth_30d_days"], 30, "{acme}");
+    assert!(acme["rows"].as_i64().unwrap() >= 2000, "{acme}");
+    assert_eq!(
+        acme["total_bytes"].as_i64().unwrap(),
+        acme["table_bytes"].as_i64().unwrap()
+            + acme["index_bytes"].as_i64().unwrap()
+            + acme["toast_bytes"].as_i64().unwrap()
+    );
+    let cluster = &report["clusters"][0];
+    assert_eq!(cluster["cluster"], "default");
+    assert_eq!(cluster["disk_source"], "declared", "{cluster}");
+    assert_eq!(cluster["disk_total_bytes"], 1 << 30, "{cluster}");
+    // Two tenants, each a MiB a day.
+    let per_day = cluster["growth_bytes_per_day"].as_f64().unwrap();
+    assert!((per_day - 2.0 * 1048576.0).abs() < 100_000.0, "{cluster}");
+    let days = cluster["days_until_full"].as_f64().unwrap();
+    let free = cluster["disk_free_bytes"].as_f64().unwrap();
+    assert!((days - free / per_day).abs() < 0.2, "{cluster}");
+    assert!(cluster["full_on"].is_string(), "{cluster}");
+    assert_eq!(report["totals"]["tenant_count"], 2, "{report}");
+    assert!(report["totals"]["total_bytes"].as_i64().unwrap() > 0);
+
+    let table = stdout(&atrium(url, &["capacity", "--disk-size", "default=1GiB"]));
+    assert!(
+        table.contains("FULL_ON") && table.contains("acme"),
+        "{table}"
+    );
+
+    // One tenant, table by table, rows counted.
+    let one = json(&atrium(url, &["capacity", "acme", "--json"]));
+    let contacts = one["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["table"] == "contacts")
+        .unwrap_or_else(|| panic!("{one}"));
+    assert_eq!(contacts["rows"], 2000, "{one}");
+    assert_eq!(one["tenant"], "acme");
+    assert!(stdout(&atrium(url, &["capacity", "acme"])).contains("TOAST_MIB"));
+
+    // Samples are bounded: the next day's sample drops the 40-day-old one.
+    sql(
+        &t.db,
+        "DELETE FROM public.capacity_samples WHERE sampled_on = current_date",
+    )
+    .await;
+    let resampled = json(&atrium(url, &["maintain", "--json"]));
+    assert_eq!(resampled["capacity_samples"], 2, "{resampled}");
+    let oldest: i32 =
+        t.db.connection()
+            .await
+            .unwrap()
+            .query_one(
+                "SELECT current_date - min(sampled_on) FROM public.capacity_samples",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+    assert_eq!(oldest, 30);
+
+    assert_fails(&atrium(url, &["capacity", "nobody"]), 1, "not found");
+    assert_fails(
+        &atrium(url, &["capacity", "--disk-size", "lots"]),
+        2,
+        "disk-size",
+    );
+    assert_fails(
+        &atrium(url, &["capacity", "--disk-size", "0"]),
+        2,
+        "disk-size",
+    );
+}

@@ -64,6 +64,9 @@ pub struct MaintainReport {
     /// Sources of tenants moved to another cluster, kept renamed
     /// (`moved_<id>_<timestamp>`) and dropped once past the retention.
     pub moved_sources_dropped: Vec<String>,
+    /// Tenants whose size was sampled for `atrium capacity` (once a day;
+    /// the caller takes the samples, into the home registry).
+    pub capacity_samples: u64,
     pub failures: Vec<TenantFailure>,
     pub seconds: f64,
 }

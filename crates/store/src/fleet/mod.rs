@@ -5,6 +5,7 @@
 
 pub mod archive;
 pub mod backup;
+pub mod capacity;
 pub mod check;
 pub mod index_health;
 pub mod maintain;

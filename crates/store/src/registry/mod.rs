@@ -143,6 +143,24 @@ pub async fn schema_subdomains(db: &Database) -> anyhow::Result<Vec<(String, Str
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
+/// Every tenant's cluster, schema name and subdomain: a schema is a
+/// tenant only on the cluster the registry places it on (in the middle of
+/// a move, the target holds a copy under the same name).
+pub async fn placements(db: &Database) -> anyhow::Result<Vec<(String, String, String)>> {
+    let rows = db
+        .connection()
+        .await?
+        .query(
+            "SELECT cluster, schema_name, subdomain FROM public.tenants",
+            &[],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect())
+}
+
 /// Tenants ordered by id, a page at a time (`after` is the last id seen).
 pub async fn list(db: &Database, after: i32, limit: i64) -> anyhow::Result<Vec<TenantEntry>> {
     let client = db.connection().await?;
