@@ -315,6 +315,14 @@ pub struct MigrateArgs {
     /// it is in maintenance.
     #[arg(long, value_name = "SUB")]
     pub tenant: Option<String>,
+    /// Change nothing: copy tenant SUB (the largest tenant without SUB)
+    /// into a scratch schema, run the pending migrations on the copy in a
+    /// transaction, report how long each took and the locks it took, roll
+    /// back and drop the copy.
+    #[arg(long, value_name = "SUB", num_args = 0..=1, default_missing_value = "", conflicts_with = "tenant")]
+    pub rehearse: Option<String>,
+    #[arg(long, requires = "rehearse")]
+    pub json: bool,
     #[command(subcommand)]
     pub action: Option<MigrateAction>,
 }

@@ -245,6 +245,28 @@ pub async fn of_tenant(fleet: &Fleet, tenant: &TenantEntry) -> anyhow::Result<Te
     })
 }
 
+/// The tenant taking the most bytes, on any cluster (`None` without
+/// tenants): the one a migration is rehearsed on by default.
+pub async fn largest_tenant(fleet: &Fleet) -> anyhow::Result<Option<TenantEntry>> {
+    let names = placements(fleet).await?;
+    let mut largest: Option<(i64, String)> = None;
+    for cluster in fleet.clusters() {
+        let sizes =
+            capacity::by_tenant(&capacity::table_sizes(cluster.admin.database(), None).await?);
+        if let Some((size, subdomain)) = sizes.iter().find_map(|size| {
+            let subdomain = names.get(&(cluster.name.clone(), size.schema_name.clone()))?;
+            Some((size.total_bytes, subdomain.clone()))
+        }) && largest.as_ref().is_none_or(|(bytes, _)| size > *bytes)
+        {
+            largest = Some((size, subdomain));
+        }
+    }
+    match largest {
+        Some((_, subdomain)) => Ok(Some(crate::tenants::find(fleet, &subdomain).await?)),
+        None => Ok(None),
+    }
+}
+
 /// Records today's size of every tenant of `cluster` in the home
 /// registry, unless each already has one: what the scheduled maintain
 /// does once a day. The samples written.

@@ -94,6 +94,9 @@ fn add(total: &mut MaintainReport, report: MaintainReport, cluster: &str) {
         .moved_sources_dropped
         .extend(report.moved_sources_dropped.into_iter().map(on));
     total
+        .rehearsals_dropped
+        .extend(report.rehearsals_dropped.into_iter().map(on));
+    total
         .failures
         .extend(report.failures.into_iter().map(|f| TenantFailure {
             subdomain: on(f.subdomain),

@@ -12,6 +12,7 @@ use atrium_store::{AdminDatabase, Database, Fleet, outbox, registry};
 
 pub use atrium_store::fleet::check::CheckReport;
 pub use atrium_store::fleet::index_health::IndexBloat;
+pub use atrium_store::fleet::migrate::rehearse::Rehearsal;
 pub use atrium_store::fleet::migrate::{
     MigrateOptions, MigrateReport, MigrationError, MigrationStatus, TenantVersion,
 };
@@ -30,6 +31,31 @@ pub async fn migrate(
     on_progress: &(dyn Fn(usize, usize) + Sync),
 ) -> Result<MigrateReport, MigrationError> {
     migrate::migrate_fleet(fleet, options, on_progress).await
+}
+
+/// Rehearses the pending migrations on a copy of `tenant` (or of the
+/// largest tenant) on its cluster; `None` for the rehearsal when that
+/// tenant has nothing pending. The tenant rehearsed comes back with it.
+pub async fn rehearse_migrations(
+    fleet: &Fleet,
+    tenant: Option<TenantEntry>,
+) -> Result<(TenantEntry, Option<migrate::rehearse::Rehearsal>), crate::ServiceError> {
+    let tenant = match tenant {
+        Some(tenant) => tenant,
+        None => crate::capacity::largest_tenant(fleet)
+            .await?
+            .ok_or_else(|| crate::ServiceError::NotFound("a tenant to rehearse on".into()))?,
+    };
+    let cluster = crate::tenants::cluster_of(fleet, &tenant)?;
+    let rehearsal = migrate::rehearse::rehearse(
+        cluster.admin.database(),
+        tenant.id,
+        &tenant.schema_name,
+        tenant.schema_version,
+        MigrationSets::embedded(),
+    )
+    .await?;
+    Ok((tenant, rehearsal))
 }
 
 pub async fn migration_status(db: &Database) -> anyhow::Result<MigrationStatus> {

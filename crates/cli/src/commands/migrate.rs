@@ -10,8 +10,85 @@ use crate::output::{print_json, print_table, progress_bar};
 pub async fn run(args: MigrateArgs, connected: &Connected) -> CommandResult {
     match args.action {
         Some(MigrateAction::Status(json)) => status(json.json, connected).await,
-        None => apply(args.jobs.into(), args.tenant.as_deref(), connected).await,
+        None => match args.rehearse {
+            Some(subdomain) => rehearse(&subdomain, args.json, connected).await,
+            None => apply(args.jobs.into(), args.tenant.as_deref(), connected).await,
+        },
     }
+}
+
+async fn rehearse(subdomain: &str, json: bool, connected: &Connected) -> CommandResult {
+    let fleet = connected.fleet();
+    let tenant = match subdomain {
+        "" => None,
+        subdomain => Some(atrium_services::tenants::find(&fleet, subdomain).await?),
+    };
+    let bar = progress_bar("copying the tenant and rehearsing");
+    let rehearsed = operator::rehearse_migrations(&fleet, tenant).await;
+    bar.finish_and_clear();
+    let (tenant, rehearsal) = rehearsed?;
+    let Some(rehearsal) = rehearsal else {
+        if json {
+            print_json(&serde_json::json!({
+                "tenant": tenant.subdomain,
+                "cluster": tenant.cluster,
+                "rehearsal": null,
+            }))?;
+        } else {
+            eprintln!(
+                "{} is at version {:04}, the newest: nothing to rehearse",
+                tenant.subdomain, tenant.schema_version
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    };
+    if json {
+        print_json(&serde_json::json!({
+            "tenant": tenant.subdomain,
+            "cluster": tenant.cluster,
+            "rehearsal": rehearsal,
+        }))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "rehearsed on a copy of {} ({} rows, copied in {:.1} s), version {:04} to {:04}; nothing on {} changed",
+        tenant.subdomain,
+        rehearsal.rows_copied,
+        rehearsal.copy_seconds,
+        rehearsal.from_version,
+        rehearsal.to_version,
+        tenant.subdomain
+    );
+    let mut rows = Vec::new();
+    for migration in &rehearsal.migrations {
+        let locks = if migration.locks.is_empty() {
+            vec!["- (none on existing relations)".to_owned()]
+        } else {
+            migration
+                .locks
+                .iter()
+                .map(|l| format!("{} {} (blocks {})", l.relation, l.mode, l.blocks))
+                .collect()
+        };
+        for (i, lock) in locks.into_iter().enumerate() {
+            rows.push(if i == 0 {
+                vec![
+                    format!("{:04}", migration.version),
+                    migration.name.clone(),
+                    format!("{:.3}", migration.seconds),
+                    lock,
+                ]
+            } else {
+                vec![String::new(), String::new(), String::new(), lock]
+            });
+        }
+    }
+    print_table(&["VERSION", "NAME", "SECONDS", "LOCKS TAKEN"], &rows);
+    println!(
+        "all pending migrations: {:.3} s in one transaction, as `atrium migrate` runs them for this tenant",
+        rehearsal.total_seconds
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn apply(jobs: usize, tenant: Option<&str>, connected: &Connected) -> CommandResult {

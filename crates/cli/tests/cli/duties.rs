@@ -303,3 +303,85 @@ async fn capacity_shows_sizes_growth_and_when_the_disk_fills() {
         "disk-size",
     );
 }
+
+#[tokio::test]
+async fn a_migration_is_rehearsed_on_a_copy_of_the_largest_tenant() {
+    let t = migrated_database().await;
+    let url = &t.url;
+    assert!(atrium(url, CREATE).status.success());
+    let mut bravo = CREATE.to_vec();
+    bravo[5] = "bravo";
+    bravo[7] = "boss@bravo.com";
+    assert!(atrium(url, &bravo).status.success());
+    let nothing = atrium(url, &["migrate", "--rehearse", "acme"]);
+    assert!(nothing.status.success(), "{}", stderr(&nothing));
+    assert!(
+        stderr(&nothing).contains("nothing to rehearse"),
+        "{}",
+        stderr(&nothing)
+    );
+    // bravo, the larger, is back at version 1: 0002 is pending for it.
+    let schema = tenant_schema(&t.db, "bravo").await;
+    sql(
+        &t.db,
+        &format!(
+            "INSERT INTO {schema}.contacts (first_name, last_name, created_by)
+             SELECT 'F' || g, 'L' || g, (SELECT min(id) FROM {schema}.users)
+               FROM generate_series(1, 5000) g;
+             DROP TABLE {schema}.saved_views;
+             DELETE FROM {schema}.schema_migrations WHERE version = '0002';
+             UPDATE public.tenants SET schema_version = 1 WHERE subdomain = 'bravo';"
+        ),
+    )
+    .await;
+    let rehearsed = json(&atrium(url, &["migrate", "--rehearse", "--json"]));
+    assert_eq!(rehearsed["tenant"], "bravo", "the largest: {rehearsed}");
+    let rehearsal = &rehearsed["rehearsal"];
+    assert_eq!(rehearsal["from_version"], 1, "{rehearsed}");
+    assert!(
+        rehearsal["rows_copied"].as_i64().unwrap() >= 5000,
+        "{rehearsed}"
+    );
+    let migration = &rehearsal["migrations"][0];
+    assert_eq!(migration["version"], 2, "{rehearsed}");
+    assert!(migration["seconds"].as_f64().unwrap() >= 0.0);
+    assert!(
+        migration["locks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["relation"] == "users" && l["blocks"] == "writes"),
+        "the new table's foreign key holds writes to users: {rehearsed}"
+    );
+    let table = stdout(&atrium(url, &["migrate", "--rehearse", "bravo"]));
+    assert!(
+        table.contains("LOCKS TAKEN") && table.contains("0002"),
+        "{table}"
+    );
+    // Still at version 1, without the table: then migrate does it for real.
+    let version: i32 =
+        t.db.connection()
+            .await
+            .unwrap()
+            .query_one(
+                "SELECT schema_version FROM public.tenants WHERE subdomain = 'bravo'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+    assert_eq!(version, 1);
+    assert!(atrium(url, &["migrate"]).status.success());
+
+    assert_fails(
+        &atrium(url, &["migrate", "--rehearse", "nobody"]),
+        1,
+        "not found",
+    );
+    assert_fails(&atrium(url, &["migrate", "--json"]), 2, "rehearse");
+    assert_fails(
+        &atrium(url, &["migrate", "--rehearse", "acme", "--tenant", "acme"]),
+        2,
+        "tenant",
+    );
+}

@@ -64,6 +64,9 @@ pub struct MaintainReport {
     /// Sources of tenants moved to another cluster, kept renamed
     /// (`moved_<id>_<timestamp>`) and dropped once past the retention.
     pub moved_sources_dropped: Vec<String>,
+    /// Scratch copies left by a `migrate --rehearse` that was interrupted
+    /// (older than a day).
+    pub rehearsals_dropped: Vec<String>,
     /// Tenants whose size was sampled for `atrium capacity` (once a day;
     /// the caller takes the samples, into the home registry).
     pub capacity_samples: u64,
@@ -190,6 +193,7 @@ async fn run(db: &Database, policy: &Policy) -> anyhow::Result<MaintainReport> {
         )
         .await?;
     report.moved_sources_dropped = drop_old_moved_sources(&session, policy.retention).await?;
+    report.rehearsals_dropped = drop_old_rehearsals(&session).await?;
     if policy.vacuum {
         report.vacuumed = vacuum_written(db).await?;
     }
@@ -231,6 +235,30 @@ async fn reindex_due(session: &tokio_postgres::Client, every: Duration) -> anyho
         )
         .await?
         .get(0))
+}
+
+/// Drops the scratch schemas of rehearsals that were interrupted before
+/// they could drop their own (a rehearsal lasts minutes, not a day).
+async fn drop_old_rehearsals(session: &tokio_postgres::Client) -> anyhow::Result<Vec<String>> {
+    let old = session
+        .query(
+            "SELECT nspname::text FROM pg_namespace
+              WHERE nspname ~ $1
+                AND to_timestamp(substring(nspname FROM '[0-9]{14}$'), 'YYYYMMDDHH24MISS')::timestamp
+                    < (now() AT TIME ZONE 'UTC') - interval '1 day'
+              ORDER BY 1",
+            &[&crate::fleet::migrate::rehearse::SCRATCH_PATTERN],
+        )
+        .await?;
+    let mut dropped = Vec::new();
+    for row in old {
+        let schema: String = row.get(0);
+        session
+            .batch_execute(&format!("DROP SCHEMA {} CASCADE", quote_ident(&schema)))
+            .await?;
+        dropped.push(schema);
+    }
+    Ok(dropped)
 }
 
 /// Drops the kept sources of moved tenants whose move is older than

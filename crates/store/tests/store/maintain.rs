@@ -275,17 +275,57 @@ async fn the_schedule_looks_for_bloated_indexes_once_a_week() {
         reindex_every: Some(Duration::from_secs(7 * DAY)),
         ..policy(false)
     };
-    let first = maintain(&t.admin, &weekly).await.unwrap().unwrap();
+    let first = maintain_now(&t, &weekly).await;
     assert!(first.reindex_ran, "no run had looked yet");
-    let second = maintain(&t.admin, &weekly).await.unwrap().unwrap();
+    let second = maintain_now(&t, &weekly).await;
     assert!(!second.reindex_ran, "the last look is not a week old");
     sql(
         &t.db,
         "UPDATE public.maintenance_runs SET started_at = started_at - interval '8 days'",
     )
     .await;
-    let third = maintain(&t.admin, &weekly).await.unwrap().unwrap();
+    let third = maintain_now(&t, &weekly).await;
     assert!(third.reindex_ran, "a week has passed");
-    let never = maintain(&t.admin, &policy(false)).await.unwrap().unwrap();
+    let never = maintain_now(&t, &policy(false)).await;
     assert!(!never.reindex_ran);
+}
+
+/// A run as soon as the previous run's lock session has gone (its
+/// connection closes in the background after the run returns).
+async fn maintain_now(
+    t: &atrium_testkit::TestDatabase,
+    policy: &Policy,
+) -> atrium_store::fleet::maintain::MaintainReport {
+    for _ in 0..100 {
+        if let Some(report) = maintain(&t.admin, policy).await.unwrap() {
+            return report;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the maintain lock stayed taken");
+}
+
+#[tokio::test]
+async fn maintain_drops_what_an_interrupted_rehearsal_left_after_a_day() {
+    let t = migrated_database().await;
+    let recent = format!("rehearsal_1_{}", chrono::Utc::now().format("%Y%m%d%H%M%S"));
+    sql(
+        &t.db,
+        &format!("CREATE SCHEMA rehearsal_1_20200101000000; CREATE SCHEMA {recent};"),
+    )
+    .await;
+    let report = maintain(&t.admin, &policy(false)).await.unwrap().unwrap();
+    assert_eq!(
+        report.rehearsals_dropped,
+        vec!["rehearsal_1_20200101000000"]
+    );
+    assert_eq!(
+        scalar_i64(
+            &t.db,
+            &format!("SELECT count(*) FROM pg_namespace WHERE nspname = '{recent}'")
+        )
+        .await,
+        1,
+        "a rehearsal that may still run is left alone"
+    );
 }

@@ -351,3 +351,101 @@ async fn one_tenant_is_migrated_alone_and_moving_tenants_are_skipped() {
     assert_eq!(version_of(1).await, next as i64);
     assert_eq!(version_of(3).await, (next - 1) as i64);
 }
+
+#[tokio::test]
+async fn a_rehearsal_times_each_pending_migration_and_names_its_locks_on_a_copy() {
+    use atrium_store::fleet::migrate::rehearse::rehearse;
+    let t = migrated_database().await;
+    let tenant = new_tenant(&t.db, "alpha").await;
+    let s = &tenant.schema_name;
+    sql(
+        &t.db,
+        &format!(
+            "INSERT INTO {s}.companies (name, created_by) SELECT 'Co ' || g, 1 FROM generate_series(1, 50) g;
+             INSERT INTO {s}.contacts (first_name, last_name, email, company_id, created_by)
+             SELECT 'F' || g, 'L' || g, 'c' || g || '@example.com', 1 + g % 50, 1
+               FROM generate_series(1, 3000) g;"
+        ),
+    )
+    .await;
+    let state = async || {
+        (
+            scalar_i64(&t.db, &format!("SELECT count(*) FROM {s}.contacts")).await,
+            scalar_i64(&t.db, &format!("SELECT count(*) FROM {s}.audit_events")).await,
+            scalar_i64(&t.db, &format!("SELECT count(*) FROM {s}.schema_migrations")).await,
+            scalar_i64(
+                &t.db,
+                "SELECT coalesce(sum(contacts), 0)::bigint FROM public.tenant_counters",
+            )
+            .await,
+            scalar_i64(
+                &t.db,
+                &format!("SELECT count(*) FROM information_schema.columns WHERE table_schema = '{s}' AND column_name = 'rating'"),
+            )
+            .await,
+        )
+    };
+    let before = state().await;
+    let sets = with_extra_tenant_migration(
+        "ALTER TABLE contacts ADD COLUMN rating INTEGER NOT NULL DEFAULT 0;
+         CREATE INDEX idx_contacts_rating ON contacts (rating);",
+    );
+    let rehearsal = rehearse(&t.db, tenant.id, s, tenant.schema_version, sets)
+        .await
+        .unwrap()
+        .expect("one migration is pending");
+    assert_eq!(rehearsal.to_version, sets.latest_tenant_version());
+    assert!(rehearsal.rows_copied >= 3050, "{rehearsal:?}");
+    assert_eq!(rehearsal.migrations.len(), 1, "{rehearsal:?}");
+    let locks = &rehearsal.migrations[0].locks;
+    let on_contacts = locks
+        .iter()
+        .find(|l| l.relation == "contacts" && l.mode == "AccessExclusiveLock")
+        .unwrap_or_else(|| panic!("{locks:?}"));
+    assert_eq!(on_contacts.blocks, "reads and writes");
+    assert!(
+        !locks
+            .iter()
+            .any(|l| l.relation.starts_with("rehearsal_") || l.relation == "idx_contacts_rating"),
+        "only relations that existed before, named as the tenant's: {locks:?}"
+    );
+    assert_eq!(state().await, before, "the tenant is untouched");
+    assert_eq!(
+        scalar_i64(
+            &t.db,
+            "SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'rehearsal%'"
+        )
+        .await,
+        0,
+        "the copy is dropped"
+    );
+
+    // A migration that fails on the copy is reported, and the copy dropped.
+    let broken = with_extra_tenant_migration("ALTER TABLE no_such_table ADD COLUMN x INTEGER;");
+    let error = rehearse(&t.db, tenant.id, s, tenant.schema_version, broken)
+        .await
+        .unwrap_err();
+    assert!(
+        format!("{error:#}").contains("failed on the copy"),
+        "{error:#}"
+    );
+    assert_eq!(
+        scalar_i64(
+            &t.db,
+            "SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'rehearsal%'"
+        )
+        .await,
+        0
+    );
+    // Nothing pending: nothing to rehearse.
+    let none = rehearse(
+        &t.db,
+        tenant.id,
+        s,
+        tenant.schema_version,
+        atrium_store::fleet::migrate::MigrationSets::embedded(),
+    )
+    .await
+    .unwrap();
+    assert!(none.is_none());
+}

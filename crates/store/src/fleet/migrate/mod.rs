@@ -20,6 +20,7 @@ use crate::registry::naming::tenant_role_name;
 use crate::{ClusterDatabases, Database, Fleet, HOME_CLUSTER, registry};
 
 mod files;
+pub mod rehearse;
 mod status;
 
 pub use files::{MigrationFile, MigrationSets, latest_tenant_version};
