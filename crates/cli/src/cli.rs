@@ -245,7 +245,8 @@ pub struct ServeArgs {
     #[arg(long, env = "ATRIUM_PUBLIC_URL")]
     pub public_url: Option<String>,
     /// Proxies (addresses or CIDR ranges, comma-separated) whose
-    /// X-Forwarded-For names the client.
+    /// X-Forwarded-For names the client and whose X-Forwarded-Proto says
+    /// whether it used HTTPS.
     #[arg(long, env = "ATRIUM_TRUSTED_PROXIES", value_delimiter = ',')]
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Deliver queued emails through this SMTP server
@@ -286,6 +287,23 @@ pub struct ServeArgs {
     /// /metrics and `atrium top` (default 1000).
     #[arg(long, env = "ATRIUM_SLOW_STATEMENT_MS", value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
     pub slow_statement_ms: Option<u64>,
+    /// Serve HTTPS (HTTP/2 and HTTP/1.1) with this certificate chain
+    /// (PEM); reloaded on SIGHUP. Needs --tls-key.
+    #[arg(
+        long,
+        env = "ATRIUM_TLS_CERT",
+        requires = "tls_key",
+        value_name = "FILE"
+    )]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// The certificate's private key (PEM). Needs --tls-cert.
+    #[arg(
+        long,
+        env = "ATRIUM_TLS_KEY",
+        requires = "tls_cert",
+        value_name = "FILE"
+    )]
+    pub tls_key: Option<std::path::PathBuf>,
     /// Rebuild bloated tenant indexes (REINDEX CONCURRENTLY) this often,
     /// as part of the scheduled maintain; 0 turns it off (default 7).
     #[arg(long, env = "ATRIUM_REINDEX_INTERVAL_DAYS", value_parser = clap::value_parser!(u32).range(0..=365))]

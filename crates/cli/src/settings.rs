@@ -33,6 +33,8 @@ pub struct FileSettings {
     pub connection_max_tenants: Option<u32>,
     pub slow_statement_ms: Option<u64>,
     pub reindex_interval_days: Option<u32>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
     /// More data clusters, by name: `[clusters.eu] database_url = "…"`.
     #[serde(default)]
     pub clusters: std::collections::BTreeMap<String, ClusterUrls>,

@@ -13,6 +13,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
 
 use crate::ServerSettings;
 
@@ -34,11 +35,15 @@ impl From<&ServerSettings> for Limits {
 }
 
 /// Serves `app` on `listener` until `shutdown` resolves, then stops
-/// accepting and lets the connections finish their requests.
+/// accepting and lets the connections finish their requests. With `tls`,
+/// every connection starts with a TLS handshake (bounded by the header
+/// deadline, so a silent client holds nothing for long) and may then
+/// speak HTTP/2 or HTTP/1.1.
 pub(crate) async fn serve(
     listener: TcpListener,
     app: Router,
     limits: &Limits,
+    tls: Option<TlsAcceptor>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let mut builder = Builder::new(TokioExecutor::new());
@@ -71,12 +76,38 @@ pub(crate) async fn serve(
         let _ = stream.set_nodelay(true);
         let service =
             TowerToHyperService::new(app.clone().layer(axum::Extension(ConnectInfo(peer))));
-        let connection = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
-        let connection = graceful.watch(connection);
+        let (builder, watcher, tls) = (builder.clone(), graceful.watcher(), tls.clone());
+        let handshake_deadline = limits.header_read_timeout;
         tokio::spawn(async move {
-            if let Err(e) = connection.await {
+            let served = match tls {
+                None => {
+                    let connection =
+                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                    watcher.watch(connection.into_owned()).await
+                }
+                Some(acceptor) => {
+                    match tokio::time::timeout(handshake_deadline, acceptor.accept(stream)).await {
+                        Ok(Ok(stream)) => {
+                            let connection = builder
+                                .serve_connection_with_upgrades(TokioIo::new(stream), service);
+                            watcher.watch(connection.into_owned()).await
+                        }
+                        Ok(Err(e)) => {
+                            metrics::counter!("atrium_http_tls_handshakes_failed_total")
+                                .increment(1);
+                            tracing::debug!(error = %e, %peer, "TLS handshake failed");
+                            Ok(())
+                        }
+                        Err(_) => {
+                            metrics::counter!("atrium_http_tls_handshakes_failed_total")
+                                .increment(1);
+                            tracing::debug!(%peer, "TLS handshake timed out");
+                            Ok(())
+                        }
+                    }
+                }
+            };
+            if let Err(e) = served {
                 tracing::debug!(error = %e, %peer, "connection ended");
             }
             drop(permit);

@@ -18,6 +18,7 @@ mod platform;
 mod policy;
 mod records;
 pub mod tenant_metrics;
+mod tls;
 mod users;
 mod web;
 
@@ -35,6 +36,7 @@ use atrium_store::registry::directory::TenantDirectory;
 use atrium_store::{AdminDatabase, Database, Fleet};
 
 pub use error::{ApiError, Problem};
+pub use tls::TlsFiles;
 
 /// What the server needs to know beyond its database.
 #[derive(Clone)]
@@ -56,6 +58,9 @@ pub struct ServerSettings {
     /// A tenant statement running this long or longer is logged with its
     /// request id and counted for its tenant (/metrics, `atrium top`).
     pub slow_statement: Duration,
+    /// Serve HTTPS (HTTP/2 and HTTP/1.1) with this certificate, reloaded
+    /// on SIGHUP; plain HTTP without.
+    pub tls: Option<TlsFiles>,
 }
 
 impl std::fmt::Debug for ServerSettings {
@@ -73,6 +78,7 @@ impl std::fmt::Debug for ServerSettings {
             .field("max_requests_in_flight", &self.max_requests_in_flight)
             .field("header_read_timeout", &self.header_read_timeout)
             .field("slow_statement", &self.slow_statement)
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -89,6 +95,7 @@ impl Default for ServerSettings {
             max_requests_in_flight: DEFAULT_MAX_REQUESTS_IN_FLIGHT,
             header_read_timeout: Duration::from_secs(10),
             slow_statement: Duration::from_secs(1),
+            tls: None,
         }
     }
 }
@@ -182,6 +189,7 @@ async fn build(
         public_url: settings.public_url.clone(),
         base_domain: settings.base_domain.clone(),
         port,
+        https: settings.tls.is_some(),
     };
     let in_flight = Arc::new(tokio::sync::Semaphore::new(settings.max_requests_in_flight));
     let state = AppState {
@@ -240,6 +248,13 @@ pub async fn serve_fleet(
 ) -> anyhow::Result<()> {
     let port = listener.local_addr()?.port();
     let settings_of_connections = connections::Limits::from(&settings);
+    // Read before anything starts: a bad certificate fails the start.
+    let tls = settings.tls.as_ref().map(tls::acceptor).transpose()?;
+    let _reloader = tls.as_ref().map(|(_, certificate)| {
+        tokio_util::task::AbortOnDropHandle::new(tokio::spawn(tls::reload_on_hangup(
+            certificate.clone(),
+        )))
+    });
     let metrics = Arc::new(tenant_metrics::TenantMetrics::default());
     let db = fleet.home().db.clone();
     let app = build(fleet, settings, port, metrics.clone()).await?;
@@ -249,7 +264,14 @@ pub async fn serve_fleet(
     let publisher = tokio_util::task::AbortOnDropHandle::new(tokio::spawn(
         tenant_metrics::publish_every_minute(db.clone(), server_id.clone(), metrics),
     ));
-    let served = connections::serve(listener, app, &settings_of_connections, shutdown).await;
+    let served = connections::serve(
+        listener,
+        app,
+        &settings_of_connections,
+        tls.map(|(acceptor, _)| acceptor),
+        shutdown,
+    )
+    .await;
     publisher.abort();
     if let Err(e) = atrium_store::fleet::tenant_metrics::withdraw(&db, &server_id).await {
         tracing::debug!(

@@ -74,6 +74,11 @@ async fn observe_and_bound(
         .unwrap_or_default()
         .to_owned();
     let path = request.uri().path().to_owned();
+    let peer = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|info| info.0.ip());
+    let over_https = crate::web::session::over_https(&state.settings, peer, request.headers());
     // An import of a 100,000-row file takes minutes, not seconds.
     let is_import = [IMPORT_PATH, WEB_IMPORT_PATH].contains(&request.uri().path());
     let (limit, limit_text, timeout) = if is_import {
@@ -186,6 +191,9 @@ async fn observe_and_bound(
         });
     }
     let mut response = response;
+    if over_https {
+        crate::web::session::mark_cookies_secure(response.headers_mut());
+    }
     if !response.headers().contains_key(REQUEST_ID)
         && let Ok(value) = HeaderValue::from_str(&request_id)
     {

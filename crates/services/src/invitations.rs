@@ -18,6 +18,8 @@ pub struct Links {
     pub public_url: Option<String>,
     pub base_domain: String,
     pub port: u16,
+    /// The server itself serves HTTPS: default links use it.
+    pub https: bool,
 }
 
 impl Links {
@@ -28,7 +30,12 @@ impl Links {
                 Some((scheme, rest)) => format!("{scheme}://{subdomain}.{rest}"),
                 None => format!("{subdomain}.{url}"),
             },
-            None => format!("http://{subdomain}.{}:{}", self.base_domain, self.port),
+            None => format!(
+                "{}://{subdomain}.{}:{}",
+                if self.https { "https" } else { "http" },
+                self.base_domain,
+                self.port
+            ),
         }
         .trim_end_matches('/')
         .to_owned()
@@ -213,11 +220,14 @@ mod tests {
             public_url: None,
             base_domain: "localhost".into(),
             port: 8080,
+            https: false,
         };
         assert_eq!(
             links.url("acme", "accept-invitation", "t0k"),
             "http://acme.localhost:8080/accept-invitation?token=t0k"
         );
+        links.https = true;
+        assert_eq!(links.base("acme"), "https://acme.localhost:8080");
         links.public_url = Some("https://crm.example.com/".into());
         assert_eq!(links.base("acme"), "https://acme.crm.example.com");
         links.public_url = Some("https://app.example.com/{subdomain}".into());

@@ -41,6 +41,19 @@ pub async fn run(
             args.trusted_proxies
         },
         max_connections: max_connections(),
+        tls: match (
+            args.tls_cert.or_else(|| file.tls_cert.clone()),
+            args.tls_key.or_else(|| file.tls_key.clone()),
+        ) {
+            (Some(cert), Some(key)) => Some(atrium_http::TlsFiles { cert, key }),
+            (None, None) => None,
+            _ => {
+                return Err(anyhow::anyhow!(
+                    "give both tls_cert and tls_key (atrium.toml), or neither"
+                )
+                .into());
+            }
+        },
         slow_statement: Duration::from_millis(
             args.slow_statement_ms
                 .or(file.slow_statement_ms)
@@ -56,6 +69,9 @@ pub async fn run(
         .mail_from
         .or_else(|| file.mail_from.clone())
         .unwrap_or_else(|| format!("Atrium <no-reply@{}>", settings.base_domain));
+    if let Some(tls) = &settings.tls {
+        tls.check()?;
+    }
     // Before anything slow: a SIGTERM during startup still shuts down
     // cleanly (and stops the embedded cluster).
     let shutdown = shutdown_signal()?;
@@ -208,8 +224,9 @@ pub async fn run(
             Vec::new()
         };
         let port = listener.local_addr()?.port();
+        let scheme = if settings.tls.is_some() { "https" } else { "http" };
         eprintln!(
-            "atrium: serving on http://{} (tenants at http://<subdomain>.{}:{port})",
+            "atrium: serving on {scheme}://{} (tenants at {scheme}://<subdomain>.{}:{port})",
             listener.local_addr()?,
             settings.base_domain,
         );

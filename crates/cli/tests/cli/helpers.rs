@@ -88,12 +88,16 @@ impl Serving {
         serving.announced = serving.wait_for("serving on");
         serving.port = serving
             .announced
-            .split("http://127.0.0.1:")
+            .split("://127.0.0.1:")
             .nth(1)
             .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
             .and_then(|port| port.parse().ok())
             .unwrap_or_else(|| panic!("no address in {:?}", serving.announced));
         serving
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// The next line of stderr that contains `needle`.

@@ -7,5 +7,6 @@ mod embedded;
 mod faults;
 mod fleet;
 mod helpers;
+mod https;
 mod sealed;
 mod tenants;

@@ -53,7 +53,6 @@ fn forgot_page(csrf: &str, email: &str, sent: bool, errors: &Errors) -> Markup {
 }
 
 pub(crate) async fn forgot_form(
-    State(state): State<AppState>,
     tenant: Result<PublicTenant, ApiError>,
     headers: HeaderMap,
 ) -> PageResult {
@@ -63,7 +62,7 @@ pub(crate) async fn forgot_form(
         StatusCode::OK,
         forgot_page(&csrf, "", false, &Errors::default()),
     );
-    Ok(with_form_cookie(page, &csrf, new, &state))
+    Ok(with_form_cookie(page, &csrf, new))
 }
 
 /// Always the same answer, whether or not the email has an account.
@@ -147,7 +146,6 @@ fn reset_page(csrf: &str, token: &str, errors: &Errors) -> Markup {
 }
 
 pub(crate) async fn reset_form(
-    State(state): State<AppState>,
     tenant: Result<PublicTenant, ApiError>,
     headers: HeaderMap,
     Query(query): Query<TokenQuery>,
@@ -158,7 +156,7 @@ pub(crate) async fn reset_form(
         StatusCode::OK,
         reset_page(&csrf, &query.token, &Errors::default()),
     );
-    Ok(with_form_cookie(page, &csrf, new, &state))
+    Ok(with_form_cookie(page, &csrf, new))
 }
 
 pub(crate) async fn reset_submit(
@@ -248,7 +246,6 @@ fn gone_page() -> Markup {
 }
 
 pub(crate) async fn join_form(
-    State(state): State<AppState>,
     tenant: Result<PublicTenant, ApiError>,
     headers: HeaderMap,
     Query(query): Query<TokenQuery>,
@@ -269,7 +266,7 @@ pub(crate) async fn join_form(
         StatusCode::OK,
         join_page(&preview, &form, &Errors::default()),
     );
-    Ok(with_form_cookie(page, &csrf, new, &state))
+    Ok(with_form_cookie(page, &csrf, new))
 }
 
 /// Creates the user, signs them in, and opens the home page.
@@ -297,7 +294,7 @@ pub(crate) async fn join_submit(
     )
     .await;
     match accepted {
-        Ok(session) => Ok(signed_in_home(&state, &session)),
+        Ok(session) => Ok(signed_in_home(&session)),
         Err(ServiceError::NotFound(_)) => Ok(respond(StatusCode::NOT_FOUND, gone_page())),
         Err(e @ ServiceError::Invalid(_)) => {
             let errors = Errors::of(&ApiError::from(e));

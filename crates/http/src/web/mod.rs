@@ -14,7 +14,7 @@ pub(crate) use import::ImportJobs;
 mod page;
 mod pipeline;
 mod records;
-mod session;
+pub(crate) mod session;
 mod settings;
 mod sign_in;
 mod views;

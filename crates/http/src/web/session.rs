@@ -3,8 +3,8 @@
 //!
 //! The session is a cookie holding the same kind of token as the API's
 //! bearer token (256 random bits, stored hashed): `HttpOnly`,
-//! `SameSite=Lax`, `Path=/`, `Secure` when the public URL is https. A
-//! signed-in form carries a CSRF token derived from the session token, so
+//! `SameSite=Lax`, `Path=/`, `Secure` when the browser came over HTTPS
+//! (see [`over_https`]). A signed-in form carries a CSRF token derived from the session token, so
 //! it is bound to the session and known only to pages the session was
 //! shown. A form shown before anyone is signed in (sign-in, password
 //! reset, invitation) carries the value of a random cookie of its own
@@ -39,20 +39,56 @@ pub(crate) fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
 }
 
 /// A `Set-Cookie` value: `max_age` seconds, or `Some(0)` to delete it.
-pub(crate) fn set_cookie(
-    name: &str,
-    value: &str,
-    max_age: Option<i64>,
-    secure: bool,
-) -> HeaderValue {
+/// `Secure` is added on the way out when the request came over HTTPS
+/// (see [`mark_cookies_secure`]).
+pub(crate) fn set_cookie(name: &str, value: &str, max_age: Option<i64>) -> HeaderValue {
     let mut text = format!("{name}={value}; Path=/; HttpOnly; SameSite=Lax");
     if let Some(seconds) = max_age {
         text.push_str(&format!("; Max-Age={seconds}"));
     }
-    if secure {
-        text.push_str("; Secure");
-    }
     HeaderValue::from_str(&text).expect("cookie values are URL-safe base64")
+}
+
+/// Whether the browser reached the server over HTTPS: the server serves
+/// TLS itself, its public URL (what a proxy in front serves) is https, or
+/// a trusted proxy says so in `X-Forwarded-Proto`.
+pub(crate) fn over_https(
+    settings: &crate::ServerSettings,
+    peer: Option<std::net::IpAddr>,
+    headers: &HeaderMap,
+) -> bool {
+    settings.tls.is_some()
+        || settings
+            .public_url
+            .as_deref()
+            .is_some_and(|url| url.starts_with("https://"))
+        || (peer.is_some_and(|ip| settings.trusted_proxies.iter().any(|net| net.contains(&ip)))
+            && headers
+                .get("x-forwarded-proto")
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|proto| proto.trim().eq_ignore_ascii_case("https")))
+}
+
+/// Makes every cookie a response sets `Secure`: one place for what is a
+/// property of the connection, not of each page.
+pub(crate) fn mark_cookies_secure(headers: &mut HeaderMap) {
+    let marked: Vec<HeaderValue> = headers
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .map(|value| match value.to_str() {
+            Ok(text) if !text.contains("; Secure") => {
+                HeaderValue::from_str(&format!("{text}; Secure")).unwrap_or_else(|_| value.clone())
+            }
+            _ => value.clone(),
+        })
+        .collect();
+    if marked.is_empty() {
+        return;
+    }
+    headers.remove(header::SET_COOKIE);
+    for value in marked {
+        headers.append(header::SET_COOKIE, value);
+    }
 }
 
 fn url_safe(bytes: &[u8]) -> String {
@@ -103,15 +139,6 @@ impl FromRequestParts<AppState> for SignedIn {
             Err(e) => Err(e.into()),
         }
     }
-}
-
-/// Whether cookies must be `Secure`: the public URL is https.
-pub(crate) fn secure_cookies(state: &AppState) -> bool {
-    state
-        .settings
-        .public_url
-        .as_deref()
-        .is_some_and(|url| url.starts_with("https://"))
 }
 
 impl From<ApiError> for WebError {

@@ -11,8 +11,7 @@ use atrium_services::{ServiceError, auth};
 
 use super::page::{layout, respond};
 use super::session::{
-    CSRF_COOKIE, SESSION_COOKIE, SignedIn, check_csrf, cookie, new_form_token, secure_cookies,
-    set_cookie,
+    CSRF_COOKIE, SESSION_COOKIE, SignedIn, check_csrf, cookie, new_form_token, set_cookie,
 };
 use super::{PageResult, see_other};
 use crate::AppState;
@@ -79,23 +78,16 @@ pub(super) fn form_token(headers: &HeaderMap) -> (String, bool) {
     }
 }
 
-pub(super) fn with_form_cookie(
-    mut response: Response,
-    token: &str,
-    new: bool,
-    state: &AppState,
-) -> Response {
+pub(super) fn with_form_cookie(mut response: Response, token: &str, new: bool) -> Response {
     if new {
-        response.headers_mut().append(
-            header::SET_COOKIE,
-            set_cookie(CSRF_COOKIE, token, None, secure_cookies(state)),
-        );
+        response
+            .headers_mut()
+            .append(header::SET_COOKIE, set_cookie(CSRF_COOKIE, token, None));
     }
     response
 }
 
 pub(crate) async fn form(
-    State(state): State<AppState>,
     tenant: Result<PublicTenant, ApiError>,
     headers: HeaderMap,
     query: axum::extract::Query<std::collections::HashMap<String, String>>,
@@ -108,7 +100,7 @@ pub(crate) async fn form(
         Trouble::None
     };
     let page = respond(StatusCode::OK, sign_in_page("", &csrf, &note));
-    Ok(with_form_cookie(page, &csrf, new, &state))
+    Ok(with_form_cookie(page, &csrf, new))
 }
 
 pub(crate) async fn submit(
@@ -149,12 +141,7 @@ pub(crate) async fn submit(
             let mut response = see_other("/");
             response.headers_mut().append(
                 header::SET_COOKIE,
-                set_cookie(
-                    SESSION_COOKIE,
-                    &session.token,
-                    Some(lifetime),
-                    secure_cookies(&state),
-                ),
+                set_cookie(SESSION_COOKIE, &session.token, Some(lifetime)),
             );
             Ok(response)
         }
@@ -184,19 +171,14 @@ pub(crate) async fn submit(
 
 /// The answer to a sign-in that worked (by password or by joining): the
 /// session cookie, and the home page.
-pub(super) fn signed_in_home(state: &AppState, session: &auth::SignedIn) -> Response {
+pub(super) fn signed_in_home(session: &auth::SignedIn) -> Response {
     let lifetime = (session.expires_at - chrono::Utc::now())
         .num_seconds()
         .max(0);
     let mut response = see_other("/");
     response.headers_mut().append(
         header::SET_COOKIE,
-        set_cookie(
-            SESSION_COOKIE,
-            &session.token,
-            Some(lifetime),
-            secure_cookies(state),
-        ),
+        set_cookie(SESSION_COOKIE, &session.token, Some(lifetime)),
     );
     response
 }
@@ -217,7 +199,6 @@ pub(crate) struct CsrfOnly {
 
 /// Ends the session, here and for the API alike, and forgets the cookie.
 pub(crate) async fn sign_out(
-    State(state): State<AppState>,
     signed_in: SignedIn,
     form: Result<Form<CsrfOnly>, axum::extract::rejection::FormRejection>,
 ) -> PageResult {
@@ -229,9 +210,8 @@ pub(crate) async fn sign_out(
         .run(async |tx, me| auth::logout(tx, me).await)
         .await?;
     let mut response = see_other("/sign-in");
-    response.headers_mut().append(
-        header::SET_COOKIE,
-        set_cookie(SESSION_COOKIE, "", Some(0), secure_cookies(&state)),
-    );
+    response
+        .headers_mut()
+        .append(header::SET_COOKIE, set_cookie(SESSION_COOKIE, "", Some(0)));
     Ok(response.into_response())
 }

@@ -340,3 +340,37 @@ async fn requests_past_the_in_flight_limit_are_503_with_retry_after() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn cookies_are_secure_when_a_trusted_proxy_says_the_browser_used_https() {
+    let set_cookie = async |app: &TestApp, proto: Option<&str>| {
+        let mut request = app.tenant_request(Method::GET, "alpha", "/sign-in");
+        if let Some(proto) = proto {
+            request = request.header("x-forwarded-proto", proto);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        response.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .to_owned()
+    };
+    let proxied = TestApp::spawn_with(atrium_http::ServerSettings {
+        platform_token: Some(crate::helpers::PLATFORM_TOKEN.into()),
+        trusted_proxies: vec!["127.0.0.0/8".parse().unwrap()],
+        ..Default::default()
+    })
+    .await;
+    proxied.create_tenant("alpha").await;
+    assert!(
+        set_cookie(&proxied, Some("https"))
+            .await
+            .ends_with("; Secure")
+    );
+    assert!(!set_cookie(&proxied, Some("http")).await.contains("Secure"));
+    assert!(!set_cookie(&proxied, None).await.contains("Secure"));
+    // From a peer that is not a trusted proxy, the header means nothing.
+    let direct = TestApp::spawn().await;
+    direct.create_tenant("alpha").await;
+    assert!(!set_cookie(&direct, Some("https")).await.contains("Secure"));
+}
