@@ -159,6 +159,32 @@ impl utoipa::Modify for BearerAuth {
     }
 }
 
+/// Renews this server's row in the registry every two seconds and sizes
+/// the tenants' limits to this server's share of them. Without the
+/// registry (the database down) the last count stands: a server that
+/// cannot see the others keeps its share rather than taking the whole tier
+/// at once.
+async fn share_limits_with_live_servers(
+    db: Database,
+    server_id: String,
+    policies: Arc<policy::Policies>,
+) {
+    let mut ticks = tokio::time::interval(atrium_store::fleet::servers::HEARTBEAT);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        match atrium_store::fleet::servers::heartbeat(&db, &server_id).await {
+            Ok(servers) => {
+                metrics::gauge!("atrium_live_servers").set(servers as f64);
+                if policies.set_servers(servers) {
+                    tracing::info!(servers, "live servers share each tenant's limits");
+                }
+            }
+            Err(e) => tracing::warn!(error = format!("{e:#}"), "renewing this server's row"),
+        }
+    }
+}
+
 /// Builds the application: every route, its OpenAPI document (from the
 /// same routes, so they cannot drift), and the middleware.
 pub async fn app(
@@ -172,6 +198,7 @@ pub async fn app(
         settings,
         port,
         Default::default(),
+        Default::default(),
     )
     .await
 }
@@ -181,6 +208,7 @@ async fn build(
     settings: ServerSettings,
     port: u16,
     metrics: Arc<tenant_metrics::TenantMetrics>,
+    policies: Arc<policy::Policies>,
 ) -> anyhow::Result<Router> {
     health::prometheus();
     let (db, admin_db) = (fleet.home().db.clone(), fleet.home().admin.clone());
@@ -202,7 +230,7 @@ async fn build(
         links: Arc::new(links),
         limiter: Arc::new(LoginLimiter::default()),
         anonymous: Arc::default(),
-        policies: Arc::default(),
+        policies,
         in_flight,
         metrics,
         imports: Arc::default(),
@@ -257,12 +285,16 @@ pub async fn serve_fleet(
     });
     let metrics = Arc::new(tenant_metrics::TenantMetrics::default());
     let db = fleet.home().db.clone();
-    let app = build(fleet, settings, port, metrics.clone()).await?;
+    let policies = Arc::<policy::Policies>::default();
+    let app = build(fleet, settings, port, metrics.clone(), policies.clone()).await?;
     let server_id = tenant_metrics::server_id(port);
     // Stopped with the server, even when the caller drops this future
     // instead of resolving `shutdown`: it holds the pool.
     let publisher = tokio_util::task::AbortOnDropHandle::new(tokio::spawn(
         tenant_metrics::publish_every_minute(db.clone(), server_id.clone(), metrics),
+    ));
+    let heartbeat = tokio_util::task::AbortOnDropHandle::new(tokio::spawn(
+        share_limits_with_live_servers(db.clone(), server_id.clone(), policies),
     ));
     let served = connections::serve(
         listener,
@@ -273,6 +305,10 @@ pub async fn serve_fleet(
     )
     .await;
     publisher.abort();
+    heartbeat.abort();
+    if let Err(e) = atrium_store::fleet::servers::withdraw(&db, &server_id).await {
+        tracing::debug!(error = format!("{e:#}"), "withdrawing this server's row");
+    }
     if let Err(e) = atrium_store::fleet::tenant_metrics::withdraw(&db, &server_id).await {
         tracing::debug!(
             error = format!("{e:#}"),

@@ -3,8 +3,14 @@
 //! database-time budget (a tenant whose requests run long pays it back
 //! before it is served again). The store only caps a tenant's connections;
 //! what a request may cost is decided here, per tier.
+//!
+//! A tier's limits are the tenant's across every server: each server takes
+//! an equal share, by the number of live servers it sees in the registry
+//! (`public.servers`, renewed every two seconds), and resizes its
+//! policies when that number changes.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -23,20 +29,43 @@ pub const MAX_DEBT_SECONDS: f64 = 30.0;
 /// Each tenant's policy, by id and tier: it outlives the directory's
 /// cached entries, so a reload never hands a tenant a fresh allowance.
 #[derive(Default)]
-pub(crate) struct Policies(Mutex<HashMap<(i32, Tier), Arc<TenantPolicy>>>);
+pub(crate) struct Policies {
+    by_tenant: Mutex<HashMap<(i32, Tier), Arc<TenantPolicy>>>,
+    /// Live servers sharing the limits, this one included (0 until the
+    /// first heartbeat, counted as 1).
+    servers: AtomicUsize,
+}
 
 impl Policies {
     pub fn of(&self, tenant: &TenantContext) -> Arc<TenantPolicy> {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+        let servers = self.servers();
+        let mut by_tenant = self.by_tenant.lock().unwrap_or_else(|e| e.into_inner());
+        let policy = by_tenant
             .entry((tenant.id, tenant.tier))
-            .or_insert_with(|| Arc::new(TenantPolicy::new(tenant.tier)))
-            .clone()
+            .or_insert_with(|| Arc::new(TenantPolicy::new(tenant.tier, servers)));
+        if policy.servers != servers {
+            // Resized for the new share. The request rate starts over (at
+            // most one burst more); database time owed stays owed.
+            let resized = TenantPolicy::new(tenant.tier, servers);
+            resized.budget().carry(&policy.budget());
+            *policy = Arc::new(resized);
+        }
+        policy.clone()
+    }
+
+    pub fn servers(&self) -> usize {
+        self.servers.load(Ordering::Relaxed).max(1)
+    }
+
+    /// Records how many servers are live; whether that changed.
+    pub fn set_servers(&self, servers: usize) -> bool {
+        self.servers.swap(servers.max(1), Ordering::Relaxed) != servers.max(1)
     }
 }
 
 pub(crate) struct TenantPolicy {
+    /// The live servers whose share of the tier this is.
+    servers: usize,
     /// At most `tier.request_rate()` requests a second (after a burst of
     /// `tier.request_burst()`).
     requests: governor::DefaultDirectRateLimiter,
@@ -81,6 +110,15 @@ impl DbTimeBudget {
             .max(-self.per_second_ms * MAX_DEBT_SECONDS);
     }
 
+    /// Takes over `old`'s balance (a debt especially) within this
+    /// budget's bounds.
+    fn carry(&mut self, old: &DbTimeBudget) {
+        self.balance_ms = old
+            .balance_ms
+            .clamp(-self.per_second_ms * MAX_DEBT_SECONDS, self.per_second_ms);
+        self.updated = old.updated;
+    }
+
     /// How long until the balance is positive again.
     fn wait(&mut self) -> Duration {
         self.refill();
@@ -93,14 +131,25 @@ impl DbTimeBudget {
 }
 
 impl TenantPolicy {
-    fn new(tier: Tier) -> Self {
-        let rate = std::num::NonZeroU32::new(tier.request_rate()).expect("positive rate");
-        let burst = std::num::NonZeroU32::new(tier.request_burst()).expect("positive burst");
+    /// This server's share of `tier` when `servers` servers are live: the
+    /// rate, the burst and the database time divided between them.
+    fn new(tier: Tier, servers: usize) -> Self {
+        let servers = servers.max(1);
+        // One request every `servers / rate` seconds: a fractional rate
+        // (50 a second over 3 servers) stays exact.
+        let period = Duration::from_secs_f64(servers as f64 / f64::from(tier.request_rate()));
+        let burst = std::num::NonZeroU32::new((tier.request_burst() / servers as u32).max(1))
+            .expect("at least one");
         Self {
+            servers,
             requests: governor::RateLimiter::direct(
-                governor::Quota::per_second(rate).allow_burst(burst),
+                governor::Quota::with_period(period)
+                    .expect("a positive period")
+                    .allow_burst(burst),
             ),
-            db_time: Mutex::new(DbTimeBudget::new(f64::from(tier.db_time_budget_ms()))),
+            db_time: Mutex::new(DbTimeBudget::new(
+                f64::from(tier.db_time_budget_ms()) / servers as f64,
+            )),
         }
     }
 
@@ -181,11 +230,59 @@ mod tests {
 
     #[tokio::test]
     async fn a_tenant_in_debt_past_the_request_wait_is_refused_saying_how_long() {
-        let policy = TenantPolicy::new(Tier::Small);
+        let policy = TenantPolicy::new(Tier::Small, 1);
         assert!(policy.admit().await.is_ok());
         policy.charge_db_time(Duration::from_secs(5));
         let refused = policy.admit().await.expect_err("in debt");
         let retry_after = refused.retry_after.expect("says how long");
         assert!(retry_after > 25, "{retry_after}: capped at 30 s");
+    }
+
+    #[test]
+    fn two_live_servers_each_take_half_of_the_tier() {
+        let burst_admitted = |policy: &TenantPolicy| {
+            (0..1000)
+                .take_while(|_| policy.requests.check().is_ok())
+                .count()
+        };
+        let alone = TenantPolicy::new(Tier::Small, 1);
+        let shared = TenantPolicy::new(Tier::Small, 2);
+        let burst = Tier::Small.request_burst() as usize;
+        // A refill of one request takes 20 ms (40 shared): the loop is done
+        // long before.
+        assert_eq!(burst_admitted(&alone), burst);
+        assert_eq!(burst_admitted(&shared), burst / 2);
+        assert_eq!(
+            shared.budget().per_second_ms * 2.0,
+            f64::from(Tier::Small.db_time_budget_ms())
+        );
+    }
+
+    #[test]
+    fn a_resized_policy_keeps_the_tenants_debt() {
+        let policies = Policies::default();
+        let tenant = TenantContext::new(
+            7,
+            "Acme".into(),
+            "acme".into(),
+            "tenant_7".into(),
+            "atr_x_tenant_7".into(),
+            atrium_domain::TenantStatus::Active,
+            Tier::Small,
+            "default".into(),
+            Arc::new(atrium_store::TenantConnectionCap::new(Tier::Small)),
+        );
+        let alone = policies.of(&tenant);
+        alone.charge_db_time(Duration::from_secs(2));
+        assert!(alone.refuse_while_in_debt().is_err());
+        assert!(policies.set_servers(3));
+        assert!(!policies.set_servers(3), "no change");
+        let shared = policies.of(&tenant);
+        assert_eq!(shared.servers, 3);
+        assert!(
+            shared.refuse_while_in_debt().is_err(),
+            "a new share is no fresh start for a tenant in debt"
+        );
+        assert!(Arc::ptr_eq(&shared, &policies.of(&tenant)));
     }
 }

@@ -385,3 +385,106 @@ async fn a_migration_is_rehearsed_on_a_copy_of_the_largest_tenant() {
         "tenant",
     );
 }
+
+/// `n` signed-in `GET /api/v1/me` at once at the server on `port`: how
+/// many were served, and how long the flood took.
+async fn flood(port: u16, token: &str, n: usize) -> (usize, f64) {
+    let client = reqwest::Client::builder()
+        .resolve(
+            "acme.localhost",
+            std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        )
+        .build()
+        .unwrap();
+    let url = format!("http://acme.localhost:{port}/api/v1/me");
+    let started = std::time::Instant::now();
+    let answers = futures_join_all((0..n).map(|_| {
+        let (client, url, token) = (client.clone(), url.clone(), token.to_owned());
+        tokio::spawn(async move {
+            client
+                .get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+                .unwrap_or(0)
+        })
+    }))
+    .await;
+    let served = answers.iter().filter(|s| **s == 200).count();
+    (served, started.elapsed().as_secs_f64())
+}
+
+async fn futures_join_all<T>(handles: impl Iterator<Item = tokio::task::JoinHandle<T>>) -> Vec<T> {
+    let mut out = Vec::new();
+    for handle in handles {
+        out.push(handle.await.unwrap());
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_servers_split_a_tenants_request_rate_between_them() {
+    let t = migrated_database().await;
+    let url = &t.url;
+    assert!(atrium(url, CREATE).status.success());
+    let dir = tempfile::tempdir().unwrap();
+    let start = || {
+        crate::helpers::Serving::start(
+            crate::helpers::command(dir.path())
+                .env("ATRIUM_DATABASE_URL", url)
+                .args([
+                    "serve",
+                    "--bind",
+                    "127.0.0.1:0",
+                    "--unsafe-allow-privileged-login",
+                ]),
+        )
+    };
+    let mut first = start();
+    first.wait_for("servers=1");
+    let mut second = start();
+    first.wait_for("servers=2");
+    second.wait_for("servers=2");
+    let login: serde_json::Value = reqwest::Client::builder()
+        .resolve(
+            "acme.localhost",
+            std::net::SocketAddr::from(([127, 0, 0, 1], first.port)),
+        )
+        .build()
+        .unwrap()
+        .post(format!(
+            "http://acme.localhost:{}/api/v1/auth/login",
+            first.port
+        ))
+        .json(&serde_json::json!({"email": "boss@acme.com", "password": "a-long-password"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = login["token"].as_str().unwrap().to_owned();
+    // A small tenant: 50 requests a second after a burst of 100. Each of
+    // two servers gives half: at most a burst of 50, then 25 a second for
+    // as long as the flood lasts and the one second a request may wait.
+    let (served, seconds) = flood(first.port, &token, 300).await;
+    let share = 50.0 + 25.0 * (seconds + 1.0);
+    assert!(
+        (served as f64) <= share + 5.0,
+        "{served} served in {seconds:.2} s: more than half the tier ({share:.0})"
+    );
+    assert!(served >= 20, "{served}: the tenant was served at all");
+
+    // One stops: the other takes the whole tier within a heartbeat.
+    second.stop();
+    first.wait_for("servers=1");
+    let metrics = reqwest::get(format!("http://127.0.0.1:{}/metrics", first.port))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("atrium_live_servers 1"), "{metrics}");
+    first.stop();
+}

@@ -63,6 +63,17 @@ pub struct Serving {
     pub port: u16,
 }
 
+/// A test that fails half-way leaves no server behind (it would hold the
+/// test's output pipe open, and the test run with it).
+impl Drop for Serving {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 impl Serving {
     /// Starts `serve` from `cmd` (its arguments given) and waits until it
     /// announces its address.

@@ -14,5 +14,6 @@ pub mod moving;
 pub mod observe;
 pub mod provision;
 pub mod roles;
+pub mod servers;
 pub mod spares;
 pub mod tenant_metrics;
