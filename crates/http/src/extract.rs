@@ -318,8 +318,14 @@ fn client_ip(parts: &Parts, state: &AppState) -> Option<IpAddr> {
 
 /// Walks `X-Forwarded-For` from the right while the hop is a trusted proxy;
 /// the first untrusted address is the client.
+/// Whether `ip` is one of the proxies whose forwarding headers are
+/// believed.
+pub(crate) fn is_trusted_proxy(trusted: &[ipnet::IpNet], ip: &IpAddr) -> bool {
+    trusted.iter().any(|net| net.contains(ip))
+}
+
 fn client_address(peer: IpAddr, parts: &Parts, trusted: &[ipnet::IpNet]) -> IpAddr {
-    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
+    let is_trusted = |ip: &IpAddr| is_trusted_proxy(trusted, ip);
     if !is_trusted(&peer) {
         return peer;
     }

@@ -171,9 +171,24 @@ async fn share_limits_with_live_servers(
 ) {
     let mut ticks = tokio::time::interval(atrium_store::fleet::servers::HEARTBEAT);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // A session of its own: under load the pool's sessions are all busy,
+    // and a heartbeat queueing for one would make this server look gone
+    // to the others exactly when the limits matter.
+    let mut session = None;
     loop {
         ticks.tick().await;
-        match atrium_store::fleet::servers::heartbeat(&db, &server_id).await {
+        let beat = async {
+            if session.is_none() {
+                session = Some(db.dedicated_connection().await?);
+            }
+            let client = session.as_ref().expect("connected above");
+            atrium_store::fleet::servers::heartbeat(client, &server_id).await
+        };
+        let beat = beat.await;
+        if beat.is_err() {
+            session = None;
+        }
+        match beat {
             Ok(servers) => {
                 metrics::gauge!("atrium_live_servers").set(servers as f64);
                 if policies.set_servers(servers) {

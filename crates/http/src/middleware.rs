@@ -10,8 +10,6 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 
-use atrium_store::connection::db_time::DbUsage;
-
 use crate::AppState;
 use crate::error::ApiError;
 use crate::extract::ChargedTenant;
@@ -132,26 +130,25 @@ async fn observe_and_bound(
         user = tracing::field::Empty,
     );
     let handled = tracing::Instrument::instrument(handled, span.clone());
-    let (response, db) = match tokio::time::timeout(
-        timeout,
-        atrium_store::connection::db_time::measured(
-            &request_id,
-            state.settings.slow_statement,
-            handled,
-        ),
+    // The clock runs outside the deadline: a request that runs out of
+    // time still has its slow statements logged and its database time
+    // charged.
+    let (response, db) = atrium_store::connection::db_time::measured(
+        &request_id,
+        state.settings.slow_statement,
+        tokio::time::timeout(timeout, handled),
     )
-    .await
-    {
-        Ok(measured) => measured,
-        Err(_) => (
+    .await;
+    let response = match response {
+        Ok(response) => response,
+        Err(_) => {
             crate::web::refusal(
                 &path,
                 ApiError::unavailable("the request took too long", 1),
                 Some(&request_id),
             )
-            .await,
-            DbUsage::default(),
-        ),
+            .await
+        }
     };
     let elapsed = started.elapsed();
     let status = response.status().as_u16();

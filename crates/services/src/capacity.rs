@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use atrium_store::fleet::capacity::{self, Baselines, Disk, TableSize, TenantSize};
 use atrium_store::registry::TenantEntry;
 use atrium_store::{ClusterDatabases, Fleet, registry};
-use chrono::{NaiveDate, Utc};
+use chrono::NaiveDate;
 use serde::Serialize;
 
 /// One tenant: its size now and what it grew by.
@@ -105,8 +105,7 @@ pub async fn capacity(
     disk_sizes: &HashMap<Option<String>, u64>,
 ) -> anyhow::Result<Capacity> {
     let names = placements(fleet).await?;
-    let baselines = capacity::baselines(&fleet.home().db).await?;
-    let today = Utc::now().date_naive();
+    let (today, baselines) = capacity::baselines(&fleet.home().db).await?;
     let reads = fleet.clusters().iter().map(|cluster| async move {
         let read = async {
             let sizes =
@@ -233,12 +232,8 @@ pub async fn of_tenant(fleet: &Fleet, tenant: &TenantEntry) -> anyhow::Result<Te
             .then_with(|| a.table.cmp(&b.table))
     });
     let size = capacity::by_tenant(&tables).pop().unwrap_or_default();
-    let baselines = capacity::baselines(&fleet.home().db).await?;
-    let growth = Growth::from(
-        size.total_bytes,
-        baselines.get(&tenant.schema_name),
-        Utc::now().date_naive(),
-    );
+    let (today, baselines) = capacity::baselines(&fleet.home().db).await?;
+    let growth = Growth::from(size.total_bytes, baselines.get(&tenant.schema_name), today);
     Ok(TenantTables {
         tenant: tenant_capacity(tenant.subdomain.clone(), &cluster.name, &size, growth),
         tables,

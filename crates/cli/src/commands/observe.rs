@@ -297,6 +297,17 @@ pub async fn capacity(args: CapacityArgs, connected: &Connected) -> CommandResul
         );
         return Ok(ExitCode::SUCCESS);
     }
+    if let Some(unknown) = args
+        .disk_size
+        .iter()
+        .filter_map(|(cluster, _)| cluster.as_deref())
+        .find(|name| fleet.cluster(name).is_none())
+    {
+        return Err(super::Failure {
+            message: format!("--disk-size names cluster {unknown}, which is not declared"),
+            exit_code: 2,
+        });
+    }
     let disk_sizes = args.disk_size.into_iter().collect();
     let fleet_capacity = atrium_services::capacity::capacity(fleet, &disk_sizes).await?;
     if args.json {

@@ -47,17 +47,21 @@ pub async fn run(
         ) {
             (Some(cert), Some(key)) => Some(atrium_http::TlsFiles { cert, key }),
             (None, None) => None,
-            _ => {
-                return Err(anyhow::anyhow!(
-                    "give both tls_cert and tls_key (atrium.toml), or neither"
-                )
-                .into());
+            (Some(_), None) | (None, Some(_)) => {
+                return Err(super::Failure {
+                    message: "--tls-cert and --tls-key (or tls_cert and tls_key in \
+                              atrium.toml) go together: give both or neither"
+                        .into(),
+                    exit_code: 2,
+                });
             }
         },
+        // atrium.toml's value within the flag's range.
         slow_statement: Duration::from_millis(
             args.slow_statement_ms
                 .or(file.slow_statement_ms)
-                .unwrap_or(1000),
+                .unwrap_or(1000)
+                .clamp(1, 3_600_000),
         ),
         ..Default::default()
     };
@@ -192,7 +196,8 @@ pub async fn run(
             let reindex_every = maintain::reindex_every_days(
                 args.reindex_interval_days
                     .or(file.reindex_interval_days)
-                    .unwrap_or(maintain::DEFAULT_REINDEX_INTERVAL_DAYS),
+                    .unwrap_or(maintain::DEFAULT_REINDEX_INTERVAL_DAYS)
+                    .min(365),
             );
             let (db, policy) = (
                 connected.fleet(),

@@ -62,7 +62,7 @@ pub(crate) fn over_https(
             .public_url
             .as_deref()
             .is_some_and(|url| url.starts_with("https://"))
-        || (peer.is_some_and(|ip| settings.trusted_proxies.iter().any(|net| net.contains(&ip)))
+        || (peer.is_some_and(|ip| crate::extract::is_trusted_proxy(&settings.trusted_proxies, &ip))
             && headers
                 .get("x-forwarded-proto")
                 .and_then(|v| v.to_str().ok())

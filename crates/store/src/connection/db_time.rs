@@ -119,13 +119,19 @@ pub(crate) async fn timed<F: Future>(call: F) -> F::Output {
     output
 }
 
-/// Awaits one tenant statement like [`timed`]; in a request, one that
-/// ran past the request's threshold is logged (in the request's span: its
-/// id and tenant) and counted.
+/// Awaits one tenant statement like [`timed`], and notes its time (see
+/// [`note_statement`]).
 pub(crate) async fn timed_statement<F: Future>(schema: &str, sql: &str, call: F) -> F::Output {
     let started = std::time::Instant::now();
     let output = timed(call).await;
-    let elapsed = started.elapsed();
+    note_statement(schema, sql, started.elapsed());
+    output
+}
+
+/// In a request, a tenant statement that took the request's threshold or
+/// longer is logged (in the request's span: its id and tenant) and
+/// counted.
+pub(crate) fn note_statement(schema: &str, sql: &str, elapsed: Duration) {
     let slow = DB_TIME
         .try_with(|clock| {
             let slow = elapsed >= clock.slow_statement;
@@ -146,7 +152,6 @@ pub(crate) async fn timed_statement<F: Future>(schema: &str, sql: &str, call: F)
             "slow statement"
         );
     }
-    output
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ use tokio_postgres::{Row, Statement};
 
 use atrium_domain::{TenantStatus, Tier};
 
-use crate::connection::db_time::{request_id, timed, timed_statement};
+use crate::connection::db_time::{note_statement, request_id, timed, timed_statement};
 use crate::registry::naming::is_tenant_schema_name;
 use crate::{Database, PooledTx, StoreError};
 
@@ -227,17 +227,33 @@ impl TenantTx {
         let client = tx.client();
         let setup = format!("BEGIN; {}", tenant.setup_sql(statement_timeout, writes));
         let cache_statements = db.caches_statements();
-        let (begun, row) = timed_statement(&tenant.schema_name, sql, async {
-            futures::join!(client.batch_execute(&setup), async {
-                let statement = if cache_statements {
-                    client.prepare_cached(sql).await?
-                } else {
-                    client.prepare(sql).await?
-                };
-                client.query_opt(&statement, params).await
-            })
+        // The query's own time starts once the setup is through: waiting in
+        // `enter_tenant` while a move pauses writes is not the query's.
+        let sent = std::time::Instant::now();
+        let set_up = std::sync::OnceLock::new();
+        let (begun, row) = timed(async {
+            futures::join!(
+                async {
+                    let begun = client.batch_execute(&setup).await;
+                    let _ = set_up.set(std::time::Instant::now());
+                    begun
+                },
+                async {
+                    let statement = if cache_statements {
+                        client.prepare_cached(sql).await?
+                    } else {
+                        client.prepare(sql).await?
+                    };
+                    client.query_opt(&statement, params).await
+                }
+            )
         })
         .await;
+        note_statement(
+            &tenant.schema_name,
+            sql,
+            set_up.get().copied().unwrap_or(sent).elapsed(),
+        );
         let tx = Self {
             tx,
             tenant: tenant.clone(),

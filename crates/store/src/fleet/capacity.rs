@@ -11,7 +11,7 @@ use chrono::NaiveDate;
 use serde::Serialize;
 
 use crate::Database;
-use crate::registry::naming::is_tenant_schema_name;
+use crate::registry::naming::{TENANT_SCHEMA_PATTERN, is_tenant_schema_name};
 
 /// Days of samples kept: the 30-day growth needs the sample of 30 days
 /// ago, with room for a missed day or two.
@@ -41,10 +41,10 @@ pub async fn table_sizes(db: &Database, only: Option<&str>) -> anyhow::Result<Ve
                     pg_relation_size(c.oid), pg_indexes_size(c.oid),
                     coalesce(pg_total_relation_size(nullif(c.reltoastrelid, 0)), 0)
                FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-              WHERE c.relkind IN ('r', 'p') AND n.nspname ~ '^tenant_[1-9][0-9]*$'
+              WHERE c.relkind IN ('r', 'p') AND n.nspname ~ $2
                 AND ($1::text IS NULL OR n.nspname = $1)
               ORDER BY 1, 2",
-            &[&only],
+            &[&only, &TENANT_SCHEMA_PATTERN],
         )
         .await?;
     Ok(rows
@@ -182,11 +182,13 @@ pub struct Baselines {
     pub month: Option<(NaiveDate, i64)>,
 }
 
-/// Baselines by schema name, for every tenant with samples.
-pub async fn baselines(home: &Database) -> anyhow::Result<HashMap<String, Baselines>> {
-    let rows = home
-        .connection()
-        .await?
+/// Baselines by schema name, for every tenant with samples, and the
+/// registry's date today (the samples' calendar: the database's time
+/// zone, not this machine's).
+pub async fn baselines(home: &Database) -> anyhow::Result<(NaiveDate, HashMap<String, Baselines>)> {
+    let session = home.connection().await?;
+    let today: NaiveDate = session.query_one("SELECT current_date", &[]).await?.get(0);
+    let rows = session
         .query(
             "SELECT t.schema_name,
                     (array_agg(s.sampled_on ORDER BY s.sampled_on)
@@ -201,19 +203,21 @@ pub async fn baselines(home: &Database) -> anyhow::Result<HashMap<String, Baseli
             &[],
         )
         .await?;
-    Ok(rows
-        .iter()
-        .map(|r| {
-            let pair = |date: Option<NaiveDate>, bytes: Option<i64>| date.zip(bytes);
-            (
-                r.get(0),
-                Baselines {
-                    week: pair(r.get(1), r.get(2)),
-                    month: pair(r.get(3), r.get(4)),
-                },
-            )
-        })
-        .collect())
+    Ok((
+        today,
+        rows.iter()
+            .map(|r| {
+                let pair = |date: Option<NaiveDate>, bytes: Option<i64>| date.zip(bytes);
+                (
+                    r.get(0),
+                    Baselines {
+                        week: pair(r.get(1), r.get(2)),
+                        month: pair(r.get(3), r.get(4)),
+                    },
+                )
+            })
+            .collect(),
+    ))
 }
 
 pub async fn database_bytes(db: &Database) -> anyhow::Result<i64> {

@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use crate::Database;
 use crate::connection::database::quote_ident;
-use crate::registry::naming::is_tenant_schema_name;
+use crate::registry::naming::{TENANT_SCHEMA_PATTERN, is_tenant_schema_name};
 
 /// An index counts as bloated when at least this share of it is dead
 /// space...
@@ -81,7 +81,7 @@ pub async fn estimate(db: &Database, only: Option<&str>) -> anyhow::Result<Vec<I
                  JOIN pg_namespace n ON n.oid = ci.relnamespace
                  JOIN pg_am am ON am.oid = ci.relam
                 WHERE am.amname = 'btree' AND i.indisvalid AND ci.reltuples >= 0
-                  AND n.nspname ~ '^tenant_[1-9][0-9]*$'
+                  AND n.nspname ~ $2
                   AND ($1::text IS NULL OR n.nspname = $1)),
              widths AS (
                SELECT idx.oid,
@@ -106,7 +106,7 @@ pub async fn estimate(db: &Database, only: Option<&str>) -> anyhow::Result<Vec<I
                     greatest(bytes - expected_bytes, 0) AS bloat_bytes
                FROM sized
               ORDER BY 6 DESC, 1, 3",
-            &[&only],
+            &[&only, &TENANT_SCHEMA_PATTERN],
         )
         .await?;
     Ok(rows
@@ -205,13 +205,25 @@ async fn rebuild(db: &Database, index: &IndexBloat) -> anyhow::Result<Reindexed>
     );
     let session = db.dedicated_connection().await?;
     let started = Instant::now();
-    session
+    let rebuilt = session
         .batch_execute(&format!(
             "REINDEX INDEX CONCURRENTLY {}.{}",
             quote_ident(&index.schema_name),
             quote_ident(&index.index)
         ))
-        .await?;
+        .await;
+    if let Err(e) = rebuilt {
+        // Its invalid copy would be kept up to date by every write until
+        // the next run: gone now.
+        drop(session);
+        if let Err(cleanup) = drop_interrupted_rebuilds(db).await {
+            tracing::warn!(
+                error = format!("{cleanup:#}"),
+                "dropping a failed rebuild's copy"
+            );
+        }
+        return Err(e.into());
+    }
     let bytes_after: i64 = session
         .query_one(
             "SELECT pg_relation_size(format('%I.%I', $1::text, $2::text)::regclass)",
@@ -229,7 +241,8 @@ async fn rebuild(db: &Database, index: &IndexBloat) -> anyhow::Result<Reindexed>
 }
 
 /// Drops the invalid copies an interrupted `REINDEX CONCURRENTLY` leaves
-/// (named `<index>_ccnew`, `_ccnew1`, …), which writes would otherwise
+/// (the new index `<index>_ccnew`, `_ccnew1`, …, or the old one,
+/// `_ccold`, when it stopped at the swap), which writes would otherwise
 /// keep maintaining.
 async fn drop_interrupted_rebuilds(db: &Database) -> anyhow::Result<()> {
     let session = db.dedicated_connection().await?;
@@ -239,9 +252,9 @@ async fn drop_interrupted_rebuilds(db: &Database) -> anyhow::Result<()> {
                FROM pg_index i
                JOIN pg_class c ON c.oid = i.indexrelid
                JOIN pg_namespace n ON n.oid = c.relnamespace
-              WHERE NOT i.indisvalid AND c.relname ~ '_ccnew[0-9]*$'
-                AND n.nspname ~ '^tenant_[1-9][0-9]*$'",
-            &[],
+              WHERE NOT i.indisvalid AND c.relname ~ '_cc(new|old)[0-9]*$'
+                AND n.nspname ~ $1",
+            &[&TENANT_SCHEMA_PATTERN],
         )
         .await?;
     for row in leftovers {

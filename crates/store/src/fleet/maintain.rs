@@ -215,7 +215,10 @@ async fn run(db: &Database, policy: &Policy) -> anyhow::Result<MaintainReport> {
         .execute(
             "WITH run AS (INSERT INTO public.maintenance_runs (started_at, report) VALUES ($1, $2))
              DELETE FROM public.maintenance_runs
-              WHERE id <= (SELECT max(id) FROM public.maintenance_runs) - $3 + 1",
+              WHERE id <= (SELECT max(id) FROM public.maintenance_runs) - $3 + 1
+                -- the last run that rebuilt indexes says when the next is due
+                AND id IS DISTINCT FROM (SELECT max(id) FROM public.maintenance_runs
+                                          WHERE (report->>'reindex_ran')::boolean)",
             &[&started_at, &serde_json::to_value(&report)?, &RUNS_KEPT],
         )
         .await?;
@@ -237,45 +240,42 @@ async fn reindex_due(session: &tokio_postgres::Client, every: Duration) -> anyho
         .get(0))
 }
 
-/// Drops the scratch schemas of rehearsals that were interrupted before
-/// they could drop their own (a rehearsal lasts minutes, not a day).
-async fn drop_old_rehearsals(session: &tokio_postgres::Client) -> anyhow::Result<Vec<String>> {
-    let old = session
-        .query(
-            "SELECT nspname::text FROM pg_namespace
-              WHERE nspname ~ $1
-                AND to_timestamp(substring(nspname FROM '[0-9]{14}$'), 'YYYYMMDDHH24MISS')::timestamp
-                    < (now() AT TIME ZONE 'UTC') - interval '1 day'
-              ORDER BY 1",
-            &[&crate::fleet::migrate::rehearse::SCRATCH_PATTERN],
-        )
-        .await?;
-    let mut dropped = Vec::new();
-    for row in old {
-        let schema: String = row.get(0);
-        session
-            .batch_execute(&format!("DROP SCHEMA {} CASCADE", quote_ident(&schema)))
-            .await?;
-        dropped.push(schema);
-    }
-    Ok(dropped)
-}
-
 /// Drops the kept sources of moved tenants whose move is older than
-/// `retention` (the timestamp is in the name the move gave them).
+/// `retention`.
 async fn drop_old_moved_sources(
     session: &tokio_postgres::Client,
     retention: Duration,
 ) -> anyhow::Result<Vec<String>> {
+    drop_schemas_older_than(session, "^moved_[0-9]+_[0-9]{14}$", retention).await
+}
+
+/// Drops the scratch schemas of rehearsals that were interrupted before
+/// they could drop their own (a rehearsal lasts minutes, not a day).
+async fn drop_old_rehearsals(session: &tokio_postgres::Client) -> anyhow::Result<Vec<String>> {
+    drop_schemas_older_than(
+        session,
+        crate::fleet::migrate::rehearse::SCRATCH_PATTERN,
+        Duration::from_secs(24 * 3600),
+    )
+    .await
+}
+
+/// Drops the schemas whose name matches `pattern` and holds, as its first
+/// run of 14 digits, a UTC time (`YYYYMMDDHHMMSS`) older than `age`.
+async fn drop_schemas_older_than(
+    session: &tokio_postgres::Client,
+    pattern: &str,
+    age: Duration,
+) -> anyhow::Result<Vec<String>> {
     let old = session
         .query(
             "SELECT nspname::text FROM pg_namespace
-              WHERE nspname ~ '^moved_[0-9]+_[0-9]{14}$'
+              WHERE nspname ~ $1
                 -- the name's digits are UTC, read back as they are written
-                AND to_timestamp(substring(nspname FROM '[0-9]{14}$'), 'YYYYMMDDHH24MISS')::timestamp
-                    < (now() AT TIME ZONE 'UTC') - make_interval(secs => $1)
+                AND to_timestamp(substring(nspname FROM '[0-9]{14}'), 'YYYYMMDDHH24MISS')::timestamp
+                    < (now() AT TIME ZONE 'UTC') - make_interval(secs => $2)
               ORDER BY 1",
-            &[&retention.as_secs_f64()],
+            &[&pattern, &age.as_secs_f64()],
         )
         .await?;
     let mut dropped = Vec::new();

@@ -16,10 +16,8 @@ pub const LIVE_FOR: Duration = Duration::from_secs(6);
 /// Renews `server_id`'s row and returns how many servers are live, this
 /// one included (so at least 1). Rows of servers gone for an hour are
 /// removed on the way.
-pub async fn heartbeat(db: &Database, server_id: &str) -> anyhow::Result<usize> {
-    let live: i64 = db
-        .connection()
-        .await?
+pub async fn heartbeat(session: &tokio_postgres::Client, server_id: &str) -> anyhow::Result<usize> {
+    let live: i64 = session
         .query_one(
             "WITH renewed AS (
                INSERT INTO public.servers (server_id) VALUES ($1)

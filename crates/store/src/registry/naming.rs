@@ -2,6 +2,10 @@
 //! so that the registry, the migrator, provisioning, the spare pool and
 //! the role setup agree without importing one another.
 
+/// A tenant schema's name as a PostgreSQL regular expression, for
+/// catalog queries that look at every tenant schema of a cluster.
+pub const TENANT_SCHEMA_PATTERN: &str = "^tenant_[1-9][0-9]*$";
+
 /// `tenant_<digits>`: the only shape a tenant schema name can have.
 pub fn is_tenant_schema_name(name: &str) -> bool {
     name.strip_prefix("tenant_")

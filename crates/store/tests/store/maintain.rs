@@ -311,13 +311,13 @@ async fn maintain_drops_what_an_interrupted_rehearsal_left_after_a_day() {
     let recent = format!("rehearsal_1_{}", chrono::Utc::now().format("%Y%m%d%H%M%S"));
     sql(
         &t.db,
-        &format!("CREATE SCHEMA rehearsal_1_20200101000000; CREATE SCHEMA {recent};"),
+        &format!("CREATE SCHEMA rehearsal_1_20200101000000_0a1b2c; CREATE SCHEMA {recent};"),
     )
     .await;
     let report = maintain(&t.admin, &policy(false)).await.unwrap().unwrap();
     assert_eq!(
         report.rehearsals_dropped,
-        vec!["rehearsal_1_20200101000000"]
+        vec!["rehearsal_1_20200101000000_0a1b2c"]
     );
     assert_eq!(
         scalar_i64(

@@ -9,7 +9,7 @@
 //! tables takes). The pending files then run on it in a second
 //! transaction, which is rolled back; the scratch schema is dropped.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Instant;
 
 use chrono::Utc;
@@ -21,10 +21,11 @@ use crate::Database;
 use crate::connection::database::quote_ident;
 use crate::registry::naming::is_tenant_schema_name;
 
-/// Scratch schemas are named `rehearsal_<tenant id>_<UTC timestamp>`; ones
-/// older than a day are left over from an interrupted rehearsal, and
-/// `maintain` drops them.
-pub const SCRATCH_PATTERN: &str = "^rehearsal_[0-9]+_[0-9]{14}$";
+/// Scratch schemas are named `rehearsal_<tenant id>_<UTC timestamp>_<6 hex
+/// digits>` (two rehearsals in one second get two schemas); ones older
+/// than a day are left over from an interrupted rehearsal, and `maintain`
+/// drops them.
+pub const SCRATCH_PATTERN: &str = "^rehearsal_[0-9]+_[0-9]{14}_[0-9a-f]{6}$";
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Rehearsal {
@@ -115,14 +116,21 @@ pub async fn rehearse(
     }
     .await;
     // Gone whatever happened above (a failure inside a transaction leaves
-    // it aborted: end it first).
+    // it aborted: end it first). The name is this run's alone.
     let _ = session.batch_execute("ROLLBACK").await;
-    session
+    if let Err(e) = session
         .batch_execute(&format!(
             "DROP SCHEMA IF EXISTS {} CASCADE",
             quote_ident(&scratch)
         ))
-        .await?;
+        .await
+    {
+        tracing::warn!(
+            error = %e,
+            schema = scratch,
+            "dropping the rehearsal's copy failed; maintain drops it after a day"
+        );
+    }
     result.map(Some)
 }
 
@@ -269,7 +277,7 @@ async fn run_pending(
     let mut migrations = Vec::with_capacity(pending.len());
     let started = Instant::now();
     for file in pending {
-        let before = held_locks(session, scratch).await?;
+        let before = held_locks(session).await?;
         let existing = scratch_relations(session, scratch).await?;
         let file_started = Instant::now();
         session.batch_execute(file.sql).await.map_err(|e| {
@@ -279,7 +287,7 @@ async fn run_pending(
             ))
         })?;
         let seconds = file_started.elapsed().as_secs_f64();
-        let after = held_locks(session, scratch).await?;
+        let after = held_locks(session).await?;
         migrations.push(RehearsedMigration {
             version: file.version,
             name: file.name.to_owned(),
@@ -308,46 +316,55 @@ fn strength(mode: &str) -> usize {
     MODES.iter().position(|m| *m == mode).unwrap_or(0)
 }
 
-/// Relations this session holds locks on, by name: the strongest mode
-/// held, and the relation's oid when it is one of the copy's (the others
-/// are shared, which tenant migrations never make).
-type HeldLocks = HashMap<String, (String, Option<u32>)>;
+/// The strongest mode of each relation lock this session holds, by the
+/// relation's oid, with the relation's name (schema-qualified unless it
+/// is the copy's) when it still exists.
+type HeldLocks = HashMap<u32, (String, Option<String>)>;
 
-/// The oids of the copy's relations now.
-async fn scratch_relations(session: &Client, scratch: &str) -> anyhow::Result<HashSet<u32>> {
+/// The copy's relations now, by oid, named as the tenant's would be.
+async fn scratch_relations(
+    session: &Client,
+    scratch: &str,
+) -> anyhow::Result<HashMap<u32, String>> {
     let rows = session
         .query(
-            "SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+            "SELECT c.oid, c.relname::text FROM pg_class c
+               JOIN pg_namespace n ON n.oid = c.relnamespace
               WHERE n.nspname = $1",
             &[&scratch],
         )
         .await?;
-    Ok(rows.iter().map(|r| r.get(0)).collect())
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
 /// What a file added: for each relation that existed before it (one the
-/// file makes is nobody else's to wait for), its strongest lock, when
-/// stronger than what the files before it held. TOAST tables follow
-/// their table and are left out.
+/// file makes is nobody else's to wait for; one it drops is named as it
+/// was), its strongest lock, when stronger than what the files before it
+/// held. The copy's relations are named as the tenant's; TOAST tables
+/// follow their table and are left out.
 fn locks_added(
     before: &HeldLocks,
     after: &HeldLocks,
-    existing: &HashSet<u32>,
+    existing: &HashMap<u32, String>,
 ) -> Vec<RehearsedLock> {
     let mut locks: Vec<RehearsedLock> = after
         .iter()
-        .filter(|(relation, (_, oid))| {
-            oid.is_none_or(|oid| existing.contains(&oid)) && !relation.starts_with("pg_toast.")
-        })
-        .filter(|(relation, (mode, _))| {
-            before
-                .get(*relation)
-                .is_none_or(|(held, _)| strength(mode) > strength(held))
-        })
-        .map(|(relation, (mode, _))| RehearsedLock {
-            relation: relation.clone(),
-            mode: mode.clone(),
-            blocks: blocks(mode),
+        .filter_map(|(oid, (mode, name))| {
+            let relation = match existing.get(oid) {
+                Some(copy) => copy.clone(),
+                // Not the copy's before the file: a shared relation (named
+                // with its schema), or one the file made (`None`: the copy
+                // has it now, unqualified... or it is gone again).
+                None => name.clone().filter(|n| n.contains('.'))?,
+            };
+            let stronger = before
+                .get(oid)
+                .is_none_or(|(held, _)| strength(mode) > strength(held));
+            (stronger && !relation.starts_with("pg_toast.")).then(|| RehearsedLock {
+                relation,
+                mode: mode.clone(),
+                blocks: blocks(mode),
+            })
         })
         .collect();
     locks.sort_by(|a, b| {
@@ -358,27 +375,26 @@ fn locks_added(
     locks
 }
 
-/// The relation locks this session holds, by relation (named without the
-/// scratch schema, as the tenant's own would be).
-async fn held_locks(session: &Client, scratch: &str) -> anyhow::Result<HeldLocks> {
+/// The relation locks this session holds: the copy's relations named
+/// without their schema, others with it, dropped ones without a name.
+async fn held_locks(session: &Client) -> anyhow::Result<HeldLocks> {
     let rows = session
         .query(
-            "SELECT CASE WHEN n.nspname = $1 THEN c.relname::text
-                         ELSE n.nspname || '.' || c.relname END,
-                    l.mode, CASE WHEN n.nspname = $1 THEN c.oid END
+            "SELECT l.relation, l.mode,
+                    CASE WHEN n.nspname LIKE 'rehearsal\\_%' THEN c.relname::text
+                         ELSE n.nspname || '.' || c.relname END
                FROM pg_locks l
-               JOIN pg_class c ON c.oid = l.relation
-               JOIN pg_namespace n ON n.oid = c.relnamespace
+               LEFT JOIN pg_class c ON c.oid = l.relation
+               LEFT JOIN pg_namespace n ON n.oid = c.relnamespace
               WHERE l.pid = pg_backend_pid() AND l.locktype = 'relation' AND l.granted
-                AND n.nspname <> 'pg_catalog'",
-            &[&scratch],
+                AND n.nspname IS DISTINCT FROM 'pg_catalog'",
+            &[],
         )
         .await?;
     let mut held = HeldLocks::new();
     for row in rows {
-        let (relation, mode, oid): (String, String, Option<u32>) =
-            (row.get(0), row.get(1), row.get(2));
-        let entry = held.entry(relation).or_insert((mode.clone(), oid));
+        let (oid, mode, name): (u32, String, Option<String>) = (row.get(0), row.get(1), row.get(2));
+        let entry = held.entry(oid).or_insert((mode.clone(), name));
         if strength(&mode) > strength(&entry.0) {
             entry.0 = mode;
         }
