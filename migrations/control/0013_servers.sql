@@ -8,3 +8,14 @@ CREATE UNLOGGED TABLE public.servers (
     started_at   TIMESTAMPTZ NOT NULL DEFAULT now(),
     heartbeat_at TIMESTAMPTZ NOT NULL DEFAULT now()
 );
+
+-- The application's login renews its server's row. On an installation
+-- whose roles `atrium db roles` already made, the grant comes with the
+-- table; `atrium db roles` gives it on a new one.
+DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'atrium_application') THEN
+        GRANT SELECT, INSERT, UPDATE, DELETE ON public.servers TO atrium_application;
+    END IF;
+END
+$$;

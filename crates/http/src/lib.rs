@@ -175,6 +175,7 @@ async fn share_limits_with_live_servers(
     // and a heartbeat queueing for one would make this server look gone
     // to the others exactly when the limits matter.
     let mut session = None;
+    let mut failing = false;
     loop {
         ticks.tick().await;
         let beat = async {
@@ -190,12 +191,20 @@ async fn share_limits_with_live_servers(
         }
         match beat {
             Ok(servers) => {
+                if std::mem::take(&mut failing) {
+                    tracing::info!("this server's row in the registry is renewed again");
+                }
                 metrics::gauge!("atrium_live_servers").set(servers as f64);
                 if policies.set_servers(servers) {
                     tracing::info!(servers, "live servers share each tenant's limits");
                 }
             }
-            Err(e) => tracing::warn!(error = format!("{e:#}"), "renewing this server's row"),
+            // Once per outage, not every two seconds.
+            Err(e) if !std::mem::replace(&mut failing, true) => tracing::warn!(
+                error = format!("{e:#}"),
+                "renewing this server's row failed; keeping the last count of live servers"
+            ),
+            Err(_) => {}
         }
     }
 }

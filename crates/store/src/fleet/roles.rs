@@ -105,7 +105,7 @@ pub async fn ensure(admin: &AdminDatabase) -> anyhow::Result<RolesReport> {
              GRANT SELECT ON public.tenants, public.installation, public.tenant_counters,
                              public.schema_migrations, template.schema_migrations TO {APPLICATION};
              GRANT SELECT, UPDATE ON public.outbox TO {APPLICATION};
-             GRANT SELECT, INSERT, UPDATE, DELETE ON public.tenant_metrics TO {APPLICATION};
+             GRANT SELECT, INSERT, UPDATE, DELETE ON public.tenant_metrics, public.servers TO {APPLICATION};
              DROP POLICY IF EXISTS outbox_sender ON public.outbox;
              CREATE POLICY outbox_sender ON public.outbox TO {APPLICATION} USING (true) WITH CHECK (true);
              GRANT {group} TO {ADMIN} WITH ADMIN OPTION;
