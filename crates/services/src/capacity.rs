@@ -109,7 +109,7 @@ pub async fn capacity(
     let reads = fleet.clusters().iter().map(|cluster| async move {
         let read = async {
             let sizes =
-                capacity::by_tenant(&capacity::table_sizes(cluster.admin.database(), None).await?);
+                capacity::by_tenant(&capacity::table_sizes(cluster.admin.database()).await?);
             let database = capacity::database_bytes(cluster.admin.database()).await?;
             let disk = capacity::local_disk(cluster.admin.database()).await;
             anyhow::Ok((sizes, database, disk))
@@ -224,7 +224,7 @@ pub struct TenantTables {
 pub async fn of_tenant(fleet: &Fleet, tenant: &TenantEntry) -> anyhow::Result<TenantTables> {
     let cluster = crate::tenants::cluster_of(fleet, tenant)?;
     let db = cluster.admin.database();
-    let mut tables = capacity::table_sizes(db, Some(&tenant.schema_name)).await?;
+    let mut tables = capacity::table_sizes_of(db, &tenant.schema_name).await?;
     capacity::count_rows(db, &mut tables).await?;
     tables.sort_by(|a, b| {
         b.total_bytes
@@ -246,8 +246,7 @@ pub async fn largest_tenant(fleet: &Fleet) -> anyhow::Result<Option<TenantEntry>
     let names = placements(fleet).await?;
     let mut largest: Option<(i64, String)> = None;
     for cluster in fleet.clusters() {
-        let sizes =
-            capacity::by_tenant(&capacity::table_sizes(cluster.admin.database(), None).await?);
+        let sizes = capacity::by_tenant(&capacity::table_sizes(cluster.admin.database()).await?);
         if let Some((size, subdomain)) = sizes.iter().find_map(|size| {
             let subdomain = names.get(&(cluster.name.clone(), size.schema_name.clone()))?;
             Some((size.total_bytes, subdomain.clone()))
@@ -270,7 +269,7 @@ pub async fn sample_if_due(fleet: &Fleet, cluster: &ClusterDatabases) -> anyhow:
     if capacity::sampled_today(home, &cluster.name).await? {
         return Ok(0);
     }
-    let sizes = capacity::by_tenant(&capacity::table_sizes(cluster.admin.database(), None).await?);
+    let sizes = capacity::by_tenant(&capacity::table_sizes(cluster.admin.database()).await?);
     capacity::record_samples(home, &cluster.name, &sizes).await
 }
 

@@ -398,16 +398,7 @@ pub async fn index_bloat(
                 failed: Vec::new(),
             }
         }
-        None => {
-            on_every_cluster(fleet, async |db| {
-                Ok(index_health::estimate(&db, None)
-                    .await?
-                    .into_iter()
-                    .filter(IndexBloat::is_bloated)
-                    .collect())
-            })
-            .await
-        }
+        None => on_every_cluster(fleet, async |db| index_health::bloated(&db).await).await,
     };
     let mut rows: Vec<IndexBloat> = read
         .rows
