@@ -5,22 +5,7 @@ use atrium_testkit::migrated_database;
 use crate::helpers::{assert_fails, atrium, json, stderr, stdout};
 
 fn create_acme(url: &str) {
-    let created = atrium(
-        url,
-        &[
-            "tenant",
-            "create",
-            "--name",
-            "Acme Inc",
-            "--subdomain",
-            "acme",
-            "--admin-email",
-            "boss@acme.com",
-            "--admin-password",
-            "a-long-password",
-        ],
-    );
-    assert!(created.status.success(), "{}", stderr(&created));
+    crate::helpers::create_tenant(url, "acme");
 }
 
 #[tokio::test]

@@ -5,20 +5,7 @@ use std::time::Duration;
 
 use atrium_testkit::migrated_database;
 
-use crate::helpers::{assert_fails, atrium, json, stderr, stdout};
-
-const CREATE: &[&str] = &[
-    "tenant",
-    "create",
-    "--name",
-    "Acme Inc",
-    "--subdomain",
-    "acme",
-    "--admin-email",
-    "boss@acme.com",
-    "--admin-password",
-    "a-long-password",
-];
+use crate::helpers::{assert_fails, atrium, create_tenant, json, stderr, stdout};
 
 async fn sql(db: &atrium_store::Database, statement: &str) {
     db.connection()
@@ -46,7 +33,7 @@ async fn tenant_schema(db: &atrium_store::Database, subdomain: &str) -> String {
 async fn a_bloated_index_is_found_and_rebuilt_while_writes_go_on() {
     let t = migrated_database().await;
     let url = &t.url;
-    assert!(atrium(url, CREATE).status.success());
+    create_tenant(url, "acme");
     let schema = tenant_schema(&t.db, "acme").await;
     // 150,000 contacts, then nine in ten deleted: the survivors keep every
     // leaf page of the primary key a tenth full.
@@ -181,11 +168,8 @@ async fn a_bloated_index_is_found_and_rebuilt_while_writes_go_on() {
 async fn capacity_shows_sizes_growth_and_when_the_disk_fills() {
     let t = migrated_database().await;
     let url = &t.url;
-    assert!(atrium(url, CREATE).status.success());
-    let mut bravo = CREATE.to_vec();
-    bravo[5] = "bravo";
-    bravo[7] = "boss@bravo.com";
-    assert!(atrium(url, &bravo).status.success());
+    create_tenant(url, "acme");
+    create_tenant(url, "bravo");
     let schema = tenant_schema(&t.db, "acme").await;
     sql(
         &t.db,
@@ -308,11 +292,8 @@ async fn capacity_shows_sizes_growth_and_when_the_disk_fills() {
 async fn a_migration_is_rehearsed_on_a_copy_of_the_largest_tenant() {
     let t = migrated_database().await;
     let url = &t.url;
-    assert!(atrium(url, CREATE).status.success());
-    let mut bravo = CREATE.to_vec();
-    bravo[5] = "bravo";
-    bravo[7] = "boss@bravo.com";
-    assert!(atrium(url, &bravo).status.success());
+    create_tenant(url, "acme");
+    create_tenant(url, "bravo");
     let nothing = atrium(url, &["migrate", "--rehearse", "acme"]);
     assert!(nothing.status.success(), "{}", stderr(&nothing));
     assert!(
@@ -400,36 +381,33 @@ async fn flood(port: u16, token: &str, n: usize) -> (usize, f64) {
         .unwrap();
     let url = format!("http://acme.localhost:{port}/api/v1/me");
     let started = std::time::Instant::now();
-    let answers = futures_join_all((0..n).map(|_| {
-        let (client, url, token) = (client.clone(), url.clone(), token.to_owned());
-        tokio::spawn(async move {
-            client
-                .get(url)
-                .bearer_auth(token)
-                .send()
-                .await
-                .map(|r| r.status().as_u16())
-                .unwrap_or(0)
+    // Spawned, so they all go out at once.
+    let requests: Vec<_> = (0..n)
+        .map(|_| {
+            let (client, url, token) = (client.clone(), url.clone(), token.to_owned());
+            tokio::spawn(async move {
+                client
+                    .get(url)
+                    .bearer_auth(token)
+                    .send()
+                    .await
+                    .map(|r| r.status().as_u16())
+                    .unwrap_or(0)
+            })
         })
-    }))
-    .await;
-    let served = answers.iter().filter(|s| **s == 200).count();
-    (served, started.elapsed().as_secs_f64())
-}
-
-async fn futures_join_all<T>(handles: impl Iterator<Item = tokio::task::JoinHandle<T>>) -> Vec<T> {
-    let mut out = Vec::new();
-    for handle in handles {
-        out.push(handle.await.unwrap());
+        .collect();
+    let mut served = 0;
+    for request in requests {
+        served += usize::from(request.await.unwrap() == 200);
     }
-    out
+    (served, started.elapsed().as_secs_f64())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_servers_split_a_tenants_request_rate_between_them() {
     let t = migrated_database().await;
     let url = &t.url;
-    assert!(atrium(url, CREATE).status.success());
+    create_tenant(url, "acme");
     let dir = tempfile::tempdir().unwrap();
     let start = || {
         crate::helpers::Serving::start(

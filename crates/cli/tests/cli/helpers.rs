@@ -24,6 +24,28 @@ pub fn command(dir: &Path) -> Command {
     cmd
 }
 
+/// Creates tenant `subdomain`, its admin `boss@<subdomain>.com` with the
+/// password `a-long-password`.
+pub fn create_tenant(database_url: &str, subdomain: &str) {
+    let email = format!("boss@{subdomain}.com");
+    let created = atrium(
+        database_url,
+        &[
+            "tenant",
+            "create",
+            "--name",
+            "Acme Inc",
+            "--subdomain",
+            subdomain,
+            "--admin-email",
+            &email,
+            "--admin-password",
+            "a-long-password",
+        ],
+    );
+    assert!(created.status.success(), "{}", stderr(&created));
+}
+
 pub fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use atrium_testkit::migrated_database;
 
-use crate::helpers::{Serving, assert_fails, atrium, command};
+use crate::helpers::{Serving, assert_fails, command};
 
 /// A self-signed certificate for localhost and acme.localhost: its PEM
 /// and its key's.
@@ -47,25 +47,7 @@ fn hang_up(server: &Serving) {
 async fn https_speaks_http2_and_takes_a_new_certificate_on_sighup() {
     let t = migrated_database().await;
     let url = &t.url;
-    assert!(
-        atrium(
-            url,
-            &[
-                "tenant",
-                "create",
-                "--name",
-                "Acme",
-                "--subdomain",
-                "acme",
-                "--admin-email",
-                "boss@acme.com",
-                "--admin-password",
-                "a-long-password",
-            ],
-        )
-        .status
-        .success()
-    );
+    crate::helpers::create_tenant(url, "acme");
     let dir = tempfile::tempdir().unwrap();
     let first = self_signed();
     write_pair(dir.path(), &first);
