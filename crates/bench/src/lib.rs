@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod archive;
+mod bare;
 mod fixtures;
 mod fleet;
 pub mod import;
