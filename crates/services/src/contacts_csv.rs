@@ -186,12 +186,16 @@ where
 /// chain of its earlier versions). Small batches bound all three.
 const BATCH_ROWS: u64 = 250;
 
-/// Imports contacts from CSV, read a row at a time. Each row is its own
+/// Imports contacts from CSV, read a batch of [`BATCH_ROWS`] rows at a
+/// time, each batch in a transaction of its own: an import that breaks off
+/// keeps the batches before it (running the file again updates those
+/// contacts by email). A batch's new contacts are checked row by row and
+/// written in a few statements; rows that update a contact, and every row
+/// of a batch whose bulk write fails, go one at a time, each in a
 /// savepoint: a failed row leaves nothing behind and does not stop the
-/// others. Every [`BATCH_ROWS`] rows the transaction commits and a new one
-/// begins, so an import that breaks off keeps the batches before it
-/// (running the file again updates those contacts by email). With
-/// `dry_run` every batch is rolled back instead.
+/// others. Either way a row is checked, linked, counted and audited as
+/// the records service does it for one request. With `dry_run` every batch
+/// is rolled back instead.
 pub async fn import<R>(
     scope: &Scope,
     tx: TenantTx,
@@ -203,11 +207,7 @@ pub async fn import<R>(
 where
     R: tokio::io::AsyncRead + Unpin + Send,
 {
-    let mut batch = Batch {
-        tx,
-        rows: 0,
-        dry_run,
-    };
+    let mut batch = Batch { tx, dry_run };
     let result = import_rows(scope, &mut batch, me, csv_text, watcher).await;
     let Batch { tx, .. } = batch;
     if dry_run || result.is_err() {
@@ -218,21 +218,16 @@ where
     result
 }
 
-/// The open transaction of an import and the rows it holds.
+/// The open transaction of an import.
 struct Batch {
     tx: TenantTx,
-    rows: u64,
     dry_run: bool,
 }
 
 impl Batch {
-    /// Ends the transaction once it holds a full batch and opens the next.
-    /// True when it did (the company cache of a dry run is stale then).
-    async fn next_if_full(&mut self, scope: &Scope) -> Result<bool, ServiceError> {
-        self.rows += 1;
-        if self.rows < BATCH_ROWS {
-            return Ok(false);
-        }
+    /// Ends the transaction (committed, or rolled back in a dry run) and
+    /// opens the next.
+    async fn next(&mut self, scope: &Scope) -> Result<(), ServiceError> {
         let next = scope.begin().await?;
         next.plan_for_current_sizes().await?;
         next.savepoint().await?;
@@ -242,9 +237,15 @@ impl Batch {
         } else {
             done.commit().await?;
         }
-        self.rows = 0;
-        Ok(true)
+        Ok(())
     }
+}
+
+/// What became of one row of the file.
+enum Outcome {
+    Imported(Imported),
+    /// Refused, with the row's cells when they could be read.
+    Refused(Option<csv_async::StringRecord>, Vec<RowError>),
 }
 
 async fn import_rows<R>(
@@ -303,56 +304,204 @@ where
     // earlier one finds nothing; these emails make it count as the update
     // the real import would make.
     let mut dry_run_emails: HashSet<String> = HashSet::new();
-    // One record, reused: the file is read a row at a time and never held.
+    // A batch of rows at a time: the file is never held whole.
+    let mut rows: Vec<(u64, csv_async::StringRecord)> = Vec::new();
+    let mut outcomes: Vec<(u64, Outcome)> = Vec::new();
     let mut record = csv_async::StringRecord::new();
     loop {
-        let line = match reader.read_record(&mut record).await {
-            Ok(false) => break,
-            Ok(true) => record.position().map_or(0, |p| p.line()),
+        let read = reader.read_record(&mut record).await;
+        let more = !matches!(read, Ok(false));
+        match read {
+            Ok(false) => {}
+            Ok(true) => {
+                let line = record.position().map_or(0, |p| p.line());
+                // PostgreSQL cannot store U+0000 in text: the row fails,
+                // naming the column, before anything of it is tried.
+                match record.iter().position(|cell| cell.contains('\0')) {
+                    Some(column) => outcomes.push((
+                        line,
+                        Outcome::Refused(
+                            None,
+                            vec![RowError {
+                                row: line,
+                                field: Some(
+                                    headers.get(column).unwrap_or_default().trim().to_owned(),
+                                ),
+                                message: NUL_MESSAGE.to_owned(),
+                            }],
+                        ),
+                    )),
+                    None => rows.push((line, record.clone())),
+                }
+            }
             Err(e) if matches!(e.kind(), csv_async::ErrorKind::Io(_)) => {
                 return Err(anyhow::anyhow!("reading the CSV body: {e}").into());
             }
             Err(e) => {
                 let line = e.position().map_or(0, |p| p.line());
-                let problems = vec![RowError {
-                    row: line,
-                    field: None,
-                    message: format!("the row cannot be read: {e}"),
-                }];
-                watcher.refused(line, None, &problems);
-                report.fail_row(problems);
-                continue;
+                outcomes.push((
+                    line,
+                    Outcome::Refused(
+                        None,
+                        vec![RowError {
+                            row: line,
+                            field: None,
+                            message: format!("the row cannot be read: {e}"),
+                        }],
+                    ),
+                ));
             }
-        };
-        // PostgreSQL cannot store U+0000 in text: the row fails, naming
-        // the column, before anything of it is tried.
-        if let Some(column) = record.iter().position(|cell| cell.contains('\0')) {
-            let problems = vec![RowError {
-                row: line,
-                field: Some(headers.get(column).unwrap_or_default().trim().to_owned()),
-                message: NUL_MESSAGE.to_owned(),
-            }];
-            watcher.refused(line, None, &problems);
-            report.fail_row(problems);
+        }
+        let batch_full = (rows.len() + outcomes.len()) as u64 >= BATCH_ROWS;
+        if !batch_full && more {
             continue;
         }
         let tx = &batch.tx;
-        match import_row(tx, me, &columns, &record, &mut companies).await {
-            Ok(Imported { created, email }) => {
-                tx.keep_and_savepoint().await?;
-                let seen = batch.dry_run
-                    && email.is_some_and(|e| !dry_run_emails.insert(e.to_lowercase()));
-                if created && !seen {
-                    report.created += 1;
-                } else {
-                    report.updated += 1;
+        outcomes.extend(import_batch(tx, me, &columns, &rows, &mut companies).await?);
+        outcomes.sort_by_key(|(line, _)| *line);
+        for (line, outcome) in outcomes.drain(..) {
+            match outcome {
+                Outcome::Imported(Imported { created, email }) => {
+                    let seen = batch.dry_run
+                        && email.is_some_and(|e| !dry_run_emails.insert(e.to_lowercase()));
+                    if created && !seen {
+                        report.created += 1;
+                    } else {
+                        report.updated += 1;
+                    }
                 }
+                Outcome::Refused(cells, problems) => {
+                    watcher.refused(line, cells.as_ref(), &problems);
+                    report.fail_row(problems);
+                }
+            }
+        }
+        rows.clear();
+        if !more {
+            break;
+        }
+        batch.next(scope).await?;
+        if batch.dry_run {
+            companies.clear();
+        }
+        watcher.progress(&report, reader.position().byte());
+    }
+    watcher.progress(&report, reader.position().byte());
+    Ok(report)
+}
+
+/// Imports a batch of rows in the open transaction, whose savepoint is
+/// set: in a few statements when it can ([`import_new_contacts`]), and row
+/// by row, each in a savepoint of its own, for the rows it cannot and for
+/// the whole batch when that path fails.
+async fn import_batch(
+    tx: &TenantTx,
+    me: &CurrentUser,
+    columns: &[Column],
+    rows: &[(u64, csv_async::StringRecord)],
+    companies: &mut HashMap<String, i64>,
+) -> Result<Vec<(u64, Outcome)>, ServiceError> {
+    let mut outcomes = Vec::with_capacity(rows.len());
+    let one_by_one: Vec<usize> = match import_new_contacts(tx, me, columns, rows, companies).await?
+    {
+        Some((done, left)) => {
+            tx.keep_and_savepoint().await?;
+            for id in companies.values_mut() {
+                *id = id.abs();
+            }
+            outcomes.extend(done);
+            left
+        }
+        None => {
+            tx.rollback_to_savepoint().await?;
+            companies.retain(|_, id| *id > 0);
+            (0..rows.len()).collect()
+        }
+    };
+    for i in one_by_one {
+        let (line, record) = &rows[i];
+        match import_row(tx, me, columns, record, companies).await {
+            Ok(imported) => {
+                tx.keep_and_savepoint().await?;
+                outcomes.push((*line, Outcome::Imported(imported)));
             }
             Err(problems) => {
                 tx.rollback_to_savepoint().await?;
                 // Companies made for this row were rolled back too.
                 companies.retain(|_, id| *id > 0);
-                let problems: Vec<RowError> = problems
+                let problems = problems
+                    .into_iter()
+                    .map(|(field, message)| RowError {
+                        row: *line,
+                        field,
+                        message,
+                    })
+                    .collect();
+                outcomes.push((*line, Outcome::Refused(Some(record.clone()), problems)));
+            }
+        }
+    }
+    Ok(outcomes)
+}
+
+/// The bulk path: the rows that make new contacts are checked as one
+/// [`records::create`] checks a row, their companies found (or made) and
+/// the contacts inserted and audited in a few statements for the whole
+/// batch. A row that would update a contact, share its email with an
+/// earlier row of the batch, or find its email ambiguous is left for the
+/// row-by-row path (returned by index, to run after these), as is every
+/// row when a statement here fails: `None`, and the caller rolls back to
+/// the batch's savepoint. A row whose values are refused is refused here,
+/// as the row-by-row path would refuse it.
+#[allow(clippy::type_complexity)]
+async fn import_new_contacts(
+    tx: &TenantTx,
+    me: &CurrentUser,
+    columns: &[Column],
+    rows: &[(u64, csv_async::StringRecord)],
+    companies: &mut HashMap<String, i64>,
+) -> Result<Option<(Vec<(u64, Outcome)>, Vec<usize>)>, ServiceError> {
+    let bodies: Vec<RowBody> = rows
+        .iter()
+        .map(|(_, record)| RowBody::read(columns, record))
+        .collect();
+    let emails: Vec<&str> = bodies.iter().filter_map(|b| b.email()).collect();
+    let found = match store::contacts_by_emails(tx, &emails).await {
+        Ok(found) => found,
+        Err(_) => return Ok(None),
+    };
+    // Each email as PostgreSQL compares them (lower-cased), and the ids it
+    // finds: the same reading as the row path's lookup.
+    let found: HashMap<String, (String, Vec<i32>)> = found
+        .into_iter()
+        .map(|(given, key, ids)| (given, (key, ids)))
+        .collect();
+    let mut seen_in_batch: HashSet<&str> = HashSet::new();
+    let mut left = Vec::new();
+    let mut done = Vec::new();
+    let mut new_contacts: Vec<(usize, NewContact)> = Vec::new();
+    for (i, body) in bodies.iter().enumerate() {
+        if let Some(email) = body.email() {
+            let Some((key, ids)) = found.get(email) else {
+                return Ok(None);
+            };
+            if !ids.is_empty() || !seen_in_batch.insert(key.as_str()) {
+                left.push(i);
+                continue;
+            }
+        }
+        let values = records::checked_new(tx, me, &CONTACT, body.without_company()).await;
+        match values {
+            Ok(values) => new_contacts.push((
+                i,
+                NewContact {
+                    values,
+                    company: body.company.clone(),
+                },
+            )),
+            Err(e) => {
+                let line = rows[i].0;
+                let problems = problems_of(e)
                     .into_iter()
                     .map(|(field, message)| RowError {
                         row: line,
@@ -360,20 +509,82 @@ where
                         message,
                     })
                     .collect();
-                watcher.refused(line, Some(&record), &problems);
-                report.fail_row(problems);
+                done.push((line, Outcome::Refused(Some(rows[i].1.clone()), problems)));
             }
-        }
-        if batch.next_if_full(scope).await? {
-            if batch.dry_run {
-                companies.clear();
-            }
-            let read = record.position().map_or(0, |p| p.byte());
-            watcher.progress(&report, read);
         }
     }
-    watcher.progress(&report, reader.position().byte());
-    Ok(report)
+    if !link_companies(tx, me, &mut new_contacts, companies).await? {
+        return Ok(None);
+    }
+    let values: Vec<atrium_domain::records::NewRecord> =
+        new_contacts.iter().map(|(_, c)| c.values.clone()).collect();
+    if records::create_many(tx, me, &values).await.is_err() {
+        return Ok(None);
+    }
+    for (i, _) in &new_contacts {
+        done.push((
+            rows[*i].0,
+            Outcome::Imported(Imported {
+                created: true,
+                email: bodies[*i].email().map(str::to_owned),
+            }),
+        ));
+    }
+    Ok(Some((done, left)))
+}
+
+/// A new contact of the bulk path and the company it names.
+struct NewContact {
+    values: atrium_domain::records::NewRecord,
+    company: Option<String>,
+}
+
+/// Sets each new contact's company, found by name or made (audited, as
+/// the row path makes it). False when a company cannot be made: the row
+/// path then says why, row by row.
+async fn link_companies(
+    tx: &TenantTx,
+    me: &CurrentUser,
+    contacts: &mut [(usize, NewContact)],
+    companies: &mut HashMap<String, i64>,
+) -> Result<bool, ServiceError> {
+    let unknown: Vec<&str> = contacts
+        .iter()
+        .filter_map(|(_, c)| c.company.as_deref())
+        .filter(|name| !companies.contains_key(&name.to_lowercase()))
+        .collect();
+    if !unknown.is_empty() {
+        let Ok(found) = store::companies_by_names(tx, &unknown).await else {
+            return Ok(false);
+        };
+        for (name, id) in found {
+            if let Some(id) = id {
+                companies.insert(name.to_lowercase(), i64::from(id));
+            }
+        }
+    }
+    for (_, contact) in contacts.iter_mut() {
+        let Some(name) = &contact.company else {
+            continue;
+        };
+        let id = match companies.get(&name.to_lowercase()) {
+            Some(id) => id.abs(),
+            None => match records::create(tx, me, &COMPANY, json!({"name": name})).await {
+                Ok(made) => {
+                    let id = made["id"].as_i64().unwrap_or_default();
+                    // Negative until the batch is kept.
+                    companies.insert(name.to_lowercase(), -id);
+                    id
+                }
+                Err(_) => return Ok(false),
+            },
+        };
+        let id = i32::try_from(id).map_err(|_| anyhow::anyhow!("company id {id} out of range"))?;
+        contact
+            .values
+            .set("company_id", Some(atrium_domain::records::Datum::Int(id)));
+    }
+    Ok(true)
 }
 
 type RowProblems = Vec<(Option<String>, String)>;
@@ -400,6 +611,60 @@ struct Imported {
     email: Option<String>,
 }
 
+/// A row's cells as a contact's body, and the company it names.
+struct RowBody {
+    body: Map<String, Value>,
+    company: Option<String>,
+}
+
+impl RowBody {
+    fn read(columns: &[Column], record: &csv_async::StringRecord) -> Self {
+        let mut body = Map::new();
+        let mut custom = Map::new();
+        let mut company = None;
+        for (column, value) in columns.iter().zip(record.iter()) {
+            let value = restored(value);
+            match column {
+                Column::Field(name) => {
+                    let value = if value.is_empty() {
+                        Value::Null
+                    } else {
+                        json!(value)
+                    };
+                    body.insert((*name).to_owned(), value);
+                }
+                Column::Custom(key) if !value.is_empty() => {
+                    // The CSV holds each value as its JSON text (see export).
+                    let parsed = serde_json::from_str(value).unwrap_or_else(|_| json!(value));
+                    custom.insert(key.clone(), parsed);
+                }
+                Column::Company if !value.trim().is_empty() => {
+                    company = Some(value.trim().to_owned());
+                }
+                _ => {}
+            }
+        }
+        if !custom.is_empty() {
+            body.insert("custom_fields".into(), Value::Object(custom));
+        }
+        Self { body, company }
+    }
+
+    fn email(&self) -> Option<&str> {
+        self.body.get("email").and_then(Value::as_str)
+    }
+
+    /// The body as a request would send it, before the company is linked.
+    fn without_company(&self) -> Value {
+        Value::Object(self.body.clone())
+    }
+}
+
+/// Why a row was refused, from the error of the record service.
+fn problems_of(e: ServiceError) -> RowProblems {
+    row_problems(e).unwrap_or_else(|e| vec![(None, e.to_string())])
+}
+
 async fn import_row(
     tx: &TenantTx,
     me: &CurrentUser,
@@ -407,64 +672,39 @@ async fn import_row(
     record: &csv_async::StringRecord,
     companies: &mut HashMap<String, i64>,
 ) -> Result<Imported, RowProblems> {
-    let fail = |e: ServiceError| row_problems(e).unwrap_or_else(|e| vec![(None, e.to_string())]);
-    let mut body = Map::new();
-    let mut custom = Map::new();
-    for (column, value) in columns.iter().zip(record.iter()) {
-        let value = restored(value);
-        match column {
-            Column::Field(name) => {
-                let value = if value.is_empty() {
-                    Value::Null
-                } else {
-                    json!(value)
-                };
-                body.insert((*name).to_owned(), value);
-            }
-            Column::Custom(key) if !value.is_empty() => {
-                // The CSV holds each value as its JSON text (see export).
-                let parsed = serde_json::from_str(value).unwrap_or_else(|_| json!(value));
-                custom.insert(key.clone(), parsed);
-            }
-            Column::Company if !value.trim().is_empty() => {
-                let name = value.trim();
-                let id = match companies.get(&name.to_lowercase()) {
-                    Some(id) => id.abs(),
-                    None => {
-                        let found = store::company_by_name(tx, name)
-                            .await
-                            .map_err(|e| fail(e.into()))?;
-                        match found {
-                            Some(id) => {
-                                companies.insert(name.to_lowercase(), i64::from(id));
-                                i64::from(id)
-                            }
-                            None => {
-                                let made = records::create(tx, me, &COMPANY, json!({"name": name}))
-                                    .await
-                                    .map_err(fail)?;
-                                let id = made["id"].as_i64().unwrap_or_default();
-                                // Negative until the row commits: a failed row
-                                // takes its new company with it.
-                                companies.insert(name.to_lowercase(), -id);
-                                id
-                            }
-                        }
+    let RowBody { mut body, company } = RowBody::read(columns, record);
+    if let Some(name) = company {
+        let id = match companies.get(&name.to_lowercase()) {
+            Some(id) => id.abs(),
+            None => {
+                let found = store::company_by_name(tx, &name)
+                    .await
+                    .map_err(|e| problems_of(e.into()))?;
+                match found {
+                    Some(id) => {
+                        companies.insert(name.to_lowercase(), i64::from(id));
+                        i64::from(id)
                     }
-                };
-                body.insert("company_id".into(), json!(id));
+                    None => {
+                        let made = records::create(tx, me, &COMPANY, json!({"name": name}))
+                            .await
+                            .map_err(problems_of)?;
+                        let id = made["id"].as_i64().unwrap_or_default();
+                        // Negative until the row commits: a failed row
+                        // takes its new company with it.
+                        companies.insert(name.to_lowercase(), -id);
+                        id
+                    }
+                }
             }
-            _ => {}
-        }
-    }
-    if !custom.is_empty() {
-        body.insert("custom_fields".into(), Value::Object(custom));
+        };
+        body.insert("company_id".into(), json!(id));
     }
     let email = body.get("email").and_then(Value::as_str).map(str::to_owned);
     let existing = match &email {
         Some(email) => store::contacts_by_email(tx, email)
             .await
-            .map_err(|e| fail(e.into()))?,
+            .map_err(|e| problems_of(e.into()))?,
         None => Vec::new(),
     };
     let created = match existing.as_slice() {
@@ -481,7 +721,7 @@ async fn import_row(
             )]);
         }
     };
-    let created = created.map_err(fail)?;
+    let created = created.map_err(problems_of)?;
     for id in companies.values_mut() {
         *id = id.abs();
     }

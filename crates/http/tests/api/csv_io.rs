@@ -468,3 +468,111 @@ async fn a_file_of_refused_rows_imports_again_once_fixed() {
         (Some(1), Some(0))
     );
 }
+
+/// The audit history of one record, oldest first: each event's action and
+/// changes.
+async fn history(app: &TestApp, token: &str, entity: &str, id: i64) -> Vec<(String, Value)> {
+    let page = send(
+        app.authed(
+            Method::GET,
+            "alpha",
+            token,
+            &format!("/api/v1/audit?entity={entity}&entity_id={id}"),
+        ),
+        StatusCode::OK,
+    )
+    .await;
+    let mut events: Vec<(String, Value)> = page["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap().to_owned(),
+                e["changes"].clone(),
+            )
+        })
+        .collect();
+    events.reverse();
+    events
+}
+
+#[tokio::test]
+async fn a_batch_of_new_and_known_contacts_is_linked_and_audited_as_one_request_would_be() {
+    let app = TestApp::spawn().await;
+    let t = app.create_tenant("alpha").await;
+    let token = t.admin_token.clone();
+    let pat = send(
+        app.authed(Method::POST, "alpha", &token, "/api/v1/contacts")
+            .json(&json!({"first_name": "Pat", "last_name": "Known", "email": "pat@x.com"})),
+        StatusCode::CREATED,
+    )
+    .await;
+    // New contacts (written together), a known one (updated on its own),
+    // a refused row between them, and a second row for a new email.
+    let csv = "first_name,last_name,email,phone,company\n\
+               Ann,Lee,ann@x.com,,Acme\n\
+               Pat,Known,PAT@X.COM,+1 555 0100,\n\
+               Cy,Young,not-an-email,,Ghost Co\n\
+               Bo,Diddley,,,acme\n\
+               Ann,Lee,Ann@X.com,+1 555 0199,Acme\n";
+    let report = import(&app, "alpha", &token, csv, "").await;
+    assert_eq!(
+        (
+            report["created"].as_u64(),
+            report["updated"].as_u64(),
+            report["failed"].as_u64()
+        ),
+        (Some(2), Some(2), Some(1)),
+        "{report}"
+    );
+    assert_eq!(report["errors"][0]["row"], 4, "{report}");
+
+    let contacts = send(
+        app.authed(
+            Method::GET,
+            "alpha",
+            &token,
+            "/api/v1/contacts?sort=last_name",
+        ),
+        StatusCode::OK,
+    )
+    .await;
+    let data = contacts["data"].as_array().unwrap();
+    let names: Vec<&str> = data
+        .iter()
+        .map(|c| c["first_name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["Bo", "Pat", "Ann"], "by last name");
+    let (bo, ann) = (&data[0], &data[2]);
+    let companies = send(
+        app.authed(Method::GET, "alpha", &token, "/api/v1/companies"),
+        StatusCode::OK,
+    )
+    .await;
+    let companies = companies["data"].as_array().unwrap();
+    assert_eq!(companies.len(), 1, "Acme once, no Ghost Co: {companies:?}");
+    let acme = companies[0]["id"].as_i64().unwrap();
+    assert_eq!(ann["company_id"].as_i64(), Some(acme));
+    assert_eq!(bo["company_id"].as_i64(), Some(acme));
+    assert_eq!(ann["phone"], "+1 555 0199", "the later Ann row updated");
+
+    let ann = history(&app, &token, "contact", ann["id"].as_i64().unwrap()).await;
+    let actions: Vec<&str> = ann.iter().map(|(a, _)| a.as_str()).collect();
+    assert_eq!(actions, ["create", "update"]);
+    assert_eq!(ann[0].1["first_name"], json!({"from": null, "to": "Ann"}));
+    assert_eq!(ann[0].1["company_id"], json!({"from": null, "to": acme}));
+    assert_eq!(
+        ann[1].1,
+        json!({"phone": {"from": null, "to": "+1 555 0199"}, "email": {"from": "ann@x.com", "to": "Ann@X.com"}})
+    );
+    let pat_events = history(&app, &token, "contact", pat["id"].as_i64().unwrap()).await;
+    assert_eq!(pat_events.len(), 2);
+    assert_eq!(
+        pat_events[1].1["phone"],
+        json!({"from": null, "to": "+1 555 0100"})
+    );
+    let acme_events = history(&app, &token, "company", acme).await;
+    assert_eq!(acme_events.len(), 1, "{acme_events:?}");
+    assert_eq!(acme_events[0].0, "create");
+}

@@ -1,16 +1,16 @@
 //! Drift check: every tenant schema's catalog against `template`.
 //!
 //! Each schema's tables, columns and types, defaults, indexes, constraints
-//! and triggers are rendered as text with the schema name taken out, then
-//! fingerprinted in the database. The text is compared by meaning, not by
+//! and triggers are rendered as text with the schema name taken out, and
+//! compared with `template`'s in the database. The text is compared by meaning, not by
 //! how PostgreSQL happened to print it: casts and parentheses are left out
 //! of expressions, because the same constraint reads differently once
 //! `pg_dump` and a restore have been through it (a `varchar` column's
 //! `IN` list is stored as an array cast to `text[]`, and comes back as
 //! each element cast to `text`). Column types are compared in full: they
-//! come from `format_type`, not from expressions. Only schemas whose fingerprint differs
-//! from the template's are read in detail, so checking ten thousand healthy
-//! tenants moves one row per tenant, not their whole catalogs.
+//! come from `format_type`, not from expressions. Only the differences
+//! leave the database, so checking ten thousand healthy tenants moves no
+//! rows at all, and a drifted one is not read a second time.
 //!
 //! The schemas are checked in chunks, each on a session of its own that
 //! closes afterwards: rendering a schema's catalog loads it into the
@@ -26,7 +26,7 @@ use futures::{StreamExt, TryStreamExt};
 
 use crate::Database;
 
-/// Schemas fingerprinted per session.
+/// Schemas compared per session.
 const CHUNK: usize = 500;
 /// Chunks checked at once.
 const JOBS: usize = 2;
@@ -70,49 +70,72 @@ SELECT nspname, regexp_replace(regexp_replace(regexp_replace(
        '\\s+', ' ', 'g') AS item
 FROM items";
 
-/// The schemas of `chunk` whose fingerprint differs from `template`'s,
-/// both read in one statement (one snapshot of the catalog) on a session
-/// that closes afterwards.
-async fn differing_in(db: &Database, chunk: &[String]) -> anyhow::Result<Vec<String>> {
-    let session = db.dedicated_connection().await?;
-    let mut schemas = chunk.to_vec();
-    schemas.push("template".into());
-    let prints: BTreeMap<String, String> = session
-        .query(
-            &format!(
-                "SELECT nspname, md5(string_agg(item, E'\\n' ORDER BY item))
-                 FROM ({CATALOG_ITEMS}) x GROUP BY nspname"
-            ),
-            &[&schemas],
-        )
-        .await?
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
-    let template = prints
-        .get("template")
-        .ok_or_else(|| anyhow::anyhow!("schema `template` is missing: run `atrium migrate`"))?;
-    Ok(chunk
-        .iter()
-        .filter(|s| prints.get(*s) != Some(template))
-        .cloned()
-        .collect())
-}
+/// How the schemas of `$1` differ from `template`, computed in the
+/// database from one snapshot of the catalog: each item a schema has and
+/// `template` lacks (`extra`), each item `template` has and the schema
+/// lacks (`missing`), and each schema with no items at all (`absent`). A
+/// healthy schema sends nothing back, so checking ten thousand of them
+/// moves no catalog text, and a drifted one costs no second reading.
+const DIFFERENCES: &str = "
+WITH items AS MATERIALIZED (SELECT DISTINCT nspname, item FROM (CATALOG_ITEMS) rendered),
+template AS (SELECT item FROM items WHERE nspname = 'template'),
+present AS (SELECT DISTINCT nspname FROM items WHERE nspname <> 'template')
+SELECT i.nspname, 'extra', i.item FROM items i
+WHERE i.nspname <> 'template' AND NOT EXISTS (SELECT 1 FROM template t WHERE t.item = i.item)
+UNION ALL
+SELECT p.nspname, 'missing', t.item FROM present p CROSS JOIN template t
+WHERE NOT EXISTS (SELECT 1 FROM items i WHERE i.nspname = p.nspname AND i.item = t.item)
+UNION ALL
+SELECT s, 'absent', NULL FROM unnest($1::text[]) s
+WHERE s <> 'template' AND s NOT IN (SELECT nspname FROM present)";
 
-/// Every catalog item of the schemas of `chunk` and of `template`, read as
-/// `differing_in` reads them.
-async fn items_of(
+/// The differences of the schemas of `chunk` from `template`, on a session
+/// that closes afterwards. Only drifted schemas appear.
+async fn drift_in(
     db: &Database,
     chunk: &[String],
-) -> anyhow::Result<BTreeMap<String, BTreeSet<String>>> {
+) -> anyhow::Result<BTreeMap<String, Differences>> {
     let session = db.dedicated_connection().await?;
     let mut schemas = chunk.to_vec();
     schemas.push("template".into());
-    let mut items: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    for row in session.query(CATALOG_ITEMS, &[&schemas]).await? {
-        items.entry(row.get(0)).or_default().insert(row.get(1));
+    let template_exists = session
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = 'template')",
+            &[],
+        )
+        .await?
+        .get::<_, bool>(0);
+    anyhow::ensure!(
+        template_exists,
+        "schema `template` is missing: run `atrium migrate`"
+    );
+    let sql = DIFFERENCES.replace(
+        "(CATALOG_ITEMS)",
+        &format!("({})", CATALOG_ITEMS.trim().trim_end_matches(';')),
+    );
+    let mut drift: BTreeMap<String, Differences> = BTreeMap::new();
+    for row in session.query(&sql, &[&schemas]).await? {
+        let differences = drift.entry(row.get(0)).or_default();
+        let item: Option<String> = row.get(2);
+        match (row.get::<_, &str>(1), item) {
+            ("extra", Some(item)) => {
+                differences.extra.insert(item);
+            }
+            ("missing", Some(item)) => {
+                differences.missing.insert(item);
+            }
+            _ => differences.absent = true,
+        }
     }
-    Ok(items)
+    Ok(drift)
+}
+
+#[derive(Default)]
+struct Differences {
+    missing: BTreeSet<String>,
+    extra: BTreeSet<String>,
+    /// The schema does not exist (or holds nothing).
+    absent: bool,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -159,30 +182,26 @@ pub async fn check(admin: &AdminDatabase) -> anyhow::Result<CheckReport> {
     let schemas: Vec<String> = tenants.keys().cloned().collect();
     drop(client);
 
-    let differing: Vec<String> = futures::stream::iter(schemas.chunks(CHUNK))
-        .map(|chunk| differing_in(db, chunk))
+    let drift: Vec<BTreeMap<String, Differences>> = futures::stream::iter(schemas.chunks(CHUNK))
+        .map(|chunk| drift_in(db, chunk))
         .buffer_unordered(JOBS)
-        .try_concat()
+        .try_collect()
         .await?;
-    let mut drifted = Vec::new();
-    for chunk in differing.chunks(CHUNK) {
-        let mut items = items_of(db, chunk).await?;
-        let template = items.remove("template").unwrap_or_default();
-        for schema in chunk {
-            let mine = items.remove(schema).unwrap_or_default();
-            drifted.push(SchemaDrift {
-                cluster: String::new(),
-                subdomain: tenants.get(schema).filter(|s| !s.is_empty()).cloned(),
-                missing: if mine.is_empty() {
-                    vec!["the whole schema".into()]
-                } else {
-                    template.difference(&mine).cloned().collect()
-                },
-                extra: mine.difference(&template).cloned().collect(),
-                schema_name: schema.clone(),
-            });
-        }
-    }
+    let mut drifted: Vec<SchemaDrift> = drift
+        .into_iter()
+        .flatten()
+        .map(|(schema, differences)| SchemaDrift {
+            cluster: String::new(),
+            subdomain: tenants.get(&schema).filter(|s| !s.is_empty()).cloned(),
+            missing: if differences.absent {
+                vec!["the whole schema".into()]
+            } else {
+                differences.missing.into_iter().collect()
+            },
+            extra: differences.extra.into_iter().collect(),
+            schema_name: schema,
+        })
+        .collect();
     drifted.sort_by(|a, b| a.schema_name.cmp(&b.schema_name));
     Ok(CheckReport {
         schemas_checked: tenant_count,

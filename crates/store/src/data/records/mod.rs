@@ -113,6 +113,59 @@ pub async fn insert(tx: &TenantTx, values: &NewRecord, by: i32) -> Result<Value,
     Ok(row.get(0))
 }
 
+/// Inserts records of one type in one statement, in the given order (their
+/// ids ascend with it), and answers them in that order.
+pub async fn insert_many(
+    tx: &TenantTx,
+    records: &[NewRecord],
+    by: i32,
+) -> Result<Vec<Value>, StoreError> {
+    let Some(first) = records.first() else {
+        return Ok(Vec::new());
+    };
+    let entity = first.entity();
+    let names: Vec<&str> = entity.fields.iter().map(|f| f.name).collect();
+    let columns: Vec<Vec<Option<String>>> = (0..names.len())
+        .map(|i| records.iter().map(|r| sql_text(&r.slots()[i])).collect())
+        .collect();
+    let arrays: Vec<String> = (1..=names.len()).map(|i| format!("${i}::text[]")).collect();
+    let aliases: Vec<String> = (0..names.len()).map(|i| format!("c{i}")).collect();
+    let reads: Vec<String> = entity
+        .fields
+        .iter()
+        .enumerate()
+        .map(|(i, f)| format!("u.c{i}{}", cast(f.kind)))
+        .collect();
+    let by_param = names.len() + 1;
+    let sql = format!(
+        "INSERT INTO {table} AS t ({names}, created_by, updated_by)
+         SELECT {reads}, ${by_param}::text::int, ${by_param}::text::int
+         FROM unnest({arrays}) WITH ORDINALITY AS u({aliases}, n) ORDER BY u.n
+         RETURNING {json}, t.id",
+        table = entity.table,
+        names = names.join(", "),
+        reads = reads.join(", "),
+        arrays = arrays.join(", "),
+        aliases = aliases.join(", "),
+        json = record_json(entity),
+    );
+    let by = Some(by.to_string());
+    let mut params: Vec<&(dyn ToSql + Sync)> =
+        columns.iter().map(|c| c as &(dyn ToSql + Sync)).collect();
+    params.push(&by);
+    let mut rows: Vec<(i32, Value)> = tx
+        .query(&sql, &params)
+        .await
+        .map_err(store_error)?
+        .iter()
+        .map(|r| (r.get(1), r.get(0)))
+        .collect();
+    // Rows are inserted in the order of the SELECT, and each takes the
+    // sequence's next id as it is inserted.
+    rows.sort_by_key(|(id, _)| *id);
+    Ok(rows.into_iter().map(|(_, record)| record).collect())
+}
+
 /// A record by id; deleted ones only when asked. `lock` takes a row lock
 /// for a read-modify-write.
 pub async fn get(
@@ -220,6 +273,64 @@ pub async fn audit(
     )
     .await?;
     Ok(())
+}
+
+/// Records one action on many records of a type, each with its changes,
+/// in one statement.
+pub async fn audit_many(
+    tx: &TenantTx,
+    entity: &Entity,
+    action: &str,
+    user_id: i32,
+    events: &[(i32, Value)],
+) -> Result<(), StoreError> {
+    let ids: Vec<i32> = events.iter().map(|(id, _)| *id).collect();
+    let changes: Vec<&Value> = events.iter().map(|(_, changes)| changes).collect();
+    tx.execute(
+        "INSERT INTO audit_events (entity, entity_id, action, user_id, changes)
+         SELECT $1, e.id, $3, $4, e.changes
+         FROM unnest($2::int[], $5::jsonb[]) WITH ORDINALITY AS e(id, changes, n) ORDER BY e.n",
+        &[&entity.name, &ids, &action, &user_id, &changes],
+    )
+    .await?;
+    Ok(())
+}
+
+/// [`contacts_by_email`] for many emails in one statement: each email as
+/// given and as compared (lower-cased), with the ids it finds.
+pub async fn contacts_by_emails(
+    tx: &TenantTx,
+    emails: &[&str],
+) -> Result<Vec<(String, String, Vec<i32>)>, StoreError> {
+    let rows = tx
+        .query(
+            "SELECT e.email, lower(e.email), ARRAY(SELECT id FROM contacts
+                 WHERE lower(email) = lower(e.email) AND deleted_at IS NULL ORDER BY id LIMIT 2)
+             FROM unnest($1::text[]) AS e(email)",
+            &[&emails],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect())
+}
+
+/// [`company_by_name`] for many names in one statement: each name as
+/// given, with the company it finds.
+pub async fn companies_by_names(
+    tx: &TenantTx,
+    names: &[&str],
+) -> Result<Vec<(String, Option<i32>)>, StoreError> {
+    let rows = tx
+        .query(
+            "SELECT n.name, (SELECT id FROM companies
+                 WHERE lower(name) = lower(n.name) AND deleted_at IS NULL ORDER BY id LIMIT 1)
+             FROM unnest($1::text[]) AS n(name)",
+            &[&names],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
 /// A page of a record's audit events, newest first.
