@@ -9,6 +9,7 @@ mod observe;
 mod provisioning;
 mod registry_counters;
 mod roles;
+mod search;
 mod spans;
 mod spares;
 mod tenant_context;

@@ -112,6 +112,42 @@ pub async fn list(
     entity: &Entity,
     query: &ListQuery,
 ) -> Result<Vec<(Value, String, i32)>, StoreError> {
+    let (text, sql) = list_sql(entity, query);
+    let params: Vec<&(dyn ToSql + Sync)> = sql
+        .params
+        .iter()
+        .map(|v| v as &(dyn ToSql + Sync))
+        .collect();
+    let rows = tx.query(&text, &params).await?;
+    Ok(rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect())
+}
+
+/// The plan PostgreSQL chooses for [`list`]'s query, with the same
+/// parameters: for tests that every search runs on an index.
+#[cfg(feature = "testing")]
+pub async fn list_plan(
+    tx: &TenantTx,
+    entity: &Entity,
+    query: &ListQuery,
+) -> Result<String, StoreError> {
+    let (text, sql) = list_sql(entity, query);
+    let params: Vec<&(dyn ToSql + Sync)> = sql
+        .params
+        .iter()
+        .map(|v| v as &(dyn ToSql + Sync))
+        .collect();
+    let rows = tx.query(&format!("EXPLAIN {text}"), &params).await?;
+    Ok(rows
+        .iter()
+        .map(|r| r.get::<_, String>(0))
+        .collect::<Vec<_>>()
+        .join("\n"))
+}
+
+fn list_sql(entity: &Entity, query: &ListQuery) -> (String, Sql) {
     let mut sql = Sql::default();
     let mut wheres = vec![if query.include_deleted {
         "true".to_owned()
@@ -128,7 +164,7 @@ pub async fn list(
     } else {
         (">", "ASC")
     };
-    // The ordering expression is bound again wherever it appears.
+    // The ordering expression, bound anew for each place it appears in.
     let order_key = |sql: &mut Sql| match ranking.and_then(|r| r.rank(sql)) {
         Some(rank) => format!("({rank})::float8"),
         None => format!("t.{}", sort.column),
@@ -145,26 +181,19 @@ pub async fn list(
             "({key}, t.id) {op} ({value}{key_cast}, {id}::text::int)"
         ));
     }
-    let select_key = order_key(&mut sql);
-    let order = order_key(&mut sql);
+    // One expression, with the same parameters, for the row's sort value
+    // and the ordering: PostgreSQL computes it once per row (a search's
+    // rank compares the name with every typo variant).
+    let key = order_key(&mut sql);
     let limit = sql.bind(query.limit.to_string());
     let text = format!(
-        "SELECT {json}, ({select_key})::text, t.id FROM {table} t WHERE {wheres}
-         ORDER BY {order} {dir}, t.id {dir} LIMIT {limit}::text::bigint",
+        "SELECT {json}, ({key})::text, t.id FROM {table} t WHERE {wheres}
+         ORDER BY {key} {dir}, t.id {dir} LIMIT {limit}::text::bigint",
         json = record_json(entity),
         table = entity.table,
         wheres = wheres.join(" AND "),
     );
-    let params: Vec<&(dyn ToSql + Sync)> = sql
-        .params
-        .iter()
-        .map(|v| v as &(dyn ToSql + Sync))
-        .collect();
-    let rows = tx.query(&text, &params).await?;
-    Ok(rows
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2)))
-        .collect())
+    (text, sql)
 }
 
 /// What a search matches.

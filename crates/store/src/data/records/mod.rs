@@ -13,6 +13,8 @@ mod list;
 mod lookups;
 
 pub use deal_contacts::{deal_contacts, delete_deal_contact, put_deal_contact};
+#[cfg(feature = "testing")]
+pub use list::list_plan;
 pub use list::{Condition, ListQuery, list};
 pub use lookups::{
     company_by_name, company_names, company_parent_makes_cycle, contacts_by_email, today_utc,
