@@ -104,8 +104,9 @@ async fn measure(db: &Database, bench: &ImportBench) -> anyhow::Result<String> {
         "{rows} rows ({:.1} MiB of CSV, {COMPANIES} distinct company names) sent chunked to \
          `POST /api/v1/contacts/import`, next to `COPY ... FROM STDIN` of the same rows into \
          another tenant's `contacts` and `companies`. The import checks each row, looks its \
-         email up for the upsert, matches or creates its company, writes an audit event and \
-         runs in a savepoint of its own; `COPY` does none of that.\n",
+         email up for the upsert, matches or creates its company and writes an audit event \
+         (a batch's new contacts together, updates one by one in savepoints); `COPY` does \
+         none of that.\n",
         file_bytes as f64 / (1024.0 * 1024.0)
     )?;
     writeln!(report, "| path | time | rows/s |")?;

@@ -518,9 +518,12 @@ async fn import_new_contacts(
     }
     let values: Vec<atrium_domain::records::NewRecord> =
         new_contacts.iter().map(|(_, c)| c.values.clone()).collect();
-    if records::create_many(tx, me, &values).await.is_err() {
+    tx.plan_generically().await?;
+    let created = records::create_many(tx, me, &values).await;
+    if created.is_err() {
         return Ok(None);
     }
+    tx.plan_for_current_sizes().await?;
     for (i, _) in &new_contacts {
         done.push((
             rows[*i].0,

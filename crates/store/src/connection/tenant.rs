@@ -356,6 +356,18 @@ impl TenantTx {
         Ok(())
     }
 
+    /// Undoes [`TenantTx::plan_for_current_sizes`] for the statements that
+    /// follow, until it is called again: for a bulk insert, whose foreign
+    /// key checks (primary key lookups, whose plan does not depend on the
+    /// table's size) would otherwise be planned again for every row.
+    pub async fn plan_generically(&self) -> Result<(), StoreError> {
+        self.tx
+            .client()
+            .batch_execute("SET LOCAL plan_cache_mode = auto")
+            .await?;
+        Ok(())
+    }
+
     /// Starts a savepoint: work after it can be undone alone (one row of
     /// an import), leaving the rest of the transaction intact.
     pub async fn savepoint(&self) -> Result<(), StoreError> {

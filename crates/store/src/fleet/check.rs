@@ -62,32 +62,60 @@ WITH s AS (
   UNION ALL
   SELECT c.nspname, 'sequence ' || c.relname FROM rel c WHERE c.relkind = 'S'
 )
-SELECT nspname, regexp_replace(regexp_replace(regexp_replace(
-         replace(item, nspname || '.', ''),
+SELECT nspname, replace(item, nspname || '.', '') AS item FROM items";
+
+/// A catalog line (`line`) as compared: casts, parentheses and runs of
+/// white space taken out.
+const COMPARED: &str = "regexp_replace(regexp_replace(regexp_replace(line,
          '::(character varying|bit varying|double precision|time(stamp)? with(out)? time zone|[a-z_][a-z0-9_]*)(\\[\\])?',
          '', 'g'),
        '[()]', '', 'g'),
-       '\\s+', ' ', 'g') AS item
-FROM items";
+       '\\s+', ' ', 'g')";
 
 /// How the schemas of `$1` differ from `template`, computed in the
-/// database from one snapshot of the catalog: each item a schema has and
-/// `template` lacks (`extra`), each item `template` has and the schema
-/// lacks (`missing`), and each schema with no items at all (`absent`). A
-/// healthy schema sends nothing back, so checking ten thousand of them
-/// moves no catalog text, and a drifted one costs no second reading.
+/// database from one snapshot of the catalog. Each schema's lines are
+/// fingerprinted as PostgreSQL prints them: a schema printed exactly as
+/// `template` is healthy, and most are. Only the others have their lines
+/// made comparable ([`COMPARED`], the costly part: regular expressions
+/// over every line) and fingerprinted again; those that still differ are
+/// compared line by line, as sets: each line a schema has and `template`
+/// lacks (`extra`), each line `template` has and the schema lacks
+/// (`missing`). Every differing schema is named (`differs`), and a schema
+/// with no lines at all is `absent`. A healthy schema sends nothing back,
+/// and a drifted one is not read a second time.
 const DIFFERENCES: &str = "
-WITH items AS MATERIALIZED (SELECT DISTINCT nspname, item FROM (CATALOG_ITEMS) rendered),
-template AS (SELECT item FROM items WHERE nspname = 'template'),
-present AS (SELECT DISTINCT nspname FROM items WHERE nspname <> 'template')
-SELECT i.nspname, 'extra', i.item FROM items i
-WHERE i.nspname <> 'template' AND NOT EXISTS (SELECT 1 FROM template t WHERE t.item = i.item)
+WITH printed AS MATERIALIZED (SELECT nspname, item AS line FROM (CATALOG_ITEMS) rendered),
+printed_prints AS (
+  SELECT nspname, md5(string_agg(line, E'\\n' ORDER BY line COLLATE \"C\")) AS print
+  FROM printed GROUP BY nspname
+),
+suspects AS MATERIALIZED (
+  SELECT p.nspname FROM printed_prints p JOIN printed_prints t ON t.nspname = 'template'
+  WHERE p.nspname <> 'template' AND p.print <> t.print
+),
+items AS MATERIALIZED (
+  SELECT nspname, COMPARED AS item FROM printed
+  WHERE nspname = 'template' OR nspname IN (SELECT nspname FROM suspects)
+),
+prints AS (
+  SELECT nspname, md5(string_agg(item, E'\\n' ORDER BY item COLLATE \"C\")) AS print
+  FROM items GROUP BY nspname
+),
+differing AS MATERIALIZED (
+  SELECT p.nspname FROM prints p JOIN prints t ON t.nspname = 'template'
+  WHERE p.nspname <> 'template' AND p.print <> t.print
+),
+template AS MATERIALIZED (SELECT item FROM items WHERE nspname = 'template'),
+theirs AS MATERIALIZED (SELECT nspname, item FROM items JOIN differing USING (nspname)),
+expected AS MATERIALIZED (SELECT d.nspname, t.item FROM differing d CROSS JOIN template t)
+SELECT nspname, 'differs', NULL FROM differing
 UNION ALL
-SELECT p.nspname, 'missing', t.item FROM present p CROSS JOIN template t
-WHERE NOT EXISTS (SELECT 1 FROM items i WHERE i.nspname = p.nspname AND i.item = t.item)
+(SELECT nspname, 'extra', item FROM theirs EXCEPT SELECT nspname, 'extra', item FROM expected)
+UNION ALL
+(SELECT nspname, 'missing', item FROM expected EXCEPT SELECT nspname, 'missing', item FROM theirs)
 UNION ALL
 SELECT s, 'absent', NULL FROM unnest($1::text[]) s
-WHERE s <> 'template' AND s NOT IN (SELECT nspname FROM present)";
+WHERE s <> 'template' AND NOT EXISTS (SELECT 1 FROM printed_prints p WHERE p.nspname = s)";
 
 /// The differences of the schemas of `chunk` from `template`, on a session
 /// that closes afterwards. Only drifted schemas appear.
@@ -109,10 +137,9 @@ async fn drift_in(
         template_exists,
         "schema `template` is missing: run `atrium migrate`"
     );
-    let sql = DIFFERENCES.replace(
-        "(CATALOG_ITEMS)",
-        &format!("({})", CATALOG_ITEMS.trim().trim_end_matches(';')),
-    );
+    let sql = DIFFERENCES
+        .replace("(CATALOG_ITEMS)", &format!("({})", CATALOG_ITEMS.trim()))
+        .replace("COMPARED", COMPARED);
     let mut drift: BTreeMap<String, Differences> = BTreeMap::new();
     for row in session.query(&sql, &[&schemas]).await? {
         let differences = drift.entry(row.get(0)).or_default();
@@ -124,7 +151,8 @@ async fn drift_in(
             ("missing", Some(item)) => {
                 differences.missing.insert(item);
             }
-            _ => differences.absent = true,
+            ("absent", _) => differences.absent = true,
+            _ => {}
         }
     }
     Ok(drift)
