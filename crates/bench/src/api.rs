@@ -184,17 +184,7 @@ async fn bare_rows(
     if !crate::bare::available() {
         return Ok(());
     }
-    let limits = atrium_store::ConnectionLimits {
-        max_tenants: bench.session_max_tenants,
-        ..Default::default()
-    };
-    let server_db = db
-        .named(
-            crate::memory::SERVER_APPLICATION,
-            atrium_store::DEFAULT_POOL_SIZE,
-            limits,
-        )
-        .await?;
+    let server_db = server_pool(db, bench).await?;
     let (addr, server) = crate::serve_in_process(server_db.clone(), db).await?;
     warm_api(&reqwest::Client::new(), addr, tenants, bench.clients).await;
     let result = crate::bare::rows(
@@ -210,6 +200,21 @@ async fn bare_rows(
     let _ = server.await;
     server_db.close();
     result
+}
+
+/// The pool `atrium serve` has by default, retiring sessions as `bench`
+/// says, named so that memory snapshots tell its backends apart.
+async fn server_pool(db: &Database, bench: &ApiBench) -> anyhow::Result<Database> {
+    let limits = atrium_store::ConnectionLimits {
+        max_tenants: bench.session_max_tenants,
+        ..Default::default()
+    };
+    db.named(
+        crate::memory::SERVER_APPLICATION,
+        atrium_store::DEFAULT_POOL_SIZE,
+        limits,
+    )
+    .await
 }
 
 /// The workloads, in the order of every result list: `GET /me`, the
@@ -357,17 +362,7 @@ pub(crate) async fn api_load(
     // The server runs with the pool `atrium serve` has by default.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    let limits = atrium_store::ConnectionLimits {
-        max_tenants: bench.session_max_tenants,
-        ..Default::default()
-    };
-    let server_db = db
-        .named(
-            crate::memory::SERVER_APPLICATION,
-            atrium_store::DEFAULT_POOL_SIZE,
-            limits,
-        )
-        .await?;
+    let server_db = server_pool(db, bench).await?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(atrium_http::serve(
         listener,

@@ -429,14 +429,7 @@ async fn import_batch(
                 tx.rollback_to_savepoint().await?;
                 // Companies made for this row were rolled back too.
                 companies.retain(|_, id| *id > 0);
-                let problems = problems
-                    .into_iter()
-                    .map(|(field, message)| RowError {
-                        row: *line,
-                        field,
-                        message,
-                    })
-                    .collect();
+                let problems = row_errors(*line, problems);
                 outcomes.push((*line, Outcome::Refused(Some(record.clone()), problems)));
             }
         }
@@ -501,14 +494,7 @@ async fn import_new_contacts(
             )),
             Err(e) => {
                 let line = rows[i].0;
-                let problems = problems_of(e)
-                    .into_iter()
-                    .map(|(field, message)| RowError {
-                        row: line,
-                        field,
-                        message,
-                    })
-                    .collect();
+                let problems = row_errors(line, problems_of(e));
                 done.push((line, Outcome::Refused(Some(rows[i].1.clone()), problems)));
             }
         }
@@ -661,6 +647,18 @@ impl RowBody {
     fn without_company(&self) -> Value {
         Value::Object(self.body.clone())
     }
+}
+
+/// A row's problems as the report lists them.
+fn row_errors(line: u64, problems: RowProblems) -> Vec<RowError> {
+    problems
+        .into_iter()
+        .map(|(field, message)| RowError {
+            row: line,
+            field,
+            message,
+        })
+        .collect()
 }
 
 /// Why a row was refused, from the error of the record service.

@@ -43,6 +43,14 @@ struct Sql {
 }
 
 impl Sql {
+    /// The parameters, as a statement takes them.
+    fn params(&self) -> Vec<&(dyn ToSql + Sync)> {
+        self.params
+            .iter()
+            .map(|v| v as &(dyn ToSql + Sync))
+            .collect()
+    }
+
     /// `$n` for a new parameter.
     fn bind(&mut self, value: impl Into<String>) -> String {
         self.params.push(Some(value.into()));
@@ -113,11 +121,7 @@ pub async fn list(
     query: &ListQuery,
 ) -> Result<Vec<(Value, String, i32)>, StoreError> {
     let (text, sql) = list_sql(entity, query);
-    let params: Vec<&(dyn ToSql + Sync)> = sql
-        .params
-        .iter()
-        .map(|v| v as &(dyn ToSql + Sync))
-        .collect();
+    let params = sql.params();
     let rows = tx.query(&text, &params).await?;
     Ok(rows
         .iter()
@@ -134,11 +138,7 @@ pub async fn list_plan(
     query: &ListQuery,
 ) -> Result<String, StoreError> {
     let (text, sql) = list_sql(entity, query);
-    let params: Vec<&(dyn ToSql + Sync)> = sql
-        .params
-        .iter()
-        .map(|v| v as &(dyn ToSql + Sync))
-        .collect();
+    let params = sql.params();
     let rows = tx.query(&format!("EXPLAIN {text}"), &params).await?;
     Ok(rows
         .iter()
