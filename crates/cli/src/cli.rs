@@ -131,7 +131,8 @@ pub struct QueriesArgs {
     /// Only statements that have run at least this many seconds.
     #[arg(long, default_value_t = 0.0, value_parser = parse_seconds)]
     pub over: f64,
-    #[arg(long)]
+    /// Also after `cancel`: `{"cancelled": N}` on stdout.
+    #[arg(long, global = true)]
     pub json: bool,
     #[command(subcommand)]
     pub action: Option<QueriesAction>,

@@ -215,7 +215,11 @@ pub async fn queries(args: QueriesArgs, connected: &Connected) -> CommandResult 
                 "no running tenant statement matched: nothing was cancelled"
             )));
         }
-        eprintln!("cancelled {cancelled} statement(s)");
+        if args.json {
+            print_json(&serde_json::json!({ "cancelled": cancelled }))?;
+        } else {
+            eprintln!("cancelled {cancelled} statement(s)");
+        }
         return Ok(ExitCode::SUCCESS);
     }
     let read = operator::running_queries(fleet, args.over).await?;

@@ -1,6 +1,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 
+use atrium_domain::TenantStatus;
 use atrium_services::operator::{self, MoveOptions, MoveReport};
 use atrium_services::passwords;
 use atrium_services::tenants::{self, CreateTenant, TenantView, UpdateTenant};
@@ -171,6 +172,21 @@ pub async fn run(command: TenantCommand, connected: &Connected) -> CommandResult
         } => {
             let tenant = tenants::find(fleet, &subdomain).await?;
             let on = state == "on";
+            // Maintenance is a pause of a serving tenant: turning it on or
+            // off must never lift a suspension.
+            if tenant.status == TenantStatus::Suspended {
+                return Err(anyhow::anyhow!(
+                    "tenant {subdomain} is suspended; resume it first (atrium tenant resume {subdomain})"
+                )
+                .into());
+            }
+            if !on && tenant.status != TenantStatus::Maintenance {
+                if message.is_some() {
+                    return Err(Failure::usage("--message goes with `on`"));
+                }
+                eprintln!("tenant {subdomain} was not in maintenance; nothing changed");
+                return Ok(ExitCode::SUCCESS);
+            }
             let operator_login = std::env::var("USER")
                 .or_else(|_| std::env::var("LOGNAME"))
                 .unwrap_or_else(|_| "unknown".into());

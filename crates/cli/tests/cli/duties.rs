@@ -82,29 +82,60 @@ async fn a_bloated_index_is_found_and_rebuilt_while_writes_go_on() {
         "{table}"
     );
 
-    // A writer keeps adding contacts while the indexes are rebuilt.
-    let writer_db = t.db.clone();
-    let writer_schema = schema.clone();
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let stop_writing = stop.clone();
-    let writer = tokio::spawn(async move {
-        let session = writer_db.connection().await.unwrap();
-        let mut written = 0u32;
-        while !stop_writing.load(std::sync::atomic::Ordering::Relaxed) {
-            session
-                .execute(
-                    &format!(
-                        "INSERT INTO {writer_schema}.contacts (first_name, last_name, created_by)
-                         VALUES ('During', 'Rebuild', (SELECT min(id) FROM {writer_schema}.users))"
-                    ),
-                    &[],
-                )
-                .await
-                .expect("a write during the rebuild");
-            written += 1;
-            tokio::time::sleep(Duration::from_millis(5)).await;
+    // A writer keeps adding contacts while the indexes are rebuilt, and a
+    // watcher notes how many it has written each time it sees a concurrent
+    // rebuild of the table in progress: writes that went on in between
+    // were not blocked by it (a plain REINDEX would hold them all).
+    use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::Relaxed};
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let written = std::sync::Arc::new(AtomicU32::new(0));
+    let writer = tokio::spawn({
+        let (db, schema, stop, written) =
+            (t.db.clone(), schema.clone(), stop.clone(), written.clone());
+        async move {
+            let session = db.connection().await.unwrap();
+            while !stop.load(Relaxed) {
+                session
+                    .execute(
+                        &format!(
+                            "INSERT INTO {schema}.contacts (first_name, last_name, created_by)
+                             VALUES ('During', 'Rebuild', (SELECT min(id) FROM {schema}.users))"
+                        ),
+                        &[],
+                    )
+                    .await
+                    .expect("a write during the rebuild");
+                written.fetch_add(1, Relaxed);
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
         }
-        written
+    });
+    let watcher = tokio::spawn({
+        let (db, schema, stop, written) =
+            (t.db.clone(), schema.clone(), stop.clone(), written.clone());
+        async move {
+            let session = db.connection().await.unwrap();
+            let mut seen = Vec::new();
+            while !stop.load(Relaxed) {
+                let rebuilding = session
+                    .query_one(
+                        &format!(
+                            "SELECT count(*) FROM pg_stat_progress_create_index
+                              WHERE relid = '{schema}.contacts'::regclass
+                                AND command = 'REINDEX CONCURRENTLY'"
+                        ),
+                        &[],
+                    )
+                    .await
+                    .unwrap()
+                    .get::<_, i64>(0);
+                if rebuilding > 0 {
+                    seen.push(written.load(Relaxed));
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            seen
+        }
     });
     tokio::time::sleep(Duration::from_millis(200)).await;
     let maintained = tokio::task::spawn_blocking({
@@ -113,8 +144,9 @@ async fn a_bloated_index_is_found_and_rebuilt_while_writes_go_on() {
     })
     .await
     .unwrap();
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let written = writer.await.unwrap();
+    stop.store(true, Relaxed);
+    writer.await.unwrap();
+    let seen = watcher.await.unwrap();
     assert!(
         maintained.status.success(),
         "{} {}",
@@ -133,7 +165,11 @@ async fn a_bloated_index_is_found_and_rebuilt_while_writes_go_on() {
         rebuilt["bytes_after"].as_i64().unwrap() * 2 < rebuilt["bytes_before"].as_i64().unwrap(),
         "{rebuilt}"
     );
-    assert!(written > 0, "the writer wrote during the rebuild");
+    let (first, last) = (seen.first().copied(), seen.last().copied());
+    assert!(
+        first.zip(last).is_some_and(|(first, last)| last > first),
+        "writes went on while the rebuild ran (writes counted at each sighting: {seen:?})"
+    );
     let bloated = json(&atrium(url, &["indexes", "--bloated", "--json"]));
     assert!(
         !bloated
@@ -369,9 +405,19 @@ async fn a_migration_is_rehearsed_on_a_copy_of_the_largest_tenant() {
     );
 }
 
-/// `n` signed-in `GET /api/v1/me` at once at the server on `port`: how
-/// many were served, and how long the flood took.
-async fn flood(port: u16, token: &str, n: usize) -> (usize, f64) {
+/// What a flood of requests met.
+#[derive(Debug)]
+struct Flood {
+    served: usize,
+    /// 503s for the tenant's request rate ("using all of its capacity").
+    over_rate: usize,
+    /// 503s for the tenant's database time.
+    over_budget: usize,
+    seconds: f64,
+}
+
+/// `n` signed-in `GET /api/v1/me` at once at the server on `port`.
+async fn flood(port: u16, token: &str, n: usize) -> Flood {
     let client = reqwest::Client::builder()
         .resolve(
             "acme.localhost",
@@ -386,21 +432,38 @@ async fn flood(port: u16, token: &str, n: usize) -> (usize, f64) {
         .map(|_| {
             let (client, url, token) = (client.clone(), url.clone(), token.to_owned());
             tokio::spawn(async move {
-                client
-                    .get(url)
-                    .bearer_auth(token)
-                    .send()
-                    .await
-                    .map(|r| r.status().as_u16())
-                    .unwrap_or(0)
+                let response = client.get(url).bearer_auth(token).send().await.unwrap();
+                let status = response.status().as_u16();
+                let problem: serde_json::Value = response.json().await.unwrap_or_default();
+                (status, problem["detail"].as_str().unwrap_or("").to_owned())
             })
         })
         .collect();
-    let mut served = 0;
+    let mut flood = Flood {
+        served: 0,
+        over_rate: 0,
+        over_budget: 0,
+        seconds: 0.0,
+    };
     for request in requests {
-        served += usize::from(request.await.unwrap() == 200);
+        let (status, detail) = request.await.unwrap();
+        match status {
+            200 => flood.served += 1,
+            503 if detail.contains("capacity") => flood.over_rate += 1,
+            503 if detail.contains("database time") => flood.over_budget += 1,
+            _ => {}
+        }
     }
-    (served, started.elapsed().as_secs_f64())
+    flood.seconds = started.elapsed().as_secs_f64();
+    flood
+}
+
+/// The most a small tenant's flood lasting `seconds` can be served by one
+/// of `servers` servers: its share of the burst of 100, and of 50 a second
+/// for the flood and the one second a request may wait (and a few more
+/// for the edges of a second).
+fn small_tier_share(servers: f64, seconds: f64) -> f64 {
+    (100.0 + 50.0 * (seconds + 1.0)) / servers + 5.0
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -446,21 +509,16 @@ async fn two_servers_split_a_tenants_request_rate_between_them() {
         .unwrap();
     let token = login["token"].as_str().unwrap().to_owned();
     // A small tenant: 50 requests a second after a burst of 100. Each of
-    // two servers gives half: at most a burst of 50, then 25 a second for
-    // as long as the flood lasts and the one second a request may wait.
-    let (served, seconds) = flood(first.port, &token, 300).await;
-    let share = 50.0 + 25.0 * (seconds + 1.0);
+    // two servers gives half.
+    let half = flood(first.port, &token, 300).await;
     assert!(
-        (served as f64) <= share + 5.0,
-        "{served} served in {seconds:.2} s: more than half the tier ({share:.0})"
+        (half.served as f64) <= small_tier_share(2.0, half.seconds),
+        "more than half the tier: {half:?}"
     );
-    // Served at all; how many below the share depends on the machine: on
-    // one busy with other test binaries the tenant's requests run slowly,
-    // and database time, charged by the clock, refuses the rest of the
-    // flood once the small tier's budget is spent (CI saw 11).
-    assert!(served > 0, "{served}: the tenant was served at all");
+    assert!(half.served > 0, "the tenant was served at all: {half:?}");
 
-    // One stops: the other takes the whole tier within a heartbeat.
+    // One stops: the other takes the whole tier within a heartbeat (and
+    // its bucket refills in two seconds).
     second.stop();
     first.wait_for("servers=1");
     let metrics = reqwest::get(format!("http://127.0.0.1:{}/metrics", first.port))
@@ -470,5 +528,136 @@ async fn two_servers_split_a_tenants_request_rate_between_them() {
         .await
         .unwrap();
     assert!(metrics.contains("atrium_live_servers 1"), "{metrics}");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let whole = flood(first.port, &token, 300).await;
+    assert!(
+        (whole.served as f64) <= small_tier_share(1.0, whole.seconds),
+        "more than the tier: {whole:?}"
+    );
+    // Database time, charged by the clock, is the other limit: on a
+    // machine busy with other test binaries the tenant's requests run
+    // slowly and its budget refuses a flood before its rate does (CI saw
+    // 11 served). Where the rate alone refused, the two floods (as long as
+    // each other: requests queue for the tier's connections and wait for
+    // the rate) show the share: the whole tier serves about twice half.
+    if half.over_budget == 0 && whole.over_budget == 0 {
+        assert!(half.over_rate > 0, "the rate refused the flood: {half:?}");
+        assert!(
+            whole.served as f64 >= 1.5 * half.served as f64,
+            "the stop gave the tier back: {half:?} then {whole:?}"
+        );
+    }
     first.stop();
+}
+
+/// What `GET /api/v1/me` without a token answers for `tenant` at `port`:
+/// the status and, for a refusal, the problem's code.
+async fn me_anonymously(port: u16, tenant: &str) -> (u16, Option<String>) {
+    let host = format!("{tenant}.localhost");
+    let response = reqwest::Client::builder()
+        .resolve(&host, std::net::SocketAddr::from(([127, 0, 0, 1], port)))
+        .build()
+        .unwrap()
+        .get(format!("http://{host}:{port}/api/v1/me"))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let retry_after = response.headers().contains_key("retry-after");
+    let problem: serde_json::Value = response.json().await.unwrap_or_default();
+    let code = problem["code"].as_str().map(str::to_owned);
+    if code.as_deref() == Some("maintenance") {
+        assert!(retry_after, "a maintenance answer says when to come back");
+    }
+    (status, code)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn maintenance_from_the_command_line_reaches_two_servers_within_a_second() {
+    let t = migrated_database().await;
+    let url = &t.url;
+    create_tenant(url, "acme");
+    create_tenant(url, "globex");
+    let dir = tempfile::tempdir().unwrap();
+    let start = || {
+        crate::helpers::Serving::start(
+            crate::helpers::command(dir.path())
+                .env("ATRIUM_DATABASE_URL", url)
+                .args([
+                    "serve",
+                    "--bind",
+                    "127.0.0.1:0",
+                    "--unsafe-allow-privileged-login",
+                ]),
+        )
+    };
+    let servers = [start(), start()];
+    let signed_out = (401, Some("unauthorized".to_owned()));
+    let in_maintenance = (503, Some("maintenance".to_owned()));
+    for server in &servers {
+        // Resolved (and cached) by both servers before the change.
+        assert_eq!(me_anonymously(server.port, "acme").await, signed_out);
+    }
+    // Every server answers `expected` for acme within a second of the
+    // command's return, while globex keeps serving.
+    let reaches_both = async |args: &'static [&'static str], expected: &(u16, Option<String>)| {
+        let out = tokio::task::spawn_blocking({
+            let url = url.clone();
+            move || atrium(&url, args)
+        })
+        .await
+        .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        let changed = std::time::Instant::now();
+        for server in &servers {
+            while me_anonymously(server.port, "acme").await != *expected {
+                assert!(
+                    changed.elapsed() < Duration::from_secs(1),
+                    "server on port {} still answers the old way after a second",
+                    server.port
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            assert_eq!(me_anonymously(server.port, "globex").await, signed_out);
+        }
+    };
+    reaches_both(
+        &[
+            "tenant",
+            "maintenance",
+            "acme",
+            "on",
+            "--message",
+            "Back at noon",
+        ],
+        &in_maintenance,
+    )
+    .await;
+    reaches_both(&["tenant", "maintenance", "acme", "off"], &signed_out).await;
+    let again = atrium(url, &["tenant", "maintenance", "acme", "off"]);
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert!(
+        stderr(&again).contains("nothing changed"),
+        "{}",
+        stderr(&again)
+    );
+
+    // Maintenance never lifts a suspension, on or off.
+    assert!(
+        atrium(url, &["tenant", "suspend", "globex"])
+            .status
+            .success()
+    );
+    for state in ["on", "off"] {
+        assert_fails(
+            &atrium(url, &["tenant", "maintenance", "globex", state]),
+            1,
+            "is suspended",
+        );
+    }
+    let shown = json(&atrium(url, &["tenant", "show", "globex", "--json"]));
+    assert_eq!(shown["status"], "suspended");
+    for server in servers {
+        server.stop();
+    }
 }

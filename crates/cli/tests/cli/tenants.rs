@@ -461,18 +461,21 @@ async fn long_tenant_statements_are_listed_and_cancelled() {
     let directory = TenantDirectory::start(t.db.clone()).await.unwrap();
     let acme = directory.resolve("acme").await.unwrap().unwrap();
     let acme_id = acme.id;
-    let db = t.db.clone();
     // As a request would: its id beside the statement.
-    let sleeping = tokio::spawn(atrium_store::connection::db_time::measured(
-        "req-sleepy-1",
-        std::time::Duration::from_secs(1),
-        async move {
-            let tx = TenantTx::begin(&db, &acme, std::time::Duration::from_secs(60))
-                .await
-                .unwrap();
-            tx.query_raw_for_tests("SELECT pg_sleep(30)").await
-        },
-    ));
+    let sleep = |request_id: &'static str| {
+        let (db, acme) = (t.db.clone(), acme.clone());
+        tokio::spawn(atrium_store::connection::db_time::measured(
+            request_id,
+            std::time::Duration::from_secs(1),
+            async move {
+                let tx = TenantTx::begin(&db, &acme, std::time::Duration::from_secs(60))
+                    .await
+                    .unwrap();
+                tx.query_raw_for_tests("SELECT pg_sleep(30)").await
+            },
+        ))
+    };
+    let sleeping = sleep("req-sleepy-1");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let listed = loop {
         let listed = json(&atrium(url, &["queries", "--over", "0.5", "--json"]));
@@ -518,11 +521,44 @@ async fn long_tenant_statements_are_listed_and_cancelled() {
         "{groups}"
     );
 
+    let shorter = json(&atrium(url, &["queries", "--over", "600", "--json"]));
+    assert_eq!(
+        shorter,
+        serde_json::json!([]),
+        "--over leaves shorter ones out"
+    );
+
     assert_fails(
         &atrium(url, &["queries", "cancel", "999999"]),
         1,
         "nothing was cancelled",
     );
+    let pid = query["pid"].as_i64().unwrap().to_string();
+    let cancelled = json(&atrium(url, &["queries", "cancel", &pid, "--json"]));
+    assert_eq!(cancelled, serde_json::json!({"cancelled": 1}));
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(5), sleeping)
+        .await
+        .expect("the statement was cancelled by its PID")
+        .unwrap()
+        .0;
+    assert!(ended.is_err(), "pg_sleep ran to its end");
+
+    let sleeping = sleep("req-sleepy-2");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !json(&atrium(url, &["queries", "--json"]))
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|q| {
+            q["request_id"] == "req-sleepy-2" && q["query"].as_str().unwrap().contains("pg_sleep")
+        })
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the second statement never ran"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     let cancelled = atrium(url, &["queries", "cancel", "--tenant", "acme"]);
     assert!(cancelled.status.success(), "{}", stderr(&cancelled));
     assert!(
@@ -532,7 +568,7 @@ async fn long_tenant_statements_are_listed_and_cancelled() {
     );
     let ended = tokio::time::timeout(std::time::Duration::from_secs(5), sleeping)
         .await
-        .expect("the statement was cancelled")
+        .expect("the statement was cancelled by its tenant")
         .unwrap()
         .0;
     assert!(ended.is_err(), "pg_sleep ran to its end");

@@ -180,7 +180,7 @@ pub struct Reindexed {
 pub async fn reindex_bloated(
     db: &Database,
 ) -> anyhow::Result<(Vec<Reindexed>, Vec<(String, String)>)> {
-    drop_interrupted_rebuilds(db).await?;
+    drop_interrupted_rebuilds(db, None).await?;
     let bloated = bloated(db).await?;
     // Two concurrent rebuilds of one table's indexes deadlock (each waits
     // for the other's transaction): a table's indexes go one after another,
@@ -237,9 +237,12 @@ async fn rebuild(db: &Database, index: &IndexBloat) -> anyhow::Result<Reindexed>
         .await;
     if let Err(e) = rebuilt {
         // Its invalid copy would be kept up to date by every write until
-        // the next run: gone now.
+        // the next run: gone now. Only its table's: another table's
+        // rebuild may be running beside it, its copy invalid until done
+        // (and one table's indexes are rebuilt one after another).
         drop(session);
-        if let Err(cleanup) = drop_interrupted_rebuilds(db).await {
+        let table = Some((index.schema_name.as_str(), index.table.as_str()));
+        if let Err(cleanup) = drop_interrupted_rebuilds(db, table).await {
             tracing::warn!(
                 error = format!("{cleanup:#}"),
                 "dropping a failed rebuild's copy"
@@ -267,17 +270,24 @@ async fn rebuild(db: &Database, index: &IndexBloat) -> anyhow::Result<Reindexed>
 /// (the new index `<index>_ccnew`, `_ccnew1`, …, or the old one,
 /// `_ccold`, when it stopped at the swap), which writes would otherwise
 /// keep maintaining.
-async fn drop_interrupted_rebuilds(db: &Database) -> anyhow::Result<()> {
+async fn drop_interrupted_rebuilds(
+    db: &Database,
+    only_table: Option<(&str, &str)>,
+) -> anyhow::Result<()> {
     let session = db.dedicated_connection().await?;
+    let (schema, table) = only_table.unzip();
     let leftovers = session
         .query(
             "SELECT n.nspname::text, c.relname::text
                FROM pg_index i
                JOIN pg_class c ON c.oid = i.indexrelid
+               JOIN pg_class t ON t.oid = i.indrelid
                JOIN pg_namespace n ON n.oid = c.relnamespace
               WHERE NOT i.indisvalid AND c.relname ~ '_cc(new|old)[0-9]*$'
-                AND n.nspname ~ $1",
-            &[&TENANT_SCHEMA_PATTERN],
+                AND n.nspname ~ $1
+                AND CASE WHEN $2::text IS NULL THEN true
+                         ELSE n.nspname = $2 AND t.relname = $3 END",
+            &[&TENANT_SCHEMA_PATTERN, &schema, &table],
         )
         .await?;
     for row in leftovers {

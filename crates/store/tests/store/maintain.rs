@@ -308,17 +308,17 @@ async fn maintain_now(
 #[tokio::test]
 async fn maintain_drops_what_an_interrupted_rehearsal_left_after_a_day() {
     let t = migrated_database().await;
-    let recent = format!("rehearsal_1_{}", chrono::Utc::now().format("%Y%m%d%H%M%S"));
+    // Named as the rehearsal names them, so a name the pattern misses fails here.
+    use atrium_store::fleet::migrate::rehearse::scratch_schema_name;
+    let old = scratch_schema_name(1, chrono::Utc::now() - chrono::Duration::hours(25));
+    let recent = scratch_schema_name(1, chrono::Utc::now());
     sql(
         &t.db,
-        &format!("CREATE SCHEMA rehearsal_1_20200101000000_0a1b2c; CREATE SCHEMA {recent};"),
+        &format!("CREATE SCHEMA {old}; CREATE SCHEMA {recent};"),
     )
     .await;
     let report = maintain(&t.admin, &policy(false)).await.unwrap().unwrap();
-    assert_eq!(
-        report.rehearsals_dropped,
-        vec!["rehearsal_1_20200101000000_0a1b2c"]
-    );
+    assert_eq!(report.rehearsals_dropped, vec![old]);
     assert_eq!(
         scalar_i64(
             &t.db,

@@ -27,6 +27,15 @@ use crate::registry::naming::is_tenant_schema_name;
 /// drops them.
 pub const SCRATCH_PATTERN: &str = "^rehearsal_[0-9]+_[0-9]{14}_[0-9a-f]{6}$";
 
+/// A fresh scratch schema's name, as [`SCRATCH_PATTERN`] describes it.
+pub fn scratch_schema_name(tenant_id: i32, at: chrono::DateTime<Utc>) -> String {
+    format!(
+        "rehearsal_{tenant_id}_{}_{:06x}",
+        at.format("%Y%m%d%H%M%S"),
+        rand::random_range(0..0x100_0000u32)
+    )
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Rehearsal {
     pub schema_name: String,
@@ -94,10 +103,7 @@ pub async fn rehearse(
         .iter()
         .position(|f| f.version > version)
         .unwrap_or(sets.tenant.len());
-    let scratch = format!(
-        "rehearsal_{tenant_id}_{}",
-        Utc::now().format("%Y%m%d%H%M%S")
-    );
+    let scratch = scratch_schema_name(tenant_id, Utc::now());
     let session = db.dedicated_connection().await?;
     let result = async {
         let copy_started = Instant::now();
