@@ -197,14 +197,17 @@ impl Authed {
         } else {
             auth::RequestWrites::Records
         };
-        let (tx, me) = match auth::begin_authenticated(&scope, &state.auth, &token, writes).await {
-            Ok(signed_in) => signed_in,
-            Err(e @ ServiceError::Unauthorized(_)) => {
-                state.anonymous.admit(scope.tenant.id, address)?;
-                return Err(e.into());
-            }
-            Err(e) => return Err(e.into()),
-        };
+        let (tx, me) =
+            match auth::begin_authenticated(&scope, &state.auth, &state.sessions, &token, writes)
+                .await
+            {
+                Ok(signed_in) => signed_in,
+                Err(e @ ServiceError::Unauthorized(_)) => {
+                    state.anonymous.admit(scope.tenant.id, address)?;
+                    return Err(e.into());
+                }
+                Err(e) => return Err(e.into()),
+            };
         state.anonymous.vouch(&token);
         tracing::Span::current().record("user", me.id());
         // Signed in: from here the request is the tenant's own work, and

@@ -33,6 +33,7 @@ use utoipa_axum::router::OpenApiRouter;
 use atrium_services::auth::{AuthSettings, LoginLimiter};
 use atrium_services::invitations::Links;
 use atrium_store::registry::directory::TenantDirectory;
+use atrium_store::session_cache::SessionCache;
 use atrium_store::{AdminDatabase, Database, Fleet};
 
 pub use error::{ApiError, Problem};
@@ -118,6 +119,8 @@ pub(crate) struct AppState {
     /// `admin_db`): tenant work runs on its tenant's cluster.
     pub fleet: Fleet,
     pub directory: Arc<TenantDirectory>,
+    /// Signed-in sessions found recently, forgotten on any change.
+    pub sessions: Arc<SessionCache>,
     pub settings: Arc<ServerSettings>,
     pub auth: Arc<AuthSettings>,
     pub links: Arc<Links>,
@@ -237,6 +240,7 @@ async fn build(
     health::prometheus();
     let (db, admin_db) = (fleet.home().db.clone(), fleet.home().admin.clone());
     let directory = TenantDirectory::start(db.clone()).await?;
+    let sessions = SessionCache::start(&fleet);
     let links = Links {
         public_url: settings.public_url.clone(),
         base_domain: settings.base_domain.clone(),
@@ -249,6 +253,7 @@ async fn build(
         admin_db,
         fleet,
         directory,
+        sessions,
         settings: Arc::new(settings),
         auth: Arc::new(AuthSettings::default()),
         links: Arc::new(links),

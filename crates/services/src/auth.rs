@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 
 use atrium_domain::Password;
+use atrium_store::session_cache::SessionCache;
 use atrium_store::users::User;
 use atrium_store::{TenantTx, outbox, password_resets, sessions, users};
 
@@ -294,16 +295,42 @@ pub enum RequestWrites {
 }
 
 /// Opens the request's transaction and finds the signed-in user for a
-/// bearer token in the same round trip. The idle clock is written at most
-/// once per `touch_interval`.
+/// bearer token: from `remembered` when the session was found within the
+/// last `touch_interval` and nothing has changed it since (see
+/// [`SessionCache`]), else in the same round trip as the transaction's
+/// start, remembering it. The idle clock is written at most once per
+/// `touch_interval`.
 pub async fn begin_authenticated(
     scope: &Scope,
     settings: &AuthSettings,
+    remembered: &SessionCache,
     token: &str,
     writes: RequestWrites,
 ) -> Result<(TenantTx, CurrentUser), ServiceError> {
     let token_hash = tokens::hash(token);
+    let writes_records = writes == RequestWrites::Records;
+    if let Some(found) = remembered.get(&scope.tenant, &token_hash, settings.touch_interval) {
+        let tx = scope
+            .retry_moved(|scope| async move {
+                TenantTx::begin_as(
+                    &scope.db,
+                    &scope.tenant,
+                    scope.statement_timeout,
+                    writes_records,
+                )
+                .await
+            })
+            .await?;
+        return match CurrentUser::new(found.user, found.session_id) {
+            Ok(me) => Ok((tx, me)),
+            Err(e) => {
+                let _ = tx.rollback().await;
+                Err(e)
+            }
+        };
+    }
     let idle_seconds = settings.session_idle.as_secs_f64();
+    let read_started = std::time::Instant::now();
     let (tx, found) = scope
         .retry_moved(|scope| {
             let token_hash = &token_hash;
@@ -314,14 +341,14 @@ pub async fn begin_authenticated(
                     scope.statement_timeout,
                     token_hash,
                     idle_seconds,
-                    writes == RequestWrites::Records,
+                    writes_records,
                 )
                 .await
             }
         })
         .await?;
     let result = async {
-        let found = found.ok_or_else(|| {
+        let mut found = found.ok_or_else(|| {
             ServiceError::Unauthorized("the session is missing, expired or ended".into())
         })?;
         let idle = (Utc::now() - found.last_seen_at)
@@ -331,8 +358,10 @@ pub async fn begin_authenticated(
             // Spread over thousands of tenants, most reads come from a
             // session last seen over a minute ago: a WAL flush for each
             // would be the costliest part of a read.
-            sessions::touch(&tx, found.session_id, writes == RequestWrites::Records).await?;
+            sessions::touch(&tx, found.session_id, writes_records).await?;
+            found.last_seen_at = Utc::now();
         }
+        remembered.remember(tx.tenant_arc(), &token_hash, &found, read_started);
         CurrentUser::new(found.user, found.session_id)
     }
     .await;

@@ -22,8 +22,8 @@ pub use connection::fleet::{ClusterDatabases, Fleet, HOME_CLUSTER};
 pub use connection::tenant::{CONNECTION_CAP_WAIT, TenantConnectionCap, TenantContext, TenantTx};
 pub use connection::tx::PooledTx;
 pub use data::{
-    custom_fields, invitations, outbox, password_resets, pipeline, records, saved_views, sessions,
-    users,
+    custom_fields, invitations, outbox, password_resets, pipeline, records, saved_views,
+    session_cache, sessions, users,
 };
 pub use registry::naming::is_tenant_schema_name;
 

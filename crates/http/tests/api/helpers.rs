@@ -73,6 +73,28 @@ impl TestApp {
         }
     }
 
+    /// A second server over the same database (as behind a load
+    /// balancer), with default settings; it lives as long as the test.
+    pub async fn another_server(&self) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let db = self.db.clone();
+        tokio::spawn(atrium_http::serve(
+            listener,
+            db.clone(),
+            atrium_store::AdminDatabase::new(db),
+            Default::default(),
+            std::future::pending(),
+        ));
+        Self {
+            addr,
+            db: self.db.clone(),
+            database_url: self.database_url.clone(),
+            _database: self._database.clone(),
+            client: self.client.clone(),
+        }
+    }
+
     /// A request to `path` on any host (health, platform).
     pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
         self.client

@@ -24,5 +24,6 @@ mod passwords;
 mod pipeline;
 mod platform;
 mod platform_changes;
+mod sessions;
 mod text;
 mod users;

@@ -6,6 +6,7 @@ pub(crate) mod database;
 pub mod db_time;
 pub mod embedded;
 pub mod fleet;
+pub(crate) mod listener;
 pub(crate) mod pool;
 pub(crate) mod tenant;
 pub mod tls;

@@ -273,6 +273,12 @@ impl TenantTx {
         &self.tenant
     }
 
+    /// The tenant as the directory resolved it (caches key on the very
+    /// context: a tenant changed in the registry since is a new one).
+    pub fn tenant_arc(&self) -> &Arc<TenantContext> {
+        &self.tenant
+    }
+
     /// Prepares `sql` once per pooled session and reuses it: PostgreSQL
     /// replans a cached statement when the search path changes, so one
     /// statement serves every tenant. Behind a transaction-mode pooler it

@@ -10,5 +10,6 @@ pub mod password_resets;
 pub mod pipeline;
 pub mod records;
 pub mod saved_views;
+pub mod session_cache;
 pub mod sessions;
 pub mod users;

@@ -35,15 +35,17 @@ pub async fn create(tx: &TenantTx, new: &NewSession<'_>) -> Result<i32, StoreErr
 }
 
 /// A live session and its user.
+#[derive(Debug, Clone)]
 pub struct Authenticated {
     pub session_id: i32,
     pub last_seen_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
     pub user: User,
 }
 
 fn authenticate_sql() -> String {
     format!(
-        "SELECT s.id, s.last_seen_at, {USER_COLUMNS}
+        "SELECT s.id, s.last_seen_at, s.expires_at, {USER_COLUMNS}
          FROM sessions s JOIN users u ON u.id = s.user_id
          WHERE s.token = $1 AND s.revoked_at IS NULL AND s.expires_at > now()
            AND s.last_seen_at > now() - make_interval(secs => $2)
@@ -77,7 +79,8 @@ pub async fn begin_authenticated(
         row.map(|r| Authenticated {
             session_id: r.get(0),
             last_seen_at: r.get(1),
-            user: user_from_row(&r, 2),
+            expires_at: r.get(2),
+            user: user_from_row(&r, 3),
         }),
     ))
 }

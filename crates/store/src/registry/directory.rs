@@ -13,24 +13,17 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 /// A backstop: no cached entry is trusted for longer than this, whatever
-/// the listener says. The heartbeat below is what catches a listener
+/// the listener says. The listener's heartbeat is what catches a listener
 /// connection that died silently, within seconds; a short TTL would instead
 /// send every tenant's lookup back to the registry every so often, which
 /// at ten thousand tenants is hundreds of registry queries a second.
 const CACHE_TTL: Duration = Duration::from_secs(10 * 60);
-/// How often the listener connection proves it is alive, and how long it
-/// may take. Notifications arrive on it in order, so once a heartbeat is
-/// answered every change committed before it has been received.
-const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
-const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(2);
 /// How the listener's session shows in `pg_stat_activity`.
 pub const LISTENER_APPLICATION: &str = "atrium tenant listener";
 
-use futures::StreamExt;
-use tokio_postgres::AsyncMessage;
-
 use atrium_domain::{TenantStatus, Tier};
 
+use crate::connection::listener::{self, Listening};
 use crate::connection::tenant::TenantConnectionCap;
 use crate::registry::TENANT_CHANNEL;
 use crate::registry::naming::tenant_role_name;
@@ -66,7 +59,12 @@ impl TenantDirectory {
             listening: AtomicBool::new(false),
             caps: std::sync::Mutex::default(),
         });
-        tokio::spawn(listen(Arc::downgrade(&directory)));
+        listener::spawn(
+            directory.db.clone(),
+            TENANT_CHANNEL,
+            LISTENER_APPLICATION,
+            Arc::downgrade(&directory),
+        );
         Ok(directory)
     }
 
@@ -148,73 +146,20 @@ impl TenantDirectory {
     }
 }
 
-async fn listen(directory: std::sync::Weak<TenantDirectory>) {
-    let mut backoff = Duration::from_millis(100);
-    loop {
-        let Some(dir) = directory.upgrade() else {
-            return;
-        };
-        match listen_once(&dir).await {
-            Ok(()) => backoff = Duration::from_millis(100),
-            Err(e) => tracing::warn!(error = %e, "tenant change listener lost its connection"),
-        }
-        dir.listening.store(false, Ordering::Release);
-        dir.invalidate(None);
-        drop(dir);
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(5));
+impl Listening for TenantDirectory {
+    fn changed(&self, payload: &str) {
+        // A payload that is not a tenant id is from nobody we know:
+        // forgetting every tenant is the safe reading.
+        self.invalidate(payload.parse::<i32>().ok());
     }
-}
 
-/// Listens until the connection ends.
-async fn listen_once(dir: &TenantDirectory) -> anyhow::Result<()> {
-    let (client, mut connection) = dir.db.raw_connection().await?;
-    let (sender, mut changes) = tokio::sync::mpsc::unbounded_channel();
-    let driver = tokio::spawn(async move {
-        let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
-        while let Some(message) = messages.next().await {
-            match message {
-                Ok(AsyncMessage::Notification(n)) => {
-                    let _ = sender.send(n.payload().parse::<i32>().ok());
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::debug!(error = %e, "listener connection ended");
-                    break;
-                }
-            }
+    fn listening(&self, on: bool) {
+        if on {
+            self.invalidate(None);
+            self.listening.store(true, Ordering::Release);
+        } else {
+            self.listening.store(false, Ordering::Release);
+            self.invalidate(None);
         }
-    });
-    client
-        .batch_execute(&format!(
-            "SET application_name = '{LISTENER_APPLICATION}'; LISTEN {TENANT_CHANNEL}"
-        ))
-        .await?;
-    // Anything cached before LISTEN took effect may be stale.
-    dir.invalidate(None);
-    dir.listening.store(true, Ordering::Release);
-    tracing::debug!("listening for tenant changes");
-    let mut heartbeat = tokio::time::interval_at(
-        tokio::time::Instant::now() + HEARTBEAT_EVERY,
-        HEARTBEAT_EVERY,
-    );
-    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let ended = loop {
-        tokio::select! {
-            change = changes.recv() => match change {
-                Some(change) => dir.invalidate(change),
-                None => break Ok(()),
-            },
-            _ = heartbeat.tick() => {
-                match tokio::time::timeout(HEARTBEAT_TIMEOUT, client.simple_query("SELECT 1")).await {
-                    Ok(Ok(_)) => {}
-                    Ok(Err(e)) => break Err(anyhow::Error::from(e)),
-                    Err(_) => break Err(anyhow::anyhow!("no heartbeat answer within {HEARTBEAT_TIMEOUT:?}")),
-                }
-            }
-        }
-    };
-    driver.abort();
-    drop(client);
-    ended
+    }
 }
