@@ -9,8 +9,9 @@
 //! outside a tenant transaction does not compile.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use deadpool_postgres::ClientWrapper;
 use tokio::sync::Semaphore;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Row, Statement};
@@ -109,24 +110,99 @@ impl TenantContext {
     /// when it serves one (`atrium queries` shows it; the id is checked to
     /// hold only letters, digits, `-`, `_` and `.`).
     fn setup_sql(&self, statement_timeout: Duration, writes: bool) -> String {
-        let application_name = match request_id() {
-            Some(id) => format!("{} {id}", self.schema_name),
-            None => self.schema_name.clone(),
-        };
+        let [search_path, role, application_name, timeout] = self.settings(statement_timeout);
         format!(
             "SELECT shared.enter_tenant({id}, {writes}); \
-             SELECT set_config('search_path', '{schema}, extensions, pg_temp', true), \
+             SELECT set_config('search_path', '{search_path}', true), \
                     set_config('role', '{role}', true), \
                     set_config('application_name', '{application_name}', true), \
                     set_config('statement_timeout', '{timeout}', true), \
                     set_config('jit', 'off', true)",
             id = self.id,
-            schema = self.schema_name,
-            role = self.role_name,
-            timeout = statement_timeout.as_millis(),
         )
     }
+
+    /// The transaction's settings: search path, role, session name and
+    /// statement timeout (ms).
+    fn settings(&self, statement_timeout: Duration) -> [String; 4] {
+        let application_name = match request_id() {
+            Some(id) => format!("{} {id}", self.schema_name),
+            None => self.schema_name.clone(),
+        };
+        [
+            format!("{}, extensions, pg_temp", self.schema_name),
+            self.role_name.clone(),
+            application_name,
+            statement_timeout.as_millis().to_string(),
+        ]
+    }
+
+    /// Opens the transaction on `client`, sets the tenant up and then
+    /// runs `then` (the transaction's first statement, or nothing), all
+    /// pipelined: one round trip. The setup is [`SETUP_STATEMENT`],
+    /// prepared once per session and planned once: it runs before the
+    /// search path changes, so unlike the tenant's own statements nothing
+    /// makes PostgreSQL plan it again. Behind a transaction-mode pooler
+    /// (no statements kept) it goes as one text message instead. Returns
+    /// `then`'s result, unless the setup failed, and when the setup was
+    /// through.
+    async fn open_then<T>(
+        &self,
+        client: &ClientWrapper,
+        statement_timeout: Duration,
+        writes: bool,
+        cache_statements: bool,
+        then: impl Future<Output = Result<T, tokio_postgres::Error>>,
+    ) -> (Result<T, tokio_postgres::Error>, Option<Instant>) {
+        // Prepared before anything is sent: messages go out in the order
+        // their futures are first polled, and a setup still being prepared
+        // would let `then` overtake it.
+        let setup = if cache_statements {
+            match client.prepare_cached(SETUP_STATEMENT).await {
+                Ok(setup) => Some(setup),
+                Err(e) => return (Err(e), None),
+            }
+        } else {
+            None
+        };
+        let [search_path, role, application_name, timeout] = self.settings(statement_timeout);
+        let begin_and_set_up = async {
+            let result = match &setup {
+                Some(setup) => {
+                    let params: [&(dyn ToSql + Sync); 6] = [
+                        &self.id,
+                        &writes,
+                        &search_path,
+                        &role,
+                        &application_name,
+                        &timeout,
+                    ];
+                    let (begun, set_up) = futures::join!(
+                        client.batch_execute("BEGIN"),
+                        client.query_one(setup, &params)
+                    );
+                    begun.and(set_up.map(drop))
+                }
+                None => {
+                    let text = format!("BEGIN; {}", self.setup_sql(statement_timeout, writes));
+                    client.batch_execute(&text).await
+                }
+            };
+            (result, Instant::now())
+        };
+        let ((set_up, at), then) = futures::join!(begin_and_set_up, then);
+        (set_up.and(then), Some(at))
+    }
 }
+
+/// Sets a tenant transaction up (see [`TenantContext::setup_sql`] for the
+/// settings): the fence and the move lock first, as the application's
+/// login, then the search path, the tenant's role, the session's name, the
+/// statement timeout and no JIT, all local to the transaction.
+const SETUP_STATEMENT: &str = "SELECT shared.enter_tenant($1, $2), \
+     set_config('search_path', $3, true), set_config('role', $4, true), \
+     set_config('application_name', $5, true), set_config('statement_timeout', $6, true), \
+     set_config('jit', 'off', true)";
 
 /// The SQLSTATE `shared.enter_tenant` raises for a fenced tenant.
 const TENANT_MOVED: &str = "AT001";
@@ -192,20 +268,30 @@ impl TenantTx {
         writes: bool,
     ) -> Result<Self, StoreError> {
         let permit = tenant.connections.acquire().await?;
-        let mut tx = timed(PooledTx::begin_for(
-            db,
-            tenant.id,
-            &tenant.setup_sql(statement_timeout, writes),
-        ))
-        .await
-        .map_err(moved_or_other)?;
+        let mut tx = PooledTx::open_for(db, tenant.id).await?;
         tx.hold(permit);
-        Ok(Self {
+        let cache_statements = db.caches_statements();
+        let (opened, _) = timed(tenant.open_then(
+            tx.client(),
+            statement_timeout,
+            writes,
+            cache_statements,
+            async { Ok(()) },
+        ))
+        .await;
+        let tx = Self {
             tx,
             tenant: tenant.clone(),
             definitions: Default::default(),
-            cache_statements: db.caches_statements(),
-        })
+            cache_statements,
+        };
+        match opened {
+            Ok(()) => Ok(tx),
+            Err(e) => {
+                let _ = tx.rollback().await;
+                Err(moved_or_other(e.into()))
+            }
+        }
     }
 
     /// Opens the transaction and runs its first query in one round trip:
@@ -225,42 +311,30 @@ impl TenantTx {
         let mut tx = PooledTx::open_for(db, tenant.id).await?;
         tx.hold(permit);
         let client = tx.client();
-        let setup = format!("BEGIN; {}", tenant.setup_sql(statement_timeout, writes));
         let cache_statements = db.caches_statements();
-        // The query's own time starts once the setup is through: waiting in
-        // `enter_tenant` while a move pauses writes is not the query's.
-        let sent = std::time::Instant::now();
-        let set_up = std::sync::OnceLock::new();
-        let (begun, row) = timed(async {
-            futures::join!(
-                async {
-                    let begun = client.batch_execute(&setup).await;
-                    let _ = set_up.set(std::time::Instant::now());
-                    begun
-                },
-                async {
+        let sent = Instant::now();
+        let (row, set_up) =
+            timed(
+                tenant.open_then(client, statement_timeout, writes, cache_statements, async {
                     let statement = if cache_statements {
                         client.prepare_cached(sql).await?
                     } else {
                         client.prepare(sql).await?
                     };
                     client.query_opt(&statement, params).await
-                }
+                }),
             )
-        })
-        .await;
-        note_statement(
-            &tenant.schema_name,
-            sql,
-            set_up.get().copied().unwrap_or(sent).elapsed(),
-        );
+            .await;
+        // The query's own time starts once the setup is through: waiting in
+        // `enter_tenant` while a move pauses writes is not the query's.
+        note_statement(&tenant.schema_name, sql, set_up.unwrap_or(sent).elapsed());
         let tx = Self {
             tx,
             tenant: tenant.clone(),
             definitions: Default::default(),
             cache_statements,
         };
-        match begun.and(row) {
+        match row {
             Ok(row) => Ok((tx, row)),
             Err(e) => {
                 let _ = tx.rollback().await;

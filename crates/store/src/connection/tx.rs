@@ -28,18 +28,6 @@ impl PooledTx {
         Self::open_session(db.connection().await?, prelude).await
     }
 
-    /// `begin` on a session of tenant `tenant_id`'s lane (see
-    /// [`Database::tenant_session`]), counted as serving that tenant.
-    pub(crate) async fn begin_for(
-        db: &Database,
-        tenant_id: i32,
-        prelude: &str,
-    ) -> anyhow::Result<Self> {
-        let mut session = db.tenant_session(tenant_id).await?;
-        session.note_tenant(tenant_id);
-        Self::open_session(session, prelude).await
-    }
-
     async fn open_session(session: PooledConnection, prelude: &str) -> anyhow::Result<Self> {
         let tx = Self {
             session: Some(session),
