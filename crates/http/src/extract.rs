@@ -161,6 +161,9 @@ pub(crate) struct Authed {
     tx: TenantTx,
     me: CurrentUser,
     scope: Scope,
+    /// For a request that may write: this server's remembered sessions,
+    /// to forget the tenant's once the write has committed.
+    forget_sessions: Option<std::sync::Arc<atrium_store::session_cache::SessionCache>>,
 }
 
 impl FromRequestParts<AppState> for Authed {
@@ -219,7 +222,14 @@ impl Authed {
             let _ = tx.rollback().await;
             return Err(e);
         }
-        Ok(Self { tx, me, scope })
+        let forget_sessions =
+            (writes == auth::RequestWrites::Records).then(|| state.sessions.clone());
+        Ok(Self {
+            tx,
+            me,
+            scope,
+            forget_sessions,
+        })
     }
 
     /// Runs the request's work in its transaction: commits if the work
@@ -241,6 +251,13 @@ impl Authed {
         match result {
             Ok(value) => {
                 self.tx.commit().await.map_err(ServiceError::from)?;
+                // A write may have ended a session or changed a user: the
+                // triggers tell every server, this one included, within
+                // milliseconds, but the client's next request may be
+                // quicker than that.
+                if let Some(sessions) = &self.forget_sessions {
+                    sessions.forget_tenant(self.scope.tenant.id);
+                }
                 Ok((value, self.me, self.scope))
             }
             Err(e) => {

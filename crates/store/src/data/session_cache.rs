@@ -121,6 +121,10 @@ impl SessionCache {
                     .users
                     .get(&key)
                     .is_some_and(|at| *at >= read_started)
+                || forgotten
+                    .tenants
+                    .get(&tenant.id)
+                    .is_some_and(|at| *at >= read_started)
             {
                 return;
             }
@@ -137,6 +141,16 @@ impl SessionCache {
                 found: found.clone(),
             },
         );
+    }
+
+    /// Forgets every session of tenant `tenant_id` at once, on this server:
+    /// after a request of the tenant that wrote has committed, so that its
+    /// own next request never meets what it changed (a logout, a password
+    /// change, a user deactivated), whenever the notification arrives.
+    pub fn forget_tenant(&self, tenant_id: i32) {
+        for cluster in self.clusters.values() {
+            cluster.forget_tenant(tenant_id);
+        }
     }
 
     /// The cluster's sessions when its listener is connected.
@@ -181,6 +195,7 @@ struct ClusterSessions {
 struct Forgotten {
     all: Option<Instant>,
     users: HashMap<(i32, i32), Instant>,
+    tenants: HashMap<i32, Instant>,
 }
 
 impl ClusterSessions {
@@ -197,9 +212,18 @@ impl ClusterSessions {
             None => {
                 entries.clear();
                 forgotten.users.clear();
+                forgotten.tenants.clear();
                 forgotten.all = Some(now);
             }
         }
+    }
+
+    fn forget_tenant(&self, tenant_id: i32) {
+        let mut entries = self.entries.write().expect("not poisoned");
+        let mut forgotten = self.forgotten.lock().expect("not poisoned");
+        entries.retain(|_, e| e.tenant.id != tenant_id);
+        forgotten.tenants.retain(|_, at| at.elapsed() <= RECENT);
+        forgotten.tenants.insert(tenant_id, Instant::now());
     }
 }
 
