@@ -235,6 +235,47 @@ async fn check_reports_a_column_added_by_hand() {
     );
 }
 
+/// Drift that points at another schema's objects: stored by OID, the
+/// same numbers a healthy schema stores for its own, printed with the
+/// other schema's name. Each must still be reported.
+#[tokio::test]
+async fn check_reports_definitions_that_point_into_another_schema() {
+    let t = migrated_database().await;
+    new_tenant(&t.db, "alpha").await;
+    new_tenant(&t.db, "bravo").await;
+    new_tenant(&t.db, "charlie").await;
+    sql(
+        &t.db,
+        "ALTER TABLE tenant_2.deals DROP CONSTRAINT deals_owner_id_fkey;
+         ALTER TABLE tenant_2.deals ADD CONSTRAINT deals_owner_id_fkey
+             FOREIGN KEY (owner_id) REFERENCES tenant_1.users (id);
+         ALTER TABLE tenant_3.companies ALTER COLUMN id
+             SET DEFAULT nextval('tenant_1.companies_id_seq'::regclass);",
+    )
+    .await;
+    let report = check(&t.admin).await.unwrap();
+    let drifted: Vec<_> = report
+        .drifted
+        .iter()
+        .map(|d| d.subdomain.as_deref().unwrap_or_default())
+        .collect();
+    assert_eq!(drifted, ["bravo", "charlie"], "{report:?}");
+    assert!(
+        report.drifted[0]
+            .extra
+            .iter()
+            .any(|i| i.contains("REFERENCES tenant_1.users")),
+        "{report:?}"
+    );
+    assert!(
+        report.drifted[1]
+            .extra
+            .iter()
+            .any(|i| i.contains("tenant_1.companies_id_seq")),
+        "{report:?}"
+    );
+}
+
 #[tokio::test]
 async fn a_migration_stopped_half_way_leaves_whole_versions_and_a_rerun_finishes() {
     let t = migrated_database().await;
