@@ -157,7 +157,8 @@ async fn remembered_sessions_are_forgotten_when_the_listener_is_lost() {
     let ended = app
         .sql_i64(
             "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-              WHERE application_name = 'atrium session listener') t",
+              WHERE application_name = 'atrium session listener'
+                AND datname = current_database()) t",
         )
         .await;
     assert!(ended >= 2, "one listener per server: {ended}");
