@@ -310,17 +310,7 @@ pub async fn begin_authenticated(
     let token_hash = tokens::hash(token);
     let writes_records = writes == RequestWrites::Records;
     if let Some(found) = remembered.get(&scope.tenant, &token_hash, settings.touch_interval) {
-        let tx = scope
-            .retry_moved(|scope| async move {
-                TenantTx::begin_as(
-                    &scope.db,
-                    &scope.tenant,
-                    scope.statement_timeout,
-                    writes_records,
-                )
-                .await
-            })
-            .await?;
+        let tx = scope.begin_as(writes_records).await?;
         return match CurrentUser::new(found.user, found.session_id) {
             Ok(me) => Ok((tx, me)),
             Err(e) => {

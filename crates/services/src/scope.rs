@@ -58,8 +58,14 @@ impl Scope {
     /// Opens a transaction whose end the caller decides: an import's
     /// batches, which a dry run rolls back on success.
     pub async fn begin(&self) -> Result<TenantTx, ServiceError> {
+        self.begin_as(true).await
+    }
+
+    /// [`Scope::begin`] for a transaction that may write, or only reads
+    /// (a reader never waits for a move's pause).
+    pub async fn begin_as(&self, writes: bool) -> Result<TenantTx, ServiceError> {
         self.retry_moved(|scope| async move {
-            TenantTx::begin_as(&scope.db, &scope.tenant, scope.statement_timeout, true).await
+            TenantTx::begin_as(&scope.db, &scope.tenant, scope.statement_timeout, writes).await
         })
         .await
     }

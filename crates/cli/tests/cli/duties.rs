@@ -469,24 +469,27 @@ fn small_tier_share(servers: f64, seconds: f64) -> f64 {
     (100.0 + 50.0 * (seconds + 1.0)) / servers + 5.0
 }
 
+/// An `atrium serve` over `url` on a free port, running in `dir`.
+fn serve_over(url: &str, dir: &std::path::Path) -> crate::helpers::Serving {
+    crate::helpers::Serving::start(
+        crate::helpers::command(dir)
+            .env("ATRIUM_DATABASE_URL", url)
+            .args([
+                "serve",
+                "--bind",
+                "127.0.0.1:0",
+                "--unsafe-allow-privileged-login",
+            ]),
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_servers_split_a_tenants_request_rate_between_them() {
     let t = migrated_database().await;
     let url = &t.url;
     create_tenant(url, "acme");
     let dir = tempfile::tempdir().unwrap();
-    let start = || {
-        crate::helpers::Serving::start(
-            crate::helpers::command(dir.path())
-                .env("ATRIUM_DATABASE_URL", url)
-                .args([
-                    "serve",
-                    "--bind",
-                    "127.0.0.1:0",
-                    "--unsafe-allow-privileged-login",
-                ]),
-        )
-    };
+    let start = || serve_over(url, dir.path());
     let mut first = start();
     first.wait_for("servers=1");
     let mut second = start();
@@ -582,18 +585,7 @@ async fn maintenance_from_the_command_line_reaches_two_servers_within_a_second()
     create_tenant(url, "acme");
     create_tenant(url, "globex");
     let dir = tempfile::tempdir().unwrap();
-    let start = || {
-        crate::helpers::Serving::start(
-            crate::helpers::command(dir.path())
-                .env("ATRIUM_DATABASE_URL", url)
-                .args([
-                    "serve",
-                    "--bind",
-                    "127.0.0.1:0",
-                    "--unsafe-allow-privileged-login",
-                ]),
-        )
-    };
+    let start = || serve_over(url, dir.path());
     let servers = [start(), start()];
     let signed_out = (401, Some("unauthorized".to_owned()));
     let in_maintenance = (503, Some("maintenance".to_owned()));

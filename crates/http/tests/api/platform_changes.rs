@@ -451,25 +451,8 @@ async fn maintenance_answers_503_with_its_message_on_every_server_while_the_othe
     let alpha = app.create_tenant("alpha").await;
     let beta = app.create_tenant("beta").await;
     // A second server over the same database, which has alpha cached.
-    let other = {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let db = app.db.clone();
-        tokio::spawn(atrium_http::serve(
-            listener,
-            db.clone(),
-            atrium_store::AdminDatabase::new(db),
-            Default::default(),
-            std::future::pending(),
-        ));
-        addr
-    };
-    let on_other = || {
-        reqwest::Client::new()
-            .get(format!("http://{other}/api/v1/me"))
-            .header("host", format!("alpha.localhost:{}", other.port()))
-            .header("authorization", format!("Bearer {}", alpha.admin_token))
-    };
+    let other = app.another_server().await;
+    let on_other = || other.authed(Method::GET, "alpha", &alpha.admin_token, "/api/v1/me");
     send(on_other(), StatusCode::OK).await;
 
     let path = format!("/platform/v1/tenants/{}", alpha.id);

@@ -8,6 +8,7 @@
 //! either edge (connected, lost) whatever it holds may be stale.
 
 use std::sync::Weak;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -24,9 +25,23 @@ const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(2);
 pub(crate) trait Listening: Send + Sync + 'static {
     /// A notification's payload arrived.
     fn changed(&self, payload: &str);
-    /// The listener has started (`true`) or stopped (`false`) receiving:
-    /// in both cases drop what may be stale.
-    fn listening(&self, on: bool);
+    /// Drops everything cached.
+    fn forget_all(&self);
+    /// Whether the cache may be trusted: set while the listener receives.
+    fn listening_flag(&self) -> &AtomicBool;
+}
+
+/// The listener has started (`on`) or stopped receiving: either way what
+/// is cached may be stale. Forgotten before it is trusted again, and
+/// distrusted before it is forgotten, so no lookup in between trusts it.
+fn set_listening<L: Listening>(listener: &L, on: bool) {
+    if on {
+        listener.forget_all();
+        listener.listening_flag().store(true, Ordering::Release);
+    } else {
+        listener.listening_flag().store(false, Ordering::Release);
+        listener.forget_all();
+    }
 }
 
 /// Listens on `channel` of `db` for `owner` until `owner` is gone.
@@ -50,7 +65,7 @@ pub(crate) fn spawn<L: Listening>(
                     tracing::warn!(error = %e, channel, "change listener lost its connection")
                 }
             }
-            listener.listening(false);
+            set_listening(&*listener, false);
             drop(listener);
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_secs(5));
@@ -88,7 +103,7 @@ async fn listen_once<L: Listening>(
         ))
         .await?;
     // Anything cached before LISTEN took effect may be stale.
-    listener.listening(true);
+    set_listening(listener, true);
     tracing::debug!(channel, "listening for changes");
     let mut heartbeat = tokio::time::interval_at(
         tokio::time::Instant::now() + HEARTBEAT_EVERY,

@@ -109,8 +109,8 @@ impl TenantContext {
     /// The session is named after the schema, followed by the request's id
     /// when it serves one (`atrium queries` shows it; the id is checked to
     /// hold only letters, digits, `-`, `_` and `.`).
-    fn setup_sql(&self, statement_timeout: Duration, writes: bool) -> String {
-        let [search_path, role, application_name, timeout] = self.settings(statement_timeout);
+    fn setup_sql(&self, writes: bool, settings: &[String; 4]) -> String {
+        let [search_path, role, application_name, timeout] = settings;
         format!(
             "SELECT shared.enter_tenant({id}, {writes}); \
              SELECT set_config('search_path', '{search_path}', true), \
@@ -165,17 +165,18 @@ impl TenantContext {
         } else {
             None
         };
-        let [search_path, role, application_name, timeout] = self.settings(statement_timeout);
+        let settings = self.settings(statement_timeout);
         let begin_and_set_up = async {
             let result = match &setup {
                 Some(setup) => {
+                    let [search_path, role, application_name, timeout] = &settings;
                     let params: [&(dyn ToSql + Sync); 6] = [
                         &self.id,
                         &writes,
-                        &search_path,
-                        &role,
-                        &application_name,
-                        &timeout,
+                        search_path,
+                        role,
+                        application_name,
+                        timeout,
                     ];
                     let (begun, set_up) = futures::join!(
                         client.batch_execute("BEGIN"),
@@ -184,7 +185,7 @@ impl TenantContext {
                     begun.and(set_up.map(drop))
                 }
                 None => {
-                    let text = format!("BEGIN; {}", self.setup_sql(statement_timeout, writes));
+                    let text = format!("BEGIN; {}", self.setup_sql(writes, &settings));
                     client.batch_execute(&text).await
                 }
             };

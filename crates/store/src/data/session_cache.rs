@@ -19,7 +19,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
@@ -67,13 +67,6 @@ impl SessionCache {
         Arc::new(Self { clusters })
     }
 
-    /// Remembers nothing: every request looks its session up.
-    pub fn disabled() -> Arc<Self> {
-        Arc::new(Self {
-            clusters: HashMap::new(),
-        })
-    }
-
     /// The session with this token hash, if it is remembered for this
     /// tenant (the very context the directory resolved: a tenant changed
     /// in the registry since is a new context, and a miss), its expiry is
@@ -86,8 +79,8 @@ impl SessionCache {
         fresh: Duration,
     ) -> Option<Authenticated> {
         let cluster = self.listening(&tenant.cluster)?;
-        let entries = cluster.entries.read().expect("not poisoned");
-        let entry = entries.get(token_hash)?;
+        let state = cluster.state.read().expect("not poisoned");
+        let entry = state.by_tenant.get(&tenant.id)?.get(token_hash)?;
         let now = Utc::now();
         let seen = (now - entry.found.last_seen_at)
             .to_std()
@@ -97,8 +90,9 @@ impl SessionCache {
     }
 
     /// Remembers a session the database found, unless something that may
-    /// have changed it (a notification for its user, a listener outage)
-    /// arrived since `read_started`, taken just before the lookup was sent.
+    /// have changed it (a notification for its user, a write of its
+    /// tenant, a listener outage) came since `read_started`, taken just
+    /// before the lookup was sent.
     pub fn remember(
         &self,
         tenant: &Arc<TenantContext>,
@@ -112,35 +106,39 @@ impl SessionCache {
         if read_started.elapsed() > RECENT {
             return;
         }
-        let mut entries = cluster.entries.write().expect("not poisoned");
-        {
-            let forgotten = cluster.forgotten.lock().expect("not poisoned");
-            let key = (tenant.id, found.user.id);
-            if forgotten.all.is_some_and(|at| at >= read_started)
-                || forgotten
-                    .users
-                    .get(&key)
-                    .is_some_and(|at| *at >= read_started)
-                || forgotten
-                    .tenants
-                    .get(&tenant.id)
-                    .is_some_and(|at| *at >= read_started)
-            {
-                return;
-            }
+        let mut state = cluster.state.write().expect("not poisoned");
+        let since_read = [
+            Forget::All,
+            Forget::Tenant(tenant.id),
+            Forget::User(tenant.id, found.user.id),
+        ]
+        .iter()
+        .any(|what| {
+            state
+                .forgotten
+                .get(what)
+                .is_some_and(|at| *at >= read_started)
+        });
+        if since_read {
+            return;
         }
-        if entries.len() >= MAX_ENTRIES && !entries.contains_key(token_hash) {
+        if state.count >= MAX_ENTRIES {
             // Full: start again rather than track which entry is oldest. It
             // costs each remembered session one lookup, once.
-            entries.clear();
+            state.by_tenant.clear();
+            state.count = 0;
         }
-        entries.insert(
-            token_hash.to_owned(),
-            Entry {
-                tenant: tenant.clone(),
-                found: found.clone(),
-            },
-        );
+        let entry = Entry {
+            tenant: tenant.clone(),
+            found: found.clone(),
+        };
+        let added = state
+            .by_tenant
+            .entry(tenant.id)
+            .or_default()
+            .insert(token_hash.to_owned(), entry)
+            .is_none();
+        state.count += usize::from(added);
     }
 
     /// Forgets every session of tenant `tenant_id` at once, on this server:
@@ -149,7 +147,7 @@ impl SessionCache {
     /// change, a user deactivated), whenever the notification arrives.
     pub fn forget_tenant(&self, tenant_id: i32) {
         for cluster in self.clusters.values() {
-            cluster.forget_tenant(tenant_id);
+            cluster.forget(Forget::Tenant(tenant_id));
         }
     }
 
@@ -158,18 +156,6 @@ impl SessionCache {
         self.clusters
             .get(cluster)
             .filter(|c| c.listening.load(Ordering::Acquire))
-    }
-
-    /// How many sessions are remembered, over every cluster.
-    pub fn len(&self) -> usize {
-        self.clusters
-            .values()
-            .map(|c| c.entries.read().expect("not poisoned").len())
-            .sum()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 
@@ -183,47 +169,53 @@ struct Entry {
 #[derive(Default)]
 struct ClusterSessions {
     listening: AtomicBool,
-    /// By token hash (64 hex digits, unique across tenants in practice;
-    /// the tenant is checked on every hit anyway).
-    entries: RwLock<HashMap<String, Entry>>,
-    forgotten: Mutex<Forgotten>,
+    state: RwLock<State>,
 }
 
-/// When each user's sessions, or all of them, were last forgotten: a
-/// lookup that started before must not store what it read.
 #[derive(Default)]
-struct Forgotten {
-    all: Option<Instant>,
-    users: HashMap<(i32, i32), Instant>,
-    tenants: HashMap<i32, Instant>,
+struct State {
+    /// By tenant, then token hash: forgetting a tenant or one of its users
+    /// touches that tenant's entries alone.
+    by_tenant: HashMap<i32, HashMap<String, Entry>>,
+    count: usize,
+    /// What was forgotten in the last [`RECENT`] seconds, and when: a
+    /// lookup that started before must not store what it read.
+    forgotten: HashMap<Forget, Instant>,
+}
+
+/// What a change makes a server forget.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+enum Forget {
+    All,
+    Tenant(i32),
+    /// A tenant's user.
+    User(i32, i32),
 }
 
 impl ClusterSessions {
-    fn forget(&self, user: Option<(i32, i32)>) {
-        let mut entries = self.entries.write().expect("not poisoned");
-        let mut forgotten = self.forgotten.lock().expect("not poisoned");
-        let now = Instant::now();
-        match user {
-            Some((tenant_id, user_id)) => {
-                entries.retain(|_, e| !(e.tenant.id == tenant_id && e.found.user.id == user_id));
-                forgotten.users.retain(|_, at| at.elapsed() <= RECENT);
-                forgotten.users.insert((tenant_id, user_id), now);
+    fn forget(&self, what: Forget) {
+        let mut state = self.state.write().expect("not poisoned");
+        let removed = match what {
+            Forget::All => {
+                state.forgotten.clear();
+                std::mem::take(&mut state.by_tenant)
+                    .values()
+                    .map(HashMap::len)
+                    .sum()
             }
-            None => {
-                entries.clear();
-                forgotten.users.clear();
-                forgotten.tenants.clear();
-                forgotten.all = Some(now);
-            }
-        }
-    }
-
-    fn forget_tenant(&self, tenant_id: i32) {
-        let mut entries = self.entries.write().expect("not poisoned");
-        let mut forgotten = self.forgotten.lock().expect("not poisoned");
-        entries.retain(|_, e| e.tenant.id != tenant_id);
-        forgotten.tenants.retain(|_, at| at.elapsed() <= RECENT);
-        forgotten.tenants.insert(tenant_id, Instant::now());
+            Forget::Tenant(tenant_id) => state.by_tenant.remove(&tenant_id).map_or(0, |e| e.len()),
+            Forget::User(tenant_id, user_id) => match state.by_tenant.get_mut(&tenant_id) {
+                Some(entries) => {
+                    let before = entries.len();
+                    entries.retain(|_, e| e.found.user.id != user_id);
+                    before - entries.len()
+                }
+                None => 0,
+            },
+        };
+        state.count -= removed;
+        state.forgotten.retain(|_, at| at.elapsed() <= RECENT);
+        state.forgotten.insert(what, Instant::now());
     }
 }
 
@@ -239,17 +231,15 @@ impl Listening for ClusterSessions {
     fn changed(&self, payload: &str) {
         // Anything unreadable (a schema that is not a tenant's, say)
         // forgets everything: the safe reading.
-        self.forget(parse_payload(payload));
+        self.forget(parse_payload(payload).map_or(Forget::All, |(t, u)| Forget::User(t, u)));
     }
 
-    fn listening(&self, on: bool) {
-        if on {
-            self.forget(None);
-            self.listening.store(true, Ordering::Release);
-        } else {
-            self.listening.store(false, Ordering::Release);
-            self.forget(None);
-        }
+    fn forget_all(&self) {
+        self.forget(Forget::All);
+    }
+
+    fn listening_flag(&self) -> &AtomicBool {
+        &self.listening
     }
 }
 

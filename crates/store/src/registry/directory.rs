@@ -153,13 +153,11 @@ impl Listening for TenantDirectory {
         self.invalidate(payload.parse::<i32>().ok());
     }
 
-    fn listening(&self, on: bool) {
-        if on {
-            self.invalidate(None);
-            self.listening.store(true, Ordering::Release);
-        } else {
-            self.listening.store(false, Ordering::Release);
-            self.invalidate(None);
-        }
+    fn forget_all(&self) {
+        self.invalidate(None);
+    }
+
+    fn listening_flag(&self) -> &AtomicBool {
+        &self.listening
     }
 }
