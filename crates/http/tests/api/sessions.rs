@@ -136,6 +136,25 @@ async fn remembered_sessions_are_forgotten_when_the_listener_is_lost() {
     let acme = app.create_tenant("acme").await;
     let other = app.another_server().await;
     let token = acme.admin_token.clone();
+    // Servers trust what they remember only once their listeners (the
+    // tenant directory's and the sessions') are connected, which they do
+    // in the background after starting: a busy machine can take a while.
+    let started = std::time::Instant::now();
+    while app
+        .sql_i64(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()
+               AND application_name IN ('atrium session listener', 'atrium tenant listener')",
+        )
+        .await
+        < 4
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "listeners never connected"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
     for _ in 0..3 {
         send(me(&other, &acme, &token)(), StatusCode::OK).await;
     }
