@@ -612,6 +612,10 @@ pub struct BenchImportArgs {
     /// Rows in the generated CSV file.
     #[arg(long, default_value_t = 100_000)]
     pub rows: u32,
+    /// Rounds of an import and a `COPY` of the file, each into fresh
+    /// tenants; the report gives each round and the median ratio.
+    #[arg(long, default_value_t = 3)]
+    pub rounds: u32,
 }
 
 #[derive(Debug, Args)]

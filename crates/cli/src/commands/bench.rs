@@ -124,6 +124,7 @@ pub async fn run(command: BenchCommand, connected: &Connected) -> CommandResult 
                 server,
                 &ImportBench {
                     rows: args.rows.max(1),
+                    rounds: args.rounds.max(1),
                 },
             )
             .await?

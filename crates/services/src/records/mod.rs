@@ -108,24 +108,14 @@ pub async fn create(
 }
 
 /// Creates records checked by [`checked_new`] in one statement, audited as
-/// [`create`] audits each: the bulk path of an import.
+/// [`create`] audits each: the bulk path of an import. Answers how many
+/// were made.
 pub async fn create_many(
     tx: &TenantTx,
     me: &CurrentUser,
     values: &[NewRecord],
-) -> Result<Vec<Value>, ServiceError> {
-    let Some(first) = values.first() else {
-        return Ok(Vec::new());
-    };
-    let entity = first.entity();
-    let created = records::insert_many(tx, values, me.id()).await?;
-    let nothing = Value::Object(Map::new());
-    let events: Vec<(i32, Value)> = created
-        .iter()
-        .map(|record| (record_id(record), audit::diff(entity, &nothing, record)))
-        .collect();
-    records::audit_many(tx, entity, "create", me.id(), &events).await?;
-    Ok(created)
+) -> Result<u64, ServiceError> {
+    Ok(records::insert_many_audited(tx, values, me.id()).await?)
 }
 
 /// A new record's values from a request's body, checked as [`create`]

@@ -54,14 +54,7 @@ fn column_cast(entity: &Entity, column: &str) -> &'static str {
 /// SQL expression over alias `t`).
 pub fn record_json(entity: &Entity) -> String {
     let mut pairs = vec!["'id', t.id".to_owned()];
-    for field in entity.fields {
-        let read = match field.kind {
-            // Decimals as exact text, never as JSON numbers.
-            Kind::Money { .. } | Kind::Percent => format!("t.{}::text", field.name),
-            _ => format!("t.{}", field.name),
-        };
-        pairs.push(format!("'{}', {read}", field.name));
-    }
+    pairs.extend(field_pairs(entity));
     for audit in [
         "created_by",
         "updated_by",
@@ -72,6 +65,18 @@ pub fn record_json(entity: &Entity) -> String {
         pairs.push(format!("'{audit}', t.{audit}"));
     }
     format!("jsonb_build_object({})", pairs.join(", "))
+}
+
+/// Each writable field's name and value as [`record_json`] reads them.
+fn field_pairs(entity: &Entity) -> impl Iterator<Item = String> + '_ {
+    entity.fields.iter().map(|field| {
+        let read = match field.kind {
+            // Decimals as exact text, never as JSON numbers.
+            Kind::Money { .. } | Kind::Percent => format!("t.{}::text", field.name),
+            _ => format!("t.{}", field.name),
+        };
+        format!("'{}', {read}", field.name)
+    })
 }
 
 fn sql_text(value: &Option<Datum>) -> Option<String> {
@@ -116,14 +121,17 @@ pub async fn insert(tx: &TenantTx, values: &NewRecord, by: i32) -> Result<Value,
 }
 
 /// Inserts records of one type in one statement, in the given order (their
-/// ids ascend with it), and answers them in that order.
-pub async fn insert_many(
+/// ids ascend with it), and audits each creation in the same statement:
+/// every field that is not null, as its change from null, which is what
+/// [`audit`] records for a record created alone. Answers how many were
+/// made. The bulk path of an import: nothing travels back per row.
+pub async fn insert_many_audited(
     tx: &TenantTx,
     records: &[NewRecord],
     by: i32,
-) -> Result<Vec<Value>, StoreError> {
+) -> Result<u64, StoreError> {
     let Some(first) = records.first() else {
-        return Ok(Vec::new());
+        return Ok(0);
     };
     let entity = first.entity();
     let names: Vec<&str> = entity.fields.iter().map(|f| f.name).collect();
@@ -138,34 +146,33 @@ pub async fn insert_many(
         .enumerate()
         .map(|(i, f)| format!("u.c{i}{}", cast(f.kind)))
         .collect();
-    let by_param = names.len() + 1;
+    let (by_param, entity_param) = (names.len() + 1, names.len() + 2);
+    let fields: Vec<String> = field_pairs(entity).collect();
     let sql = format!(
-        "INSERT INTO {table} AS t ({names}, created_by, updated_by)
-         SELECT {reads}, ${by_param}::text::int, ${by_param}::text::int
-         FROM unnest({arrays}) WITH ORDINALITY AS u({aliases}, n) ORDER BY u.n
-         RETURNING {json}, t.id",
+        "WITH created AS (
+             INSERT INTO {table} AS t ({names}, created_by, updated_by)
+             SELECT {reads}, ${by_param}::text::int, ${by_param}::text::int
+             FROM unnest({arrays}) WITH ORDINALITY AS u({aliases}, n) ORDER BY u.n
+             RETURNING t.id, jsonb_build_object({fields}) AS fields
+         )
+         INSERT INTO audit_events (entity, entity_id, action, user_id, changes)
+         SELECT ${entity_param}, c.id, 'create', ${by_param}::text::int,
+                (SELECT coalesce(jsonb_object_agg(f.key, jsonb_build_object('from', NULL, 'to', f.value)), '{{}}')
+                 FROM jsonb_each(c.fields) AS f WHERE f.value <> 'null'::jsonb)
+         FROM created c ORDER BY c.id",
         table = entity.table,
         names = names.join(", "),
         reads = reads.join(", "),
         arrays = arrays.join(", "),
         aliases = aliases.join(", "),
-        json = record_json(entity),
+        fields = fields.join(", "),
     );
     let by = Some(by.to_string());
     let mut params: Vec<&(dyn ToSql + Sync)> =
         columns.iter().map(|c| c as &(dyn ToSql + Sync)).collect();
     params.push(&by);
-    let mut rows: Vec<(i32, Value)> = tx
-        .query(&sql, &params)
-        .await
-        .map_err(store_error)?
-        .iter()
-        .map(|r| (r.get(1), r.get(0)))
-        .collect();
-    // Rows are inserted in the order of the SELECT, and each takes the
-    // sequence's next id as it is inserted.
-    rows.sort_by_key(|(id, _)| *id);
-    Ok(rows.into_iter().map(|(_, record)| record).collect())
+    params.push(&entity.name);
+    tx.execute(&sql, &params).await.map_err(store_error)
 }
 
 /// A record by id; deleted ones only when asked. `lock` takes a row lock
@@ -272,27 +279,6 @@ pub async fn audit(
     tx.execute(
         "INSERT INTO audit_events (entity, entity_id, action, user_id, changes) VALUES ($1, $2, $3, $4, $5)",
         &[&entity.name, &id, &action, &user_id, changes],
-    )
-    .await?;
-    Ok(())
-}
-
-/// Records one action on many records of a type, each with its changes,
-/// in one statement.
-pub async fn audit_many(
-    tx: &TenantTx,
-    entity: &Entity,
-    action: &str,
-    user_id: i32,
-    events: &[(i32, Value)],
-) -> Result<(), StoreError> {
-    let ids: Vec<i32> = events.iter().map(|(id, _)| *id).collect();
-    let changes: Vec<&Value> = events.iter().map(|(_, changes)| changes).collect();
-    tx.execute(
-        "INSERT INTO audit_events (entity, entity_id, action, user_id, changes)
-         SELECT $1, e.id, $3, $4, e.changes
-         FROM unnest($2::int[], $5::jsonb[]) WITH ORDINALITY AS e(id, changes, n) ORDER BY e.n",
-        &[&entity.name, &ids, &action, &user_id, &changes],
     )
     .await?;
     Ok(())
