@@ -519,12 +519,17 @@ async fn import_new_contacts(
             }
         }
     }
+    if !find_companies(tx, &new_contacts, companies).await? {
+        return Ok(None);
+    }
+    // What follows inserts, and the inserts' foreign key checks are primary
+    // key lookups, planned once.
+    tx.plan_generically().await?;
     if !link_companies(tx, me, &mut new_contacts, companies).await? {
         return Ok(None);
     }
     let values: Vec<atrium_domain::records::NewRecord> =
         new_contacts.iter().map(|(_, c)| c.values.clone()).collect();
-    tx.plan_generically().await?;
     let created = records::create_many(tx, me, &values).await;
     if created.is_err() {
         return Ok(None);
@@ -548,13 +553,11 @@ struct NewContact {
     company: Option<String>,
 }
 
-/// Sets each new contact's company, found by name or made (audited, as
-/// the row path makes it). False when a company cannot be made: the row
-/// path then says why, row by row.
-async fn link_companies(
+/// Looks up by name the companies the new contacts name that this import
+/// has not met yet. False when the lookup fails.
+async fn find_companies(
     tx: &TenantTx,
-    me: &CurrentUser,
-    contacts: &mut [(usize, NewContact)],
+    contacts: &[(usize, NewContact)],
     companies: &mut HashMap<String, i64>,
 ) -> Result<bool, ServiceError> {
     let unknown: Vec<&str> = contacts
@@ -562,33 +565,64 @@ async fn link_companies(
         .filter_map(|(_, c)| c.company.as_deref())
         .filter(|name| !companies.contains_key(&name.to_lowercase()))
         .collect();
-    if !unknown.is_empty() {
-        let Ok(found) = store::companies_by_names(tx, &unknown).await else {
+    if unknown.is_empty() {
+        return Ok(true);
+    }
+    let Ok(found) = store::companies_by_names(tx, &unknown).await else {
+        return Ok(false);
+    };
+    for (name, id) in found {
+        if let Some(id) = id {
+            companies.insert(name.to_lowercase(), i64::from(id));
+        }
+    }
+    Ok(true)
+}
+
+/// Sets each new contact's company: one [`find_companies`] found, or one
+/// made here. The companies still missing are made together, in the order
+/// the batch first names them, each checked and audited as one made by
+/// the row path. False when they cannot be made: the row path then says
+/// why, row by row.
+async fn link_companies(
+    tx: &TenantTx,
+    me: &CurrentUser,
+    contacts: &mut [(usize, NewContact)],
+    companies: &mut HashMap<String, i64>,
+) -> Result<bool, ServiceError> {
+    let mut missing: Vec<(String, &str)> = Vec::new();
+    let mut named: HashSet<String> = HashSet::new();
+    for name in contacts.iter().filter_map(|(_, c)| c.company.as_deref()) {
+        let key = name.to_lowercase();
+        if !companies.contains_key(&key) && named.insert(key.clone()) {
+            missing.push((key, name));
+        }
+    }
+    if !missing.is_empty() {
+        let mut values = Vec::with_capacity(missing.len());
+        for (_, name) in &missing {
+            match records::checked_new(tx, me, &COMPANY, json!({ "name": name })).await {
+                Ok(checked) => values.push(checked),
+                Err(_) => return Ok(false),
+            }
+        }
+        let Ok(ids) = records::create_many(tx, me, &values).await else {
             return Ok(false);
         };
-        for (name, id) in found {
-            if let Some(id) = id {
-                companies.insert(name.to_lowercase(), i64::from(id));
-            }
+        for ((key, _), id) in missing.into_iter().zip(ids) {
+            // Negative until the batch is kept.
+            companies.insert(key, -i64::from(id));
         }
     }
     for (_, contact) in contacts.iter_mut() {
         let Some(name) = &contact.company else {
             continue;
         };
-        let id = match companies.get(&name.to_lowercase()) {
-            Some(id) => id.abs(),
-            None => match records::create(tx, me, &COMPANY, json!({"name": name})).await {
-                Ok(made) => {
-                    let id = made["id"].as_i64().unwrap_or_default();
-                    // Negative until the batch is kept.
-                    companies.insert(name.to_lowercase(), -id);
-                    id
-                }
-                Err(_) => return Ok(false),
-            },
+        let Some(id) = companies.get(&name.to_lowercase()) else {
+            return Ok(false);
         };
-        let id = i32::try_from(id).map_err(|_| anyhow::anyhow!("company id {id} out of range"))?;
+        let id =
+            i32::try_from(id.abs()).map_err(|_| anyhow::anyhow!("company id {id} out of range"))?;
         contact
             .values
             .set("company_id", Some(atrium_domain::records::Datum::Int(id)));

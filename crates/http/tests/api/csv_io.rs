@@ -595,4 +595,55 @@ async fn a_batch_of_new_and_known_contacts_is_linked_and_audited_as_one_request_
     let acme_events = history(&app, &token, "company", acme).await;
     assert_eq!(acme_events.len(), 1, "{acme_events:?}");
     assert_eq!(acme_events[0].0, "create");
+    // The import made Acme with its batch's other new companies; its event
+    // is the one a company made alone gets.
+    let solo = send(
+        app.authed(Method::POST, "alpha", &token, "/api/v1/companies")
+            .json(&json!({"name": "Solo"})),
+        StatusCode::CREATED,
+    )
+    .await;
+    let solo_events = history(&app, &token, "company", solo["id"].as_i64().unwrap()).await;
+    let mut expected = solo_events[0].1.clone();
+    expected["name"]["to"] = json!("Acme");
+    assert_eq!(acme_events[0].1, expected);
+}
+
+/// A company the batch cannot make (its name is too long) sends the whole
+/// batch down the row-by-row path: that row is refused, the others import
+/// with their companies made once each.
+#[tokio::test]
+async fn a_company_that_cannot_be_made_refuses_its_row_alone() {
+    let app = TestApp::spawn().await;
+    let t = app.create_tenant("alpha").await;
+    let token = t.admin_token.clone();
+    let csv = format!(
+        "first_name,last_name,company\nAnn,Lee,Acme\nBo,Li,{}\nCy,Ko,Beta\nDi,Wu,acme\n",
+        "x".repeat(300)
+    );
+    let report = import(&app, "alpha", &token, &csv, "").await;
+    assert_eq!(
+        (&report["created"], &report["failed"]),
+        (&json!(3), &json!(1)),
+        "{report}"
+    );
+    assert_eq!(report["errors"][0]["row"], 3, "{report}");
+    assert_eq!(
+        app.sql_i64("SELECT count(*) FROM tenant_1.companies").await,
+        2
+    );
+    assert_eq!(
+        app.sql_i64(
+            "SELECT count(*) FROM tenant_1.audit_events WHERE entity = 'company' AND action = 'create'"
+        )
+        .await,
+        2
+    );
+    assert_eq!(
+        app.sql_i64(
+            "SELECT count(DISTINCT company_id) FROM tenant_1.contacts WHERE company_id IS NOT NULL"
+        )
+        .await,
+        2
+    );
 }

@@ -108,13 +108,13 @@ pub async fn create(
 }
 
 /// Creates records checked by [`checked_new`] in one statement, audited as
-/// [`create`] audits each: the bulk path of an import. Answers how many
-/// were made.
+/// [`create`] audits each: the bulk path of an import. Answers the new
+/// records' ids, in the order given.
 pub async fn create_many(
     tx: &TenantTx,
     me: &CurrentUser,
     values: &[NewRecord],
-) -> Result<u64, ServiceError> {
+) -> Result<Vec<i32>, ServiceError> {
     Ok(records::insert_many_audited(tx, values, me.id()).await?)
 }
 

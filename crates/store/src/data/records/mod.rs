@@ -54,7 +54,7 @@ fn column_cast(entity: &Entity, column: &str) -> &'static str {
 /// SQL expression over alias `t`).
 pub fn record_json(entity: &Entity) -> String {
     let mut pairs = vec!["'id', t.id".to_owned()];
-    pairs.extend(field_pairs(entity));
+    pairs.extend(field_reads(entity).map(|(name, read)| format!("'{name}', {read}")));
     for audit in [
         "created_by",
         "updated_by",
@@ -67,15 +67,15 @@ pub fn record_json(entity: &Entity) -> String {
     format!("jsonb_build_object({})", pairs.join(", "))
 }
 
-/// Each writable field's name and value as [`record_json`] reads them.
-fn field_pairs(entity: &Entity) -> impl Iterator<Item = String> + '_ {
+/// Each writable field's name and its value as [`record_json`] reads it.
+fn field_reads(entity: &Entity) -> impl Iterator<Item = (&'static str, String)> + '_ {
     entity.fields.iter().map(|field| {
         let read = match field.kind {
             // Decimals as exact text, never as JSON numbers.
             Kind::Money { .. } | Kind::Percent => format!("t.{}::text", field.name),
             _ => format!("t.{}", field.name),
         };
-        format!("'{}', {read}", field.name)
+        (field.name, read)
     })
 }
 
@@ -123,15 +123,15 @@ pub async fn insert(tx: &TenantTx, values: &NewRecord, by: i32) -> Result<Value,
 /// Inserts records of one type in one statement, in the given order (their
 /// ids ascend with it), and audits each creation in the same statement:
 /// every field that is not null, as its change from null, which is what
-/// [`audit`] records for a record created alone. Answers how many were
-/// made. The bulk path of an import: nothing travels back per row.
+/// [`audit`] records for a record created alone. Answers the new ids in
+/// the given order. The bulk path of an import: only ids travel back.
 pub async fn insert_many_audited(
     tx: &TenantTx,
     records: &[NewRecord],
     by: i32,
-) -> Result<u64, StoreError> {
+) -> Result<Vec<i32>, StoreError> {
     let Some(first) = records.first() else {
-        return Ok(0);
+        return Ok(Vec::new());
     };
     let entity = first.entity();
     let names: Vec<&str> = entity.fields.iter().map(|f| f.name).collect();
@@ -147,32 +147,51 @@ pub async fn insert_many_audited(
         .map(|(i, f)| format!("u.c{i}{}", cast(f.kind)))
         .collect();
     let (by_param, entity_param) = (names.len() + 1, names.len() + 2);
-    let fields: Vec<String> = field_pairs(entity).collect();
+    // A created record's audit: each field that is not null, from null.
+    // (The one JSON field, custom_fields, is an object by its check, never
+    // JSON null.)
+    let changes: Vec<String> = field_reads(entity)
+        .map(|(name, read)| {
+            format!(
+                "CASE WHEN {read} IS NULL THEN '{{}}'::jsonb \
+                 ELSE jsonb_build_object('{name}', jsonb_build_object('from', NULL, 'to', {read})) END"
+            )
+        })
+        .collect();
     let sql = format!(
         "WITH created AS (
              INSERT INTO {table} AS t ({names}, created_by, updated_by)
              SELECT {reads}, ${by_param}::text::int, ${by_param}::text::int
              FROM unnest({arrays}) WITH ORDINALITY AS u({aliases}, n) ORDER BY u.n
-             RETURNING t.id, jsonb_build_object({fields}) AS fields
+             RETURNING t.id, {changes} AS changes
          )
          INSERT INTO audit_events (entity, entity_id, action, user_id, changes)
-         SELECT ${entity_param}, c.id, 'create', ${by_param}::text::int,
-                (SELECT coalesce(jsonb_object_agg(f.key, jsonb_build_object('from', NULL, 'to', f.value)), '{{}}')
-                 FROM jsonb_each(c.fields) AS f WHERE f.value <> 'null'::jsonb)
-         FROM created c ORDER BY c.id",
+         SELECT ${entity_param}, c.id, 'create', ${by_param}::text::int, c.changes
+         FROM created c ORDER BY c.id
+         RETURNING entity_id",
         table = entity.table,
         names = names.join(", "),
         reads = reads.join(", "),
         arrays = arrays.join(", "),
         aliases = aliases.join(", "),
-        fields = fields.join(", "),
+        changes = changes.join(" || "),
     );
     let by = Some(by.to_string());
     let mut params: Vec<&(dyn ToSql + Sync)> =
         columns.iter().map(|c| c as &(dyn ToSql + Sync)).collect();
     params.push(&by);
     params.push(&entity.name);
-    tx.execute(&sql, &params).await.map_err(store_error)
+    let mut ids: Vec<i32> = tx
+        .query(&sql, &params)
+        .await
+        .map_err(store_error)?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    // Rows are inserted in the order of the SELECT, and each takes the
+    // sequence's next id as it is inserted.
+    ids.sort_unstable();
+    Ok(ids)
 }
 
 /// A record by id; deleted ones only when asked. `lock` takes a row lock
