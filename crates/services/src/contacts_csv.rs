@@ -228,7 +228,39 @@ where
         return result;
     }
     tx.commit().await?;
+    if let Ok(report) = &result
+        && report.created + report.updated >= TIDY_AFTER_ROWS
+    {
+        tidy_after_import(scope);
+    }
     result
+}
+
+/// Rows written by one import after which its tables are vacuumed at
+/// once rather than at the next scheduled maintenance: a batch's worth.
+const TIDY_AFTER_ROWS: u64 = BATCH_ROWS;
+
+/// Vacuums and analyzes the tables an import wrote, in the background, on
+/// the tenant's cluster with the rights to change the schema
+/// ([`atrium_store::fleet::maintain::vacuum_tables`] says why). Without a
+/// placement (no fleet to ask) nothing runs: the scheduled maintenance
+/// does it within the hour.
+fn tidy_after_import(scope: &Scope) {
+    let Some(placement) = &scope.placement else {
+        return;
+    };
+    let Some(cluster) = placement.fleet.cluster(&scope.tenant.cluster) else {
+        return;
+    };
+    let admin = cluster.admin.clone();
+    let schema = scope.tenant.schema_name.clone();
+    tokio::spawn(async move {
+        let tables = ["contacts", "companies", "audit_events"];
+        if let Err(e) = atrium_store::fleet::maintain::vacuum_tables(&admin, &schema, &tables).await
+        {
+            tracing::warn!(schema, error = %e, "vacuuming after an import failed");
+        }
+    });
 }
 
 /// The open transaction of an import.

@@ -647,3 +647,35 @@ async fn a_company_that_cannot_be_made_refuses_its_row_alone() {
         2
     );
 }
+
+/// An import of a batch or more vacuums and analyzes the tables it wrote
+/// in the background: the new rows leave the GIN indexes' pending lists
+/// (which every search would otherwise read whole) without waiting for
+/// the scheduled maintenance. A smaller import leaves that to it.
+#[tokio::test]
+async fn a_large_import_is_followed_by_a_vacuum_of_its_tables() {
+    let app = TestApp::spawn().await;
+    let t = app.create_tenant("alpha").await;
+    let vacuumed = "SELECT count(*) FROM pg_stat_user_tables
+                    WHERE schemaname = 'tenant_1' AND relname = 'contacts'
+                      AND last_vacuum IS NOT NULL AND last_analyze IS NOT NULL";
+    let small = "first_name,last_name\nAnn,Lee\n";
+    import(&app, "alpha", &t.admin_token, small, "").await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(app.sql_i64(vacuumed).await, 0, "a one-row import waits");
+
+    let mut csv = String::from("first_name,last_name,email\n");
+    for n in 0..1_000 {
+        csv.push_str(&format!("Ann,Lee{n},ann{n}@x.com\n"));
+    }
+    let report = import(&app, "alpha", &t.admin_token, &csv, "").await;
+    assert_eq!(report["created"], 1_000, "{report}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while app.sql_i64(vacuumed).await == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the imported tables were not vacuumed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}

@@ -410,19 +410,51 @@ async fn vacuum_written(db: &Database) -> anyhow::Result<Vec<String>> {
             is_tenant_schema_name(&schema),
             "the registry names schema {schema:?}"
         );
-        let s = quote_ident(&schema);
-        let tables = ARCHIVED_TABLES
+        let tables: Vec<&str> = ARCHIVED_TABLES
             .iter()
             .chain(NOT_ARCHIVED)
-            .map(|t| format!("{s}.{}", quote_ident(t)))
-            .collect::<Vec<_>>()
-            .join(", ");
+            .copied()
+            .collect();
         walker
             .connection()
             .await?
-            .batch_execute(&format!("VACUUM (ANALYZE) {tables}"))
+            .batch_execute(&vacuum_statement(&schema, &tables))
             .await?;
         vacuumed.push(schema);
     }
     Ok(vacuumed)
+}
+
+/// `VACUUM ANALYZE` of some of one tenant's tables, after a bulk write
+/// (an import): the new rows' entries leave the GIN indexes' pending
+/// lists, which every search of the tenant otherwise reads whole, once
+/// per index condition (on 100,000 imported contacts a search took two
+/// seconds instead of ten milliseconds), and the planner learns the
+/// tables' new sizes. A login that does not own the tables gets
+/// PostgreSQL's warning and nothing is done; the scheduled run catches up.
+pub async fn vacuum_tables(
+    admin: &AdminDatabase,
+    schema: &str,
+    tables: &[&str],
+) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        is_tenant_schema_name(schema),
+        "not a tenant schema: {schema:?}"
+    );
+    admin
+        .database()
+        .connection()
+        .await?
+        .batch_execute(&vacuum_statement(schema, tables))
+        .await?;
+    Ok(())
+}
+
+fn vacuum_statement(schema: &str, tables: &[&str]) -> String {
+    let s = quote_ident(schema);
+    let tables: Vec<String> = tables
+        .iter()
+        .map(|t| format!("{s}.{}", quote_ident(t)))
+        .collect();
+    format!("VACUUM (ANALYZE) {}", tables.join(", "))
 }
