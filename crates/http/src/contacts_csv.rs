@@ -104,7 +104,7 @@ pub struct ImportReportBody {
 /// exists is updated. Failed rows are reported and change nothing: the
 /// report lists the first 1,000 row errors and counts them all in
 /// `error_count`. `dry_run=true` checks without writing. Rows are committed
-/// in batches of 250: an import that breaks off keeps the batches before
+/// in batches of 1,000: an import that breaks off keeps the batches before
 /// it, and running the file again updates them by email.
 #[utoipa::path(post, path = "/api/v1/contacts/import", tag = "contacts", security(("session" = [])),
     params(("dry_run" = Option<bool>, Query)),
