@@ -259,19 +259,22 @@ async fn send_import(
 }
 
 /// Waits for the server's background `VACUUM ANALYZE` of an imported
-/// tenant's tables (its last table analyzed): how long after the answer.
+/// tenant's tables (every table it writes analyzed): how long after the
+/// answer.
 async fn tidied(db: &Database, schema: &str) -> anyhow::Result<Duration> {
+    let tables = atrium_services::contacts_csv::TABLES_WRITTEN.map(str::to_owned);
     let session = db.connection().await?;
     let started = Instant::now();
     loop {
-        let done: bool = session
+        let analyzed: i64 = session
             .query_one(
-                "SELECT EXISTS (SELECT 1 FROM pg_stat_user_tables
-                 WHERE schemaname = $1 AND relname = 'audit_events' AND last_analyze IS NOT NULL)",
-                &[&schema],
+                "SELECT count(*) FROM pg_stat_user_tables
+                 WHERE schemaname = $1 AND relname = ANY($2) AND last_analyze IS NOT NULL",
+                &[&schema, &tables.as_slice()],
             )
             .await?
             .get(0);
+        let done = analyzed == tables.len() as i64;
         if done {
             return Ok(started.elapsed());
         }

@@ -240,6 +240,9 @@ where
 /// once rather than at the next scheduled maintenance: a batch's worth.
 const TIDY_AFTER_ROWS: u64 = BATCH_ROWS;
 
+/// The tables an import writes, vacuumed in this order after a large one.
+pub const TABLES_WRITTEN: [&str; 3] = ["contacts", "companies", "audit_events"];
+
 /// Vacuums and analyzes the tables an import wrote, in the background, on
 /// the tenant's cluster with the rights to change the schema
 /// ([`atrium_store::fleet::maintain::vacuum_tables`] says why). Without a
@@ -255,8 +258,8 @@ fn tidy_after_import(scope: &Scope) {
     let admin = cluster.admin.clone();
     let schema = scope.tenant.schema_name.clone();
     tokio::spawn(async move {
-        let tables = ["contacts", "companies", "audit_events"];
-        if let Err(e) = atrium_store::fleet::maintain::vacuum_tables(&admin, &schema, &tables).await
+        if let Err(e) =
+            atrium_store::fleet::maintain::vacuum_tables(&admin, &schema, &TABLES_WRITTEN).await
         {
             tracing::warn!(schema, error = %e, "vacuuming after an import failed");
         }
