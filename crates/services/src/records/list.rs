@@ -175,7 +175,7 @@ pub async fn list(
     };
     conditions.extend(custom_field_conditions(tx, entity, params, &mut problems).await?);
     problems.into_result()?;
-    let rows = records::list(
+    let mut rows = records::list(
         tx,
         entity,
         &ListQuery {
@@ -188,7 +188,7 @@ pub async fn list(
     )
     .await?;
     let more = rows.len() as i64 > request.limit;
-    let rows = &rows[..rows.len().min(request.limit as usize)];
+    rows.truncate(request.limit as usize);
     Ok(RecordPage {
         next_cursor: more
             .then(|| {
@@ -196,7 +196,7 @@ pub async fn list(
                     .map(|(_, value, id)| encode_cursor(cursor_kind, value, *id))
             })
             .flatten(),
-        data: rows.iter().map(|(record, _, _)| record.clone()).collect(),
+        data: rows.into_iter().map(|(record, _, _)| record).collect(),
     })
 }
 

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use deadpool_postgres::ClientWrapper;
 use tokio::sync::Semaphore;
-use tokio_postgres::types::ToSql;
+use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Row, Statement};
 
 use atrium_domain::{TenantStatus, Tier};
@@ -377,6 +377,28 @@ impl TenantTx {
             let statement = self.prepared(sql).await?;
             self.tx.client().query(&statement, params).await
         })
+        .await
+    }
+
+    /// Runs `sql`, whose parameters are all text, as a statement planned
+    /// for these very values, in one round trip (parse, bind and execute
+    /// together, no statement kept). For a statement whose best plan
+    /// depends on its values: a prepared statement soon runs a generic
+    /// plan, where a value that folds to a constant (a search's
+    /// `to_tsquery`) is computed again for every row it meets, and it is
+    /// planned again for each tenant anyway, as its search path changes.
+    pub(crate) async fn query_planned_for_values(
+        &self,
+        sql: &str,
+        text_params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, tokio_postgres::Error> {
+        let typed: Vec<(&(dyn ToSql + Sync), Type)> =
+            text_params.iter().map(|p| (*p, Type::TEXT)).collect();
+        timed_statement(
+            &self.tenant.schema_name,
+            sql,
+            self.tx.client().query_typed(sql, &typed),
+        )
         .await
     }
 

@@ -36,6 +36,16 @@ pub struct ListQuery {
     pub include_deleted: bool,
 }
 
+impl ListQuery {
+    /// Whether a condition searches: what it finds, and so the best plan,
+    /// depends on the text searched for.
+    fn searches(&self) -> bool {
+        self.conditions
+            .iter()
+            .any(|c| matches!(c, Condition::Search { .. }))
+    }
+}
+
 /// SQL text with its text parameters, numbered as they are pushed.
 #[derive(Default)]
 struct Sql {
@@ -122,7 +132,11 @@ pub async fn list(
 ) -> Result<Vec<(Value, String, i32)>, StoreError> {
     let (text, sql) = list_sql(entity, query);
     let params = sql.params();
-    let rows = tx.query(&text, &params).await?;
+    let rows = if query.searches() {
+        tx.query_planned_for_values(&text, &params).await?
+    } else {
+        tx.query(&text, &params).await?
+    };
     Ok(rows
         .iter()
         .map(|r| (r.get(0), r.get(1), r.get(2)))
@@ -139,7 +153,12 @@ pub async fn list_plan(
 ) -> Result<String, StoreError> {
     let (text, sql) = list_sql(entity, query);
     let params = sql.params();
-    let rows = tx.query(&format!("EXPLAIN {text}"), &params).await?;
+    let explain = format!("EXPLAIN {text}");
+    let rows = if query.searches() {
+        tx.query_planned_for_values(&explain, &params).await?
+    } else {
+        tx.query(&explain, &params).await?
+    };
     Ok(rows
         .iter()
         .map(|r| r.get::<_, String>(0))
