@@ -86,12 +86,14 @@ async fn measure(scratch: &Scratch, bench: &ApiBench) -> anyhow::Result<String> 
          tenant context in one statement, the prepared session-and-user read, the idle clock's \
          write when it is over a minute old, `COMMIT`). \
          *Lookup*: `GET /api/v1/me` without a token, which resolves the tenant from `Host` and \
-         answers 401, against the registry query an uncached lookup would run.\n",
+         answers 401, against the registry query an uncached lookup would run. Each side is \
+         measured {} times, taking turns; the median is shown.\n",
         bench.clients,
         bench.seconds,
         atrium_store::DEFAULT_POOL_SIZE,
         bench.session_max_tenants,
-        bench.clients
+        bench.clients,
+        bench.rounds.max(1),
     )?;
     writeln!(
         report,
@@ -107,7 +109,12 @@ async fn measure(scratch: &Scratch, bench: &ApiBench) -> anyhow::Result<String> 
     let mut pool_sentences = Vec::new();
     let mut bare_report = String::new();
     if crate::bare::available() {
-        crate::bare::header(&mut bare_report, bench.clients, bench.seconds.max(10))?;
+        crate::bare::header(
+            &mut bare_report,
+            bench.clients,
+            bench.seconds.max(10),
+            bench.rounds,
+        )?;
     } else {
         bare_report.push_str(
             "\nThe comparison with the bare query needs `wrk` and `pgbench` on the PATH \
@@ -194,6 +201,7 @@ async fn bare_rows(
         tenants,
         bench.clients,
         bench.seconds.max(10),
+        bench.rounds,
     )
     .await;
     server.abort();

@@ -36,6 +36,7 @@ enum Workload {
 
 /// One measurement: requests or transactions a second, the mean latency,
 /// the failures.
+#[derive(Clone, Copy)]
 struct Measured {
     per_second: f64,
     mean: Duration,
@@ -55,7 +56,12 @@ pub(crate) fn available() -> bool {
 }
 
 /// The table's header, with what each side runs.
-pub(crate) fn header(report: &mut String, clients: usize, seconds: u64) -> anyhow::Result<()> {
+pub(crate) fn header(
+    report: &mut String,
+    clients: usize,
+    seconds: u64,
+    rounds: usize,
+) -> anyhow::Result<()> {
     writeln!(
         report,
         "\n### Against the bare query (`wrk` and `pgbench`)\n\n\
@@ -64,18 +70,26 @@ pub(crate) fn header(report: &mut String, clients: usize, seconds: u64) -> anyho
          connections, each transaction `BEGIN`, the random tenant's `search_path` by \
          `set_config`, the record query with no session check (the user by id; the contact by \
          id; the contacts whose search vector matches the words as prefixes, best `ts_rank` \
-         first, 50 of them), `COMMIT`. Latencies are means.\n"
+         first, 50 of them), `COMMIT`. Latencies are means. The two take turns, {rounds} \
+         times per workload; the row is the round whose ratio is the median, and the last \
+         column gives every round's ratio.\n"
     )?;
     writeln!(
         report,
-        "| tenants | workload | API req/s | API mean | bare tx/s | bare mean | API / bare |"
+        "| tenants | workload | API req/s | API mean | bare tx/s | bare mean | API / bare | rounds |"
     )?;
-    writeln!(report, "| ---: | --- | ---: | ---: | ---: | ---: | ---: |")?;
+    writeln!(
+        report,
+        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | --- |"
+    )?;
     Ok(())
 }
 
 /// Measures every workload over `tenants` through the server at `addr` and
-/// directly on `db`, and adds a row each to `report`.
+/// directly on `db`, `rounds` times in turn (the API, then the bare query),
+/// and adds a row each to `report`: the round whose ratio is the median,
+/// so that a burst of other work on the machine, which falls on one side
+/// of one round, does not decide the figure.
 pub(crate) async fn rows(
     report: &mut String,
     db: &Database,
@@ -83,32 +97,43 @@ pub(crate) async fn rows(
     tenants: &Arc<Vec<BenchTenant>>,
     clients: usize,
     seconds: u64,
+    rounds: usize,
 ) -> anyhow::Result<()> {
     let ids = tenant_id_range(tenants)?;
     let dir = tempfile::tempdir()?;
     let lua = dir.path().join("tenants.lua");
+    let sql_file = dir.path().join("bare.sql");
     for (label, workload) in WORKLOADS {
         std::fs::write(&lua, wrk_script(tenants, workload))?;
-        let api = wrk(addr, &lua, clients, seconds).await?;
-        let sql_file = dir.path().join("bare.sql");
         std::fs::write(&sql_file, pgbench_script(ids, workload))?;
-        let bare = pgbench(db, &sql_file, clients, seconds).await?;
+        let mut pairs = Vec::new();
+        for _ in 0..rounds.max(1) {
+            let api = wrk(addr, &lua, clients, seconds).await?;
+            let bare = pgbench(db, &sql_file, clients, seconds).await?;
+            pairs.push((api, bare));
+        }
+        let ratios: Vec<String> = pairs
+            .iter()
+            .map(|(api, bare)| format!("{:.2}", api.per_second / bare.per_second))
+            .collect();
+        pairs.sort_by(|(a, b), (c, d)| {
+            (a.per_second / b.per_second).total_cmp(&(c.per_second / d.per_second))
+        });
+        let (api, bare) = pairs[pairs.len() / 2];
         writeln!(
             report,
-            "| {} | {label} | {:.0} | {} | {:.0} | {} | {:.2}× |",
+            "| {} | {label} | {:.0} | {} | {:.0} | {} | {:.2}× | {} |",
             tenants.len(),
             api.per_second,
             crate::ms(api.mean),
             bare.per_second,
             crate::ms(bare.mean),
-            api.per_second / bare.per_second
+            api.per_second / bare.per_second,
+            ratios.join(", "),
         )?;
-        if api.errors + bare.errors > 0 {
-            writeln!(
-                report,
-                "|  | ({} API and {} bare errors) | | | | | |",
-                api.errors, bare.errors
-            )?;
+        let errors: u64 = pairs.iter().map(|(a, b)| a.errors + b.errors).sum();
+        if errors > 0 {
+            writeln!(report, "|  | ({errors} errors) | | | | | | |")?;
         }
     }
     Ok(())

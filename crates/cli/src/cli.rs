@@ -633,6 +633,10 @@ pub struct BenchApiArgs {
     /// retire (as `serve --connection-max-tenants`; default 500).
     #[arg(long, alias = "session-max-tenants", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub connection_max_tenants: Option<u32>,
+    /// Measurements of each workload on each side, taking turns; the
+    /// median is reported.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub rounds: u32,
 }
 
 #[derive(Debug, Args)]

@@ -50,7 +50,7 @@ pub async fn run(command: BenchCommand, connected: &Connected) -> CommandResult 
                     session_max_tenants: args
                         .connection_max_tenants
                         .map_or(atrium_store::CONNECTION_MAX_TENANTS, |n| n as usize),
-                    rounds: 1,
+                    rounds: args.rounds as usize,
                 },
             )
             .await?
