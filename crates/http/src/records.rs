@@ -10,6 +10,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use atrium_services::records::{self, ENTITIES, Entity, ListRequest};
+use atrium_store::records::RawRecord;
 
 use crate::AppState;
 use crate::error::{ApiError, ApiResult, Problem};
@@ -78,7 +79,8 @@ async fn list(
     authed: Authed,
     entity: &'static Entity,
     query: Query,
-) -> ApiResult<axum::Json<Page<Value>>> {
+) -> ApiResult<axum::Json<Page<RawRecord>>> {
+    // The records go out as PostgreSQL wrote them, unread.
     let page = authed
         .run(async |tx, me| -> ApiResult<_> {
             let request = ListRequest {

@@ -871,7 +871,7 @@ pub async fn export_page(
     header: &[String],
     params: &HashMap<String, String>,
 ) -> Result<(Vec<u8>, Option<String>), ServiceError> {
-    let page = records::list(
+    let page = records::list::<Value>(
         tx,
         me,
         &CONTACT,

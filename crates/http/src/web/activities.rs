@@ -70,7 +70,7 @@ pub(crate) async fn page(
             if !kind.is_empty() {
                 params.insert("kind".into(), kind.clone());
             }
-            let page = records::list(
+            let page = records::list::<Value>(
                 tx,
                 me,
                 &ACTIVITY,

@@ -113,7 +113,9 @@ async fn home(signed_in: SignedIn) -> PageResult {
                     limit: HOME_LIST,
                     include_deleted: false,
                 };
-                records::list(tx, me, entity, request).await.map(|p| p.data)
+                records::list::<Value>(tx, me, entity, request)
+                    .await
+                    .map(|p| p.data)
             };
             let due = list(
                 &ACTIVITY,

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use atrium_domain::Invalid;
 use atrium_domain::records::{Datum, Entity, Test};
 use atrium_store::TenantTx;
-use atrium_store::records::{self, Condition, ListQuery};
+use atrium_store::records::{self, Condition, ListQuery, Record};
 
 use crate::{CurrentUser, Problems, ServiceError};
 
@@ -21,8 +21,8 @@ pub struct ListRequest<'a> {
     pub include_deleted: bool,
 }
 
-pub struct RecordPage {
-    pub data: Vec<Value>,
+pub struct RecordPage<T = Value> {
+    pub data: Vec<T>,
     pub next_cursor: Option<String>,
 }
 
@@ -132,12 +132,12 @@ async fn custom_field_conditions(
     Ok(out)
 }
 
-pub async fn list(
+pub async fn list<T: Record>(
     tx: &TenantTx,
     me: &CurrentUser,
     entity: &Entity,
     request: ListRequest<'_>,
-) -> Result<RecordPage, ServiceError> {
+) -> Result<RecordPage<T>, ServiceError> {
     crate::users::check_include_deleted(me, request.include_deleted)?;
     let params = request.params;
     let mut problems = Problems::default();

@@ -153,7 +153,7 @@ pub(crate) async fn list(
                         limit: PAGE_SIZE,
                         include_deleted: false,
                     };
-                    Ok::<_, ApiError>(records::list(tx, me, entity, request).await?)
+                    Ok::<_, ApiError>(records::list::<Value>(tx, me, entity, request).await?)
                 },
             )?;
             Ok((
@@ -274,7 +274,7 @@ async fn related_records(
     let mut out = Vec::new();
     for (heading, other, filter) in wanted {
         let params: HashMap<String, String> = [((*filter).to_owned(), id.to_string())].into();
-        let page = records::list(
+        let page = records::list::<Value>(
             tx,
             me,
             other,

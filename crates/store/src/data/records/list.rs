@@ -6,7 +6,7 @@ use tokio_postgres::types::ToSql;
 
 use atrium_domain::records::{Datum, Entity, Search, SortOption, Test};
 
-use super::{column_cast, record_json};
+use super::{Record, column_cast, record_json};
 use crate::{StoreError, TenantTx};
 
 /// One condition a list's rows meet. Columns are fields of the entity's
@@ -44,6 +44,11 @@ impl ListQuery {
             .iter()
             .any(|c| matches!(c, Condition::Search { .. }))
     }
+
+    /// The condition whose relevance orders the rows, if one does.
+    fn ranking(&self) -> Option<&Condition> {
+        self.conditions.iter().find(|c| c.ranks())
+    }
 }
 
 /// SQL text with its text parameters, numbered as they are pushed.
@@ -61,10 +66,19 @@ impl Sql {
             .collect()
     }
 
-    /// `$n` for a new parameter.
+    /// `$n` for a value: every parameter is text, so a value bound before
+    /// is the same parameter (a search's words appear in its condition and
+    /// in its rank; PostgreSQL then sees one expression where they meet).
     fn bind(&mut self, value: impl Into<String>) -> String {
-        self.params.push(Some(value.into()));
-        format!("${}", self.params.len())
+        let value = Some(value.into());
+        let n = match self.params.iter().position(|p| *p == value) {
+            Some(i) => i + 1,
+            None => {
+                self.params.push(value);
+                self.params.len()
+            }
+        };
+        format!("${n}")
     }
 }
 
@@ -124,12 +138,13 @@ impl Condition {
     }
 }
 
-/// A page of records with each row's sort value (for the next cursor).
-pub async fn list(
+/// A page of records with each row's sort value (for the next cursor),
+/// each record read as `T` (see [`Record`]).
+pub async fn list<T: Record>(
     tx: &TenantTx,
     entity: &Entity,
     query: &ListQuery,
-) -> Result<Vec<(Value, String, i32)>, StoreError> {
+) -> Result<Vec<(T, String, i32)>, StoreError> {
     let (text, sql) = list_sql(entity, query);
     let params = sql.params();
     let rows = if query.searches() {
@@ -137,9 +152,19 @@ pub async fn list(
     } else {
         tx.query(&text, &params).await?
     };
+    let ranked = query.ranking().is_some();
     Ok(rows
         .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .map(|r| {
+            // Rust writes the shortest text that reads back as the same
+            // float8, as PostgreSQL does: a cursor resumes exactly there.
+            let key = if ranked {
+                r.get::<_, f64>(1).to_string()
+            } else {
+                r.get(1)
+            };
+            (r.get(0), key, r.get(2))
+        })
         .collect())
 }
 
@@ -176,38 +201,40 @@ fn list_sql(entity: &Entity, query: &ListQuery) -> (String, Sql) {
     for condition in &query.conditions {
         wheres.push(condition.sql(entity, &mut sql));
     }
-    let ranking = query.conditions.iter().find(|c| c.ranks());
+    let ranking = query.ranking();
     let sort = query.sort;
     let (op, dir) = if sort.descending || ranking.is_some() {
         ("<", "DESC")
     } else {
         (">", "ASC")
     };
-    // The ordering expression, bound anew for each place it appears in.
-    let order_key = |sql: &mut Sql| match ranking.and_then(|r| r.rank(sql)) {
-        Some(rank) => format!("({rank})::float8"),
-        None => format!("t.{}", sort.column),
-    };
-    let key_cast = if ranking.is_some() {
-        "::text::float8"
-    } else {
-        column_cast(entity, sort.column)
+    // The ordering expression, and its type as the cursor's text is read
+    // back.
+    let (key, key_cast) = match ranking.and_then(|r| r.rank(&mut sql)) {
+        Some(rank) => (format!("({rank})::float8"), "::text::float8"),
+        None => (
+            format!("t.{}", sort.column),
+            column_cast(entity, sort.column),
+        ),
     };
     if let Some((value, id)) = &query.after {
-        let key = order_key(&mut sql);
         let (value, id) = (sql.bind(value.clone()), sql.bind(id.to_string()));
         wheres.push(format!(
             "({key}, t.id) {op} ({value}{key_cast}, {id}::text::int)"
         ));
     }
-    // One expression, with the same parameters, for the row's sort value
-    // and the ordering: PostgreSQL computes it once per row (a search's
-    // rank compares the name with every typo variant).
-    let key = order_key(&mut sql);
+    // A rank is selected as it is and ordered by its column: PostgreSQL
+    // computes it once per row (it compares the name with every typo
+    // variant) and parses it once. A column is selected as text.
+    let (selected, order_by) = if ranking.is_some() {
+        (key.clone(), "2".to_owned())
+    } else {
+        (format!("({key})::text"), key.clone())
+    };
     let limit = sql.bind(query.limit.to_string());
     let text = format!(
-        "SELECT {json}, ({key})::text, t.id FROM {table} t WHERE {wheres}
-         ORDER BY {key} {dir}, t.id {dir} LIMIT {limit}::text::bigint",
+        "SELECT {json}, {selected}, t.id FROM {table} t WHERE {wheres}
+         ORDER BY {order_by} {dir}, t.id {dir} LIMIT {limit}::text::bigint",
         json = record_json(entity),
         table = entity.table,
         wheres = wheres.join(" AND "),
