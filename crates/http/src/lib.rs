@@ -140,7 +140,8 @@ pub(crate) struct AppState {
         title = "Atrium",
         description = "A multi-tenant CRM. Tenant paths (`/api/v1/...`) are answered by the \
                        organisation named by the Host header, `<subdomain>.<base-domain>`. \
-                       Platform paths (`/platform/v1/...`) need the platform token.",
+                       Platform paths (`/platform/v1/...`) need the platform token. \
+                       The order of keys in a JSON object carries no meaning.",
     ),
     components(schemas(Problem)),
     modifiers(&BearerAuth),
