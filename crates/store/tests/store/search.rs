@@ -51,7 +51,10 @@ type Page = Vec<(Value, String, i32)>;
 /// For each search of the corpus below, the ids of its first page (51
 /// rows), best first, as the search answered before its statement was
 /// reshaped for speed (taken with the SQL of commit c916744): the ranking
-/// must not move.
+/// must not move. pg_trgm counts only the letters of the database's
+/// locale: in one without a locale (`LC_CTYPE` C, as the embedded cluster
+/// is made) only ASCII letters count, `garcía` finds more, and a line
+/// starting `C:` holds that answer.
 const RECORDED: &str = include_str!("search_corpus.tsv");
 
 fn ids(page: &Page) -> Vec<i32> {
@@ -119,14 +122,25 @@ async fn a_search_finds_the_same_contacts_in_the_same_order_on_any_plan() {
     let tx = TenantTx::begin(&t.db, &tenant, Duration::from_secs(10))
         .await
         .unwrap();
-    let recorded: std::collections::HashMap<&str, Vec<i32>> = RECORDED
-        .lines()
-        .map(|line| {
-            let (text, ids) = line.split_once('\t').unwrap();
-            let ids = ids.split_whitespace().map(|id| id.parse().unwrap());
-            (text, ids.collect())
-        })
-        .collect();
+    let ctype: String = tx.query_raw_for_tests("SHOW lc_ctype").await.unwrap()[0].get(0);
+    let no_locale = matches!(ctype.as_str(), "C" | "POSIX");
+    let mut recorded = std::collections::HashMap::<&str, Vec<i32>>::new();
+    for line in RECORDED.lines() {
+        let (text, ids) = line.split_once('\t').unwrap();
+        let ids: Vec<i32> = ids
+            .split_whitespace()
+            .map(|id| id.parse().unwrap())
+            .collect();
+        match text.strip_prefix("C:") {
+            Some(text) if no_locale => {
+                recorded.insert(text, ids);
+            }
+            Some(_) => {}
+            None => {
+                recorded.entry(text).or_insert(ids);
+            }
+        }
+    }
     let mut found_any = 0;
     for text in BENCHMARKED.iter().chain(OTHERS) {
         let (planned, scanned) = both_ways(&tx, &search(text, None)).await;
