@@ -545,11 +545,16 @@ async fn two_servers_split_a_tenants_request_rate_between_them() {
     // slowly and its budget refuses a flood before its rate does (CI saw
     // 11 served). Where the rate alone refused, the two floods (as long as
     // each other: requests queue for the tier's connections and wait for
-    // the rate) show the share: the whole tier serves about twice half.
+    // the rate) show the share: the whole tier serves about twice half
+    // (a burst and a second of the rate: 150 against 75). A tier not given
+    // back would serve about as much as half; the edges of each second
+    // add the same few requests to both, and on a busy machine the tier's
+    // connections, not the rate, can bound the second flood (CI saw 93
+    // then 135), so the test asks for a quarter more, not twice.
     if half.over_budget == 0 && whole.over_budget == 0 {
         assert!(half.over_rate > 0, "the rate refused the flood: {half:?}");
         assert!(
-            whole.served as f64 >= 1.5 * half.served as f64,
+            whole.served as f64 >= 1.25 * half.served as f64,
             "the stop gave the tier back: {half:?} then {whole:?}"
         );
     }
