@@ -146,12 +146,7 @@ pub async fn list<T: Record>(
     query: &ListQuery,
 ) -> Result<Vec<(T, String, i32)>, StoreError> {
     let (text, sql) = list_sql(entity, query);
-    let params = sql.params();
-    let rows = if query.searches() {
-        tx.query_planned_for_values(&text, &params).await?
-    } else {
-        tx.query(&text, &params).await?
-    };
+    let rows = run(tx, query, &text, &sql).await?;
     let ranked = query.ranking().is_some();
     Ok(rows
         .iter()
@@ -177,18 +172,28 @@ pub async fn list_plan(
     query: &ListQuery,
 ) -> Result<String, StoreError> {
     let (text, sql) = list_sql(entity, query);
-    let params = sql.params();
-    let explain = format!("EXPLAIN {text}");
-    let rows = if query.searches() {
-        tx.query_planned_for_values(&explain, &params).await?
-    } else {
-        tx.query(&explain, &params).await?
-    };
+    let rows = run(tx, query, &format!("EXPLAIN {text}"), &sql).await?;
     Ok(rows
         .iter()
         .map(|r| r.get::<_, String>(0))
         .collect::<Vec<_>>()
         .join("\n"))
+}
+
+/// Runs a list's statement `text` as the query needs: planned for its
+/// values when it searches, else prepared once per session.
+async fn run(
+    tx: &TenantTx,
+    query: &ListQuery,
+    text: &str,
+    sql: &Sql,
+) -> Result<Vec<tokio_postgres::Row>, tokio_postgres::Error> {
+    let params = sql.params();
+    if query.searches() {
+        tx.query_planned_for_values(text, &params).await
+    } else {
+        tx.query(text, &params).await
+    }
 }
 
 fn list_sql(entity: &Entity, query: &ListQuery) -> (String, Sql) {
